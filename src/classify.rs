@@ -1,0 +1,117 @@
+//! Which admission requests are ours: the CREATE of a KubeSpawner notebook pod by an allowed
+//! requester, with the raw JupyterHub username in its annotation. Everything else passes unchanged.
+
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionRequest, Operation};
+
+use crate::identity::is_acceptable_username;
+use crate::policy::PodSelector;
+
+/// KubeSpawner's annotation with the raw (unescaped) JupyterHub username. The pod name and the
+/// label of the same name are lossy slugs (`Bob.Smith@uni.edu.au` → `bob-smith-uni-edu-au---4d2a158f`).
+pub const USERNAME_ANNOTATION: &str = "hub.jupyter.org/username";
+/// KubeSpawner's annotation with the named server's name; absent or empty for the default server.
+pub const SERVERNAME_ANNOTATION: &str = "hub.jupyter.org/servername";
+
+/// Why a request passes through unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    NotCreate,
+    NotPod,
+    NotNotebookPod,
+    RequesterNotAllowed,
+    NoUsernameAnnotation,
+    BadUsername,
+}
+
+impl SkipReason {
+    /// A short stable name for logs (and metrics).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::NotCreate => "not_create",
+            SkipReason::NotPod => "not_pod",
+            SkipReason::NotNotebookPod => "not_notebook_pod",
+            SkipReason::RequesterNotAllowed => "requester_not_allowed",
+            SkipReason::NoUsernameAnnotation => "no_username_annotation",
+            SkipReason::BadUsername => "bad_username",
+        }
+    }
+
+    /// The warning returned to the API client, for the skips a person should hear about.
+    pub fn warning(self) -> Option<&'static str> {
+        match self {
+            SkipReason::RequesterNotAllowed => Some(
+                "xnat-webhook: this notebook pod was not created by an allowed requester; no XNAT data attached",
+            ),
+            SkipReason::NoUsernameAnnotation => Some(
+                "xnat-webhook: notebook pod has no hub.jupyter.org/username annotation; no XNAT data attached",
+            ),
+            SkipReason::BadUsername => Some(
+                "xnat-webhook: the hub.jupyter.org/username annotation is not a usable username; no XNAT data attached",
+            ),
+            _ => None,
+        }
+    }
+}
+
+/// A notebook pod the webhook should mutate.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    pub pod_name: &'a str,
+    pub jupyter_user: &'a str,
+    /// Empty for the default server.
+    pub server_name: &'a str,
+    pub pod: &'a DynamicObject,
+}
+
+/// Decides whether `req` is ours. Pure: the request and the policy's selector are all it reads.
+pub fn classify<'a>(
+    req: &'a AdmissionRequest<DynamicObject>,
+    sel: &PodSelector,
+) -> Result<Target<'a>, SkipReason> {
+    if req.operation != Operation::Create {
+        return Err(SkipReason::NotCreate);
+    }
+    let kind = &req.kind;
+    if !(kind.group.is_empty() && kind.version == "v1" && kind.kind == "Pod")
+        || req.sub_resource.is_some()
+    {
+        return Err(SkipReason::NotPod);
+    }
+    let pod = req.object.as_ref().ok_or(SkipReason::NotPod)?;
+    let meta = &pod.metadata;
+    let pod_name = meta.name.as_deref().unwrap_or(req.name.as_str());
+    let labels_match = sel.labels.iter().all(|(k, v)| {
+        meta.labels
+            .as_ref()
+            .and_then(|l| l.get(k))
+            .is_some_and(|have| have == v)
+    });
+    if !labels_match || !pod_name.starts_with(&sel.name_prefix) {
+        return Err(SkipReason::NotNotebookPod);
+    }
+    // Who created the pod matters: anyone able to create pods could claim any username.
+    if !sel
+        .requesters
+        .iter()
+        .any(|r| *r == req.user_info.username.as_deref().unwrap_or_default())
+    {
+        return Err(SkipReason::RequesterNotAllowed);
+    }
+    let annotations = meta.annotations.as_ref();
+    let jupyter_user = annotations
+        .and_then(|a| a.get(USERNAME_ANNOTATION))
+        .ok_or(SkipReason::NoUsernameAnnotation)?;
+    if !is_acceptable_username(jupyter_user) {
+        return Err(SkipReason::BadUsername);
+    }
+    let server_name = annotations
+        .and_then(|a| a.get(SERVERNAME_ANNOTATION))
+        .map_or("", String::as_str);
+    Ok(Target {
+        pod_name,
+        jupyter_user,
+        server_name,
+        pod,
+    })
+}

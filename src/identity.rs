@@ -1,0 +1,182 @@
+//! Who a notebook pod belongs to: the raw JupyterHub username, the XNAT username it maps to, and
+//! the checks that keep either from escaping a path.
+
+use std::borrow::Cow;
+
+use regex::Regex;
+
+/// The longest username accepted from a pod annotation or produced by a mapping.
+pub const MAX_USERNAME_LEN: usize = 255;
+
+/// One step of the JupyterHub → XNAT username mapping. Steps run in order.
+#[derive(Debug, Clone)]
+pub enum MappingStep {
+    /// `Bob.Smith@Uni.edu.au` → `bob.smith@uni.edu.au`.
+    Lowercase,
+    /// `bob@uni.edu.au` → `bob`, but only for the listed domains (case-insensitive) when any are
+    /// listed: stripping every domain would let `alice@elsewhere.org` become `alice`.
+    StripDomain { domains: Vec<String> },
+    /// When `regex` matches, the name becomes `replacement` with `$1`/`$name` expanded;
+    /// otherwise the step leaves the name as it is.
+    Regex { regex: Regex, replacement: String },
+}
+
+/// The configured mapping; empty means the XNAT username is the JupyterHub username.
+#[derive(Debug, Clone, Default)]
+pub struct UsernameMapping {
+    pub steps: Vec<MappingStep>,
+}
+
+impl UsernameMapping {
+    /// Maps a JupyterHub username to an XNAT username. Borrows when no step changes anything, so
+    /// the common identity mapping allocates nothing.
+    pub fn apply<'a>(&self, jupyter_user: &'a str) -> Cow<'a, str> {
+        let mut name = Cow::Borrowed(jupyter_user);
+        for step in &self.steps {
+            match step {
+                MappingStep::Lowercase => {
+                    if name.chars().any(char::is_uppercase) {
+                        name = Cow::Owned(name.to_lowercase());
+                    }
+                }
+                MappingStep::StripDomain { domains } => {
+                    if let Some((local, domain)) = name.rsplit_once('@') {
+                        let strip = domains.is_empty()
+                            || domains.iter().any(|d| d.eq_ignore_ascii_case(domain));
+                        if strip {
+                            name = Cow::Owned(local.to_owned());
+                        }
+                    }
+                }
+                MappingStep::Regex { regex, replacement } => {
+                    if let Some(caps) = regex.captures(&name) {
+                        let mut out = String::new();
+                        caps.expand(replacement, &mut out);
+                        name = Cow::Owned(out);
+                    }
+                }
+            }
+        }
+        name
+    }
+}
+
+/// Whether a username (raw or mapped) may be used at all: non-empty, bounded, no control
+/// characters and no `/`. It still has to pass [`is_safe_segment`] to reach a subPath.
+pub fn is_acceptable_username(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_USERNAME_LEN
+        && !name
+            .chars()
+            .any(|c| c.is_control() || c == '/' || c == '\\')
+}
+
+/// Whether `s` is safe as one path segment of a subPath: ASCII letters, digits and `. _ @ + -`,
+/// at most 255 bytes, and not `.` or `..`. Anything else never reaches a mount.
+pub fn is_safe_segment(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 255
+        && s != "."
+        && s != ".."
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'@' | b'+' | b'-'))
+}
+
+/// Whether `s` is an XNAT project id we are willing to mount: ASCII letters, digits, `_`, `-`.
+///
+/// XNAT itself checks `^[A-z0-9_-]+$`, whose `[A-z]` also admits `[ \ ] ^` and a backtick; those
+/// are refused here whatever XNAT says.
+pub fn is_valid_project_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 255
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mapping(steps: Vec<MappingStep>) -> UsernameMapping {
+        UsernameMapping { steps }
+    }
+
+    #[test]
+    fn identity_mapping_borrows() {
+        let m = UsernameMapping::default();
+        assert!(matches!(m.apply("Bob.Smith@uni.edu.au"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn lowercase_then_strip_listed_domain() {
+        let m = mapping(vec![
+            MappingStep::Lowercase,
+            MappingStep::StripDomain {
+                domains: vec!["uni.edu.au".into()],
+            },
+        ]);
+        assert_eq!(m.apply("Bob.Smith@Uni.EDU.au"), "bob.smith");
+        assert_eq!(m.apply("alice@elsewhere.org"), "alice@elsewhere.org");
+        assert_eq!(m.apply("carol"), "carol");
+    }
+
+    #[test]
+    fn strip_any_domain_when_none_listed() {
+        let m = mapping(vec![MappingStep::StripDomain { domains: vec![] }]);
+        assert_eq!(m.apply("alice@elsewhere.org"), "alice");
+    }
+
+    #[test]
+    fn regex_replaces_whole_name_only_on_match() {
+        let m = mapping(vec![MappingStep::Regex {
+            regex: Regex::new(r"^(?P<sub>[0-9a-f]+)@aaf\.edu\.au$").unwrap(),
+            replacement: "aaf_$sub".into(),
+        }]);
+        assert_eq!(m.apply("9f8e7d6c@aaf.edu.au"), "aaf_9f8e7d6c");
+        assert_eq!(m.apply("bob@uni.edu.au"), "bob@uni.edu.au");
+    }
+
+    #[test]
+    fn safe_segments() {
+        for ok in [
+            "alice",
+            "Bob.Smith@uni.edu.au",
+            "aaf_9f8e7d6c",
+            "gpu-analysis",
+            "a+b",
+        ] {
+            assert!(is_safe_segment(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "a b",
+            "a\\b",
+            "a\0b",
+            "ü",
+            &"x".repeat(256),
+        ] {
+            assert!(!is_safe_segment(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn project_ids() {
+        assert!(is_valid_project_id("ALPHA"));
+        assert!(is_valid_project_id("Proj_01-b"));
+        for bad in ["", "..", "../etc", "a/b", "a b", "A^B", "A`B", "A[B", "A.B"] {
+            assert!(!is_valid_project_id(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn acceptable_usernames() {
+        assert!(is_acceptable_username("Bob.Smith@uni.edu.au"));
+        assert!(!is_acceptable_username(""));
+        assert!(!is_acceptable_username("a/b"));
+        assert!(!is_acceptable_username("a\nb"));
+        assert!(!is_acceptable_username(&"x".repeat(256)));
+    }
+}

@@ -1,0 +1,32 @@
+//! A Kubernetes mutating admission webhook that gives stock KubeSpawner notebook pods read-only
+//! subPath mounts of exactly the XNAT projects their user may read.
+//!
+//! The decision is pure ([`classify`] → [`identity`] → [`mutation`]); the I/O lives at the edges
+//! ([`server`], [`tls`], [`xnat`]). [`admission`] wires the two together for one review.
+
+pub mod access;
+pub mod admission;
+pub mod classify;
+pub mod identity;
+pub mod mutation;
+pub mod policy;
+pub mod quantity;
+pub mod review;
+pub mod serve;
+pub mod server;
+pub mod telemetry;
+pub mod tls;
+pub mod xnat;
+pub mod xnat_standin;
+
+/// Installs `ring` as the process-wide rustls crypto provider, once.
+///
+/// Both the TLS server and the XNAT client (reqwest with `rustls-no-provider`) use the process
+/// default, so the choice is made in one place; `ring` builds with nothing beyond a C compiler.
+pub fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Err only means another provider was installed first, which is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}

@@ -1,0 +1,551 @@
+//! The policy: one YAML document (the ConfigMap key, mounted as a file) parsed once into typed,
+//! validated structs. Every error names the field it is about.
+
+pub mod file;
+pub mod template;
+
+use std::path::Path;
+use std::time::Duration;
+
+use regex::Regex;
+use reqwest::Url;
+
+use file::{CpuMemoryFile, MappingStepFile, MountFile};
+pub use file::{OnError, PolicyFile, ResourceMode};
+pub use template::{Template, Values, Var};
+
+use crate::identity::{MappingStep, UsernameMapping};
+use crate::quantity::Quantity;
+
+/// The longest XNAT request timeout accepted: the API server's webhook timeout (deploy/ sets
+/// 10s, the Kubernetes default) must leave room for the rest of the review.
+pub const MAX_XNAT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Placeholders a project mount may use.
+const PROJECT_VARS: &[Var] = &[
+    Var::Project,
+    Var::XnatUser,
+    Var::JupyterUser,
+    Var::ServerName,
+];
+/// Placeholders the workspace mount may use.
+const WORKSPACE_VARS: &[Var] = &[Var::XnatUser, Var::JupyterUser, Var::ServerName];
+/// Placeholders env values may use.
+const ENV_VARS: &[Var] = &[
+    Var::XnatUser,
+    Var::JupyterUser,
+    Var::ServerName,
+    Var::Projects,
+    Var::XnatUrl,
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("cannot read policy file {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("policy field `{field}`: {message}")]
+    Invalid { field: String, message: String },
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> PolicyError {
+    PolicyError::Invalid {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// The validated policy the webhook decides with.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub pods: PodSelector,
+    pub identity: UsernameMapping,
+    pub xnat: XnatPolicy,
+    pub storage: Storage,
+    pub env: Vec<EnvVar>,
+    pub resources: ResourcePolicy,
+}
+
+#[derive(Debug, Clone)]
+pub struct PodSelector {
+    pub labels: Vec<(String, String)>,
+    pub name_prefix: String,
+    pub requesters: Vec<String>,
+    pub container: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct XnatPolicy {
+    pub url: Url,
+    pub timeout: Duration,
+    pub cache_ttl: Duration,
+    pub cache_capacity: u64,
+    pub roles: Vec<String>,
+    pub on_error: OnError,
+    pub deny_message: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Storage {
+    pub volume_name: String,
+    pub claim_name: String,
+    pub projects: MountTemplate,
+    pub workspace: Option<MountTemplate>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MountTemplate {
+    pub sub_path: Template,
+    pub mount_path: Template,
+}
+
+#[derive(Debug, Clone)]
+pub struct EnvVar {
+    pub name: String,
+    pub value: Template,
+}
+
+#[derive(Debug, Clone)]
+pub struct ResourcePolicy {
+    pub mode: ResourceMode,
+    pub requests: CpuMemory,
+    pub limits: CpuMemory,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CpuMemory {
+    pub cpu: Option<Quantity>,
+    pub memory: Option<Quantity>,
+}
+
+impl PolicyFile {
+    /// Reads a policy document from disk.
+    pub fn load(path: &Path) -> Result<Self, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text)
+    }
+
+    /// Parses a policy document; an empty document is the default policy.
+    pub fn parse(yaml: &str) -> Result<Self, PolicyError> {
+        let value: serde_yaml_ng::Value = serde_yaml_ng::from_str(yaml)
+            .map_err(|e| invalid("(document)", format!("not valid YAML: {e}")))?;
+        if value.is_null() {
+            return Ok(Self::default());
+        }
+        // From the text, not the Value: only the text deserializer reads `- regex: {…}` as an enum.
+        let de = serde_yaml_ng::Deserializer::from_str(yaml);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let field = e.path().to_string();
+            let field = if field == "." {
+                "(document)".into()
+            } else {
+                field
+            };
+            invalid(field, e.into_inner().to_string())
+        })
+    }
+}
+
+impl Policy {
+    /// Reads, parses and validates a policy file.
+    pub fn load(path: &Path) -> Result<Self, PolicyError> {
+        Self::from_file(PolicyFile::load(path)?)
+    }
+
+    /// Parses and validates a policy document.
+    pub fn parse(yaml: &str) -> Result<Self, PolicyError> {
+        Self::from_file(PolicyFile::parse(yaml)?)
+    }
+
+    /// Validates a parsed document into the typed policy.
+    pub fn from_file(f: PolicyFile) -> Result<Self, PolicyError> {
+        Ok(Self {
+            pods: pods(f.pods)?,
+            identity: identity(f.identity.mapping)?,
+            xnat: xnat(f.xnat)?,
+            storage: storage(f.storage)?,
+            env: env(f.env.0)?,
+            resources: ResourcePolicy {
+                mode: f.resources.mode,
+                requests: cpu_memory("resources.requests", f.resources.requests)?,
+                limits: cpu_memory("resources.limits", f.resources.limits)?,
+            }
+            .checked()?,
+        })
+    }
+}
+
+fn pods(f: file::PodsFile) -> Result<PodSelector, PolicyError> {
+    if f.labels.keys().any(|k| k.is_empty()) {
+        return Err(invalid("pods.labels", "label keys must not be empty"));
+    }
+    if let Some(i) = f.requesters.iter().position(|r| r.trim().is_empty()) {
+        return Err(invalid(
+            format!("pods.requesters[{i}]"),
+            "must not be empty",
+        ));
+    }
+    if !is_dns_label(&f.container) {
+        return Err(invalid(
+            "pods.container",
+            format!("{:?} is not a container name", f.container),
+        ));
+    }
+    Ok(PodSelector {
+        labels: f.labels.into_iter().collect(),
+        name_prefix: f.name_prefix,
+        requesters: f.requesters,
+        container: f.container,
+    })
+}
+
+fn identity(steps: Vec<MappingStepFile>) -> Result<UsernameMapping, PolicyError> {
+    let steps = steps
+        .into_iter()
+        .enumerate()
+        .map(|(i, step)| match step {
+            MappingStepFile::Lowercase => Ok(MappingStep::Lowercase),
+            MappingStepFile::StripDomain { domains } => {
+                if let Some(d) = domains.iter().find(|d| d.is_empty() || d.contains('@')) {
+                    return Err(invalid(
+                        format!("identity.mapping[{i}].stripDomain.domains"),
+                        format!("{d:?} is not a domain"),
+                    ));
+                }
+                Ok(MappingStep::StripDomain { domains })
+            }
+            MappingStepFile::Regex {
+                pattern,
+                replacement,
+            } => {
+                let regex = Regex::new(&pattern).map_err(|e| {
+                    invalid(
+                        format!("identity.mapping[{i}].regex.pattern"),
+                        e.to_string(),
+                    )
+                })?;
+                Ok(MappingStep::Regex { regex, replacement })
+            }
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(UsernameMapping { steps })
+}
+
+fn xnat(f: file::XnatFile) -> Result<XnatPolicy, PolicyError> {
+    let url = Url::parse(&f.url).map_err(|e| invalid("xnat.url", format!("{:?}: {e}", f.url)))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid("xnat.url", "must be an http:// or https:// URL"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid(
+            "xnat.url",
+            "must not contain credentials; they come from the mounted credentials file",
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() || url.cannot_be_a_base() {
+        return Err(invalid(
+            "xnat.url",
+            "must be a plain base URL (no query or fragment)",
+        ));
+    }
+    if f.timeout < Duration::from_millis(50) || f.timeout > MAX_XNAT_TIMEOUT {
+        return Err(invalid(
+            "xnat.timeout",
+            format!(
+                "must be between 50ms and {}",
+                humantime::format_duration(MAX_XNAT_TIMEOUT)
+            ),
+        ));
+    }
+    if f.cache_ttl < Duration::from_secs(1) || f.cache_ttl > Duration::from_secs(24 * 3600) {
+        return Err(invalid("xnat.cacheTtl", "must be between 1s and 24h"));
+    }
+    if f.cache_capacity == 0 {
+        return Err(invalid("xnat.cacheCapacity", "must be at least 1"));
+    }
+    if let Some((i, r)) =
+        f.roles.iter().enumerate().find(|(_, r)| {
+            r.is_empty() || !r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+    {
+        return Err(invalid(
+            format!("xnat.roles[{i}]"),
+            format!("{r:?} is not a group role (e.g. owner, member, collaborator)"),
+        ));
+    }
+    if f.deny_message.trim().is_empty() {
+        return Err(invalid("xnat.denyMessage", "must not be empty"));
+    }
+    Ok(XnatPolicy {
+        url,
+        timeout: f.timeout,
+        cache_ttl: f.cache_ttl,
+        cache_capacity: f.cache_capacity,
+        roles: f.roles,
+        on_error: f.on_error,
+        deny_message: f.deny_message,
+    })
+}
+
+fn storage(f: file::StorageFile) -> Result<Storage, PolicyError> {
+    if !is_dns_label(&f.volume_name) {
+        return Err(invalid(
+            "storage.volumeName",
+            format!("{:?} is not a DNS-1123 label", f.volume_name),
+        ));
+    }
+    if !is_dns_subdomain(&f.claim_name) {
+        return Err(invalid(
+            "storage.claimName",
+            format!("{:?} is not a PVC name", f.claim_name),
+        ));
+    }
+    let projects = mount("storage.projects", f.projects, PROJECT_VARS)?;
+    for (field, t) in [
+        ("storage.projects.subPath", &projects.sub_path),
+        ("storage.projects.mountPath", &projects.mount_path),
+    ] {
+        if !t.uses(Var::Project) {
+            return Err(invalid(
+                field,
+                "must contain {project}: each project needs its own",
+            ));
+        }
+    }
+    let workspace = f
+        .workspace
+        .map(|w| mount("storage.workspace", w, WORKSPACE_VARS))
+        .transpose()?;
+    if let Some(w) = &workspace
+        && !(w.sub_path.uses(Var::XnatUser) || w.sub_path.uses(Var::JupyterUser))
+    {
+        return Err(invalid(
+            "storage.workspace.subPath",
+            "must contain {xnat_user} or {jupyter_user}, or users would share one workspace",
+        ));
+    }
+    Ok(Storage {
+        volume_name: f.volume_name,
+        claim_name: f.claim_name,
+        projects,
+        workspace,
+    })
+}
+
+fn mount(field: &str, f: MountFile, vars: &[Var]) -> Result<MountTemplate, PolicyError> {
+    let sub_field = format!("{field}.subPath");
+    let sub_path = Template::parse(&f.sub_path, vars).map_err(|m| invalid(&sub_field, m))?;
+    if let Err(m) = check_sub_path(&sub_path.render_with("x")) {
+        return Err(invalid(sub_field, m));
+    }
+    let mount_field = format!("{field}.mountPath");
+    let mount_path = Template::parse(&f.mount_path, vars).map_err(|m| invalid(&mount_field, m))?;
+    let shape = mount_path.render_with("x");
+    if !shape.starts_with('/') {
+        return Err(invalid(mount_field, "must be an absolute path"));
+    }
+    if let Err(m) = check_sub_path(&shape[1..]) {
+        return Err(invalid(mount_field, m));
+    }
+    Ok(MountTemplate {
+        sub_path,
+        mount_path,
+    })
+}
+
+/// A relative path with no empty, `.` or `..` segment. Applied to templates at load and to every
+/// rendered subPath again at admission.
+pub fn check_sub_path(path: &str) -> Result<(), String> {
+    if path.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if path.starts_with('/') {
+        return Err("must be relative (no leading /)".into());
+    }
+    if path
+        .split('/')
+        .any(|s| s.is_empty() || s == "." || s == "..")
+    {
+        return Err(format!("{path:?} has an empty, `.` or `..` segment"));
+    }
+    Ok(())
+}
+
+fn env(f: std::collections::BTreeMap<String, String>) -> Result<Vec<EnvVar>, PolicyError> {
+    f.into_iter()
+        .map(|(name, value)| {
+            if !is_env_name(&name) {
+                return Err(invalid(
+                    format!("env.{name}"),
+                    "is not a valid environment variable name",
+                ));
+            }
+            let value =
+                Template::parse(&value, ENV_VARS).map_err(|m| invalid(format!("env.{name}"), m))?;
+            Ok(EnvVar { name, value })
+        })
+        .collect()
+}
+
+fn cpu_memory(field: &str, f: CpuMemoryFile) -> Result<CpuMemory, PolicyError> {
+    let parse = |name: &str, v: Option<String>| {
+        v.map(|v| Quantity::parse(&v))
+            .transpose()
+            .map_err(|e| invalid(format!("{field}.{name}"), e.to_string()))
+    };
+    Ok(CpuMemory {
+        cpu: parse("cpu", f.cpu)?,
+        memory: parse("memory", f.memory)?,
+    })
+}
+
+impl ResourcePolicy {
+    /// A request above its limit would make every pod it is applied to invalid.
+    fn checked(self) -> Result<Self, PolicyError> {
+        for (name, req, lim) in [
+            ("cpu", &self.requests.cpu, &self.limits.cpu),
+            ("memory", &self.requests.memory, &self.limits.memory),
+        ] {
+            if let (Some(r), Some(l)) = (req, lim)
+                && r.value() > l.value()
+            {
+                return Err(invalid(
+                    format!("resources.requests.{name}"),
+                    format!("{r} is above resources.limits.{name} ({l})"),
+                ));
+            }
+        }
+        Ok(self)
+    }
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn is_dns_subdomain(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
+fn is_env_name(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_' || b == b'.' || b == b'-')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of(yaml: &str) -> String {
+        match Policy::parse(yaml).unwrap_err() {
+            PolicyError::Invalid { field, .. } => field,
+            other => panic!("unexpected {other}"),
+        }
+    }
+
+    #[test]
+    fn empty_document_is_the_default_policy() {
+        let p = Policy::parse("").unwrap();
+        assert_eq!(p.pods.name_prefix, "jupyter-");
+        assert_eq!(p.pods.requesters, ["system:serviceaccount:jupyter:hub"]);
+        assert_eq!(p.storage.claim_name, "xnat-gpfs");
+        assert_eq!(p.xnat.roles, ["owner", "member", "collaborator"]);
+        assert_eq!(p.resources.mode, ResourceMode::FillUnset);
+        assert_eq!(p.resources.limits.memory.unwrap().as_str(), "8Gi");
+        let names: Vec<_> = p.env.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["XNAT_HOST", "XNAT_PROJECTS", "XNAT_USER"]);
+    }
+
+    #[test]
+    fn the_sample_policy_in_deploy_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/policy.yaml");
+        Policy::load(&path).unwrap();
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        assert_eq!(field_of("xnat:\n  timeout: 30s\n"), "xnat.timeout");
+        assert_eq!(field_of("xnat:\n  timeout: soon\n"), "xnat.timeout");
+        assert_eq!(field_of("xnat:\n  tmeout: 1s\n"), "xnat.tmeout");
+        assert_eq!(field_of("xnat:\n  url: ftp://x\n"), "xnat.url");
+        assert_eq!(field_of("xnat:\n  url: http://u:p@x/\n"), "xnat.url");
+        assert_eq!(
+            field_of("xnat:\n  roles: [owner, 'a b']\n"),
+            "xnat.roles[1]"
+        );
+        assert_eq!(field_of("xnat:\n  onError: explode\n"), "xnat.onError");
+        assert_eq!(
+            field_of(
+                "storage:\n  projects: {subPath: 'archive/{proj}', mountPath: '/p/{project}'}\n"
+            ),
+            "storage.projects.subPath"
+        );
+        assert_eq!(
+            field_of(
+                "storage:\n  projects: {subPath: '../{project}', mountPath: '/p/{project}'}\n"
+            ),
+            "storage.projects.subPath"
+        );
+        assert_eq!(
+            field_of("storage:\n  projects: {subPath: 'a/{project}', mountPath: /p/all}\n"),
+            "storage.projects.mountPath"
+        );
+        assert_eq!(
+            field_of("storage:\n  workspace: {subPath: shared, mountPath: /w}\n"),
+            "storage.workspace.subPath"
+        );
+        assert_eq!(
+            field_of("storage:\n  volumeName: Bad_Name\n"),
+            "storage.volumeName"
+        );
+        assert_eq!(field_of("env:\n  '1BAD': x\n"), "env.1BAD");
+        assert_eq!(field_of("env:\n  X: '{project}'\n"), "env.X");
+        assert_eq!(
+            field_of("resources:\n  limits: {cpu: lots}\n"),
+            "resources.limits.cpu"
+        );
+        assert_eq!(
+            field_of("resources:\n  requests: {memory: 16Gi}\n"),
+            "resources.requests.memory"
+        );
+        assert_eq!(
+            field_of("identity:\n  mapping:\n    - regex: {pattern: '(', replacement: x}\n"),
+            "identity.mapping[0].regex.pattern"
+        );
+        assert_eq!(field_of("pods: [1]\n"), "pods");
+        assert_eq!(field_of("a: [\n"), "(document)");
+    }
+
+    #[test]
+    fn mapping_steps_read_naturally_in_yaml() {
+        let p = Policy::parse(
+            "identity:\n  mapping:\n    - lowercase\n    - stripDomain: {domains: [uni.edu.au]}\n    - regex: {pattern: '^(.*)$', replacement: 'x_$1'}\n",
+        )
+        .unwrap();
+        assert_eq!(p.identity.apply("Bob@UNI.edu.au"), "x_bob");
+    }
+
+    #[test]
+    fn numbers_are_quantities_and_workspace_can_be_off() {
+        let p = Policy::parse(
+            "resources:\n  mode: override\n  limits: {cpu: 4, memory: 8Gi}\n  requests: {cpu: 0.5}\nstorage:\n  workspace: null\n",
+        )
+        .unwrap();
+        assert_eq!(p.resources.limits.cpu.unwrap().as_str(), "4");
+        assert_eq!(p.resources.requests.cpu.unwrap().as_str(), "0.5");
+        assert!(p.resources.requests.memory.is_none());
+        assert!(p.storage.workspace.is_none());
+    }
+}

@@ -1,0 +1,142 @@
+//! The HTTPS server: a thin axum router over [`Admission`], served only over TLS with bounded
+//! bodies, handshakes and header reads, and a graceful stop.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use rustls::ServerConfig;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::admission::Admission;
+use crate::review::ReviewError;
+
+/// The largest review accepted. The API server caps an object at about 1.5 MiB, and a review can
+/// carry an object and an old object.
+pub const MAX_REVIEW_BYTES: usize = 4 * 1024 * 1024;
+/// How long a client gets to finish the TLS handshake and to send request headers.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// An upper bound on one request; XNAT's own timeout is far below it.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A request the webhook cannot answer with a review: the API server logs the message.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    BadReview(#[from] ReviewError),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match self {
+            ApiError::BadReview(_) => StatusCode::BAD_REQUEST,
+        };
+        (
+            status,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            format!("{self}\n"),
+        )
+            .into_response()
+    }
+}
+
+/// The webhook's routes; public so tests can drive it over a real socket.
+pub fn router(admission: Arc<Admission>) -> Router {
+    Router::new()
+        .route("/mutate", post(mutate))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(|| async { "ok\n" }))
+        .layer(DefaultBodyLimit::max(MAX_REVIEW_BYTES))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            REQUEST_TIMEOUT,
+        ))
+        .with_state(admission)
+}
+
+async fn mutate(
+    State(admission): State<Arc<Admission>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    match admission.review(&body).await {
+        Ok(json) => Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response()),
+        Err(e) => {
+            tracing::warn!(error = %e, "rejected a malformed admission review");
+            Err(e.into())
+        }
+    }
+}
+
+/// Serves `app` over TLS on `listener` until `shutdown` completes, then stops accepting and waits
+/// up to `drain` for in-flight requests.
+pub async fn serve_tls(
+    listener: TcpListener,
+    tls: Arc<ServerConfig>,
+    app: Router,
+    shutdown: impl Future<Output = ()>,
+    drain: Duration,
+) {
+    let acceptor = TlsAcceptor::from(tls);
+    let graceful = GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HANDSHAKE_TIMEOUT);
+    let builder = Arc::new(builder);
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let acceptor = acceptor.clone();
+        let builder = builder.clone();
+        let service = TowerToHyperService::new(app.clone());
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let conn = builder.serve_connection(TokioIo::new(tls), service);
+            if let Err(e) = watcher.watch(conn.into_owned()).await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    tracing::info!("stopped accepting; draining in-flight reviews");
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("drain timed out; closing remaining connections");
+    }
+}

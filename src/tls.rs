@@ -1,0 +1,108 @@
+//! The serving certificate: loaded from PEM files into a rustls resolver that holds the current
+//! pair behind an `ArcSwap`, so a renewed certificate can be swapped in without locking or
+//! restarting (every handshake reads the current pair).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use rustls::ServerConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read certificate {path}: {message}")]
+    Cert { path: String, message: String },
+    #[error("cannot read private key {path}: {message}")]
+    Key { path: String, message: String },
+    #[error("certificate {cert} and key {key} do not form a usable pair: {message}")]
+    Pair {
+        cert: String,
+        key: String,
+        message: String,
+    },
+    #[error("TLS configuration: {0}")]
+    Config(String),
+}
+
+/// The serving certificate and key, reloadable.
+pub struct CertStore {
+    cert_path: PathBuf,
+    key_path: PathBuf,
+    current: ArcSwap<CertifiedKey>,
+}
+
+impl fmt::Debug for CertStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CertStore")
+            .field("cert_path", &self.cert_path)
+            .field("key_path", &self.key_path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CertStore {
+    pub fn load(cert_path: &Path, key_path: &Path) -> Result<Arc<Self>, TlsError> {
+        let pair = read_pair(cert_path, key_path)?;
+        Ok(Arc::new(Self {
+            cert_path: cert_path.to_owned(),
+            key_path: key_path.to_owned(),
+            current: ArcSwap::from_pointee(pair),
+        }))
+    }
+
+    /// Re-reads the files; on any error the current pair keeps serving.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let pair = read_pair(&self.cert_path, &self.key_path)?;
+        self.current.store(Arc::new(pair));
+        Ok(())
+    }
+
+    /// A rustls server config (TLS 1.2 and 1.3, HTTP/2 and HTTP/1.1) that serves this store.
+    pub fn server_config(self: &Arc<Self>) -> Result<Arc<ServerConfig>, TlsError> {
+        crate::install_crypto_provider();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| TlsError::Config(e.to_string()))?
+            .with_no_client_auth()
+            .with_cert_resolver(self.clone());
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+}
+
+impl ResolvesServerCert for CertStore {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.load_full())
+    }
+}
+
+fn read_pair(cert_path: &Path, key_path: &Path) -> Result<CertifiedKey, TlsError> {
+    let cert_err = |message: String| TlsError::Cert {
+        path: cert_path.display().to_string(),
+        message,
+    };
+    let chain = CertificateDer::pem_file_iter(cert_path)
+        .map_err(|e| cert_err(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| cert_err(e.to_string()))?;
+    if chain.is_empty() {
+        return Err(cert_err("no CERTIFICATE block found".into()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| TlsError::Key {
+        path: key_path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    CertifiedKey::from_der(chain, key, &rustls::crypto::ring::default_provider()).map_err(|e| {
+        TlsError::Pair {
+            cert: cert_path.display().to_string(),
+            key: key_path.display().to_string(),
+            message: e.to_string(),
+        }
+    })
+}

@@ -61,10 +61,13 @@ impl UsernameMapping {
     }
 }
 
-/// Whether a username (raw or mapped) may be used at all: non-empty, bounded, no control
-/// characters and no `/`. It still has to pass [`is_safe_segment`] to reach a subPath.
+/// Whether a username (raw or mapped) may be used at all: non-empty, bounded, not `.` or `..`
+/// (a URL path would resolve them), no control characters and no `/` or `\`. It still has to
+/// pass [`is_safe_segment`] to reach a subPath.
 pub fn is_acceptable_username(name: &str) -> bool {
     !name.is_empty()
+        && name != "."
+        && name != ".."
         && name.len() <= MAX_USERNAME_LEN
         && !name
             .chars()
@@ -175,6 +178,7 @@ mod tests {
     fn acceptable_usernames() {
         assert!(is_acceptable_username("Bob.Smith@uni.edu.au"));
         assert!(!is_acceptable_username(""));
+        assert!(!is_acceptable_username(".."));
         assert!(!is_acceptable_username("a/b"));
         assert!(!is_acceptable_username("a\nb"));
         assert!(!is_acceptable_username(&"x".repeat(256)));

@@ -7,6 +7,7 @@ use reqwest::{StatusCode, Url};
 
 use super::Credentials;
 use crate::access::UserAccess;
+use crate::identity::is_acceptable_username;
 
 /// The largest XNAT answer read; a group list is a few kilobytes.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -65,6 +66,12 @@ impl XnatClient {
     /// `GET /xapi/users/{user}/groups`: the user's group ids, reduced to project memberships.
     /// 404 means XNAT has no such user, which is an answer (no projects), not an outage.
     pub async fn user_access(&self, xnat_user: &str) -> Result<UserAccess, XnatError> {
+        if !is_acceptable_username(xnat_user) {
+            // `..` would be resolved away by the URL (asking about another path); refuse outright.
+            return Err(XnatError::Request(format!(
+                "refusing to ask XNAT about username {xnat_user:?}"
+            )));
+        }
         let url = self.url(&["xapi", "users", xnat_user, "groups"]);
         let response = self
             .http

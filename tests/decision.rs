@@ -1,0 +1,207 @@
+//! The pure decision (pod + identity + access + policy → patch), without sockets: the shapes of
+//! pod the end-to-end tests do not reach.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::fixture;
+use jupyter_xnat_webhook::access::{AccessOutcome, UserAccess};
+use jupyter_xnat_webhook::mutation::{Decision, Identity, decide};
+use jupyter_xnat_webhook::policy::Policy;
+use serde_json::{Value, json};
+
+const ALICE: Identity<'static> = Identity {
+    jupyter_user: "alice",
+    server_name: "",
+    xnat_user: "alice",
+};
+
+fn access(groups: &[&str]) -> AccessOutcome {
+    AccessOutcome::Known(Arc::new(UserAccess::from_group_ids(groups)))
+}
+
+/// Applies the decision's patch to `spec` (wrapped as a pod) and returns the new spec.
+fn apply(spec: &Value, decision: &Decision) -> Value {
+    let Decision::Allow { patch, .. } = decision else {
+        panic!("expected Allow, got {decision:?}");
+    };
+    let mut pod = json!({ "spec": spec });
+    json_patch::patch(&mut pod, patch).unwrap();
+    pod["spec"].take()
+}
+
+fn alice_spec() -> Value {
+    fixture("alice-default")["request"]["object"]["spec"].clone()
+}
+
+#[test]
+fn a_bare_pod_gets_new_arrays_and_a_resources_object() {
+    let policy = Policy::parse("").unwrap();
+    let spec = json!({"containers": [{"name": "notebook", "image": "x"}]});
+    let d = decide(
+        &spec,
+        &ALICE,
+        &access(&["ALPHA_owner"]),
+        &policy,
+        "http://xnat/",
+    );
+    let out = apply(&spec, &d);
+    assert_eq!(
+        out["volumes"],
+        json!([{"name": "xnat-data", "persistentVolumeClaim": {"claimName": "xnat-gpfs"}}])
+    );
+    assert_eq!(
+        out["containers"][0]["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(out["containers"][0]["env"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        out["containers"][0]["resources"],
+        json!({"limits": {"cpu": "4", "memory": "8Gi"}, "requests": {"cpu": "500m", "memory": "1Gi"}})
+    );
+    assert_eq!(out["containers"][0]["image"], "x");
+}
+
+#[test]
+fn the_named_container_gets_the_mounts_even_when_it_is_not_first() {
+    let policy = Policy::parse("").unwrap();
+    let spec = json!({"containers": [
+        {"name": "sidecar", "image": "s"},
+        {"name": "notebook", "image": "n"},
+    ]});
+    let out = apply(
+        &spec,
+        &decide(&spec, &ALICE, &access(&["ALPHA_owner"]), &policy, "u"),
+    );
+    assert_eq!(
+        out["containers"][0],
+        json!({"name": "sidecar", "image": "s"})
+    );
+    assert_eq!(
+        out["containers"][1]["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+#[test]
+fn templates_and_disabled_workspace_follow_the_policy() {
+    let policy = Policy::parse(
+        "storage:\n  volumeName: archive\n  claimName: nfs-archive\n  projects:\n    subPath: 'xnat/archive/{project}/arc001'\n    mountPath: '/home/jovyan/xnat/{project}'\n  workspace: null\nenv:\n  XNAT_DATA: /home/jovyan/xnat\n  WHO: '{jupyter_user} as {xnat_user}'\n",
+    )
+    .unwrap();
+    let spec = alice_spec();
+    let d = decide(
+        &spec,
+        &ALICE,
+        &access(&["B_member", "A_owner"]),
+        &policy,
+        "u",
+    );
+    let out = apply(&spec, &d);
+    let mounts: Vec<&Value> = out["containers"][0]["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["name"] == "archive")
+        .collect();
+    assert_eq!(
+        mounts,
+        [
+            &json!({"name": "archive", "mountPath": "/home/jovyan/xnat/A", "subPath": "xnat/archive/A/arc001", "readOnly": true}),
+            &json!({"name": "archive", "mountPath": "/home/jovyan/xnat/B", "subPath": "xnat/archive/B/arc001", "readOnly": true}),
+        ]
+    );
+    let env = out["containers"][0]["env"].as_array().unwrap();
+    assert!(env.contains(&json!({"name": "WHO", "value": "alice as alice"})));
+    assert!(env.contains(&json!({"name": "XNAT_DATA", "value": "/home/jovyan/xnat"})));
+    assert!(
+        !env.iter().any(|e| e["name"] == "XNAT_USER"),
+        "env map replaces the defaults"
+    );
+}
+
+#[test]
+fn no_projects_and_no_workspace_means_no_volume() {
+    let policy = Policy::parse("storage:\n  workspace: null\n").unwrap();
+    let spec = alice_spec();
+    let out = apply(&spec, &decide(&spec, &ALICE, &access(&[]), &policy, "u"));
+    assert_eq!(out["volumes"], spec["volumes"]);
+    assert_eq!(
+        out["containers"][0]["volumeMounts"],
+        spec["containers"][0]["volumeMounts"]
+    );
+}
+
+#[test]
+fn an_outage_in_deny_mode_is_a_denial_and_in_allow_mode_mounts_no_project() {
+    let spec = alice_spec();
+    let down = AccessOutcome::Unavailable("XNAT answered HTTP 503".into());
+    let deny = Policy::parse("xnat:\n  onError: deny\n  denyMessage: try later\n").unwrap();
+    assert_eq!(
+        decide(&spec, &ALICE, &down, &deny, "u"),
+        Decision::Deny {
+            message: "try later".into()
+        }
+    );
+    let allow = Policy::parse("").unwrap();
+    let d = decide(&spec, &ALICE, &down, &allow, "u");
+    let Decision::Allow {
+        projects, warnings, ..
+    } = &d
+    else {
+        panic!()
+    };
+    assert!(projects.is_empty());
+    assert!(warnings[0].contains("HTTP 503"));
+}
+
+#[test]
+fn a_pod_without_containers_is_left_alone() {
+    let policy = Policy::parse("").unwrap();
+    let spec = json!({"containers": []});
+    let Decision::Allow {
+        patch, warnings, ..
+    } = decide(&spec, &ALICE, &access(&["A_owner"]), &policy, "u")
+    else {
+        panic!()
+    };
+    assert!(patch.is_empty());
+    assert!(warnings[0].contains("no containers"));
+}
+
+#[test]
+fn a_server_name_in_a_path_must_be_a_safe_segment() {
+    let policy = Policy::parse(
+        "storage:\n  workspace:\n    subPath: 'workspaces/{xnat_user}/{server_name}'\n    mountPath: /data/xnat/workspace\n",
+    )
+    .unwrap();
+    let spec = alice_spec();
+    // The default server has an empty name: no workspace, a warning, projects still mounted.
+    let Decision::Allow {
+        warnings, projects, ..
+    } = decide(&spec, &ALICE, &access(&["A_owner"]), &policy, "u")
+    else {
+        panic!()
+    };
+    assert_eq!(projects, ["A"]);
+    assert!(warnings[0].contains("server_name"), "{warnings:?}");
+    let named = Identity {
+        server_name: "gpu-analysis",
+        ..ALICE
+    };
+    let out = apply(&spec, &decide(&spec, &named, &access(&[]), &policy, "u"));
+    let ws = out["containers"][0]["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(ws["subPath"], "workspaces/alice/gpu-analysis");
+}

@@ -1,0 +1,153 @@
+//! The HTTPS surface: TLS only, health endpoints, clear 400s for bad input, bounded bodies, and a
+//! stop that lets in-flight reviews finish.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[tokio::test]
+async fn health_endpoints_answer() {
+    let h = Harness::start("").await;
+    for path in ["/healthz", "/readyz"] {
+        let r = h.client.get(h.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn plain_http_gets_no_answer() {
+    let h = Harness::start("").await;
+    let mut tcp = tokio::net::TcpStream::connect(h.addr).await.unwrap();
+    let request = b"POST /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\n{}";
+    tcp.write_all(request).await.unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut buf)).await;
+    assert!(
+        !buf.starts_with(b"HTTP/"),
+        "plain HTTP must not be served: {buf:?}"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn tls_1_2_clients_are_served() {
+    let h = Harness::start("").await;
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(h.certs.ca_pem.as_bytes()).unwrap()])
+        .tls_version_max(reqwest::tls::Version::TLS_1_2)
+        .build()
+        .unwrap();
+    let r = client.get(h.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_reviews_get_a_400_with_a_clear_message() {
+    let h = Harness::start("").await;
+    let good = fixture("alice-default");
+    let mut no_request = good.clone();
+    no_request.as_object_mut().unwrap().remove("request");
+    let mut wrong_kind = good.clone();
+    wrong_kind["kind"] = json!("Pod");
+    let mut wrong_version = good.clone();
+    wrong_version["apiVersion"] = json!("admission.k8s.io/v2");
+    let mut no_uid = good.clone();
+    no_uid["request"].as_object_mut().unwrap().remove("uid");
+    let mut bad_operation = good.clone();
+    bad_operation["request"]["operation"] = json!(42);
+    let mut trailing = serde_json::to_vec(&good).unwrap();
+    trailing.extend_from_slice(b" garbage");
+
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("not JSON", b"hello".to_vec(), "not a valid AdmissionReview"),
+        ("empty", Vec::new(), "not a valid AdmissionReview"),
+        (
+            "empty object",
+            b"{}".to_vec(),
+            "not a valid AdmissionReview",
+        ),
+        ("array", b"[]".to_vec(), "not a valid AdmissionReview"),
+        (
+            "no request",
+            serde_json::to_vec(&no_request).unwrap(),
+            "no request",
+        ),
+        (
+            "wrong kind",
+            serde_json::to_vec(&wrong_kind).unwrap(),
+            "expected AdmissionReview",
+        ),
+        (
+            "wrong version",
+            serde_json::to_vec(&wrong_version).unwrap(),
+            "unsupported apiVersion",
+        ),
+        ("no uid", serde_json::to_vec(&no_uid).unwrap(), "uid"),
+        (
+            "bad operation",
+            serde_json::to_vec(&bad_operation).unwrap(),
+            "request.operation",
+        ),
+        ("trailing bytes", trailing, "trailing characters"),
+    ];
+    for (what, body, needle) in cases {
+        let (status, body) = h.post_raw(body).await;
+        let text = String::from_utf8_lossy(&body);
+        assert_eq!(status, 400, "{what}: {text}");
+        assert!(
+            text.contains(needle),
+            "{what}: {text:?} should mention {needle:?}"
+        );
+    }
+    // The server is still fine afterwards.
+    let response = h.review(&good).await;
+    assert_eq!(response["response"]["allowed"], true);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_refused() {
+    let h = Harness::start("").await;
+    let (status, _) = h.post_raw(vec![b' '; 5 * 1024 * 1024]).await;
+    assert_eq!(status, 413);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn mutate_is_post_only() {
+    let h = Harness::start("").await;
+    let r = h.client.get(h.url("/mutate")).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn stopping_lets_in_flight_reviews_finish() {
+    let h = Harness::start("").await;
+    h.xnat.set_latency(Duration::from_millis(500));
+    let review = fixture("alice-default");
+    let client = h.client.clone();
+    let url = h.url("/mutate");
+    let in_flight = tokio::spawn(async move {
+        client
+            .post(url)
+            .json(&review)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let addr = h.addr;
+    h.stop().await;
+    assert_eq!(in_flight.await.unwrap(), 200);
+    // And nothing is accepted any more.
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}

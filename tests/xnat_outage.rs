@@ -1,0 +1,136 @@
+//! When XNAT cannot be asked, the pod starts without project data (with a warning), or is refused
+//! when the policy says `onError: deny`. Unverified projects are never mounted, and failures are
+//! not cached.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use jupyter_xnat_webhook::xnat_standin::{Fault, Standin};
+use serde_json::Value;
+
+/// The pod starts with its workspace but no project, and the response says why.
+fn assert_started_without_projects(review: &Value, response: &Value, what: &str) {
+    assert_eq!(response["response"]["allowed"], true, "{what}");
+    let pod = patched_pod(review, response);
+    assert_eq!(
+        mounts_of(&pod, "xnat-data"),
+        [(
+            "/data/xnat/workspace".into(),
+            "workspaces/users/alice".into(),
+            false
+        )],
+        "{what}"
+    );
+    assert_eq!(env_of(&pod, "XNAT_PROJECTS").as_deref(), Some(""), "{what}");
+    let w = warnings(response);
+    assert!(
+        w.iter().any(|w| w.contains("XNAT could not be asked")),
+        "{what}: {w:?}"
+    );
+}
+
+#[tokio::test]
+async fn every_kind_of_xnat_failure_starts_the_pod_without_project_data() {
+    let h = Harness::start("xnat:\n  timeout: 300ms\n").await;
+    let review = fixture("alice-default");
+    let faults = [
+        (Fault::Status(500), "500"),
+        (Fault::Status(503), "503"),
+        (Fault::Status(401), "401"),
+        (Fault::HtmlLogin, "HTML login page"),
+        (Fault::BadJson, "bad JSON"),
+        (Fault::Oversized, "oversized"),
+    ];
+    for (fault, what) in faults {
+        h.xnat.set_fault(fault);
+        let before = h.xnat.group_calls();
+        let response = h.review(&review).await;
+        assert_started_without_projects(&review, &response, what);
+        assert_eq!(
+            h.xnat.group_calls(),
+            before + 1,
+            "{what}: failures must not be cached"
+        );
+    }
+    // Slower than the XNAT timeout.
+    h.xnat.set_fault(Fault::None);
+    h.xnat.set_latency(Duration::from_secs(2));
+    let response = h.review(&review).await;
+    assert_started_without_projects(&review, &response, "timeout");
+    assert!(warnings(&response)[0].contains("did not answer within"));
+
+    // XNAT back: the next spawn gets its data.
+    h.xnat.set_latency(Duration::ZERO);
+    let response = h.review(&review).await;
+    let pod = patched_pod(&review, &response);
+    assert_eq!(mounts_of(&pod, "xnat-data").len(), 3);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn wrong_service_credentials_are_an_outage_not_an_empty_list() {
+    let xnat = Standin::demo(SVC_USER, SVC_PASSWORD);
+    let (url, _t) = xnat
+        .spawn("127.0.0.1:0".parse().unwrap(), "/xnat")
+        .await
+        .unwrap();
+    let h = Harness::start_with(xnat, url, "", "webhook-svc:wrong\n").await;
+    let review = fixture("alice-default");
+    let response = h.review(&review).await;
+    assert_started_without_projects(&review, &response, "401");
+    assert!(warnings(&response)[0].contains("refused the service credentials"));
+    assert_eq!(h.xnat.auth_failures(), 1);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn xnat_down_starts_the_pod_without_project_data() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let xnat = Standin::demo(SVC_USER, SVC_PASSWORD);
+    let h = Harness::start_with(
+        xnat,
+        format!("http://127.0.0.1:{port}/xnat"),
+        "",
+        &format!("{SVC_USER}:{SVC_PASSWORD}\n"),
+    )
+    .await;
+    let review = fixture("alice-default");
+    let response = h.review(&review).await;
+    assert_started_without_projects(&review, &response, "connection refused");
+    assert!(warnings(&response)[0].contains("cannot reach XNAT"));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn deny_mode_refuses_the_pod_with_the_policys_message() {
+    let policy =
+        "xnat:\n  onError: deny\n  denyMessage: XNAT is down; please retry in 5 minutes.\n";
+    let h = Harness::start(policy).await;
+    h.xnat.set_fault(Fault::Status(502));
+    let review = fixture("alice-default");
+    let response = h.review(&review).await;
+    let r = &response["response"];
+    assert_eq!(r["uid"], review["request"]["uid"]);
+    assert_eq!(r["allowed"], false);
+    assert_eq!(r["status"]["code"], 403);
+    assert_eq!(
+        r["status"]["message"],
+        "XNAT is down; please retry in 5 minutes."
+    );
+    assert_eq!(decoded_patch(&response), None);
+
+    // Deny mode only bites on failures: a healthy XNAT still admits with data.
+    h.xnat.set_fault(Fault::None);
+    let response = h.review(&review).await;
+    assert_eq!(response["response"]["allowed"], true);
+    assert_eq!(
+        mounts_of(&patched_pod(&review, &response), "xnat-data").len(),
+        3
+    );
+    h.stop().await;
+}

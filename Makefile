@@ -1,0 +1,67 @@
+# jupyter-xnat-webhook task runner. `make help` lists the targets.
+
+CARGO        ?= cargo
+DEV          := certs/dev
+WEBHOOK_PORT ?= 8443
+XNAT_PORT    ?= 8090
+BIN          := target/debug
+
+.PHONY: help run test lint fmt fmt-check unit smoke bench dev-certs clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+# The newcomer path: a dev CA + certificate for localhost (generated once into certs/dev/, never
+# committed), dev XNAT credentials, the XNAT stand-in with demo users on 127.0.0.1:$(XNAT_PORT), and
+# the webhook on https://localhost:$(WEBHOOK_PORT) with the sample policy deploy/policy.yaml.
+run: dev-certs ## Run the webhook locally against the XNAT stand-in (Ctrl-C stops both)
+	$(CARGO) build --bins
+	@$(BIN)/xnat-standin --listen 127.0.0.1:$(XNAT_PORT) --credentials $(DEV)/xnat-credentials & \
+	  standin=$$!; trap 'kill $$standin 2>/dev/null' EXIT INT TERM; \
+	  $(BIN)/jupyter-xnat-webhook serve \
+	    --listen 127.0.0.1:$(WEBHOOK_PORT) \
+	    --tls-cert $(DEV)/tls.crt --tls-key $(DEV)/tls.key \
+	    --policy deploy/policy.yaml \
+	    --xnat-credentials $(DEV)/xnat-credentials \
+	    --xnat-url http://127.0.0.1:$(XNAT_PORT)/xnat
+
+# Dev certificate and stand-in credentials, made only when missing.
+dev-certs: $(DEV)/tls.crt $(DEV)/xnat-credentials
+
+$(DEV)/tls.crt:
+	certs/gen-certs.sh --out $(DEV) --dns localhost --ip 127.0.0.1
+
+$(DEV)/xnat-credentials:
+	@mkdir -p $(DEV)
+	@umask 077; printf 'webhook:%s\n' "$$(openssl rand -hex 16)" > $@
+	@echo "wrote $@ (dev-only XNAT stand-in credentials)"
+
+# Everything CI checks: formatting, lints, unit + integration tests, then the README's run/curl path.
+test: fmt-check lint unit smoke ## Format check, clippy, all tests, and a smoke run of `make run`
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+lint: ## Clippy on every target, warnings are errors
+	$(CARGO) clippy --all-targets -- -D warnings
+
+# cargo-nextest when installed (parallel per test), else cargo test.
+unit:
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+	  $(CARGO) nextest run --no-fail-fast; \
+	else \
+	  $(CARGO) test --no-fail-fast; \
+	fi
+
+smoke: ## Start `make run` on spare ports and run the README's curl against it
+	tests/smoke.sh
+
+bench: ## Admission latency and throughput, release build (see README "Performance")
+	$(CARGO) bench --bench admission
+
+clean: ## Remove build output and the generated dev certificates
+	$(CARGO) clean
+	rm -rf $(DEV)

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Smoke test of the README's newcomer path: `make run` on spare ports, then the README's curl of a
+# fixture review, checking the decoded patch mounts alice's projects. Stops everything it started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+wport=${SMOKE_WEBHOOK_PORT:-18443}
+xport=${SMOKE_XNAT_PORT:-18090}
+log=$(mktemp)
+setsid make run WEBHOOK_PORT="$wport" XNAT_PORT="$xport" >"$log" 2>&1 &
+pid=$!
+cleanup() { kill -TERM -- "-$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -f "$log"; }
+trap cleanup EXIT
+
+for _ in $(seq 1 600); do
+  if curl -fsS --cacert certs/dev/ca.crt "https://localhost:$wport/readyz" >/dev/null 2>&1; then
+    break
+  fi
+  if ! kill -0 "$pid" 2>/dev/null; then
+    echo "smoke: make run exited early:"; cat "$log"; exit 1
+  fi
+  sleep 0.5
+done
+
+# The README's command, on the smoke port.
+patch=$(curl -sS --cacert certs/dev/ca.crt "https://localhost:$wport/mutate" \
+  -H 'Content-Type: application/json' \
+  --data @tests/fixtures/kubespawner-7.1/alice-default.json \
+  | jq -r .response.patch | base64 -d | jq -c .)
+
+expect() {
+  if ! jq -e "$1" <<<"$patch" >/dev/null; then
+    echo "smoke: expected $2 in the patch:"; jq . <<<"$patch"; echo "--- make run log:"; cat "$log"; exit 1
+  fi
+}
+expect '[.[] | select(.path | endswith("/volumeMounts/-")) | .value | select(.subPath == "archive/ALPHA" and .readOnly == true)] | length == 1' "a read-only ALPHA mount"
+expect '[.[] | select(.path | endswith("/volumeMounts/-")) | .value | select(.subPath == "archive/BETA" and .readOnly == true)] | length == 1' "a read-only BETA mount"
+expect '[.[] | select(.path | endswith("/env/-")) | .value | select(.name == "XNAT_PROJECTS" and .value == "ALPHA,BETA")] | length == 1' "XNAT_PROJECTS=ALPHA,BETA"
+echo "smoke: make run + README curl OK"

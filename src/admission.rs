@@ -11,7 +11,7 @@ use crate::classify::{SkipReason, classify};
 use crate::identity::is_acceptable_username;
 use crate::mutation::{Decision, Identity, decide};
 use crate::policy::Policy;
-use crate::review::{self, Answer, ReviewError};
+use crate::review::{self, Answer, Review, ReviewError};
 use crate::xnat::{AccessCache, CacheStatus};
 
 /// The webhook's state: the current policy and the cached XNAT client.
@@ -39,10 +39,10 @@ impl Admission {
         let review = review::parse(body)?;
         let req = &review.request;
         let policy = self.policy.load();
-        let target = match classify(req, &policy.pods) {
+        let target = match classify(&review, &policy.pods) {
             Ok(t) => t,
             Err(reason) => {
-                log_skip(req, reason, started);
+                log_skip(&review, reason, started);
                 let warnings = reason.warning().map(String::from).into_iter().collect();
                 let answer = Answer::Allow {
                     patch: Vec::new(),
@@ -58,7 +58,7 @@ impl Admission {
 
         let xnat_user = policy.identity.apply(target.jupyter_user);
         if !is_acceptable_username(&xnat_user) {
-            log_skip(req, SkipReason::BadUsername, started);
+            log_skip(&review, SkipReason::BadUsername, started);
             let answer = Answer::Allow {
                 patch: Vec::new(),
                 warnings: vec![format!(
@@ -82,11 +82,7 @@ impl Admission {
             server_name: target.server_name,
             xnat_user: &xnat_user,
         };
-        let spec = target
-            .pod
-            .data
-            .get("spec")
-            .unwrap_or(&serde_json::Value::Null);
+        let spec = target.spec.map_or("{}", |s| s.get());
         let decision = decide(spec, &who, &access, &policy, policy.xnat.url.as_str());
 
         let answer = match decision {
@@ -147,17 +143,14 @@ fn access_label(access: &AccessOutcome, cache: CacheStatus) -> &'static str {
     }
 }
 
-fn log_skip(
-    req: &kube::core::admission::AdmissionRequest<kube::core::DynamicObject>,
-    reason: SkipReason,
-    started: Instant,
-) {
-    let name = req
-        .object
+fn log_skip(review: &Review<'_>, reason: SkipReason, started: Instant) {
+    let req = &review.request;
+    let name = review
+        .pod
         .as_ref()
-        .and_then(|o| o.metadata.name.as_deref())
-        .unwrap_or(req.name.as_str());
-    let requester = req.user_info.username.as_deref().unwrap_or_default();
+        .and_then(|p| p.metadata.name.as_deref())
+        .unwrap_or(&req.name);
+    let requester = req.requester();
     let duration_us = started.elapsed().as_micros() as u64;
     if reason.warning().is_some() {
         tracing::warn!(uid = %req.uid, namespace = req.namespace.as_deref().unwrap_or_default(),

@@ -1,11 +1,12 @@
 //! Which admission requests are ours: the CREATE of a KubeSpawner notebook pod by an allowed
 //! requester, with the raw JupyterHub username in its annotation. Everything else passes unchanged.
 
-use kube::core::DynamicObject;
-use kube::core::admission::{AdmissionRequest, Operation};
+use kube::core::admission::Operation;
+use serde_json::value::RawValue;
 
 use crate::identity::is_acceptable_username;
 use crate::policy::PodSelector;
+use crate::review::Review;
 
 /// KubeSpawner's annotation with the raw (unescaped) JupyterHub username. The pod name and the
 /// label of the same name are lossy slugs (`Bob.Smith@uni.edu.au` → `bob-smith-uni-edu-au---4d2a158f`).
@@ -61,57 +62,44 @@ pub struct Target<'a> {
     pub jupyter_user: &'a str,
     /// Empty for the default server.
     pub server_name: &'a str,
-    pub pod: &'a DynamicObject,
+    /// The pod's spec as raw JSON, for the decision.
+    pub spec: Option<&'a RawValue>,
 }
 
-/// Decides whether `req` is ours. Pure: the request and the policy's selector are all it reads.
-pub fn classify<'a>(
-    req: &'a AdmissionRequest<DynamicObject>,
-    sel: &PodSelector,
-) -> Result<Target<'a>, SkipReason> {
+/// Decides whether a review is ours. Pure: the review and the policy's selector are all it reads.
+pub fn classify<'a>(review: &'a Review<'_>, sel: &PodSelector) -> Result<Target<'a>, SkipReason> {
+    let req = &review.request;
     if req.operation != Operation::Create {
         return Err(SkipReason::NotCreate);
     }
-    let kind = &req.kind;
-    if !(kind.group.is_empty() && kind.version == "v1" && kind.kind == "Pod")
-        || req.sub_resource.is_some()
-    {
+    if !req.is_core_pod() || req.sub_resource.is_some() {
         return Err(SkipReason::NotPod);
     }
-    let pod = req.object.as_ref().ok_or(SkipReason::NotPod)?;
+    let pod = review.pod.as_ref().ok_or(SkipReason::NotPod)?;
     let meta = &pod.metadata;
-    let pod_name = meta.name.as_deref().unwrap_or(req.name.as_str());
-    let labels_match = sel.labels.iter().all(|(k, v)| {
-        meta.labels
-            .as_ref()
-            .and_then(|l| l.get(k))
-            .is_some_and(|have| have == v)
-    });
+    let pod_name = meta.name.as_deref().unwrap_or(&req.name);
+    let labels_match = sel
+        .labels
+        .iter()
+        .all(|(k, v)| meta.label(k) == Some(v.as_str()));
     if !labels_match || !pod_name.starts_with(&sel.name_prefix) {
         return Err(SkipReason::NotNotebookPod);
     }
     // Who created the pod matters: anyone able to create pods could claim any username.
-    if !sel
-        .requesters
-        .iter()
-        .any(|r| *r == req.user_info.username.as_deref().unwrap_or_default())
-    {
+    if !sel.requesters.iter().any(|r| r == req.requester()) {
         return Err(SkipReason::RequesterNotAllowed);
     }
-    let annotations = meta.annotations.as_ref();
-    let jupyter_user = annotations
-        .and_then(|a| a.get(USERNAME_ANNOTATION))
+    let jupyter_user = meta
+        .annotation(USERNAME_ANNOTATION)
         .ok_or(SkipReason::NoUsernameAnnotation)?;
     if !is_acceptable_username(jupyter_user) {
         return Err(SkipReason::BadUsername);
     }
-    let server_name = annotations
-        .and_then(|a| a.get(SERVERNAME_ANNOTATION))
-        .map_or("", String::as_str);
+    let server_name = meta.annotation(SERVERNAME_ANNOTATION).unwrap_or_default();
     Ok(Target {
         pod_name,
         jupyter_user,
         server_name,
-        pod,
+        spec: pod.spec,
     })
 }

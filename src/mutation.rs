@@ -127,9 +127,9 @@ struct WantedMount {
     project: Option<String>,
 }
 
-/// Decides what to do with a notebook pod whose `spec` is given as JSON.
+/// Decides what to do with a notebook pod whose `spec` is given as JSON text.
 pub fn decide(
-    spec: &Value,
+    spec: &str,
     who: &Identity<'_>,
     access: &AccessOutcome,
     policy: &Policy,
@@ -159,7 +159,7 @@ pub fn decide(
         }
     };
 
-    let spec = match SpecView::deserialize(spec) {
+    let spec = match serde_json::from_str::<SpecView<'_>>(spec) {
         Ok(s) => s,
         Err(e) => {
             warnings.push(format!(

@@ -1,15 +1,24 @@
-//! The AdmissionReview wire format: parsing the API server's request (with kube's types) and
-//! writing the response.
+//! The AdmissionReview wire format: parsing the API server's request and writing the response.
+//!
+//! The request is read into borrowed views of just the fields the webhook uses (with kube's
+//! `GroupVersionKind` and `Operation`); the pod's `spec` stays raw JSON until the decision reads
+//! it. Parsing alice's 6 KB fixture this way takes about a quarter of the time of kube's
+//! `AdmissionReview<DynamicObject>`, which builds a `Value` tree of the whole pod (see README,
+//! Performance).
 //!
 //! The response is written with our own small serializer because the API server wants `patch` as
 //! a base64 *string* (Go's encoding of `[]byte`), while kube-core 5's `AdmissionResponse` serializes
 //! its `Vec<u8>` as an array of numbers, which the API server rejects.
 
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
 use base64::Engine;
 use json_patch::PatchOperation;
-use kube::core::DynamicObject;
-use kube::core::admission::{AdmissionRequest, AdmissionReview};
-use serde::Serialize;
+use kube::core::GroupVersionKind;
+use kube::core::admission::Operation;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 const KIND: &str = "AdmissionReview";
 const SUPPORTED_VERSIONS: [&str; 2] = ["admission.k8s.io/v1", "admission.k8s.io/v1beta1"];
@@ -27,34 +36,135 @@ pub enum ReviewError {
     NoRequest,
 }
 
-/// A parsed review: its apiVersion (echoed back) and the request.
-pub struct Review {
-    pub api_version: String,
-    pub request: AdmissionRequest<DynamicObject>,
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewIn<'a> {
+    #[serde(borrow)]
+    api_version: Cow<'a, str>,
+    #[serde(borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    request: Option<Request<'a>>,
 }
 
-pub fn parse(body: &[u8]) -> Result<Review, ReviewError> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let review: AdmissionReview<DynamicObject> = serde_path_to_error::deserialize(&mut de)
-        .map_err(|e| ReviewError::Malformed {
-            path: e.path().to_string(),
-            message: e.into_inner().to_string(),
-        })?;
-    de.end().map_err(|e| ReviewError::Malformed {
-        path: ".".into(),
-        message: e.to_string(),
-    })?;
-    if !SUPPORTED_VERSIONS.contains(&review.types.api_version.as_str()) {
-        return Err(ReviewError::Version(review.types.api_version));
+/// A parsed review, borrowing from the request body.
+pub struct Review<'a> {
+    /// Echoed back in the response.
+    pub api_version: Cow<'a, str>,
+    pub request: Request<'a>,
+    /// The object, read as a pod when the request is about a core/v1 Pod.
+    pub pod: Option<Pod<'a>>,
+}
+
+/// `request` of an AdmissionReview: the fields the webhook reads.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Request<'a> {
+    #[serde(borrow)]
+    pub uid: Cow<'a, str>,
+    pub kind: GroupVersionKind,
+    #[serde(borrow, default)]
+    pub sub_resource: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub name: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub namespace: Option<Cow<'a, str>>,
+    pub operation: Operation,
+    #[serde(borrow)]
+    pub user_info: UserInfo<'a>,
+    #[serde(borrow, default)]
+    pub object: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+pub struct UserInfo<'a> {
+    #[serde(borrow, default)]
+    pub username: Option<Cow<'a, str>>,
+}
+
+impl Request<'_> {
+    pub fn is_core_pod(&self) -> bool {
+        self.kind.group.is_empty() && self.kind.version == "v1" && self.kind.kind == "Pod"
     }
-    if review.types.kind != KIND {
-        return Err(ReviewError::Kind(review.types.kind));
+
+    pub fn requester(&self) -> &str {
+        self.user_info.username.as_deref().unwrap_or_default()
     }
-    let api_version = review.types.api_version.clone();
-    let request = review.try_into().map_err(|_| ReviewError::NoRequest)?;
+}
+
+/// The parts of a pod the webhook reads; `spec` stays raw JSON for the decision.
+#[derive(Deserialize)]
+pub struct Pod<'a> {
+    #[serde(borrow)]
+    pub metadata: PodMeta<'a>,
+    #[serde(borrow, default)]
+    pub spec: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+pub struct PodMeta<'a> {
+    #[serde(borrow, default)]
+    pub name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub labels: Option<BTreeMap<Cow<'a, str>, Cow<'a, str>>>,
+    #[serde(borrow, default)]
+    pub annotations: Option<BTreeMap<Cow<'a, str>, Cow<'a, str>>>,
+}
+
+impl<'a> PodMeta<'a> {
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels.as_ref()?.get(key).map(|v| v.as_ref())
+    }
+
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        self.annotations.as_ref()?.get(key).map(|v| v.as_ref())
+    }
+}
+
+fn malformed(path: impl Into<String>, message: impl ToString) -> ReviewError {
+    ReviewError::Malformed {
+        path: path.into(),
+        message: message.to_string(),
+    }
+}
+
+/// Parses a review body. The happy path is a plain borrowed parse; only a body that fails is
+/// parsed again with path tracking, to say where it is wrong.
+pub fn parse(body: &[u8]) -> Result<Review<'_>, ReviewError> {
+    let review: ReviewIn<'_> = from_json(body)?;
+    if !SUPPORTED_VERSIONS.contains(&review.api_version.as_ref()) {
+        return Err(ReviewError::Version(review.api_version.into_owned()));
+    }
+    if review.kind != KIND {
+        return Err(ReviewError::Kind(review.kind.into_owned()));
+    }
+    let request = review.request.ok_or(ReviewError::NoRequest)?;
+    let pod = match request.object {
+        Some(raw) if request.is_core_pod() => Some(
+            from_json::<Pod<'_>>(raw.get().as_bytes()).map_err(|e| match e {
+                ReviewError::Malformed { path, message } => {
+                    malformed(format!("request.object.{path}"), message)
+                }
+                other => other,
+            })?,
+        ),
+        _ => None,
+    };
     Ok(Review {
-        api_version,
+        api_version: review.api_version,
         request,
+        pod,
+    })
+}
+
+fn from_json<'a, T: Deserialize<'a>>(json: &'a [u8]) -> Result<T, ReviewError> {
+    serde_json::from_slice(json).map_err(|plain| {
+        let mut de = serde_json::Deserializer::from_slice(json);
+        match serde_path_to_error::deserialize::<_, T>(&mut de) {
+            Err(e) => malformed(e.path().to_string(), e.into_inner()),
+            // Only trailing bytes fail the plain parse but not this one.
+            Ok(_) => malformed(".", plain),
+        }
     })
 }
 

@@ -40,7 +40,7 @@ fn a_bare_pod_gets_new_arrays_and_a_resources_object() {
     let policy = Policy::parse("").unwrap();
     let spec = json!({"containers": [{"name": "notebook", "image": "x"}]});
     let d = decide(
-        &spec,
+        &spec.to_string(),
         &ALICE,
         &access(&["ALPHA_owner"]),
         &policy,
@@ -75,7 +75,13 @@ fn the_named_container_gets_the_mounts_even_when_it_is_not_first() {
     ]});
     let out = apply(
         &spec,
-        &decide(&spec, &ALICE, &access(&["ALPHA_owner"]), &policy, "u"),
+        &decide(
+            &spec.to_string(),
+            &ALICE,
+            &access(&["ALPHA_owner"]),
+            &policy,
+            "u",
+        ),
     );
     assert_eq!(
         out["containers"][0],
@@ -98,7 +104,7 @@ fn templates_and_disabled_workspace_follow_the_policy() {
     .unwrap();
     let spec = alice_spec();
     let d = decide(
-        &spec,
+        &spec.to_string(),
         &ALICE,
         &access(&["B_member", "A_owner"]),
         &policy,
@@ -131,7 +137,10 @@ fn templates_and_disabled_workspace_follow_the_policy() {
 fn no_projects_and_no_workspace_means_no_volume() {
     let policy = Policy::parse("storage:\n  workspace: null\n").unwrap();
     let spec = alice_spec();
-    let out = apply(&spec, &decide(&spec, &ALICE, &access(&[]), &policy, "u"));
+    let out = apply(
+        &spec,
+        &decide(&spec.to_string(), &ALICE, &access(&[]), &policy, "u"),
+    );
     assert_eq!(out["volumes"], spec["volumes"]);
     assert_eq!(
         out["containers"][0]["volumeMounts"],
@@ -145,13 +154,13 @@ fn an_outage_in_deny_mode_is_a_denial_and_in_allow_mode_mounts_no_project() {
     let down = AccessOutcome::Unavailable("XNAT answered HTTP 503".into());
     let deny = Policy::parse("xnat:\n  onError: deny\n  denyMessage: try later\n").unwrap();
     assert_eq!(
-        decide(&spec, &ALICE, &down, &deny, "u"),
+        decide(&spec.to_string(), &ALICE, &down, &deny, "u"),
         Decision::Deny {
             message: "try later".into()
         }
     );
     let allow = Policy::parse("").unwrap();
-    let d = decide(&spec, &ALICE, &down, &allow, "u");
+    let d = decide(&spec.to_string(), &ALICE, &down, &allow, "u");
     let Decision::Allow {
         projects, warnings, ..
     } = &d
@@ -168,7 +177,13 @@ fn a_pod_without_containers_is_left_alone() {
     let spec = json!({"containers": []});
     let Decision::Allow {
         patch, warnings, ..
-    } = decide(&spec, &ALICE, &access(&["A_owner"]), &policy, "u")
+    } = decide(
+        &spec.to_string(),
+        &ALICE,
+        &access(&["A_owner"]),
+        &policy,
+        "u",
+    )
     else {
         panic!()
     };
@@ -186,7 +201,13 @@ fn a_server_name_in_a_path_must_be_a_safe_segment() {
     // The default server has an empty name: no workspace, a warning, projects still mounted.
     let Decision::Allow {
         warnings, projects, ..
-    } = decide(&spec, &ALICE, &access(&["A_owner"]), &policy, "u")
+    } = decide(
+        &spec.to_string(),
+        &ALICE,
+        &access(&["A_owner"]),
+        &policy,
+        "u",
+    )
     else {
         panic!()
     };
@@ -196,7 +217,10 @@ fn a_server_name_in_a_path_must_be_a_safe_segment() {
         server_name: "gpu-analysis",
         ..ALICE
     };
-    let out = apply(&spec, &decide(&spec, &named, &access(&[]), &policy, "u"));
+    let out = apply(
+        &spec,
+        &decide(&spec.to_string(), &named, &access(&[]), &policy, "u"),
+    );
     let ws = out["containers"][0]["volumeMounts"]
         .as_array()
         .unwrap()

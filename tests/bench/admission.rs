@@ -2,8 +2,9 @@
 //!
 //! Measures, on the KubeSpawner 7.1 fixture pod for alice (2 projects + workspace):
 //! 1. the pure decision (`mutation::decide`) alone;
-//! 2. one whole review in process (parse, classify, cached XNAT lookup, decide, serialize);
-//! 3. reviews over real TLS on loopback from a keep-alive client, with 16 in flight.
+//! 2. parsing the review alone;
+//! 3. one whole review in process (parse, classify, cached XNAT lookup, decide, serialize);
+//! 4. reviews over real TLS on loopback from a keep-alive client, with 16 in flight.
 //!
 //! The XNAT stand-in answers the first lookup; everything after is a cache hit, which is what a
 //! spawn storm looks like after its first second.
@@ -44,7 +45,7 @@ fn main() {
 async fn run() {
     let body = std::fs::read(FIXTURE).unwrap();
     let review: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    let spec = review["request"]["object"]["spec"].clone();
+    let spec = review["request"]["object"]["spec"].to_string();
     let policy = Policy::parse("").unwrap();
     let who = Identity {
         jupyter_user: "alice",
@@ -65,7 +66,7 @@ async fn run() {
     let t = Instant::now();
     for _ in 0..n {
         std::hint::black_box(decide(
-            std::hint::black_box(&spec),
+            std::hint::black_box(spec.as_str()),
             &who,
             &access,
             &policy,
@@ -74,7 +75,17 @@ async fn run() {
     }
     println!("decide (pure)                 {}", per_op(t.elapsed(), n));
 
-    // 2. A whole review in process, cache warm.
+    // 2. Parsing the review alone.
+    let n = 50_000;
+    let t = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(
+            jupyter_xnat_webhook::review::parse(std::hint::black_box(&body)).is_ok(),
+        );
+    }
+    println!("parse review                  {}", per_op(t.elapsed(), n));
+
+    // 3. A whole review in process, cache warm.
     let xnat = Standin::demo("svc", "pw");
     let (url, _task) = xnat
         .spawn("127.0.0.1:0".parse().unwrap(), "/xnat")
@@ -95,7 +106,7 @@ async fn run() {
     }
     println!("review (in process, cached)   {}", per_op(t.elapsed(), n));
 
-    // 3. Over TLS on loopback.
+    // 4. Over TLS on loopback.
     let dir = tempfile::tempdir().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);

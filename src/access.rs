@@ -77,6 +77,12 @@ impl UserAccess {
 pub enum AccessOutcome {
     /// XNAT answered (now or from the cache).
     Known(Arc<UserAccess>),
+    /// XNAT could not be asked; an earlier answer `age` old stands in for it.
+    Stale {
+        access: Arc<UserAccess>,
+        age: std::time::Duration,
+        error: String,
+    },
     /// XNAT could not be asked; the message says why (no credentials in it).
     Unavailable(String),
 }

@@ -8,6 +8,7 @@ pub mod access;
 pub mod admission;
 pub mod classify;
 pub mod identity;
+pub mod launch;
 pub mod mutation;
 pub mod policy;
 pub mod quantity;

@@ -22,7 +22,11 @@ use serde_json::{Value, json};
 
 use crate::access::AccessOutcome;
 use crate::identity::is_safe_segment;
-use crate::policy::{MountTemplate, OnError, Policy, ResourceMode, Values, Var, check_sub_path};
+use crate::launch::{self, LaunchQuantities, PlannedMount, UserOptions};
+use crate::policy::{
+    CpuMemory, MountTemplate, OnError, Policy, ResourceMode, ResourcePolicy, Values, Var,
+    check_sub_path,
+};
 use crate::quantity::{Quantity, value_of};
 
 /// Who the pod is for, as the webhook established it.
@@ -31,6 +35,16 @@ pub struct Identity<'a> {
     pub jupyter_user: &'a str,
     pub server_name: &'a str,
     pub xnat_user: &'a str,
+}
+
+/// Everything the decision knows besides the pod and the policy.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    pub who: Identity<'a>,
+    pub access: &'a AccessOutcome,
+    /// The plugin's launch context, when the policy enables it and XNAT has one.
+    pub launch: Option<&'a UserOptions>,
+    pub xnat_url: &'a str,
 }
 
 /// What to answer the API server.
@@ -55,6 +69,8 @@ struct SpecView<'a> {
     volumes: Option<Vec<VolumeView<'a>>>,
     #[serde(borrow, default)]
     containers: Vec<ContainerView<'a>>,
+    #[serde(borrow, default)]
+    node_selector: Option<BTreeMap<Cow<'a, str>, Cow<'a, str>>>,
 }
 
 #[derive(Deserialize)]
@@ -118,25 +134,11 @@ struct ResourcesView<'a> {
     requests: Option<BTreeMap<Cow<'a, str>, Cow<'a, str>>>,
 }
 
-/// A volumeMount the policy wants.
-struct WantedMount {
-    mount_path: String,
-    sub_path: String,
-    read_only: bool,
-    /// The project it is for; `None` for the workspace.
-    project: Option<String>,
-}
-
 /// Decides what to do with a notebook pod whose `spec` is given as JSON text.
-pub fn decide(
-    spec: &str,
-    who: &Identity<'_>,
-    access: &AccessOutcome,
-    policy: &Policy,
-    xnat_url: &str,
-) -> Decision {
+pub fn decide(spec: &str, cx: &Context<'_>, policy: &Policy) -> Decision {
+    let who = &cx.who;
     let mut warnings = Vec::new();
-    let readable: Vec<&str> = match access {
+    let readable: Vec<&str> = match cx.access {
         AccessOutcome::Known(a) => {
             if a.unknown_user {
                 warnings.push(format!(
@@ -145,6 +147,13 @@ pub fn decide(
                 ));
             }
             a.readable_projects(&policy.xnat.roles)
+        }
+        AccessOutcome::Stale { access, age, error } => {
+            warnings.push(format!(
+                "xnat-webhook: XNAT could not be asked ({error}); using its answer from {}s ago",
+                age.as_secs()
+            ));
+            access.readable_projects(&policy.xnat.roles)
         }
         AccessOutcome::Unavailable(why) => {
             if policy.xnat.on_error == OnError::Deny {
@@ -184,8 +193,15 @@ pub fn decide(
         jupyter_user: who.jupyter_user,
         server_name: who.server_name,
         projects: "",
-        xnat_url,
+        xnat_url: cx.xnat_url,
     };
+    let launch = cx
+        .launch
+        .filter(|_| policy.user_options.enabled)
+        .map(|o| launch::plan(o, &policy.user_options, &readable, who.xnat_user));
+    if let Some(l) = &launch {
+        warnings.extend(l.warnings.iter().cloned());
+    }
 
     let mut patch = Vec::new();
     let mut projects = Vec::new();
@@ -208,7 +224,11 @@ pub fn decide(
     };
 
     if let Some(volume_present) = volume_ok {
-        let wanted = wanted_mounts(&readable, &base, policy, &mut warnings);
+        // A launch context replaces the project list's mounts; it was checked against it.
+        let wanted = match &launch {
+            Some(l) => l.mounts.clone(),
+            None => wanted_mounts(&readable, &base, policy, &mut warnings),
+        };
         let existing = container.volume_mounts.as_deref().unwrap_or_default();
         let mut to_add = Vec::new();
         for w in wanted {
@@ -258,15 +278,23 @@ pub fn decide(
     };
     let existing_env = container.env.as_deref().unwrap_or_default();
     let mut env_add = Vec::new();
-    for var in &policy.env {
-        let value = var.value.render(&values);
-        match existing_env.iter().find(|e| e.name == var.name) {
+    // The policy's env first; the launch context's for names the policy does not set.
+    let policy_env = policy
+        .env
+        .iter()
+        .map(|v| (v.name.as_str(), v.value.render(&values)));
+    let launch_env = launch
+        .iter()
+        .flat_map(|l| l.env.iter())
+        .filter(|(n, _)| !policy.env.iter().any(|v| v.name == *n))
+        .map(|(n, v)| (n.as_str(), v.clone()));
+    for (name, value) in policy_env.chain(launch_env) {
+        match existing_env.iter().find(|e| e.name == name) {
             Some(e) if e.value.as_deref() == Some(value.as_str()) => {}
             Some(_) => warnings.push(format!(
-                "xnat-webhook: the pod already sets env {}; its value is kept",
-                var.name
+                "xnat-webhook: the pod already sets env {name}; its value is kept"
             )),
-            None => env_add.push(json!({ "name": var.name, "value": value })),
+            None => env_add.push(json!({ "name": name, "value": value })),
         }
     }
     let at = ci.to_string();
@@ -277,7 +305,24 @@ pub fn decide(
         env_add,
     );
 
-    resources_patch(&mut patch, ci, container.resources.as_ref(), policy);
+    let no_launch = LaunchQuantities::default();
+    let from_launch = launch.as_ref().map_or(&no_launch, |l| &l.resources);
+    let rp = effective_resources(&policy.resources, from_launch);
+    resources_patch(
+        &mut patch,
+        ci,
+        container.resources.as_ref(),
+        &rp,
+        &from_launch.extended,
+    );
+    if let Some(l) = &launch {
+        node_selector_patch(
+            &mut patch,
+            spec.node_selector.as_ref(),
+            &l.node_selector,
+            &mut warnings,
+        );
+    }
 
     Decision::Allow {
         patch,
@@ -300,7 +345,7 @@ fn is_our_claim(v: &VolumeView<'_>, claim: &str) -> bool {
         .is_some_and(|p| p.claim_name == claim && p.read_only != Some(true))
 }
 
-fn is_same_mount(m: &MountView<'_>, w: &WantedMount, volume: &str) -> bool {
+fn is_same_mount(m: &MountView<'_>, w: &PlannedMount, volume: &str) -> bool {
     m.name == volume
         && m.sub_path.as_deref() == Some(w.sub_path.as_str())
         && m.read_only.unwrap_or(false) == w.read_only
@@ -312,16 +357,16 @@ fn wanted_mounts(
     base: &Values<'_>,
     policy: &Policy,
     warnings: &mut Vec<String>,
-) -> Vec<WantedMount> {
+) -> Vec<PlannedMount> {
     let storage = &policy.storage;
-    let mut out: Vec<WantedMount> = Vec::with_capacity(readable.len() + 1);
+    let mut out: Vec<PlannedMount> = Vec::with_capacity(readable.len() + 1);
     for project in readable {
         let values = Values {
             project: Some(project),
             ..*base
         };
         if let Some((sub_path, mount_path)) = render_mount(&storage.projects, &values, warnings) {
-            out.push(WantedMount {
+            out.push(PlannedMount {
                 mount_path,
                 sub_path,
                 read_only: true,
@@ -337,7 +382,7 @@ fn wanted_mounts(
                 "xnat-webhook: workspace mount path {mount_path} is taken by a project; workspace not mounted"
             ));
         } else {
-            out.push(WantedMount {
+            out.push(PlannedMount {
                 mount_path,
                 sub_path,
                 read_only: false,
@@ -405,15 +450,15 @@ fn add(path: PointerBuf, value: Value) -> PatchOperation {
     PatchOperation::Add(AddOperation { path, value })
 }
 
-/// Fills in (or, in `override` mode, replaces) cpu and memory requests and limits, keeping every
-/// request at or below its limit so the pod stays valid.
+/// Fills in (or, in `override` mode, replaces) cpu and memory requests and limits and extended
+/// resources, keeping every request at or below its limit so the pod stays valid.
 fn resources_patch(
     patch: &mut Vec<PatchOperation>,
     ci: usize,
     have: Option<&ResourcesView<'_>>,
-    policy: &Policy,
+    rp: &ResourcePolicy,
+    extended: &[(String, String)],
 ) {
-    let rp = &policy.resources;
     let have_limits = have.and_then(|r| r.limits.as_ref());
     let have_requests = have.and_then(|r| r.requests.as_ref());
     let get = |m: Option<&BTreeMap<Cow<'_, str>, Cow<'_, str>>>, k: &str| {
@@ -423,17 +468,28 @@ fn resources_patch(
     let mut new_requests = serde_json::Map::new();
     let mut replaced = Vec::new();
 
-    for (name, p_req, p_lim) in [
-        ("cpu", &rp.requests.cpu, &rp.limits.cpu),
-        ("memory", &rp.requests.memory, &rp.limits.memory),
-    ] {
+    // Extended resources (GPUs) are set as limits; a request, when the pod has one, must equal it.
+    let extended = extended.iter().filter_map(|(name, count)| {
+        let q = Quantity::parse(count).ok()?;
+        let req = get(have_requests, name).map(|_| q.clone());
+        Some((name.as_str(), req, Some(q)))
+    });
+    let basics = [
+        ("cpu", rp.requests.cpu.clone(), rp.limits.cpu.clone()),
+        (
+            "memory",
+            rp.requests.memory.clone(),
+            rp.limits.memory.clone(),
+        ),
+    ];
+    for (name, p_req, p_lim) in basics.into_iter().chain(extended) {
         let pod_req = get(have_requests, name);
         let pod_lim = get(have_limits, name);
         let (req, lim) = settle(
             pod_req.as_deref(),
             pod_lim.as_deref(),
-            p_req,
-            p_lim,
+            &p_req,
+            &p_lim,
             rp.mode,
         );
         for (target, pod_value, value, kind) in [
@@ -492,6 +548,61 @@ fn resources_patch(
             path: p,
             value: Value::String(v),
         }));
+    }
+}
+
+/// The policy's resources with the launch context's values in their place.
+fn effective_resources(rp: &ResourcePolicy, l: &LaunchQuantities) -> ResourcePolicy {
+    ResourcePolicy {
+        mode: rp.mode,
+        requests: CpuMemory {
+            cpu: l.cpu_request.clone().or_else(|| rp.requests.cpu.clone()),
+            memory: l
+                .memory_request
+                .clone()
+                .or_else(|| rp.requests.memory.clone()),
+        },
+        limits: CpuMemory {
+            cpu: l.cpu_limit.clone().or_else(|| rp.limits.cpu.clone()),
+            memory: l.memory_limit.clone().or_else(|| rp.limits.memory.clone()),
+        },
+    }
+}
+
+/// Adds the launch context's node selector entries the pod does not have; the pod's own value of
+/// a key wins.
+fn node_selector_patch(
+    patch: &mut Vec<PatchOperation>,
+    have: Option<&BTreeMap<Cow<'_, str>, Cow<'_, str>>>,
+    want: &[(String, String)],
+    warnings: &mut Vec<String>,
+) {
+    let mut add = serde_json::Map::new();
+    for (k, v) in want {
+        match have.and_then(|h| h.get(k.as_str())) {
+            Some(existing) if existing == v => {}
+            Some(existing) => warnings.push(format!(
+                "xnat-webhook: the pod already selects {k}={existing}; launch constraint {k}=={v} ignored"
+            )),
+            None => {
+                add.insert(k.clone(), Value::String(v.clone()));
+            }
+        }
+    }
+    if add.is_empty() {
+        return;
+    }
+    if have.is_some() {
+        for (k, v) in add {
+            let mut p = PointerBuf::from_tokens(["spec", "nodeSelector"]);
+            p.push_back(k);
+            patch.push(self::add(p, v));
+        }
+    } else {
+        patch.push(self::add(
+            PointerBuf::from_tokens(["spec", "nodeSelector"]),
+            Value::Object(add),
+        ));
     }
 }
 

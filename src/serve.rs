@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use crate::admission::Admission;
 use crate::policy::{Policy, PolicyFile};
 use crate::tls::CertStore;
-use crate::xnat::{AccessCache, Credentials, XnatClient};
+use crate::xnat::{AccessCache, ClientSettings, CredentialSource, Credentials, XnatClient};
 
 /// Everything `serve` needs, already parsed from the command line.
 #[derive(Debug, Clone)]
@@ -54,9 +54,13 @@ pub fn load_policy(path: &std::path::Path, xnat_url: Option<&str>) -> Result<Pol
     Ok(Policy::from_file(file)?)
 }
 
-/// Builds the admission state from a validated policy and the credentials file.
-pub fn admission(policy: Policy, credentials: Credentials) -> Result<Admission, StartError> {
-    let client = XnatClient::new(policy.xnat.url.clone(), credentials, policy.xnat.timeout)?;
+/// Builds the admission state from a validated policy and where the credentials come from.
+pub fn admission(policy: Policy, credentials: CredentialSource) -> Result<Admission, StartError> {
+    let client = XnatClient::new(
+        policy.xnat.url.clone(),
+        credentials,
+        ClientSettings::from(&policy.xnat),
+    )?;
     let cache = AccessCache::new(client, &policy.xnat);
     Ok(Admission::new(policy, cache))
 }
@@ -64,6 +68,7 @@ pub fn admission(policy: Policy, credentials: Credentials) -> Result<Admission, 
 /// A webhook bound to its port, not yet serving; lets callers learn the address first.
 pub struct Bound {
     pub listener: TcpListener,
+    pub admission: Arc<Admission>,
     pub app: axum::Router,
     pub tls: Arc<rustls::ServerConfig>,
     pub certs: Arc<CertStore>,
@@ -74,8 +79,10 @@ impl Bound {
         self.listener.local_addr()
     }
 
+    /// Serves until `shutdown`, drains in-flight reviews, then ends the XNAT session.
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()>, drain: Duration) {
         crate::server::serve_tls(self.listener, self.tls, self.app, shutdown, drain).await;
+        self.admission.close().await;
     }
 }
 
@@ -92,7 +99,12 @@ pub async fn bind(config: &ServeConfig) -> Result<Bound, StartError> {
         claim = %policy.storage.claim_name,
         "policy loaded"
     );
-    let admission = Arc::new(admission(policy, credentials)?);
+    // Read once now so a missing or malformed Secret stops startup; the client re-reads the
+    // file at every login, so a rotation on disk needs no restart.
+    let admission = Arc::new(admission(
+        policy,
+        CredentialSource::File(config.xnat_credentials.clone()),
+    )?);
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| StartError::Listen {
@@ -101,7 +113,8 @@ pub async fn bind(config: &ServeConfig) -> Result<Bound, StartError> {
         })?;
     Ok(Bound {
         listener,
-        app: crate::server::router(admission),
+        app: crate::server::router(admission.clone()),
+        admission,
         tls,
         certs,
     })

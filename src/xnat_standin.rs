@@ -1,22 +1,32 @@
-//! A small XNAT stand-in that speaks the endpoints the webhook uses, with XNAT's JSON shapes and
-//! HTTP-basic checks. `make run` serves it with demo users; the integration tests use it as the
-//! XNAT test double, with latency and fault injection and call counting.
+//! A small XNAT stand-in that speaks the endpoints the webhook uses, with XNAT's JSON shapes, its
+//! session login and HTTP-basic checks. `make run` serves it with demo users; the integration
+//! tests use it as the XNAT test double, with latency and fault injection and call counting.
+//!
+//! Endpoints (under the context path, e.g. `/xnat`):
+//! - `POST /data/JSESSION` (basic auth) → session id as text, `DELETE /data/JSESSION`;
+//! - `GET /xapi/users/{user}/groups` → `["ALPHA_owner", …]`, 404 for an unknown user;
+//! - `GET /xapi/access/{user}/projects` → `[{"ID", "secondary_ID", "name", "description", "role",
+//!   "group_id", "URI"}]`, 404 for an unknown user;
+//! - `GET /xapi/jupyterhub/users/{user}/server/user-options` and
+//!   `…/server/{servername}/user-options` → the plugin's stored launch context, 404 when none.
+//!
+//! Every API call accepts the `JSESSIONID` cookie of a live session or HTTP basic credentials.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use base64::Engine;
+use serde_json::{Value, json};
 
-/// A fault the stand-in answers with instead of the real answer.
+/// A fault the stand-in answers API calls with instead of the real answer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Fault {
     #[default]
@@ -31,29 +41,62 @@ pub enum Fault {
     Oversized,
 }
 
-/// The stand-in's users, credentials, faults and counters.
+/// How the stand-in refuses a session it does not know (expired).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SessionRejection {
+    /// 401, as XNAT itself answers.
+    #[default]
+    Unauthorized,
+    /// A login page with status 200, as XNAT behind some proxies answers.
+    HtmlLogin,
+}
+
+/// Calls counted per endpoint.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub logins: AtomicUsize,
+    pub logouts: AtomicUsize,
+    pub groups: AtomicUsize,
+    pub access: AtomicUsize,
+    pub user_options: AtomicUsize,
+    /// API calls authenticated with basic credentials instead of a session.
+    pub basic_api_calls: AtomicUsize,
+    pub auth_failures: AtomicUsize,
+    /// Most API calls being answered at the same time.
+    pub max_in_flight: AtomicUsize,
+    in_flight: AtomicUsize,
+}
+
+/// The stand-in's users, credentials, sessions, faults and counters.
 pub struct Standin {
-    username: String,
-    password: String,
+    credentials: Mutex<HashSet<(String, String)>>,
     users: Mutex<HashMap<String, Vec<String>>>,
+    user_options: Mutex<HashMap<(String, String), Value>>,
+    sessions: Mutex<HashSet<String>>,
+    session_rejection: Mutex<SessionRejection>,
     fault: Mutex<Fault>,
+    /// How many more API calls get the fault; `None` for all of them.
+    fault_budget: Mutex<Option<usize>>,
     latency: Mutex<Duration>,
-    group_calls: AtomicUsize,
     calls_by_user: Mutex<HashMap<String, usize>>,
-    auth_failures: AtomicUsize,
+    next_session: AtomicUsize,
+    pub counters: Counters,
 }
 
 impl Standin {
     pub fn new(username: &str, password: &str) -> Arc<Self> {
         Arc::new(Self {
-            username: username.to_owned(),
-            password: password.to_owned(),
+            credentials: Mutex::new(HashSet::from([(username.to_owned(), password.to_owned())])),
             users: Mutex::default(),
+            user_options: Mutex::default(),
+            sessions: Mutex::default(),
+            session_rejection: Mutex::default(),
             fault: Mutex::default(),
+            fault_budget: Mutex::default(),
             latency: Mutex::default(),
-            group_calls: AtomicUsize::new(0),
             calls_by_user: Mutex::default(),
-            auth_failures: AtomicUsize::new(0),
+            next_session: AtomicUsize::new(1),
+            counters: Counters::default(),
         })
     }
 
@@ -72,33 +115,81 @@ impl Standin {
         lock(&self.users).insert(user.to_owned(), groups);
     }
 
+    /// Replaces the accepted credentials (a rotation on the XNAT side); live sessions end.
+    pub fn set_credentials(&self, pairs: &[(&str, &str)]) {
+        *lock(&self.credentials) = pairs
+            .iter()
+            .map(|(u, p)| (u.to_string(), p.to_string()))
+            .collect();
+        self.expire_sessions();
+    }
+
+    /// Stores the plugin's user options for a user's server (`""` for the default server).
+    pub fn set_user_options(&self, user: &str, server: &str, options: Value) {
+        lock(&self.user_options).insert((user.to_owned(), server.to_owned()), options);
+    }
+
     pub fn set_fault(&self, fault: Fault) {
         *lock(&self.fault) = fault;
+        *lock(&self.fault_budget) = None;
+    }
+
+    /// The fault for the next `n` API calls only.
+    pub fn fail_next(&self, n: usize, fault: Fault) {
+        *lock(&self.fault) = fault;
+        *lock(&self.fault_budget) = Some(n);
     }
 
     pub fn set_latency(&self, latency: Duration) {
         *lock(&self.latency) = latency;
     }
 
-    /// `GET …/groups` requests received, authenticated or not.
-    pub fn group_calls(&self) -> usize {
-        self.group_calls.load(Ordering::SeqCst)
+    /// Ends every session, as a Tomcat restart or session timeout would.
+    pub fn expire_sessions(&self) {
+        lock(&self.sessions).clear();
     }
 
-    /// `GET …/groups` requests received for one user.
+    pub fn set_session_rejection(&self, r: SessionRejection) {
+        *lock(&self.session_rejection) = r;
+    }
+
+    pub fn live_sessions(&self) -> usize {
+        lock(&self.sessions).len()
+    }
+
+    /// `GET …/groups` requests received, authenticated or not.
+    pub fn group_calls(&self) -> usize {
+        self.counters.groups.load(Ordering::SeqCst)
+    }
+
+    /// Group or access-list requests received for one user.
     pub fn group_calls_for(&self, user: &str) -> usize {
         lock(&self.calls_by_user).get(user).copied().unwrap_or(0)
     }
 
-    /// Requests refused for missing or wrong credentials.
+    pub fn logins(&self) -> usize {
+        self.counters.logins.load(Ordering::SeqCst)
+    }
+
+    /// Requests refused for missing or wrong credentials or an unknown session.
     pub fn auth_failures(&self) -> usize {
-        self.auth_failures.load(Ordering::SeqCst)
+        self.counters.auth_failures.load(Ordering::SeqCst)
     }
 
     /// The stand-in's routes under XNAT's context path (`/xnat`, or `""` for none).
     pub fn router(self: &Arc<Self>, context_path: &str) -> Router {
         let api = Router::new()
+            .route("/data/JSESSION", post(login).delete(logout))
             .route("/xapi/users/{user}/groups", get(groups))
+            .route("/xapi/access/{user}/projects", get(access_projects))
+            .route(
+                "/xapi/jupyterhub/users/{user}/server/user-options",
+                get(default_user_options),
+            )
+            .route(
+                "/xapi/jupyterhub/users/{user}/server/{server}/user-options",
+                get(named_user_options),
+            )
             .with_state(self.clone());
         if context_path.is_empty() || context_path == "/" {
             api
@@ -122,21 +213,111 @@ impl Standin {
         Ok((base, task))
     }
 
-    fn authorized(&self, headers: &HeaderMap) -> bool {
-        let Some(value) = headers
+    fn basic_ok(&self, headers: &HeaderMap) -> bool {
+        let Some(encoded) = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Basic "))
         else {
-            return false;
-        };
-        let Some(encoded) = value.strip_prefix("Basic ") else {
             return false;
         };
         let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded) else {
             return false;
         };
-        let expected = format!("{}:{}", self.username, self.password);
-        decoded == expected.as_bytes()
+        let Ok(text) = String::from_utf8(decoded) else {
+            return false;
+        };
+        let Some((u, p)) = text.split_once(':') else {
+            return false;
+        };
+        lock(&self.credentials).contains(&(u.to_owned(), p.to_owned()))
+    }
+
+    fn session_of(headers: &HeaderMap) -> Option<String> {
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .find_map(|c| c.trim().strip_prefix("JSESSIONID=").map(str::to_owned))
+    }
+
+    /// The common prologue of an API call: count, delay, authenticate, inject faults.
+    async fn api_call(&self, headers: &HeaderMap) -> Result<InFlight<'_>, Response> {
+        let guard = InFlight::enter(&self.counters);
+        let latency = *lock(&self.latency);
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        let session_ok =
+            Self::session_of(headers).is_some_and(|s| lock(&self.sessions).contains(&s));
+        if !session_ok {
+            if headers.contains_key(header::COOKIE) && !headers.contains_key(header::AUTHORIZATION)
+            {
+                self.counters.auth_failures.fetch_add(1, Ordering::SeqCst);
+                return Err(match *lock(&self.session_rejection) {
+                    SessionRejection::Unauthorized => unauthorized(),
+                    SessionRejection::HtmlLogin => login_page(),
+                });
+            }
+            if !self.basic_ok(headers) {
+                self.counters.auth_failures.fetch_add(1, Ordering::SeqCst);
+                return Err(unauthorized());
+            }
+            self.counters.basic_api_calls.fetch_add(1, Ordering::SeqCst);
+        }
+        let fault = {
+            let mut budget = lock(&self.fault_budget);
+            match *budget {
+                Some(0) => Fault::None,
+                Some(ref mut n) => {
+                    *n -= 1;
+                    *lock(&self.fault)
+                }
+                None => *lock(&self.fault),
+            }
+        };
+        match fault {
+            Fault::None => Ok(guard),
+            Fault::Status(code) => {
+                let status =
+                    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                Err((status, "stand-in fault").into_response())
+            }
+            Fault::HtmlLogin => Err(login_page()),
+            Fault::BadJson => Err((
+                [(header::CONTENT_TYPE, "application/json")],
+                "[\"ALPHA_owner\",",
+            )
+                .into_response()),
+            Fault::Oversized => {
+                let many: Vec<String> = (0..200_000).map(|i| format!("P{i:08}_member")).collect();
+                Err(axum::Json(many).into_response())
+            }
+        }
+    }
+
+    fn count_user(&self, user: &str) {
+        *lock(&self.calls_by_user)
+            .entry(user.to_owned())
+            .or_default() += 1;
+    }
+}
+
+/// Tracks concurrent API calls for `max_in_flight`.
+struct InFlight<'a>(&'a Counters);
+
+impl<'a> InFlight<'a> {
+    fn enter(c: &'a Counters) -> Self {
+        let now = c.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        c.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        Self(c)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -144,55 +325,142 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// `GET /xapi/users/{user}/groups`: a JSON array of group ids; 404 for an unknown user.
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Basic realm=\"XNAT\"")],
+        "Unauthorized",
+    )
+        .into_response()
+}
+
+fn login_page() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/html;charset=UTF-8")],
+        "<!DOCTYPE html><html><head><title>XNAT Login</title></head><body><form action=\"/login\"></form></body></html>",
+    )
+        .into_response()
+}
+
+/// `POST /data/JSESSION`: basic credentials → a new session id as plain text.
+async fn login(State(s): State<Arc<Standin>>, headers: HeaderMap) -> Response {
+    s.counters.logins.fetch_add(1, Ordering::SeqCst);
+    if !s.basic_ok(&headers) {
+        s.counters.auth_failures.fetch_add(1, Ordering::SeqCst);
+        return unauthorized();
+    }
+    let id = format!(
+        "{:032X}",
+        s.next_session.fetch_add(1, Ordering::SeqCst) * 7919
+    );
+    lock(&s.sessions).insert(id.clone());
+    (
+        [
+            (header::CONTENT_TYPE, "text/plain".to_owned()),
+            (
+                header::SET_COOKIE,
+                format!("JSESSIONID={id}; Path=/; HttpOnly"),
+            ),
+        ],
+        id,
+    )
+        .into_response()
+}
+
+/// `DELETE /data/JSESSION`: ends the caller's session.
+async fn logout(State(s): State<Arc<Standin>>, headers: HeaderMap) -> Response {
+    s.counters.logouts.fetch_add(1, Ordering::SeqCst);
+    if let Some(id) = Standin::session_of(&headers) {
+        lock(&s.sessions).remove(&id);
+    }
+    StatusCode::OK.into_response()
+}
+
 async fn groups(
     State(s): State<Arc<Standin>>,
     Path(user): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    s.group_calls.fetch_add(1, Ordering::SeqCst);
-    *lock(&s.calls_by_user).entry(user.clone()).or_default() += 1;
-    let latency = *lock(&s.latency);
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
-    if !s.authorized(&headers) {
-        s.auth_failures.fetch_add(1, Ordering::SeqCst);
-        return (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Basic realm=\"XNAT\"")],
-            "Unauthorized",
-        )
-            .into_response();
-    }
-    let fault = *lock(&s.fault);
-    match fault {
-        Fault::None => {}
-        Fault::Status(code) => {
-            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            return (status, "stand-in fault").into_response();
-        }
-        Fault::HtmlLogin => {
-            return (
-                [(header::CONTENT_TYPE, "text/html;charset=UTF-8")],
-                "<!DOCTYPE html><html><head><title>XNAT Login</title></head><body><form action=\"/login\"></form></body></html>",
-            )
-                .into_response();
-        }
-        Fault::BadJson => {
-            return (
-                [(header::CONTENT_TYPE, "application/json")],
-                "[\"ALPHA_owner\",",
-            )
-                .into_response();
-        }
-        Fault::Oversized => {
-            let many: Vec<String> = (0..200_000).map(|i| format!("P{i:08}_member")).collect();
-            return axum::Json(many).into_response();
-        }
-    }
+    s.counters.groups.fetch_add(1, Ordering::SeqCst);
+    s.count_user(&user);
+    let _guard = match s.api_call(&headers).await {
+        Ok(g) => g,
+        Err(r) => return r,
+    };
     match lock(&s.users).get(&user) {
         Some(groups) => axum::Json(groups.clone()).into_response(),
         None => (StatusCode::NOT_FOUND, format!("User {user} not found.")).into_response(),
+    }
+}
+
+/// `GET /xapi/access/{user}/projects`: the admin view of a user's project memberships.
+async fn access_projects(
+    State(s): State<Arc<Standin>>,
+    Path(user): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    s.counters.access.fetch_add(1, Ordering::SeqCst);
+    s.count_user(&user);
+    let _guard = match s.api_call(&headers).await {
+        Ok(g) => g,
+        Err(r) => return r,
+    };
+    let Some(groups) = lock(&s.users).get(&user).cloned() else {
+        return (StatusCode::NOT_FOUND, format!("User {user} not found.")).into_response();
+    };
+    let list: Vec<Value> = groups
+        .iter()
+        .filter_map(|g| {
+            let (project, role) = g.rsplit_once('_')?;
+            let display = match role {
+                "owner" => "Owners",
+                "member" => "Members",
+                "collaborator" => "Collaborators",
+                _ => return None,
+            };
+            Some(json!({
+                "ID": project,
+                "secondary_ID": project,
+                "name": format!("Project {project}"),
+                "description": "",
+                "role": display,
+                "group_id": g,
+                "URI": format!("/data/projects/{project}"),
+            }))
+        })
+        .collect();
+    axum::Json(list).into_response()
+}
+
+async fn default_user_options(
+    State(s): State<Arc<Standin>>,
+    Path(user): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    user_options(s, user, String::new(), headers).await
+}
+
+async fn named_user_options(
+    State(s): State<Arc<Standin>>,
+    Path((user, server)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    user_options(s, user, server, headers).await
+}
+
+async fn user_options(
+    s: Arc<Standin>,
+    user: String,
+    server: String,
+    headers: HeaderMap,
+) -> Response {
+    s.counters.user_options.fetch_add(1, Ordering::SeqCst);
+    let _guard = match s.api_call(&headers).await {
+        Ok(g) => g,
+        Err(r) => return r,
+    };
+    match lock(&s.user_options).get(&(user, server)) {
+        Some(v) => axum::Json(v.clone()).into_response(),
+        None => (StatusCode::NOT_FOUND, "User options not found.").into_response(),
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use common::fixture;
 use jupyter_xnat_webhook::access::{AccessOutcome, UserAccess};
-use jupyter_xnat_webhook::mutation::{Decision, Identity, decide};
+use jupyter_xnat_webhook::mutation::{Context, Decision, Identity, decide};
 use jupyter_xnat_webhook::policy::Policy;
 use serde_json::{Value, json};
 
@@ -19,6 +19,16 @@ const ALICE: Identity<'static> = Identity {
 
 fn access(groups: &[&str]) -> AccessOutcome {
     AccessOutcome::Known(Arc::new(UserAccess::from_group_ids(groups)))
+}
+
+fn run(spec: &Value, who: Identity<'_>, access: &AccessOutcome, policy: &Policy) -> Decision {
+    let cx = Context {
+        who,
+        access,
+        launch: None,
+        xnat_url: "http://xnat/xnat",
+    };
+    decide(&spec.to_string(), &cx, policy)
 }
 
 /// Applies the decision's patch to `spec` (wrapped as a pod) and returns the new spec.
@@ -39,13 +49,7 @@ fn alice_spec() -> Value {
 fn a_bare_pod_gets_new_arrays_and_a_resources_object() {
     let policy = Policy::parse("").unwrap();
     let spec = json!({"containers": [{"name": "notebook", "image": "x"}]});
-    let d = decide(
-        &spec.to_string(),
-        &ALICE,
-        &access(&["ALPHA_owner"]),
-        &policy,
-        "http://xnat/",
-    );
+    let d = run(&spec, ALICE, &access(&["ALPHA_owner"]), &policy);
     let out = apply(&spec, &d);
     assert_eq!(
         out["volumes"],
@@ -75,13 +79,7 @@ fn the_named_container_gets_the_mounts_even_when_it_is_not_first() {
     ]});
     let out = apply(
         &spec,
-        &decide(
-            &spec.to_string(),
-            &ALICE,
-            &access(&["ALPHA_owner"]),
-            &policy,
-            "u",
-        ),
+        &run(&spec, ALICE, &access(&["ALPHA_owner"]), &policy),
     );
     assert_eq!(
         out["containers"][0],
@@ -103,13 +101,7 @@ fn templates_and_disabled_workspace_follow_the_policy() {
     )
     .unwrap();
     let spec = alice_spec();
-    let d = decide(
-        &spec.to_string(),
-        &ALICE,
-        &access(&["B_member", "A_owner"]),
-        &policy,
-        "u",
-    );
+    let d = run(&spec, ALICE, &access(&["B_member", "A_owner"]), &policy);
     let out = apply(&spec, &d);
     let mounts: Vec<&Value> = out["containers"][0]["volumeMounts"]
         .as_array()
@@ -137,10 +129,7 @@ fn templates_and_disabled_workspace_follow_the_policy() {
 fn no_projects_and_no_workspace_means_no_volume() {
     let policy = Policy::parse("storage:\n  workspace: null\n").unwrap();
     let spec = alice_spec();
-    let out = apply(
-        &spec,
-        &decide(&spec.to_string(), &ALICE, &access(&[]), &policy, "u"),
-    );
+    let out = apply(&spec, &run(&spec, ALICE, &access(&[]), &policy));
     assert_eq!(out["volumes"], spec["volumes"]);
     assert_eq!(
         out["containers"][0]["volumeMounts"],
@@ -154,13 +143,13 @@ fn an_outage_in_deny_mode_is_a_denial_and_in_allow_mode_mounts_no_project() {
     let down = AccessOutcome::Unavailable("XNAT answered HTTP 503".into());
     let deny = Policy::parse("xnat:\n  onError: deny\n  denyMessage: try later\n").unwrap();
     assert_eq!(
-        decide(&spec.to_string(), &ALICE, &down, &deny, "u"),
+        run(&spec, ALICE, &down, &deny),
         Decision::Deny {
             message: "try later".into()
         }
     );
     let allow = Policy::parse("").unwrap();
-    let d = decide(&spec.to_string(), &ALICE, &down, &allow, "u");
+    let d = run(&spec, ALICE, &down, &allow);
     let Decision::Allow {
         projects, warnings, ..
     } = &d
@@ -177,13 +166,7 @@ fn a_pod_without_containers_is_left_alone() {
     let spec = json!({"containers": []});
     let Decision::Allow {
         patch, warnings, ..
-    } = decide(
-        &spec.to_string(),
-        &ALICE,
-        &access(&["A_owner"]),
-        &policy,
-        "u",
-    )
+    } = run(&spec, ALICE, &access(&["A_owner"]), &policy)
     else {
         panic!()
     };
@@ -201,13 +184,7 @@ fn a_server_name_in_a_path_must_be_a_safe_segment() {
     // The default server has an empty name: no workspace, a warning, projects still mounted.
     let Decision::Allow {
         warnings, projects, ..
-    } = decide(
-        &spec.to_string(),
-        &ALICE,
-        &access(&["A_owner"]),
-        &policy,
-        "u",
-    )
+    } = run(&spec, ALICE, &access(&["A_owner"]), &policy)
     else {
         panic!()
     };
@@ -217,10 +194,7 @@ fn a_server_name_in_a_path_must_be_a_safe_segment() {
         server_name: "gpu-analysis",
         ..ALICE
     };
-    let out = apply(
-        &spec,
-        &decide(&spec.to_string(), &named, &access(&[]), &policy, "u"),
-    );
+    let out = apply(&spec, &run(&spec, named, &access(&[]), &policy));
     let ws = out["containers"][0]["volumeMounts"]
         .as_array()
         .unwrap()

@@ -16,6 +16,8 @@ pub struct PolicyFile {
     /// Env vars added to the notebook container; the map replaces the defaults when given.
     pub env: EnvFile,
     pub resources: ResourcesFile,
+    /// Launch context stored by XNAT's JupyterHub plugin ("user options").
+    pub user_options: UserOptionsFile,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -70,8 +72,19 @@ pub enum MappingStepFile {
 pub enum OnError {
     /// Admit the pod without project mounts, with a warning.
     Allow,
+    /// Use a cached answer younger than `staleIfError` (with a warning); without one, allow.
+    StaleThenAllow,
     /// Refuse the pod; the user sees `denyMessage` in JupyterHub's spawn error.
     Deny,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum ProjectSource {
+    /// `GET /xapi/users/{user}/groups` (the user themself or an admin may call it).
+    Groups,
+    /// `GET /xapi/access/{user}/projects` (admin only).
+    Access,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -79,12 +92,34 @@ pub enum OnError {
 pub struct XnatFile {
     /// XNAT base URL, context path included (`http://xnat-web.xnat.svc/xnat`).
     pub url: String,
-    /// Timeout of one XNAT request; must stay well under the webhook's own timeout.
+    /// Which endpoint lists a user's projects.
+    pub project_source: ProjectSource,
+    /// Timeout of one XNAT request, connect included.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    /// All the time one admission may spend on XNAT: queueing, login, retries. Must stay well
+    /// under the webhook's own timeout (10s in deploy/).
+    #[serde(with = "humantime_serde")]
+    pub budget: Duration,
+    /// How many XNAT requests may be in flight at once; more wait in a queue.
+    pub max_concurrent_requests: usize,
+    /// Extra tries of a GET after a timeout, connection error or 5xx, inside `budget`.
+    pub retries: u32,
+    /// First backoff between tries (doubled each time, with jitter).
+    #[serde(with = "humantime_serde")]
+    pub retry_backoff: Duration,
     /// How long a user's project list is reused.
     #[serde(with = "humantime_serde")]
     pub cache_ttl: Duration,
+    /// How long "XNAT has no such user" (404) is reused.
+    #[serde(with = "humantime_serde")]
+    pub negative_cache_ttl: Duration,
+    /// With `onError: staleThenAllow`, the oldest cached answer that may stand in for XNAT.
+    #[serde(with = "humantime_serde")]
+    pub stale_if_error: Duration,
+    /// When set, a cached answer older than this is served and refreshed in the background.
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub refresh_ahead: Option<Duration>,
     /// How many users' project lists are kept.
     pub cache_capacity: u64,
     /// Project group roles that grant a mount (`{project}_{role}`).
@@ -99,8 +134,16 @@ impl Default for XnatFile {
     fn default() -> Self {
         Self {
             url: "http://xnat-web.xnat.svc.cluster.local".into(),
+            project_source: ProjectSource::Groups,
             timeout: Duration::from_secs(2),
+            budget: Duration::from_secs(4),
+            max_concurrent_requests: 16,
+            retries: 2,
+            retry_backoff: Duration::from_millis(100),
             cache_ttl: Duration::from_secs(60),
+            negative_cache_ttl: Duration::from_secs(10),
+            stale_if_error: Duration::from_secs(600),
+            refresh_ahead: None,
             cache_capacity: 10_000,
             roles: vec!["owner".into(), "member".into(), "collaborator".into()],
             on_error: OnError::Allow,
@@ -219,4 +262,59 @@ fn quantity_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String
         Text::I(i) => i.to_string(),
         Text::F(f) => f.to_string(),
     }))
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct UserOptionsFile {
+    /// Read the plugin's stored launch context and, when there is one, mount what it says.
+    pub enabled: bool,
+    /// Mount what the plugin says even outside the projects the user can read.
+    pub trust_plugin: bool,
+    /// Extended resource a `generic_resources.gpu` request becomes.
+    pub gpu_resource: String,
+    /// XNAT-side path prefixes and the subPaths of the data claim they live at.
+    pub path_mappings: Vec<PathMappingFile>,
+}
+
+impl Default for UserOptionsFile {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            trust_plugin: false,
+            gpu_resource: "nvidia.com/gpu".into(),
+            path_mappings: vec![
+                PathMappingFile {
+                    xnat_path: "/data/xnat/archive".into(),
+                    sub_path: "archive".into(),
+                    scope: MountScope::Project,
+                },
+                PathMappingFile {
+                    xnat_path: "/data/xnat/workspaces/users".into(),
+                    sub_path: "workspaces/users".into(),
+                    scope: MountScope::User,
+                },
+            ],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PathMappingFile {
+    /// XNAT-side prefix (a mount's `source` must be this path or below it).
+    pub xnat_path: String,
+    /// Where that prefix lives in the data claim.
+    pub sub_path: String,
+    /// What the first path segment below the prefix must be.
+    pub scope: MountScope,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum MountScope {
+    /// A project id the user can read; always mounted read-only.
+    Project,
+    /// The user's own XNAT username.
+    User,
 }

@@ -11,15 +11,17 @@ use regex::Regex;
 use reqwest::Url;
 
 use file::{CpuMemoryFile, MappingStepFile, MountFile};
-pub use file::{OnError, PolicyFile, ResourceMode};
+pub use file::{MountScope, OnError, PolicyFile, ProjectSource, ResourceMode};
 pub use template::{Template, Values, Var};
 
 use crate::identity::{MappingStep, UsernameMapping};
 use crate::quantity::Quantity;
 
-/// The longest XNAT request timeout accepted: the API server's webhook timeout (deploy/ sets
-/// 10s, the Kubernetes default) must leave room for the rest of the review.
+/// The longest XNAT request timeout accepted.
 pub const MAX_XNAT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest XNAT budget per admission: the API server's webhook timeout (deploy/ sets 10s,
+/// the Kubernetes default) must leave room for the rest of the review.
+pub const MAX_XNAT_BUDGET: Duration = Duration::from_secs(8);
 
 /// Placeholders a project mount may use.
 const PROJECT_VARS: &[Var] = &[
@@ -67,6 +69,23 @@ pub struct Policy {
     pub storage: Storage,
     pub env: Vec<EnvVar>,
     pub resources: ResourcePolicy,
+    pub user_options: UserOptionsPolicy,
+}
+
+#[derive(Debug, Clone)]
+pub struct UserOptionsPolicy {
+    pub enabled: bool,
+    pub trust_plugin: bool,
+    pub gpu_resource: String,
+    pub path_mappings: Vec<PathMapping>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PathMapping {
+    /// Normalised, without a trailing `/`.
+    pub xnat_path: String,
+    pub sub_path: String,
+    pub scope: MountScope,
 }
 
 #[derive(Debug, Clone)]
@@ -80,8 +99,16 @@ pub struct PodSelector {
 #[derive(Debug, Clone)]
 pub struct XnatPolicy {
     pub url: Url,
+    pub project_source: ProjectSource,
     pub timeout: Duration,
+    pub budget: Duration,
+    pub max_concurrent_requests: usize,
+    pub retries: u32,
+    pub retry_backoff: Duration,
     pub cache_ttl: Duration,
+    pub negative_cache_ttl: Duration,
+    pub stale_if_error: Duration,
+    pub refresh_ahead: Option<Duration>,
     pub cache_capacity: u64,
     pub roles: Vec<String>,
     pub on_error: OnError,
@@ -177,8 +204,61 @@ impl Policy {
                 limits: cpu_memory("resources.limits", f.resources.limits)?,
             }
             .checked()?,
+            user_options: user_options(f.user_options)?,
         })
     }
+}
+
+fn user_options(f: file::UserOptionsFile) -> Result<UserOptionsPolicy, PolicyError> {
+    let mut path_mappings = Vec::with_capacity(f.path_mappings.len());
+    for (i, m) in f.path_mappings.into_iter().enumerate() {
+        let field = format!("userOptions.pathMappings[{i}]");
+        let xnat_path = m.xnat_path.trim_end_matches('/');
+        if !m.xnat_path.starts_with('/') || check_sub_path(&xnat_path[1..]).is_err() {
+            return Err(invalid(
+                format!("{field}.xnatPath"),
+                format!(
+                    "{:?} is not an absolute path without `.`/`..` segments",
+                    m.xnat_path
+                ),
+            ));
+        }
+        if let Err(e) = check_sub_path(&m.sub_path) {
+            return Err(invalid(format!("{field}.subPath"), e));
+        }
+        path_mappings.push(PathMapping {
+            xnat_path: xnat_path.to_owned(),
+            sub_path: m.sub_path,
+            scope: m.scope,
+        });
+    }
+    if !is_resource_name(&f.gpu_resource) {
+        return Err(invalid(
+            "userOptions.gpuResource",
+            format!(
+                "{:?} is not an extended resource name (e.g. nvidia.com/gpu)",
+                f.gpu_resource
+            ),
+        ));
+    }
+    Ok(UserOptionsPolicy {
+        enabled: f.enabled,
+        trust_plugin: f.trust_plugin,
+        gpu_resource: f.gpu_resource,
+        path_mappings,
+    })
+}
+
+/// `domain/name`, as extended resources are named.
+fn is_resource_name(s: &str) -> bool {
+    s.split_once('/').is_some_and(|(domain, name)| {
+        is_dns_subdomain(domain)
+            && !name.is_empty()
+            && name.len() <= 63
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    })
 }
 
 fn pods(f: file::PodsFile) -> Result<PodSelector, PolicyError> {
@@ -263,8 +343,52 @@ fn xnat(f: file::XnatFile) -> Result<XnatPolicy, PolicyError> {
             ),
         ));
     }
+    if f.budget < f.timeout || f.budget > MAX_XNAT_BUDGET {
+        return Err(invalid(
+            "xnat.budget",
+            format!(
+                "must be at least xnat.timeout and at most {}",
+                humantime::format_duration(MAX_XNAT_BUDGET)
+            ),
+        ));
+    }
+    if f.max_concurrent_requests == 0 || f.max_concurrent_requests > 1024 {
+        return Err(invalid(
+            "xnat.maxConcurrentRequests",
+            "must be between 1 and 1024",
+        ));
+    }
+    if f.retries > 10 {
+        return Err(invalid("xnat.retries", "must be at most 10"));
+    }
+    if f.retry_backoff > Duration::from_secs(2) {
+        return Err(invalid("xnat.retryBackoff", "must be at most 2s"));
+    }
     if f.cache_ttl < Duration::from_secs(1) || f.cache_ttl > Duration::from_secs(24 * 3600) {
         return Err(invalid("xnat.cacheTtl", "must be between 1s and 24h"));
+    }
+    if f.negative_cache_ttl.is_zero() || f.negative_cache_ttl > f.cache_ttl {
+        return Err(invalid(
+            "xnat.negativeCacheTtl",
+            "must be more than 0 and at most xnat.cacheTtl",
+        ));
+    }
+    if f.stale_if_error > Duration::from_secs(7 * 24 * 3600) {
+        return Err(invalid("xnat.staleIfError", "must be at most 7 days"));
+    }
+    if f.on_error == OnError::StaleThenAllow && f.stale_if_error <= f.cache_ttl {
+        return Err(invalid(
+            "xnat.staleIfError",
+            "must be longer than xnat.cacheTtl for onError: staleThenAllow to use anything",
+        ));
+    }
+    if let Some(r) = f.refresh_ahead
+        && (r.is_zero() || r >= f.cache_ttl)
+    {
+        return Err(invalid(
+            "xnat.refreshAhead",
+            "must be more than 0 and less than xnat.cacheTtl",
+        ));
     }
     if f.cache_capacity == 0 {
         return Err(invalid("xnat.cacheCapacity", "must be at least 1"));
@@ -284,8 +408,16 @@ fn xnat(f: file::XnatFile) -> Result<XnatPolicy, PolicyError> {
     }
     Ok(XnatPolicy {
         url,
+        project_source: f.project_source,
         timeout: f.timeout,
+        budget: f.budget,
+        max_concurrent_requests: f.max_concurrent_requests,
+        retries: f.retries,
+        retry_backoff: f.retry_backoff,
         cache_ttl: f.cache_ttl,
+        negative_cache_ttl: f.negative_cache_ttl,
+        stale_if_error: f.stale_if_error,
+        refresh_ahead: f.refresh_ahead,
         cache_capacity: f.cache_capacity,
         roles: f.roles,
         on_error: f.on_error,
@@ -525,6 +657,39 @@ mod tests {
             "identity.mapping[0].regex.pattern"
         );
         assert_eq!(field_of("pods: [1]\n"), "pods");
+        assert_eq!(
+            field_of("xnat:\n  budget: 1s\n  timeout: 2s\n"),
+            "xnat.budget"
+        );
+        assert_eq!(
+            field_of("xnat:\n  negativeCacheTtl: 2m\n"),
+            "xnat.negativeCacheTtl"
+        );
+        assert_eq!(field_of("xnat:\n  refreshAhead: 2m\n"), "xnat.refreshAhead");
+        assert_eq!(
+            field_of("xnat:\n  onError: staleThenAllow\n  staleIfError: 30s\n"),
+            "xnat.staleIfError"
+        );
+        assert_eq!(
+            field_of("xnat:\n  projectSource: rest\n"),
+            "xnat.projectSource"
+        );
+        assert_eq!(
+            field_of(
+                "userOptions:\n  pathMappings:\n    - {xnatPath: rel, subPath: a, scope: project}\n"
+            ),
+            "userOptions.pathMappings[0].xnatPath"
+        );
+        assert_eq!(
+            field_of(
+                "userOptions:\n  pathMappings:\n    - {xnatPath: /a, subPath: ../b, scope: user}\n"
+            ),
+            "userOptions.pathMappings[0].subPath"
+        );
+        assert_eq!(
+            field_of("userOptions:\n  gpuResource: gpu\n"),
+            "userOptions.gpuResource"
+        );
         assert_eq!(field_of("a: [\n"), "(document)");
     }
 

@@ -1,20 +1,34 @@
-//! The cache in front of XNAT: one entry per XNAT user for the policy's TTL. Concurrent reviews
-//! for one user share one XNAT request; failures are not cached.
+//! The cache in front of XNAT. It exists to protect XNAT from spawn storms:
+//! - one entry per XNAT user, fresh for `cacheTtl` ("no such user" for `negativeCacheTtl`);
+//! - concurrent reviews for one user share one XNAT request; failures are not cached;
+//! - the last good answer is kept for `staleIfError`, to stand in for XNAT during an outage when
+//!   the policy says `onError: staleThenAllow`;
+//! - with `refreshAhead`, an entry older than that is served at once and refreshed in the
+//!   background, so users who start servers often never wait for XNAT.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use moka::Expiry;
 use moka::future::Cache;
+use tokio::time::Instant;
 
 use super::XnatClient;
 use crate::access::{AccessOutcome, UserAccess};
 use crate::policy::XnatPolicy;
 
+/// Where one review's answer came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheStatus {
-    /// Answered from the cache, or by a request another review had already started.
+    /// From the cache, or from a request another review had already started.
     Hit,
     /// This review asked XNAT.
     Miss,
+    /// XNAT failed; an older answer stood in.
+    Stale,
+    /// XNAT failed and nothing stood in.
+    Error,
 }
 
 impl CacheStatus {
@@ -22,44 +36,116 @@ impl CacheStatus {
         match self {
             CacheStatus::Hit => "hit",
             CacheStatus::Miss => "miss",
+            CacheStatus::Stale => "stale",
+            CacheStatus::Error => "error",
         }
     }
 }
 
-pub struct AccessCache {
+#[derive(Clone)]
+struct Entry {
+    access: Arc<UserAccess>,
+    fetched: Instant,
+}
+
+/// Per-entry lifetimes: answers about unknown users expire sooner.
+struct Lifetimes {
+    ttl: Duration,
+    negative_ttl: Duration,
+}
+
+impl Lifetimes {
+    fn of(&self, e: &Entry) -> Duration {
+        if e.access.unknown_user {
+            self.negative_ttl
+        } else {
+            self.ttl
+        }
+    }
+}
+
+impl Expiry<String, Entry> for Lifetimes {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        value: &Entry,
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(self.of(value))
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &String,
+        value: &Entry,
+        _updated_at: std::time::Instant,
+        _duration_until_expiry: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(self.of(value))
+    }
+}
+
+struct Inner {
     client: XnatClient,
-    cache: Cache<String, Arc<UserAccess>>,
+    fresh: Cache<String, Entry>,
+    last_good: Option<Cache<String, Entry>>,
+    stale_if_error: Duration,
+    refresh_ahead: Option<Duration>,
+    budget: Duration,
+    refreshing: Mutex<HashSet<String>>,
+}
+
+/// The cached XNAT access lookups; cheap to clone.
+#[derive(Clone)]
+pub struct AccessCache {
+    inner: Arc<Inner>,
 }
 
 impl AccessCache {
     pub fn new(client: XnatClient, policy: &XnatPolicy) -> Self {
-        let cache = Cache::builder()
+        let fresh = Cache::builder()
             .max_capacity(policy.cache_capacity)
-            .time_to_live(policy.cache_ttl)
+            .expire_after(Lifetimes {
+                ttl: policy.cache_ttl,
+                negative_ttl: policy.negative_cache_ttl,
+            })
             .build();
-        Self { client, cache }
+        let last_good = (!policy.stale_if_error.is_zero()).then(|| {
+            Cache::builder()
+                .max_capacity(policy.cache_capacity)
+                .time_to_live(policy.stale_if_error)
+                .build()
+        });
+        Self {
+            inner: Arc::new(Inner {
+                client,
+                fresh,
+                last_good,
+                stale_if_error: policy.stale_if_error,
+                refresh_ahead: policy.refresh_ahead,
+                budget: policy.budget,
+                refreshing: Mutex::default(),
+            }),
+        }
     }
 
     pub fn client(&self) -> &XnatClient {
-        &self.client
+        &self.inner.client
     }
 
-    /// The user's access, from the cache or from XNAT.
-    pub async fn lookup(&self, xnat_user: &str) -> (AccessOutcome, CacheStatus) {
-        let entry = self
-            .cache
+    /// The user's access, from the cache or from XNAT before `deadline`. With `allow_stale`, a
+    /// failed lookup falls back to the last good answer younger than `staleIfError`.
+    pub async fn lookup(
+        &self,
+        xnat_user: &str,
+        deadline: Instant,
+        allow_stale: bool,
+    ) -> (AccessOutcome, CacheStatus) {
+        let inner = &self.inner;
+        let entry = inner
+            .fresh
             .entry_by_ref(xnat_user)
-            .or_try_insert_with(async {
-                let access = self.client.user_access(xnat_user).await?;
-                if !access.rejected.is_empty() {
-                    tracing::warn!(
-                        xnat_user,
-                        groups = ?access.rejected,
-                        "XNAT listed groups whose project id is not mountable; ignored"
-                    );
-                }
-                Ok::<_, super::XnatError>(Arc::new(access))
-            })
+            .or_try_insert_with(inner.fetch(xnat_user, deadline))
             .await;
         match entry {
             Ok(e) => {
@@ -68,9 +154,90 @@ impl AccessCache {
                 } else {
                     CacheStatus::Hit
                 };
-                (AccessOutcome::Known(e.into_value()), status)
+                let entry = e.into_value();
+                if status == CacheStatus::Hit {
+                    self.maybe_refresh(xnat_user, &entry);
+                }
+                (AccessOutcome::Known(entry.access), status)
             }
-            Err(e) => (AccessOutcome::Unavailable(e.to_string()), CacheStatus::Miss),
+            Err(error) => {
+                if allow_stale
+                    && let Some(last) = &inner.last_good
+                    && let Some(old) = last.get(xnat_user).await
+                {
+                    let age = old.fetched.elapsed();
+                    if age <= inner.stale_if_error {
+                        return (
+                            AccessOutcome::Stale {
+                                access: old.access,
+                                age,
+                                error: error.to_string(),
+                            },
+                            CacheStatus::Stale,
+                        );
+                    }
+                }
+                (
+                    AccessOutcome::Unavailable(error.to_string()),
+                    CacheStatus::Error,
+                )
+            }
         }
+    }
+
+    /// Starts a background refresh of an entry older than `refreshAhead`, once per user.
+    fn maybe_refresh(&self, xnat_user: &str, entry: &Entry) {
+        let Some(after) = self.inner.refresh_ahead else {
+            return;
+        };
+        if entry.fetched.elapsed() < after {
+            return;
+        }
+        {
+            let mut refreshing = self
+                .inner
+                .refreshing
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if !refreshing.insert(xnat_user.to_owned()) {
+                return;
+            }
+        }
+        let this = self.clone();
+        let user = xnat_user.to_owned();
+        tokio::spawn(async move {
+            let inner = &this.inner;
+            let deadline = Instant::now() + inner.budget;
+            match inner.fetch(&user, deadline).await {
+                Ok(e) => inner.fresh.insert(user.clone(), e).await,
+                Err(e) => tracing::warn!(xnat_user = %user, error = %e, "refresh-ahead failed"),
+            }
+            inner
+                .refreshing
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&user);
+        });
+    }
+}
+
+impl Inner {
+    async fn fetch(&self, xnat_user: &str, deadline: Instant) -> Result<Entry, super::XnatError> {
+        let access = self.client.user_access(xnat_user, deadline).await?;
+        if !access.rejected.is_empty() {
+            tracing::warn!(
+                xnat_user,
+                groups = ?access.rejected,
+                "XNAT listed groups whose project id is not mountable; ignored"
+            );
+        }
+        let entry = Entry {
+            access: Arc::new(access),
+            fetched: Instant::now(),
+        };
+        if let Some(last) = &self.last_good {
+            last.insert(xnat_user.to_owned(), entry.clone()).await;
+        }
+        Ok(entry)
     }
 }

@@ -1,13 +1,25 @@
-//! The XNAT HTTP client: one request per question, bounded in time and size, with errors that say
-//! what went wrong without ever carrying the credentials.
+//! The XNAT HTTP client. It logs in once (`POST /data/JSESSION`) and reuses the `JSESSIONID`
+//! cookie, because every HTTP-basic call opens a new Tomcat session and a spawn storm of them can
+//! overwhelm XNAT. A rejected session (401, or a login page served with 200) triggers one new
+//! login. Requests wait for one of a bounded number of slots, GETs are retried with jittered
+//! backoff after transient failures, and everything stays inside the admission's deadline.
+//! Errors say what went wrong without ever carrying the credentials.
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::{StatusCode, Url};
+use arc_swap::ArcSwapOption;
+use reqwest::{Method, StatusCode, Url};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::{Mutex, Semaphore};
+use tokio::time::Instant;
 
 use super::Credentials;
 use crate::access::UserAccess;
 use crate::identity::is_acceptable_username;
+use crate::policy::{ProjectSource, XnatPolicy};
 
 /// The largest XNAT answer read; a group list is a few kilobytes.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -28,25 +40,102 @@ pub enum XnatError {
     BadJson(String),
     #[error("XNAT's answer is larger than {MAX_BODY_BYTES} bytes")]
     TooLarge,
+    #[error("no XNAT request slot free within the admission's budget (XNAT is slow or busy)")]
+    Busy,
     #[error("XNAT request failed: {0}")]
     Request(String),
+    #[error("cannot read the XNAT credentials: {0}")]
+    Credentials(String),
 }
 
-/// A client for the XNAT endpoints the webhook uses, authenticated as the service account.
+impl XnatError {
+    /// Worth another try of an idempotent GET.
+    fn is_transient(&self) -> bool {
+        match self {
+            XnatError::Timeout(_) | XnatError::Connect(_) | XnatError::Request(_) => true,
+            XnatError::Status(s) => matches!(s, 500 | 502 | 503 | 504),
+            _ => false,
+        }
+    }
+}
+
+/// Where the service credentials come from: a mounted Secret, re-read at every login so a
+/// rotation on disk takes effect without a restart; or fixed (tests, benchmarks).
+#[derive(Debug, Clone)]
+pub enum CredentialSource {
+    File(PathBuf),
+    Fixed(Credentials),
+}
+
+impl CredentialSource {
+    async fn current(&self) -> Result<Credentials, XnatError> {
+        match self {
+            CredentialSource::Fixed(c) => Ok(c.clone()),
+            CredentialSource::File(path) => {
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || Credentials::load(&path))
+                    .await
+                    .map_err(|e| XnatError::Credentials(e.to_string()))?
+                    .map_err(|e| XnatError::Credentials(e.to_string()))
+            }
+        }
+    }
+}
+
+/// The client's tunables, taken from the policy's `xnat` section.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    pub timeout: Duration,
+    pub retries: u32,
+    pub retry_backoff: Duration,
+    pub max_concurrent_requests: usize,
+    pub project_source: ProjectSource,
+}
+
+impl From<&XnatPolicy> for ClientSettings {
+    fn from(p: &XnatPolicy) -> Self {
+        Self {
+            timeout: p.timeout,
+            retries: p.retries,
+            retry_backoff: p.retry_backoff,
+            max_concurrent_requests: p.max_concurrent_requests,
+            project_source: p.project_source,
+        }
+    }
+}
+
+/// A client for the XNAT endpoints the webhook uses, logged in as the service account.
 pub struct XnatClient {
     http: reqwest::Client,
     base: Url,
-    credentials: Credentials,
-    timeout: Duration,
+    credentials: CredentialSource,
+    settings: ClientSettings,
+    slots: Semaphore,
+    session: ArcSwapOption<String>,
+    login: Mutex<()>,
+}
+
+/// One entry of `GET /xapi/access/{user}/projects`.
+#[derive(Deserialize)]
+struct AccessEntry {
+    #[serde(rename = "ID")]
+    id: String,
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(default)]
+    group_id: Option<String>,
 }
 
 impl XnatClient {
     /// `base` is XNAT's URL including any context path (`http://xnat/xnat`).
-    pub fn new(base: Url, credentials: Credentials, timeout: Duration) -> Result<Self, XnatError> {
+    pub fn new(
+        base: Url,
+        credentials: CredentialSource,
+        settings: ClientSettings,
+    ) -> Result<Self, XnatError> {
         crate::install_crypto_provider();
         let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
+            .connect_timeout(settings.timeout)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("jupyter-xnat-webhook/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -55,7 +144,10 @@ impl XnatClient {
             http,
             base,
             credentials,
-            timeout,
+            slots: Semaphore::new(settings.max_concurrent_requests),
+            settings,
+            session: ArcSwapOption::empty(),
+            login: Mutex::new(()),
         })
     }
 
@@ -63,42 +155,233 @@ impl XnatClient {
         &self.base
     }
 
-    /// `GET /xapi/users/{user}/groups`: the user's group ids, reduced to project memberships.
-    /// 404 means XNAT has no such user, which is an answer (no projects), not an outage.
-    pub async fn user_access(&self, xnat_user: &str) -> Result<UserAccess, XnatError> {
-        if !is_acceptable_username(xnat_user) {
-            // `..` would be resolved away by the URL (asking about another path); refuse outright.
-            return Err(XnatError::Request(format!(
-                "refusing to ask XNAT about username {xnat_user:?}"
-            )));
+    /// The user's project memberships, from the policy's project source. 404 means XNAT has no
+    /// such user, which is an answer (no projects), not an outage.
+    pub async fn user_access(
+        &self,
+        xnat_user: &str,
+        deadline: Instant,
+    ) -> Result<UserAccess, XnatError> {
+        check_username(xnat_user)?;
+        match self.settings.project_source {
+            ProjectSource::Groups => {
+                let ids: Option<Vec<String>> = self
+                    .get_json(&["xapi", "users", xnat_user, "groups"], deadline)
+                    .await?;
+                Ok(ids.map_or_else(UserAccess::unknown, |ids| UserAccess::from_group_ids(&ids)))
+            }
+            ProjectSource::Access => {
+                let entries: Option<Vec<AccessEntry>> = self
+                    .get_json(&["xapi", "access", xnat_user, "projects"], deadline)
+                    .await?;
+                Ok(entries.map_or_else(UserAccess::unknown, |e| {
+                    UserAccess::from_group_ids(&group_ids_of(&e))
+                }))
+            }
         }
-        let url = self.url(&["xapi", "users", xnat_user, "groups"]);
+    }
+
+    /// The JupyterHub plugin's stored launch context for a user's server (`""` for the default
+    /// server); `None` when none is stored (404).
+    pub async fn user_options<T: DeserializeOwned>(
+        &self,
+        xnat_user: &str,
+        server_name: &str,
+        deadline: Instant,
+    ) -> Result<Option<T>, XnatError> {
+        check_username(xnat_user)?;
+        if server_name.is_empty() {
+            let path = [
+                "xapi",
+                "jupyterhub",
+                "users",
+                xnat_user,
+                "server",
+                "user-options",
+            ];
+            self.get_json(&path, deadline).await
+        } else {
+            if !is_acceptable_username(server_name) {
+                return Err(XnatError::Request(format!(
+                    "refusing to ask XNAT about server name {server_name:?}"
+                )));
+            }
+            let path = [
+                "xapi",
+                "jupyterhub",
+                "users",
+                xnat_user,
+                "server",
+                server_name,
+                "user-options",
+            ];
+            self.get_json(&path, deadline).await
+        }
+    }
+
+    /// Ends the session (`DELETE /data/JSESSION`), on shutdown.
+    pub async fn close(&self) {
+        let Some(id) = self.session.swap(None) else {
+            return;
+        };
+        let url = self.url(&["data", "JSESSION"]);
+        let result = self
+            .http
+            .request(Method::DELETE, url)
+            .header(reqwest::header::COOKIE, format!("JSESSIONID={id}"))
+            .timeout(self.settings.timeout)
+            .send()
+            .await;
+        match result {
+            Ok(r) => tracing::info!(status = r.status().as_u16(), "closed the XNAT session"),
+            Err(e) => tracing::warn!(error = %e.without_url(), "could not close the XNAT session"),
+        }
+    }
+
+    /// GETs JSON; `None` for 404. Retries transient failures and re-logs in once on a rejected
+    /// session, all before `deadline`.
+    async fn get_json<T: DeserializeOwned>(
+        &self,
+        path: &[&str],
+        deadline: Instant,
+    ) -> Result<Option<T>, XnatError> {
+        let url = self.url(path);
+        let mut tries = 0;
+        let mut relogged = false;
+        loop {
+            let session = self.session(deadline).await?;
+            let result = self.get_once(&url, &session, deadline).await;
+            let err = match result {
+                Ok(Some(body)) if looks_like_html(&body) => Rejected::Session,
+                Ok(Some(body)) => {
+                    return serde_json::from_slice(&body)
+                        .map(Some)
+                        .map_err(|e| XnatError::BadJson(e.to_string()));
+                }
+                Ok(None) => return Ok(None),
+                Err(Rejected::Session) => Rejected::Session,
+                Err(Rejected::Other(e)) => Rejected::Other(e),
+            };
+            match err {
+                Rejected::Session if !relogged => {
+                    // The session expired (or a proxy dropped it): log in again, once.
+                    relogged = true;
+                    self.session.compare_and_swap(&Some(session), None);
+                    tracing::info!("XNAT session rejected; logging in again");
+                }
+                Rejected::Session => return Err(XnatError::Unauthorized(401)),
+                Rejected::Other(e) if e.is_transient() && tries < self.settings.retries => {
+                    tries += 1;
+                    let backoff = jittered(self.settings.retry_backoff * 2u32.pow(tries - 1));
+                    if Instant::now() + backoff + Duration::from_millis(10) >= deadline {
+                        return Err(e);
+                    }
+                    tracing::debug!(error = %e, tries, ?backoff, "retrying an XNAT GET");
+                    tokio::time::sleep(backoff).await;
+                }
+                Rejected::Other(e) => return Err(e),
+            }
+        }
+    }
+
+    /// One GET with the session cookie, inside a request slot.
+    async fn get_once(
+        &self,
+        url: &Url,
+        session: &str,
+        deadline: Instant,
+    ) -> Result<Option<Vec<u8>>, Rejected> {
+        let _slot = self.slot(deadline).await?;
+        let timeout = self.attempt_timeout(deadline)?;
         let response = self
             .http
-            .get(url)
-            .basic_auth(
-                self.credentials.username(),
-                Some(self.credentials.password()),
-            )
+            .get(url.clone())
+            .header(reqwest::header::COOKIE, format!("JSESSIONID={session}"))
             .header(reqwest::header::ACCEPT, "application/json")
+            .timeout(timeout)
             .send()
             .await
-            .map_err(|e| self.classify(e))?;
+            .map_err(|e| Rejected::Other(self.classify(e, timeout)))?;
         match response.status() {
             StatusCode::OK => {}
-            StatusCode::NOT_FOUND => return Ok(UserAccess::unknown()),
+            StatusCode::NOT_FOUND => return Ok(None),
+            StatusCode::UNAUTHORIZED => return Err(Rejected::Session),
+            StatusCode::FORBIDDEN => return Err(Rejected::Other(XnatError::Unauthorized(403))),
+            s => return Err(Rejected::Other(XnatError::Status(s.as_u16()))),
+        }
+        self.read_body(response, timeout)
+            .await
+            .map(Some)
+            .map_err(Rejected::Other)
+    }
+
+    /// The current session id, logging in first when there is none. One login at a time: the
+    /// reviews of a spawn storm wait for the same login.
+    async fn session(&self, deadline: Instant) -> Result<Arc<String>, XnatError> {
+        if let Some(s) = self.session.load_full() {
+            return Ok(s);
+        }
+        let _one_login = tokio::time::timeout_at(deadline, self.login.lock())
+            .await
+            .map_err(|_| XnatError::Timeout(self.settings.timeout))?;
+        if let Some(s) = self.session.load_full() {
+            return Ok(s);
+        }
+        let credentials = self.credentials.current().await?;
+        let _slot = self.slot(deadline).await.map_err(Rejected::into_error)?;
+        let timeout = self
+            .attempt_timeout(deadline)
+            .map_err(Rejected::into_error)?;
+        let response = self
+            .http
+            .post(self.url(&["data", "JSESSION"]))
+            .basic_auth(credentials.username(), Some(credentials.password()))
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| self.classify(e, timeout))?;
+        match response.status() {
+            StatusCode::OK => {}
             s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
                 return Err(XnatError::Unauthorized(s.as_u16()));
             }
             s => return Err(XnatError::Status(s.as_u16())),
         }
-        let body = self.read_body(response).await?;
-        if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<') {
+        let body = self.read_body(response, timeout).await?;
+        if looks_like_html(&body) {
             return Err(XnatError::Html);
         }
-        let ids: Vec<String> =
-            serde_json::from_slice(&body).map_err(|e| XnatError::BadJson(e.to_string()))?;
-        Ok(UserAccess::from_group_ids(&ids))
+        let id = std::str::from_utf8(&body).unwrap_or_default().trim();
+        if id.is_empty()
+            || id.len() > 256
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        {
+            return Err(XnatError::BadJson(
+                "the login did not return a session id".into(),
+            ));
+        }
+        let id = Arc::new(id.to_owned());
+        self.session.store(Some(id.clone()));
+        tracing::info!(xnat_user = credentials.username(), "logged in to XNAT");
+        Ok(id)
+    }
+
+    async fn slot(&self, deadline: Instant) -> Result<tokio::sync::SemaphorePermit<'_>, Rejected> {
+        match tokio::time::timeout_at(deadline, self.slots.acquire()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(Rejected::Other(XnatError::Busy)),
+        }
+    }
+
+    /// The time one attempt may take: the request timeout, cut to what is left of the budget.
+    fn attempt_timeout(&self, deadline: Instant) -> Result<Duration, Rejected> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left < Duration::from_millis(10) {
+            return Err(Rejected::Other(XnatError::Timeout(self.settings.timeout)));
+        }
+        Ok(left.min(self.settings.timeout))
     }
 
     /// Joins path segments onto the base URL, keeping its context path and percent-encoding each
@@ -111,7 +394,11 @@ impl XnatClient {
         url
     }
 
-    async fn read_body(&self, mut response: reqwest::Response) -> Result<Vec<u8>, XnatError> {
+    async fn read_body(
+        &self,
+        mut response: reqwest::Response,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, XnatError> {
         if response
             .content_length()
             .is_some_and(|n| n > MAX_BODY_BYTES as u64)
@@ -119,7 +406,11 @@ impl XnatClient {
             return Err(XnatError::TooLarge);
         }
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| self.classify(e))? {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| self.classify(e, timeout))?
+        {
             if body.len() + chunk.len() > MAX_BODY_BYTES {
                 return Err(XnatError::TooLarge);
             }
@@ -128,13 +419,106 @@ impl XnatClient {
         Ok(body)
     }
 
-    fn classify(&self, e: reqwest::Error) -> XnatError {
+    fn classify(&self, e: reqwest::Error, timeout: Duration) -> XnatError {
         if e.is_timeout() {
-            XnatError::Timeout(self.timeout)
+            XnatError::Timeout(timeout)
         } else if e.is_connect() {
             XnatError::Connect(e.without_url().to_string())
         } else {
             XnatError::Request(e.without_url().to_string())
         }
+    }
+}
+
+/// Why one attempt failed.
+enum Rejected {
+    /// The session was not accepted: log in again.
+    Session,
+    Other(XnatError),
+}
+
+impl Rejected {
+    fn into_error(self) -> XnatError {
+        match self {
+            Rejected::Session => XnatError::Unauthorized(401),
+            Rejected::Other(e) => e,
+        }
+    }
+}
+
+fn check_username(xnat_user: &str) -> Result<(), XnatError> {
+    if is_acceptable_username(xnat_user) {
+        Ok(())
+    } else {
+        // `..` would be resolved away by the URL (asking about another path); refuse outright.
+        Err(XnatError::Request(format!(
+            "refusing to ask XNAT about username {xnat_user:?}"
+        )))
+    }
+}
+
+fn looks_like_html(body: &[u8]) -> bool {
+    body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<')
+}
+
+/// `base` ± 50 %, so the retries of a storm do not arrive in lockstep.
+fn jittered(base: Duration) -> Duration {
+    base.mul_f64(0.5 + fastrand::f64())
+}
+
+/// Group ids from the admin access list: `group_id` when it names the entry's project, else the
+/// project id with the role's display name (`Owners` → `owner`).
+fn group_ids_of(entries: &[AccessEntry]) -> Vec<String> {
+    entries
+        .iter()
+        .filter_map(|e| {
+            if let Some(g) = &e.group_id
+                && g.strip_prefix(e.id.as_str())
+                    .is_some_and(|rest| rest.starts_with('_'))
+            {
+                return Some(g.clone());
+            }
+            let role = match e.role.as_deref()?.to_ascii_lowercase().as_str() {
+                "owners" | "owner" => "owner",
+                "members" | "member" => "member",
+                "collaborators" | "collaborator" => "collaborator",
+                _ => return None,
+            };
+            Some(format!("{}_{role}", e.id))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: &str, role: Option<&str>, group: Option<&str>) -> AccessEntry {
+        AccessEntry {
+            id: id.into(),
+            role: role.map(Into::into),
+            group_id: group.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn access_entries_become_group_ids() {
+        let ids = group_ids_of(&[
+            entry("ALPHA", Some("Owners"), Some("ALPHA_owner")),
+            entry("BETA", Some("Members"), None),
+            // A group id that names another project is not trusted; the role still counts.
+            entry("GAMMA", Some("Collaborators"), Some("DELTA_owner")),
+            entry("EPS", Some("Custom"), None),
+        ]);
+        assert_eq!(ids, ["ALPHA_owner", "BETA_member", "GAMMA_collaborator"]);
+    }
+
+    #[test]
+    fn transient_errors_are_the_retryable_ones() {
+        assert!(XnatError::Status(503).is_transient());
+        assert!(XnatError::Timeout(Duration::from_secs(1)).is_transient());
+        assert!(!XnatError::Status(404).is_transient());
+        assert!(!XnatError::Unauthorized(401).is_transient());
+        assert!(!XnatError::BadJson(String::new()).is_transient());
     }
 }

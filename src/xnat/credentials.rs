@@ -43,8 +43,8 @@ impl Credentials {
     }
 
     /// Reads credentials from `path`: either a directory holding the files `username` and
-    /// `password` (a `kubernetes.io/basic-auth` Secret mounted as a volume), or a single file
-    /// `username:password`.
+    /// `password` (a `kubernetes.io/basic-auth` Secret mounted as a volume) or `alias` and
+    /// `secret` (an XNAT alias token, used the same way), or a single file `username:password`.
     pub fn load(path: &Path) -> Result<Self, CredentialsError> {
         let read = |p: &Path| {
             std::fs::read_to_string(p).map_err(|source| CredentialsError::Read {
@@ -57,8 +57,13 @@ impl Credentials {
             message,
         };
         let (username, password) = if path.is_dir() {
-            let user = read(&path.join("username"))?;
-            let pass = read(&path.join("password"))?;
+            let (user_key, pass_key) = if path.join("alias").exists() {
+                ("alias", "secret")
+            } else {
+                ("username", "password")
+            };
+            let user = read(&path.join(user_key))?;
+            let pass = read(&path.join(pass_key))?;
             (trim_line(&user).to_owned(), trim_line(&pass).to_owned())
         } else {
             let text = read(path)?;
@@ -120,6 +125,13 @@ mod tests {
         std::fs::write(secret.join("password"), "pw\n").unwrap();
         let c = Credentials::load(&secret).unwrap();
         assert_eq!((c.username(), c.password()), ("svc2", "pw"));
+
+        let token = dir.path().join("token");
+        std::fs::create_dir(&token).unwrap();
+        std::fs::write(token.join("alias"), "a1b2c3").unwrap();
+        std::fs::write(token.join("secret"), "s3cr3t").unwrap();
+        let c = Credentials::load(&token).unwrap();
+        assert_eq!((c.username(), c.password()), ("a1b2c3", "s3cr3t"));
 
         std::fs::write(&file, "no-colon\n").unwrap();
         let err = Credentials::load(&file).unwrap_err().to_string();

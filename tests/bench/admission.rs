@@ -13,10 +13,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jupyter_xnat_webhook::access::{AccessOutcome, UserAccess};
-use jupyter_xnat_webhook::mutation::{Identity, decide};
+use jupyter_xnat_webhook::mutation::{Context, Identity, decide};
 use jupyter_xnat_webhook::policy::Policy;
 use jupyter_xnat_webhook::serve::{self, ServeConfig};
-use jupyter_xnat_webhook::xnat::Credentials;
+use jupyter_xnat_webhook::xnat::{CredentialSource, Credentials};
 use jupyter_xnat_webhook::xnat_standin::Standin;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 
@@ -47,31 +47,30 @@ async fn run() {
     let review: serde_json::Value = serde_json::from_slice(&body).unwrap();
     let spec = review["request"]["object"]["spec"].to_string();
     let policy = Policy::parse("").unwrap();
-    let who = Identity {
-        jupyter_user: "alice",
-        server_name: "",
-        xnat_user: "alice",
-    };
     let access = AccessOutcome::Known(Arc::new(UserAccess::from_group_ids(&[
         "ALPHA_owner",
         "BETA_member",
         "ALL_DATA_ACCESS",
     ])));
+    let cx = Context {
+        who: Identity {
+            jupyter_user: "alice",
+            server_name: "",
+            xnat_user: "alice",
+        },
+        access: &access,
+        launch: None,
+        xnat_url: "http://xnat/xnat",
+    };
 
     // 1. The pure decision.
     let n = 200_000;
     for _ in 0..1000 {
-        std::hint::black_box(decide(&spec, &who, &access, &policy, "http://xnat/xnat"));
+        std::hint::black_box(decide(&spec, &cx, &policy));
     }
     let t = Instant::now();
     for _ in 0..n {
-        std::hint::black_box(decide(
-            std::hint::black_box(spec.as_str()),
-            &who,
-            &access,
-            &policy,
-            "http://xnat/xnat",
-        ));
+        std::hint::black_box(decide(std::hint::black_box(spec.as_str()), &cx, &policy));
     }
     println!("decide (pure)                 {}", per_op(t.elapsed(), n));
 
@@ -95,7 +94,7 @@ async fn run() {
     file.xnat.url = url.clone();
     let admission = serve::admission(
         Policy::from_file(file).unwrap(),
-        Credentials::new("svc", "pw"),
+        CredentialSource::Fixed(Credentials::new("svc", "pw")),
     )
     .unwrap();
     admission.review(&body).await.unwrap();

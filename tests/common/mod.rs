@@ -98,10 +98,30 @@ impl Harness {
         credentials: &str,
     ) -> Self {
         let certs = make_certs();
-        let policy = certs.dir.path().join("policy.yaml");
-        std::fs::write(&policy, policy_yaml).unwrap();
         let creds = certs.dir.path().join("xnat-credentials");
         std::fs::write(&creds, credentials).unwrap();
+        Self::start_full(xnat, xnat_url, policy_yaml, certs, creds).await
+    }
+
+    /// Starts the webhook with credentials read from `path` (a file or a Secret directory).
+    pub async fn start_with_credentials_path(
+        xnat: Arc<Standin>,
+        xnat_url: String,
+        policy_yaml: &str,
+        path: &Path,
+    ) -> Self {
+        Self::start_full(xnat, xnat_url, policy_yaml, make_certs(), path.to_owned()).await
+    }
+
+    async fn start_full(
+        xnat: Arc<Standin>,
+        xnat_url: String,
+        policy_yaml: &str,
+        certs: TestCerts,
+        creds: PathBuf,
+    ) -> Self {
+        let policy = certs.dir.path().join("policy.yaml");
+        std::fs::write(&policy, policy_yaml).unwrap();
         let config = ServeConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             tls_cert: certs.cert.clone(),

@@ -1,0 +1,347 @@
+//! Launch context from XNAT's JupyterHub plugin ("user options"): what XNAT's UI asked for when the
+//! user started Jupyter from a project, subject or experiment. Translated, purely, into mounts of
+//! the data claim, env, resources and a node selector — never wider than what the user may read
+//! unless the policy trusts the plugin.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::identity::{is_safe_segment, is_valid_project_id};
+use crate::policy::{MountScope, UserOptionsPolicy, check_sub_path};
+use crate::quantity::Quantity;
+
+/// `GET /xapi/jupyterhub/users/{user}/server[/{name}]/user-options`, as far as it is used.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct UserOptions {
+    #[serde(rename = "projectId")]
+    pub project_id: Option<String>,
+    pub task_template: TaskTemplate,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct TaskTemplate {
+    pub container_spec: ContainerSpec,
+    pub resources: LaunchResources,
+    pub placement: Placement,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct ContainerSpec {
+    pub env: BTreeMap<String, String>,
+    pub mounts: Vec<LaunchMount>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct LaunchMount {
+    pub source: String,
+    pub target: String,
+    pub read_only: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct LaunchResources {
+    pub cpu_limit: Option<Value>,
+    pub cpu_reservation: Option<Value>,
+    pub mem_limit: Option<Value>,
+    pub mem_reservation: Option<Value>,
+    pub generic_resources: BTreeMap<String, Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Placement {
+    pub constraints: Vec<String>,
+}
+
+/// A mount of the data claim the launch context asks for, already checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedMount {
+    pub sub_path: String,
+    pub mount_path: String,
+    pub read_only: bool,
+    pub project: Option<String>,
+}
+
+/// Resource values from the launch context, as Kubernetes quantities.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LaunchQuantities {
+    pub cpu_limit: Option<Quantity>,
+    pub cpu_request: Option<Quantity>,
+    pub memory_limit: Option<Quantity>,
+    pub memory_request: Option<Quantity>,
+    /// Extended resources (`nvidia.com/gpu`) → count.
+    pub extended: Vec<(String, String)>,
+}
+
+/// What the launch context adds to the pod.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LaunchPlan {
+    pub mounts: Vec<PlannedMount>,
+    pub env: Vec<(String, String)>,
+    pub resources: LaunchQuantities,
+    pub node_selector: Vec<(String, String)>,
+    pub warnings: Vec<String>,
+}
+
+/// Translates user options into a plan. `readable` are the projects XNAT says the user can read;
+/// unless the policy trusts the plugin, no mount reaches outside them or the user's own space.
+pub fn plan(
+    opts: &UserOptions,
+    policy: &UserOptionsPolicy,
+    readable: &[&str],
+    xnat_user: &str,
+) -> LaunchPlan {
+    let mut out = LaunchPlan::default();
+    let spec = &opts.task_template.container_spec;
+    for m in &spec.mounts {
+        match translate(m, policy, readable, xnat_user) {
+            Ok(p) if out.mounts.iter().any(|o| o.mount_path == p.mount_path) => out.warnings.push(
+                format!("xnat-webhook: launch mount {} listed twice", p.mount_path),
+            ),
+            Ok(p) => out.mounts.push(p),
+            Err(why) => out.warnings.push(format!(
+                "xnat-webhook: launch mount {:?} → {:?} refused: {why}",
+                m.source, m.target
+            )),
+        }
+    }
+    for (name, value) in &spec.env {
+        if is_env_name(name) {
+            out.env.push((name.clone(), value.clone()));
+        } else {
+            out.warnings
+                .push(format!("xnat-webhook: launch env name {name:?} refused"));
+        }
+    }
+    out.resources = quantities(&opts.task_template.resources, policy, &mut out.warnings);
+    for c in &opts.task_template.placement.constraints {
+        match constraint(c) {
+            Some(kv) => out.node_selector.push(kv),
+            None => out.warnings.push(format!(
+                "xnat-webhook: placement constraint {c:?} is not `label==value`; ignored"
+            )),
+        }
+    }
+    out
+}
+
+fn translate(
+    m: &LaunchMount,
+    policy: &UserOptionsPolicy,
+    readable: &[&str],
+    xnat_user: &str,
+) -> Result<PlannedMount, String> {
+    let source = m.source.trim_end_matches('/');
+    if !source.starts_with('/') || check_sub_path(&source[1..]).is_err() {
+        return Err("source is not an absolute path without `.`/`..` segments".into());
+    }
+    if !m.target.starts_with('/')
+        || check_sub_path(m.target.trim_end_matches('/').get(1..).unwrap_or("")).is_err()
+    {
+        return Err("target is not an absolute path without `.`/`..` segments".into());
+    }
+    let (mapping, rest) = policy
+        .path_mappings
+        .iter()
+        .filter_map(|p| {
+            let rest = source.strip_prefix(p.xnat_path.as_str())?;
+            (rest.is_empty() || rest.starts_with('/')).then_some((p, rest.trim_start_matches('/')))
+        })
+        .max_by_key(|(p, _)| p.xnat_path.len())
+        .ok_or("source is outside every userOptions.pathMappings prefix")?;
+    let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    let first = *segments
+        .first()
+        .ok_or("source is a mapping's root, not a project's or user's directory")?;
+    if let Some(bad) = segments.iter().find(|s| !is_safe_segment(s)) {
+        return Err(format!("path segment {bad:?} is not safe"));
+    }
+    let (read_only, project) = match mapping.scope {
+        MountScope::Project => {
+            if !is_valid_project_id(first) {
+                return Err(format!("{first:?} is not a project id"));
+            }
+            if !policy.trust_plugin && !readable.contains(&first) {
+                return Err(format!("XNAT does not list project {first} for this user"));
+            }
+            (true, Some(first.to_owned()))
+        }
+        MountScope::User => {
+            if !policy.trust_plugin && first != xnat_user {
+                return Err(format!("{first:?} is not this user's own directory"));
+            }
+            (m.read_only, None)
+        }
+    };
+    Ok(PlannedMount {
+        sub_path: format!("{}/{}", mapping.sub_path, segments.join("/")),
+        mount_path: m.target.trim_end_matches('/').to_owned(),
+        read_only,
+        project,
+    })
+}
+
+fn quantities(
+    r: &LaunchResources,
+    policy: &UserOptionsPolicy,
+    warnings: &mut Vec<String>,
+) -> LaunchQuantities {
+    let mut q = LaunchQuantities::default();
+    let mut take = |name: &str, v: &Option<Value>, convert: fn(&Value) -> Option<String>| {
+        let v = v.as_ref()?;
+        match convert(v).and_then(|s| Quantity::parse(&s).ok()) {
+            Some(q) => Some(q),
+            None => {
+                warnings.push(format!(
+                    "xnat-webhook: launch resource {name} = {v} not understood; ignored"
+                ));
+                None
+            }
+        }
+    };
+    q.cpu_limit = take("cpu_limit", &r.cpu_limit, cpu);
+    q.cpu_request = take("cpu_reservation", &r.cpu_reservation, cpu);
+    q.memory_limit = take("mem_limit", &r.mem_limit, memory);
+    q.memory_request = take("mem_reservation", &r.mem_reservation, memory);
+    if let Some(gpu) = r.generic_resources.get("gpu") {
+        match gpu
+            .as_u64()
+            .or_else(|| gpu.as_str().and_then(|s| s.parse().ok()))
+        {
+            Some(0) => {}
+            Some(n) if n <= 64 => q
+                .extended
+                .push((policy.gpu_resource.clone(), n.to_string())),
+            _ => warnings.push(format!(
+                "xnat-webhook: launch gpu count {gpu} not understood; ignored"
+            )),
+        }
+    }
+    q
+}
+
+/// Cores as a number (`2.0`, `0.5`) or a string → `2`, `500m`.
+fn cpu(v: &Value) -> Option<String> {
+    let cores = match v {
+        Value::Number(n) => n.as_f64()?,
+        Value::String(s) => s.trim().parse().ok()?,
+        _ => return None,
+    };
+    if !(cores > 0.0 && cores <= 1024.0) {
+        return None;
+    }
+    let millis = (cores * 1000.0).round() as u64;
+    Some(if millis.is_multiple_of(1000) {
+        (millis / 1000).to_string()
+    } else {
+        format!("{millis}m")
+    })
+}
+
+/// Docker-style sizes (`8G`, `512m`, `1024`, `2GB`) are binary units; Kubernetes forms (`8Gi`)
+/// pass through.
+fn memory(v: &Value) -> Option<String> {
+    let s = match v {
+        Value::Number(n) => return n.as_u64().filter(|b| *b > 0).map(|b| b.to_string()),
+        Value::String(s) => s.trim(),
+        _ => return None,
+    };
+    if s.ends_with('i') {
+        return Some(s.to_owned());
+    }
+    let s = s.strip_suffix(['b', 'B']).unwrap_or(s);
+    let (num, unit) = s.split_at(s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len()));
+    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return None;
+    }
+    let suffix = match unit.to_ascii_lowercase().as_str() {
+        "" => "",
+        "k" => "Ki",
+        "m" => "Mi",
+        "g" => "Gi",
+        "t" => "Ti",
+        _ => return None,
+    };
+    Some(format!("{num}{suffix}"))
+}
+
+/// `key==value` or Docker Swarm's `node.labels.key==value` → a nodeSelector entry.
+fn constraint(c: &str) -> Option<(String, String)> {
+    let (k, v) = c.split_once("==")?;
+    let k = k.trim();
+    let k = k.strip_prefix("node.labels.").unwrap_or(k);
+    let v = v.trim();
+    (is_label_key(k) && is_label_value(v)).then(|| (k.to_owned(), v.to_owned()))
+}
+
+fn is_label_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && s.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
+}
+
+fn is_label_key(s: &str) -> bool {
+    match s.split_once('/') {
+        Some((prefix, name)) => {
+            !prefix.is_empty()
+                && prefix.len() <= 253
+                && prefix.split('.').all(is_label_name)
+                && is_label_name(name)
+        }
+        None => is_label_name(s),
+    }
+}
+
+fn is_label_value(s: &str) -> bool {
+    s.is_empty() || is_label_name(s)
+}
+
+fn is_env_name(s: &str) -> bool {
+    let mut b = s.bytes();
+    matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || matches!(c, b'_' | b'.' | b'-'))
+        && b.all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn docker_units_become_kubernetes_quantities() {
+        assert_eq!(cpu(&json!(2.0)).as_deref(), Some("2"));
+        assert_eq!(cpu(&json!(0.5)).as_deref(), Some("500m"));
+        assert_eq!(cpu(&json!("1.25")).as_deref(), Some("1250m"));
+        assert_eq!(cpu(&json!(-1)), None);
+        assert_eq!(memory(&json!("8G")).as_deref(), Some("8Gi"));
+        assert_eq!(memory(&json!("512m")).as_deref(), Some("512Mi"));
+        assert_eq!(memory(&json!("2GB")).as_deref(), Some("2Gi"));
+        assert_eq!(memory(&json!("4Gi")).as_deref(), Some("4Gi"));
+        assert_eq!(memory(&json!(1024)).as_deref(), Some("1024"));
+        assert_eq!(memory(&json!("lots")), None);
+    }
+
+    #[test]
+    fn constraints_become_node_selector_entries() {
+        assert_eq!(
+            constraint("node.labels.gpu==true"),
+            Some(("gpu".into(), "true".into()))
+        );
+        assert_eq!(
+            constraint("kubernetes.io/hostname == node-1"),
+            Some(("kubernetes.io/hostname".into(), "node-1".into()))
+        );
+        assert_eq!(constraint("gpu!=true"), None);
+        assert_eq!(constraint("bad key==x"), None);
+    }
+}

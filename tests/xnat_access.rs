@@ -1,0 +1,427 @@
+//! XNAT access done right: one session for many calls, re-login on an expired session, credential
+//! rotation, spawn storms that cost one request per user, stale answers during outages,
+//! refresh-ahead, retries, the admin project list, and the plugin's launch context.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use jupyter_xnat_webhook::xnat_standin::{Fault, SessionRejection, Standin};
+use serde_json::{Value, json};
+use std::sync::atomic::Ordering;
+
+fn review_for(user: &str) -> Value {
+    let mut review = fixture("alice-default");
+    review["request"]["object"]["metadata"]["annotations"]["hub.jupyter.org/username"] =
+        json!(user);
+    review
+}
+
+fn project_paths(review: &Value, response: &Value) -> Vec<String> {
+    mounts_of(&patched_pod(review, response), "xnat-data")
+        .into_iter()
+        .map(|m| m.0)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_spawn_storm_costs_one_request_per_user_and_one_login() {
+    let h = Harness::start("xnat:\n  maxConcurrentRequests: 8\n").await;
+    h.xnat.set_latency(Duration::from_millis(100));
+    for i in 0..50 {
+        h.xnat.set_user(
+            &format!("student{i:02}"),
+            &["CLASS_member", &format!("P{i:02}_owner")],
+        );
+    }
+    // 200 reviews for 50 students, all at once (4 per student, interleaved).
+    let reviews: Vec<(usize, Value)> = (0..200)
+        .map(|n| (n % 50, review_for(&format!("student{:02}", n % 50))))
+        .collect();
+    let responses = futures::future::join_all(reviews.iter().map(|(_, r)| h.review(r))).await;
+    for ((i, review), response) in reviews.iter().zip(&responses) {
+        assert_eq!(
+            project_paths(review, response),
+            [
+                "/data/projects/CLASS".to_string(),
+                format!("/data/projects/P{i:02}"),
+                "/data/xnat/workspace".to_string(),
+            ]
+        );
+    }
+    let c = &h.xnat.counters;
+    let groups = c.groups.load(Ordering::SeqCst);
+    let logins = h.xnat.logins();
+    let max_in_flight = c.max_in_flight.load(Ordering::SeqCst);
+    println!(
+        "storm: 200 reviews / 50 users -> {groups} group calls, {logins} login(s), at most {max_in_flight} XNAT calls in flight"
+    );
+    assert_eq!(groups, 50);
+    assert_eq!(logins, 1);
+    assert_eq!(
+        c.basic_api_calls.load(Ordering::SeqCst),
+        0,
+        "API calls use the session"
+    );
+    assert!(max_in_flight <= 8, "{max_in_flight} XNAT calls in flight");
+
+    // A second burst inside the TTL costs XNAT nothing.
+    let again = futures::future::join_all(reviews.iter().map(|(_, r)| h.review(r))).await;
+    assert_eq!(again.len(), 200);
+    assert_eq!(h.xnat.group_calls(), 50);
+    assert_eq!(h.xnat.logins(), 1);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn an_expired_session_means_one_new_login() {
+    for rejection in [SessionRejection::Unauthorized, SessionRejection::HtmlLogin] {
+        let h = Harness::start("").await;
+        h.xnat.set_session_rejection(rejection);
+        let first = review_for("alice");
+        h.review(&first).await;
+        assert_eq!(h.xnat.logins(), 1);
+        h.xnat.expire_sessions();
+        let second = review_for("carol");
+        let response = h.review(&second).await;
+        assert_eq!(
+            project_paths(&second, &response),
+            [
+                "/data/projects/ALPHA",
+                "/data/projects/GPU_LAB",
+                "/data/xnat/workspace"
+            ],
+            "{rejection:?}"
+        );
+        assert!(
+            warnings(&response).is_empty(),
+            "{rejection:?}: {:?}",
+            warnings(&response)
+        );
+        assert_eq!(h.xnat.logins(), 2, "{rejection:?}");
+        h.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn rotated_credentials_on_disk_are_used_without_a_restart() {
+    let h = Harness::start("").await;
+    h.review(&review_for("alice")).await;
+    // XNAT's side rotates (sessions end) and the Secret on disk is updated, as kubelet would.
+    h.xnat.set_credentials(&[("webhook-svc", "rotated-pw")]);
+    let creds = h.certs.dir.path().join("xnat-credentials");
+    let tmp = h.certs.dir.path().join("xnat-credentials.new");
+    std::fs::write(&tmp, "webhook-svc:rotated-pw\n").unwrap();
+    std::fs::rename(&tmp, &creds).unwrap();
+    let review = review_for("erin");
+    let response = h.review(&review).await;
+    assert_eq!(
+        project_paths(&review, &response),
+        ["/data/projects/BETA", "/data/xnat/workspace"]
+    );
+    assert_eq!(h.xnat.logins(), 2);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn an_alias_token_secret_works_like_a_password() {
+    let xnat = Standin::demo(SVC_USER, SVC_PASSWORD);
+    xnat.set_credentials(&[("8f2c-alias", "token-secret")]);
+    let (url, _t) = xnat
+        .spawn("127.0.0.1:0".parse().unwrap(), "/xnat")
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("alias"), "8f2c-alias\n").unwrap();
+    std::fs::write(dir.path().join("secret"), "token-secret\n").unwrap();
+    let h = Harness::start_with_credentials_path(xnat, url, "", dir.path()).await;
+    let review = review_for("alice");
+    let response = h.review(&review).await;
+    assert_eq!(project_paths(&review, &response).len(), 3);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn stopping_closes_the_xnat_session() {
+    let h = Harness::start("").await;
+    h.review(&review_for("alice")).await;
+    assert_eq!(h.xnat.live_sessions(), 1);
+    let xnat = h.xnat.clone();
+    h.stop().await;
+    assert_eq!(xnat.counters.logouts.load(Ordering::SeqCst), 1);
+    assert_eq!(xnat.live_sessions(), 0);
+}
+
+#[tokio::test]
+async fn the_admin_access_list_can_be_the_project_source() {
+    let h = Harness::start("xnat:\n  projectSource: access\n").await;
+    let review = review_for("carol");
+    let response = h.review(&review).await;
+    assert_eq!(
+        project_paths(&review, &response),
+        [
+            "/data/projects/ALPHA",
+            "/data/projects/GPU_LAB",
+            "/data/xnat/workspace"
+        ]
+    );
+    assert_eq!(h.xnat.counters.access.load(Ordering::SeqCst), 1);
+    assert_eq!(h.xnat.group_calls(), 0);
+    // Unknown users are a 404 there too: no projects, workspace only.
+    let review = review_for("nobody");
+    let response = h.review(&review).await;
+    assert_eq!(project_paths(&review, &response), ["/data/xnat/workspace"]);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_users_are_cached_briefly() {
+    let h = Harness::start("xnat:\n  cacheTtl: 60s\n  negativeCacheTtl: 1s\n").await;
+    let review = review_for("newcomer");
+    for _ in 0..3 {
+        let response = h.review(&review).await;
+        assert!(warnings(&response)[0].contains("XNAT has no user"));
+    }
+    assert_eq!(h.xnat.group_calls_for("newcomer"), 1);
+    // The account is created in XNAT; within a second the webhook notices.
+    h.xnat.set_user("newcomer", &["ALPHA_member"]);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let response = h.review(&review).await;
+    assert_eq!(
+        project_paths(&review, &response),
+        ["/data/projects/ALPHA", "/data/xnat/workspace"]
+    );
+    assert_eq!(h.xnat.group_calls_for("newcomer"), 2);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn stale_then_allow_uses_a_recent_answer_during_an_outage() {
+    let policy = "xnat:\n  cacheTtl: 1s\n  negativeCacheTtl: 1s\n  staleIfError: 1h\n  onError: staleThenAllow\n  retries: 0\n";
+    let h = Harness::start(policy).await;
+    let review = review_for("alice");
+    h.review(&review).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    h.xnat.set_fault(Fault::Status(503));
+    let response = h.review(&review).await;
+    assert_eq!(
+        project_paths(&review, &response),
+        [
+            "/data/projects/ALPHA",
+            "/data/projects/BETA",
+            "/data/xnat/workspace"
+        ]
+    );
+    let w = warnings(&response);
+    assert!(w[0].contains("using its answer from"), "{w:?}");
+    // A user never seen before has nothing to fall back on: allowed without projects.
+    let review = review_for("carol");
+    let response = h.review(&review).await;
+    assert_eq!(project_paths(&review, &response), ["/data/xnat/workspace"]);
+    assert!(warnings(&response)[0].contains("started without project data"));
+    h.stop().await;
+
+    // The default mode never uses a stale answer.
+    let h = Harness::start("xnat:\n  cacheTtl: 1s\n  negativeCacheTtl: 1s\n  retries: 0\n").await;
+    let review = review_for("alice");
+    h.review(&review).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    h.xnat.set_fault(Fault::Status(503));
+    let response = h.review(&review).await;
+    assert_eq!(project_paths(&review, &response), ["/data/xnat/workspace"]);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn refresh_ahead_keeps_hot_users_current_without_waiting() {
+    let h = Harness::start("xnat:\n  cacheTtl: 30s\n  refreshAhead: 300ms\n").await;
+    let review = review_for("alice");
+    h.review(&review).await;
+    assert_eq!(h.xnat.group_calls_for("alice"), 1);
+    h.xnat.set_user("alice", &["ALPHA_owner", "NEW_member"]);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Served from the cache at once (old answer), and refreshed behind it.
+    let response = h.review(&review).await;
+    assert_eq!(
+        project_paths(&review, &response),
+        [
+            "/data/projects/ALPHA",
+            "/data/projects/BETA",
+            "/data/xnat/workspace"
+        ]
+    );
+    for _ in 0..50 {
+        if h.xnat.group_calls_for("alice") == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let response = h.review(&review).await;
+    assert_eq!(
+        project_paths(&review, &response),
+        [
+            "/data/projects/ALPHA",
+            "/data/projects/NEW",
+            "/data/xnat/workspace"
+        ]
+    );
+    assert_eq!(
+        h.xnat.group_calls_for("alice"),
+        2,
+        "one refresh, long before the TTL"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_transient_failure_is_retried_inside_the_budget() {
+    let h = Harness::start("xnat:\n  retries: 2\n  retryBackoff: 20ms\n").await;
+    h.xnat.fail_next(1, Fault::Status(503));
+    let review = review_for("alice");
+    let response = h.review(&review).await;
+    assert_eq!(project_paths(&review, &response).len(), 3);
+    assert!(warnings(&response).is_empty());
+    assert_eq!(h.xnat.group_calls_for("alice"), 2);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_project_id_with_dot_dot_from_the_access_list_is_never_mounted() {
+    let h = Harness::start("xnat:\n  projectSource: access\n").await;
+    h.xnat
+        .set_user("alice", &["../../etc_owner", "ALPHA_owner"]);
+    let review = review_for("alice");
+    let response = h.review(&review).await;
+    assert_eq!(
+        project_paths(&review, &response),
+        ["/data/projects/ALPHA", "/data/xnat/workspace"]
+    );
+    h.stop().await;
+}
+
+fn launch_options() -> Value {
+    json!({
+        "userId": 7, "servername": "", "xsiType": "xnat:projectData", "itemId": "ALPHA",
+        "itemLabel": "ALPHA", "projectId": "ALPHA", "eventTrackingId": "e-1",
+        "task_template": {
+            "container_spec": {
+                "image": "jupyter/xnat:latest",
+                "env": {"XNAT_XSI_TYPE": "xnat:projectData", "XNAT_ITEM_ID": "ALPHA", "XNAT_DATA": "/data"},
+                "mounts": [
+                    {"source": "/data/xnat/archive/ALPHA/arc001", "target": "/data/projects/ALPHA/experiments", "type": "bind", "read_only": false},
+                    {"source": "/data/xnat/archive/GAMMA/arc001", "target": "/data/projects/GAMMA/experiments", "type": "bind", "read_only": true},
+                    {"source": "/data/xnat/workspaces/users/alice", "target": "/workspace/alice", "type": "bind", "read_only": false},
+                    {"source": "/data/xnat/workspaces/users/bob", "target": "/workspace/bob", "type": "bind", "read_only": false},
+                    {"source": "/etc/shadow", "target": "/x", "type": "bind", "read_only": true},
+                    {"source": "/data/xnat/archive/../build", "target": "/y", "type": "bind", "read_only": true}
+                ]
+            },
+            "resources": {"cpu_limit": 2.0, "cpu_reservation": 0.5, "mem_limit": "8G", "mem_reservation": "1G", "generic_resources": {"gpu": 1}},
+            "placement": {"constraints": ["node.labels.gpu==true"]}
+        }
+    })
+}
+
+#[tokio::test]
+async fn the_launch_context_is_used_but_never_widens_access() {
+    let h = Harness::start("userOptions:\n  enabled: true\n").await;
+    h.xnat.set_user_options("alice", "", launch_options());
+    let review = review_for("alice");
+    let response = h.review(&review).await;
+    let pod = patched_pod(&review, &response);
+    assert_eq!(
+        mounts_of(&pod, "xnat-data"),
+        [
+            (
+                "/data/projects/ALPHA/experiments".into(),
+                "archive/ALPHA/arc001".into(),
+                true
+            ),
+            (
+                "/workspace/alice".into(),
+                "workspaces/users/alice".into(),
+                false
+            ),
+        ]
+    );
+    let w = warnings(&response);
+    for refused in ["GAMMA", "/workspaces/users/bob", "/etc/shadow", "../build"] {
+        assert!(
+            w.iter().any(|w| w.contains(refused)),
+            "{refused} should be refused: {w:?}"
+        );
+    }
+    assert_eq!(
+        env_of(&pod, "XNAT_XSI_TYPE").as_deref(),
+        Some("xnat:projectData")
+    );
+    assert_eq!(env_of(&pod, "XNAT_PROJECTS").as_deref(), Some("ALPHA"));
+    let nb = notebook(&pod);
+    assert_eq!(
+        nb["resources"]["limits"],
+        json!({"cpu": "2", "memory": "8Gi", "nvidia.com/gpu": "1"})
+    );
+    assert_eq!(
+        nb["resources"]["requests"],
+        json!({"memory": "1073741824", "cpu": "500m"})
+    );
+    assert_eq!(pod["spec"]["nodeSelector"], json!({"gpu": "true"}));
+    assert_eq!(h.xnat.counters.user_options.load(Ordering::SeqCst), 1);
+
+    // Idempotent with a launch context too.
+    let mut again = review.clone();
+    again["request"]["object"] = pod;
+    let second = h.review(&again).await;
+    assert_eq!(decoded_patch(&second), None);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_trusted_plugin_may_mount_beyond_the_project_list() {
+    let h = Harness::start("userOptions:\n  enabled: true\n  trustPlugin: true\n").await;
+    h.xnat.set_user_options("alice", "", launch_options());
+    let review = review_for("alice");
+    let response = h.review(&review).await;
+    let paths: Vec<String> = mounts_of(&patched_pod(&review, &response), "xnat-data")
+        .into_iter()
+        .map(|m| m.0)
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "/data/projects/ALPHA/experiments",
+            "/data/projects/GAMMA/experiments",
+            "/workspace/alice",
+            "/workspace/bob"
+        ]
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn no_launch_context_falls_back_to_the_project_list_and_named_servers_are_asked_by_name() {
+    let h = Harness::start("userOptions:\n  enabled: true\n").await;
+    let mut options = launch_options();
+    options["task_template"]["container_spec"]["mounts"] = json!([
+        {"source": "/data/xnat/archive/GPU_LAB", "target": "/data/gpu-lab", "read_only": true}
+    ]);
+    h.xnat.set_user_options("carol", "gpu-analysis", options);
+    let named = fixture("named-server");
+    let response = h.review(&named).await;
+    assert_eq!(project_paths(&named, &response), ["/data/gpu-lab"]);
+
+    // carol's default server has no stored options: the project list.
+    let review = review_for("carol");
+    let response = h.review(&review).await;
+    assert_eq!(
+        project_paths(&review, &response),
+        [
+            "/data/projects/ALPHA",
+            "/data/projects/GPU_LAB",
+            "/data/xnat/workspace"
+        ]
+    );
+    h.stop().await;
+}

@@ -4,7 +4,8 @@ CARGO        ?= cargo
 DEV          := certs/dev
 WEBHOOK_PORT ?= 8443
 XNAT_PORT    ?= 8090
-BIN          := target/debug
+CARGO_TARGET_DIR ?= target
+BIN          := $(CARGO_TARGET_DIR)/debug
 
 .PHONY: help run test lint fmt fmt-check unit smoke bench dev-certs clean
 

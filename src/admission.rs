@@ -8,7 +8,7 @@ use arc_swap::ArcSwap;
 
 use crate::access::AccessOutcome;
 use crate::classify::{SkipReason, Target, classify};
-use crate::identity::is_acceptable_username;
+use crate::identity::{is_acceptable_username, is_safe_segment};
 use crate::launch::UserOptions;
 use crate::mutation::{Context, Decision, Identity, decide};
 use crate::policy::{OnError, Policy};
@@ -70,8 +70,18 @@ impl Admission {
         started: Instant,
     ) -> Answer {
         let req = &review.request;
-        let xnat_user = policy.identity.apply(target.jupyter_user);
-        if !is_acceptable_username(&xnat_user) {
+        // The hub may name the XNAT user in an annotation of its own; else the JupyterHub name.
+        let source = policy
+            .identity
+            .annotation
+            .as_deref()
+            .and_then(|a| review.pod.as_ref()?.metadata.annotation(a))
+            .filter(|v| is_acceptable_username(v))
+            .unwrap_or(target.jupyter_user);
+        let xnat_user = policy.identity.apply(source);
+        // XNAT usernames are letters, digits and `. _ @ + -`; anything else (`;`, `/`, `..`)
+        // could make the XNAT URL ask about somebody else.
+        if !is_safe_segment(&xnat_user) {
             log_skip(review, SkipReason::BadUsername, started);
             return Answer::Allow {
                 patch: Vec::new(),
@@ -173,13 +183,19 @@ fn log_skip(review: &Review<'_>, reason: SkipReason, started: Instant) {
         .and_then(|p| p.metadata.name.as_deref())
         .unwrap_or(&req.name);
     let requester = req.requester();
+    // The username the pod claims: worth having in the log when a stranger claims one.
+    let user = review
+        .pod
+        .as_ref()
+        .and_then(|p| p.metadata.annotation(crate::classify::USERNAME_ANNOTATION))
+        .unwrap_or_default();
     let namespace = req.namespace.as_deref().unwrap_or_default();
     let duration_us = started.elapsed().as_micros() as u64;
     if reason.warning().is_some() {
-        tracing::warn!(uid = %req.uid, namespace, pod = name, requester, decision = "skipped",
-            reason = reason.as_str(), duration_us, "admission");
+        tracing::warn!(uid = %req.uid, namespace, pod = name, user, requester, decision = "skipped",
+            reason = reason.as_str(), projects = 0, duration_us, "admission");
     } else {
-        tracing::info!(uid = %req.uid, namespace, pod = name, requester, decision = "skipped",
-            reason = reason.as_str(), duration_us, "admission");
+        tracing::info!(uid = %req.uid, namespace, pod = name, user, requester, decision = "skipped",
+            reason = reason.as_str(), projects = 0, duration_us, "admission");
     }
 }

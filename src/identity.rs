@@ -16,14 +16,16 @@ pub enum MappingStep {
     /// `bob@uni.edu.au` → `bob`, but only for the listed domains (case-insensitive) when any are
     /// listed: stripping every domain would let `alice@elsewhere.org` become `alice`.
     StripDomain { domains: Vec<String> },
-    /// When `regex` matches, the name becomes `replacement` with `$1`/`$name` expanded;
-    /// otherwise the step leaves the name as it is.
+    /// When `regex` matches the whole name (the policy anchors it), the name becomes
+    /// `replacement` with `$1`/`$name` expanded; otherwise the step leaves the name as it is.
     Regex { regex: Regex, replacement: String },
 }
 
 /// The configured mapping; empty means the XNAT username is the JupyterHub username.
 #[derive(Debug, Clone, Default)]
 pub struct UsernameMapping {
+    /// A pod annotation whose value, when present, replaces the JupyterHub username as input.
+    pub annotation: Option<String>,
     pub steps: Vec<MappingStep>,
 }
 
@@ -101,7 +103,10 @@ mod tests {
     use super::*;
 
     fn mapping(steps: Vec<MappingStep>) -> UsernameMapping {
-        UsernameMapping { steps }
+        UsernameMapping {
+            annotation: None,
+            steps,
+        }
     }
 
     #[test]

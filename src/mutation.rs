@@ -232,7 +232,10 @@ pub fn decide(spec: &str, cx: &Context<'_>, policy: &Policy) -> Decision {
         let existing = container.volume_mounts.as_deref().unwrap_or_default();
         let mut to_add = Vec::new();
         for w in wanted {
-            match existing.iter().find(|m| m.mount_path == w.mount_path) {
+            match existing
+                .iter()
+                .find(|m| same_path(&m.mount_path, &w.mount_path))
+            {
                 Some(m) if is_same_mount(m, &w, &storage.volume_name) => {
                     projects.extend(w.project);
                 }
@@ -337,6 +340,15 @@ fn allow_unchanged(warnings: Vec<String>) -> Decision {
         warnings,
         projects: Vec::new(),
     }
+}
+
+/// Whether two mount paths name the same directory (`/a//b/./c/` = `/a/b/c`): the kubelet
+/// refuses two mounts at one place.
+fn same_path(a: &str, b: &str) -> bool {
+    fn parts(p: &str) -> impl Iterator<Item = &str> {
+        p.split('/').filter(|s| !s.is_empty() && *s != ".")
+    }
+    a == b || parts(a).eq(parts(b))
 }
 
 fn is_our_claim(v: &VolumeView<'_>, claim: &str) -> bool {
@@ -672,6 +684,13 @@ mod tests {
 
     fn q(s: &str) -> Option<Quantity> {
         Some(Quantity::parse(s).unwrap())
+    }
+
+    #[test]
+    fn mount_paths_compare_as_directories() {
+        assert!(same_path("/data/projects/ALPHA/", "/data/projects/ALPHA"));
+        assert!(same_path("/data//projects/./ALPHA", "/data/projects/ALPHA"));
+        assert!(!same_path("/data/projects/ALPHA2", "/data/projects/ALPHA"));
     }
 
     #[test]

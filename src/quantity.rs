@@ -11,12 +11,15 @@ pub struct Quantity {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
-#[error("`{0}` is not a Kubernetes quantity (e.g. 500m, 2, 1Gi, 512Mi)")]
+#[error("`{0}` is not a non-negative Kubernetes quantity (e.g. 500m, 2, 1Gi, 512Mi)")]
 pub struct QuantityError(pub String);
 
 impl Quantity {
+    /// Parses a resource amount; negative amounts are refused (no pod may ask for them).
     pub fn parse(text: &str) -> Result<Self, QuantityError> {
-        let value = value_of(text).ok_or_else(|| QuantityError(text.to_owned()))?;
+        let value = value_of(text)
+            .filter(|v| *v >= 0.0)
+            .ok_or_else(|| QuantityError(text.to_owned()))?;
         Ok(Self {
             text: text.to_owned(),
             value,
@@ -125,6 +128,8 @@ mod tests {
             assert_eq!(value_of(bad), None, "{bad:?} should be rejected");
         }
         assert!(Quantity::parse("lots").is_err());
+        assert!(Quantity::parse("-1").is_err());
+        assert!(Quantity::parse("-5Gi").is_err());
     }
 
     #[test]

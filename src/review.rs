@@ -21,7 +21,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 const KIND: &str = "AdmissionReview";
-const SUPPORTED_VERSIONS: [&str; 2] = ["admission.k8s.io/v1", "admission.k8s.io/v1beta1"];
+/// The only version registered (`admissionReviewVersions: ["v1"]`).
+const API_VERSION: &str = "admission.k8s.io/v1";
 
 /// Why a body is not a review we can answer; the server turns it into an HTTP 400.
 #[derive(Debug, thiserror::Error)]
@@ -132,7 +133,7 @@ fn malformed(path: impl Into<String>, message: impl ToString) -> ReviewError {
 /// parsed again with path tracking, to say where it is wrong.
 pub fn parse(body: &[u8]) -> Result<Review<'_>, ReviewError> {
     let review: ReviewIn<'_> = from_json(body)?;
-    if !SUPPORTED_VERSIONS.contains(&review.api_version.as_ref()) {
+    if review.api_version != API_VERSION {
         return Err(ReviewError::Version(review.api_version.into_owned()));
     }
     if review.kind != KIND {
@@ -142,6 +143,9 @@ pub fn parse(body: &[u8]) -> Result<Review<'_>, ReviewError> {
     let pod = match request.object {
         Some(raw) if request.is_core_pod() => Some(
             from_json::<Pod<'_>>(raw.get().as_bytes()).map_err(|e| match e {
+                ReviewError::Malformed { path, message } if path == "." => {
+                    malformed("request.object", message)
+                }
                 ReviewError::Malformed { path, message } => {
                     malformed(format!("request.object.{path}"), message)
                 }

@@ -28,8 +28,13 @@ use crate::review::ReviewError;
 pub const MAX_REVIEW_BYTES: usize = 4 * 1024 * 1024;
 /// How long a client gets to finish the TLS handshake and to send request headers.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// An upper bound on one request; XNAT's own timeout is far below it.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// An upper bound on one request, under the API server's default webhook timeout (10s); the
+/// XNAT budget (at most 8s) is below it.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(9);
+/// Connections served at once; more wait to be accepted. The API server needs a handful.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// HTTP/2 connections are pinged this often and closed when a ping goes unanswered.
+pub const H2_KEEPALIVE: Duration = Duration::from_secs(20);
 
 /// A request the webhook cannot answer with a review: the API server logs the message.
 #[derive(Debug, thiserror::Error)]
@@ -95,9 +100,22 @@ pub async fn serve_tls(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HANDSHAKE_TIMEOUT);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(H2_KEEPALIVE)
+        .keep_alive_timeout(HANDSHAKE_TIMEOUT);
     let builder = Arc::new(builder);
+    let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tokio::pin!(shutdown);
     loop {
+        let permit = tokio::select! {
+            p = connections.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -115,6 +133,7 @@ pub async fn serve_tls(
         let service = TowerToHyperService::new(app.clone());
         let watcher = graceful.watcher();
         tokio::spawn(async move {
+            let _permit = permit;
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
@@ -132,6 +151,9 @@ pub async fn serve_tls(
             }
         });
     }
+    // Close the port at once: new connections are refused (the API server retries another
+    // replica) instead of waiting in the backlog for the whole drain.
+    drop(listener);
     tracing::info!("stopped accepting; draining in-flight reviews");
     if tokio::time::timeout(drain, graceful.shutdown())
         .await

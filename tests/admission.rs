@@ -328,9 +328,9 @@ async fn roles_not_granted_by_policy_are_not_mounted() {
 }
 
 #[tokio::test]
-async fn a_username_unsafe_for_a_path_gets_no_workspace() {
-    let h = Harness::start(DEFAULT_POLICY).await;
-    h.xnat.set_user("alice smith", &["ALPHA_member"]);
+async fn a_jupyter_username_unsafe_for_a_path_gets_no_workspace() {
+    let policy = "identity:\n  mapping:\n    - regex: {pattern: '(\\w+) smith', replacement: '$1'}\nstorage:\n  workspace:\n    subPath: 'workspaces/{jupyter_user}'\n    mountPath: /data/xnat/workspace\n";
+    let h = Harness::start(policy).await;
     let mut review = fixture("alice-default");
     review["request"]["object"]["metadata"]["annotations"]["hub.jupyter.org/username"] =
         json!("alice smith");
@@ -338,13 +338,35 @@ async fn a_username_unsafe_for_a_path_gets_no_workspace() {
     let pod = patched_pod(&review, &response);
     assert_eq!(
         mounts_of(&pod, "xnat-data"),
-        [("/data/projects/ALPHA".into(), "archive/ALPHA".into(), true)]
+        [
+            ("/data/projects/ALPHA".into(), "archive/ALPHA".into(), true),
+            ("/data/projects/BETA".into(), "archive/BETA".into(), true),
+        ]
     );
     assert!(
         warnings(&response)
             .iter()
             .any(|w| w.contains("not a safe path segment"))
     );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_username_that_could_bend_the_xnat_url_gets_nothing() {
+    let h = Harness::start(DEFAULT_POLICY).await;
+    // Tomcat would read `;x` as a path parameter and answer with alice's groups.
+    for name in ["alice;x", "alice smith", "alice/../bob", "alice%2F"] {
+        let mut review = fixture("alice-default");
+        review["request"]["object"]["metadata"]["annotations"]["hub.jupyter.org/username"] =
+            json!(name);
+        let response = h.review(&review).await;
+        assert_eq!(decoded_patch(&response), None, "{name}");
+        assert!(
+            warnings(&response)[0].contains("no XNAT data attached"),
+            "{name}"
+        );
+    }
+    assert_eq!(h.xnat.group_calls(), 0);
     h.stop().await;
 }
 

@@ -425,3 +425,82 @@ async fn no_launch_context_falls_back_to_the_project_list_and_named_servers_are_
     );
     h.stop().await;
 }
+
+#[tokio::test]
+async fn an_https_xnat_with_a_private_ca_is_trusted_through_ca_file_only() {
+    use jupyter_xnat_webhook::server::serve_tls;
+    use jupyter_xnat_webhook::tls::CertStore;
+
+    let xnat = Standin::demo(SVC_USER, SVC_PASSWORD);
+    let certs = make_certs();
+    let store = CertStore::load(&certs.cert, &certs.key).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "https://localhost:{}/xnat",
+        listener.local_addr().unwrap().port()
+    );
+    tokio::spawn(serve_tls(
+        listener,
+        store.server_config().unwrap(),
+        xnat.router("/xnat"),
+        std::future::pending(),
+        Duration::from_secs(1),
+    ));
+    let ca = certs.dir.path().join("ca.crt");
+    std::fs::write(&ca, &certs.ca_pem).unwrap();
+    let creds = format!("{SVC_USER}:{SVC_PASSWORD}\n");
+
+    let policy = format!("xnat:\n  caFile: {}\n", ca.display());
+    let h = Harness::start_with(xnat.clone(), url.clone(), &policy, &creds).await;
+    let review = review_for("alice");
+    let response = h.review(&review).await;
+    assert_eq!(project_paths(&review, &response).len(), 3);
+    h.stop().await;
+
+    let h = Harness::start_with(xnat, url, "", &creds).await;
+    let response = h.review(&review).await;
+    assert_eq!(project_paths(&review, &response), ["/data/xnat/workspace"]);
+    assert!(warnings(&response)[0].contains("XNAT could not be asked"));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn an_openid_xnat_user_can_come_from_a_hub_annotation_or_a_regex() {
+    // XNAT's OpenID plugin names users {provider}_{sub}; the hub knows the sub from auth_state
+    // and can put it in an annotation of the pod it creates.
+    let policy = "identity:\n  xnatUsernameAnnotation: xnat.example.org/username\n";
+    let h = Harness::start(policy).await;
+    h.xnat.set_user("aaf_9f8e7d6c", &["DELTA_member"]);
+    let mut review = fixture("email-username");
+    review["request"]["object"]["metadata"]["annotations"]["xnat.example.org/username"] =
+        json!("aaf_9f8e7d6c");
+    let response = h.review(&review).await;
+    assert_eq!(
+        project_paths(&review, &response),
+        ["/data/projects/DELTA", "/data/xnat/workspace"]
+    );
+    assert_eq!(
+        env_of(&patched_pod(&review, &response), "XNAT_USER").as_deref(),
+        Some("aaf_9f8e7d6c")
+    );
+    // Without the annotation, the JupyterHub username is used.
+    let plain = fixture("email-username");
+    let response = h.review(&plain).await;
+    assert_eq!(
+        project_paths(&plain, &response),
+        ["/data/projects/GAMMA", "/data/xnat/workspace"]
+    );
+    h.stop().await;
+
+    // Or the JupyterHub username carries the sub: a regex maps it.
+    let policy = "identity:\n  mapping:\n    - regex: {pattern: '(?P<sub>[0-9a-f]{8})@aaf\\.edu\\.au', replacement: 'aaf_$sub'}\n";
+    let h = Harness::start(policy).await;
+    h.xnat.set_user("aaf_9f8e7d6c", &["DELTA_member"]);
+    let review = review_for("9f8e7d6c@aaf.edu.au");
+    let response = h.review(&review).await;
+    assert_eq!(
+        project_paths(&review, &response),
+        ["/data/projects/DELTA", "/data/xnat/workspace"]
+    );
+    h.stop().await;
+}

@@ -47,6 +47,11 @@ impl Default for PodsFile {
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct IdentityFile {
+    /// A pod annotation (set by the hub, e.g. from auth_state via KubeSpawner's
+    /// `extra_annotations`) whose value, when present, is used instead of the JupyterHub
+    /// username as the input of `mapping`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub xnat_username_annotation: Option<String>,
     /// Steps from the JupyterHub username to the XNAT username, in order. Written as
     /// `- lowercase` or `- regex: {…}` (a one-key map), not as YAML tags.
     #[serde(with = "serde_yaml_ng::with::singleton_map_recursive")]
@@ -92,6 +97,9 @@ pub enum ProjectSource {
 pub struct XnatFile {
     /// XNAT base URL, context path included (`http://xnat-web.xnat.svc/xnat`).
     pub url: String,
+    /// PEM file of extra CAs to trust for an https XNAT (besides the system's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
     /// Which endpoint lists a user's projects.
     pub project_source: ProjectSource,
     /// Timeout of one XNAT request, connect included.
@@ -134,6 +142,7 @@ impl Default for XnatFile {
     fn default() -> Self {
         Self {
             url: "http://xnat-web.xnat.svc.cluster.local".into(),
+            ca_file: None,
             project_source: ProjectSource::Groups,
             timeout: Duration::from_secs(2),
             budget: Duration::from_secs(4),

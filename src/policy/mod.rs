@@ -99,6 +99,7 @@ pub struct PodSelector {
 #[derive(Debug, Clone)]
 pub struct XnatPolicy {
     pub url: Url,
+    pub ca_file: Option<std::path::PathBuf>,
     pub project_source: ProjectSource,
     pub timeout: Duration,
     pub budget: Duration,
@@ -174,7 +175,13 @@ impl PolicyFile {
             } else {
                 field
             };
-            invalid(field, e.into_inner().to_string())
+            // serde_yaml puts the path in its message too; say it once.
+            let message = e.into_inner().to_string();
+            let message = message
+                .strip_prefix(&format!("{field}: "))
+                .map(str::to_owned)
+                .unwrap_or(message);
+            invalid(field, message)
         })
     }
 }
@@ -194,7 +201,7 @@ impl Policy {
     pub fn from_file(f: PolicyFile) -> Result<Self, PolicyError> {
         Ok(Self {
             pods: pods(f.pods)?,
-            identity: identity(f.identity.mapping)?,
+            identity: identity(f.identity)?,
             xnat: xnat(f.xnat)?,
             storage: storage(f.storage)?,
             env: env(f.env.0)?,
@@ -265,6 +272,12 @@ fn pods(f: file::PodsFile) -> Result<PodSelector, PolicyError> {
     if f.labels.keys().any(|k| k.is_empty()) {
         return Err(invalid("pods.labels", "label keys must not be empty"));
     }
+    if f.requesters.is_empty() {
+        return Err(invalid(
+            "pods.requesters",
+            "must list who creates notebook pods (the hub's service account)",
+        ));
+    }
     if let Some(i) = f.requesters.iter().position(|r| r.trim().is_empty()) {
         return Err(invalid(
             format!("pods.requesters[{i}]"),
@@ -285,8 +298,17 @@ fn pods(f: file::PodsFile) -> Result<PodSelector, PolicyError> {
     })
 }
 
-fn identity(steps: Vec<MappingStepFile>) -> Result<UsernameMapping, PolicyError> {
-    let steps = steps
+fn identity(f: file::IdentityFile) -> Result<UsernameMapping, PolicyError> {
+    if let Some(a) = &f.xnat_username_annotation
+        && !is_annotation_key(a)
+    {
+        return Err(invalid(
+            "identity.xnatUsernameAnnotation",
+            format!("{a:?} is not an annotation key"),
+        ));
+    }
+    let steps = f
+        .mapping
         .into_iter()
         .enumerate()
         .map(|(i, step)| match step {
@@ -304,17 +326,75 @@ fn identity(steps: Vec<MappingStepFile>) -> Result<UsernameMapping, PolicyError>
                 pattern,
                 replacement,
             } => {
-                let regex = Regex::new(&pattern).map_err(|e| {
+                // Anchored: the pattern must match the whole name, or `x@aaf.edu.au.evil.org`
+                // would map like `x@aaf.edu.au`.
+                let regex = Regex::new(&format!("^(?:{pattern})$")).map_err(|e| {
                     invalid(
                         format!("identity.mapping[{i}].regex.pattern"),
                         e.to_string(),
                     )
                 })?;
+                if let Err(m) = check_replacement(&regex, &replacement) {
+                    return Err(invalid(
+                        format!("identity.mapping[{i}].regex.replacement"),
+                        m,
+                    ));
+                }
                 Ok(MappingStep::Regex { regex, replacement })
             }
         })
         .collect::<Result<_, _>>()?;
-    Ok(UsernameMapping { steps })
+    Ok(UsernameMapping {
+        annotation: f.xnat_username_annotation,
+        steps,
+    })
+}
+
+/// `[prefix/]name`, as Kubernetes annotation keys are.
+fn is_annotation_key(s: &str) -> bool {
+    let name_ok = |n: &str| {
+        !n.is_empty()
+            && n.len() <= 63
+            && n.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    };
+    match s.split_once('/') {
+        Some((prefix, name)) => is_dns_subdomain(prefix) && name_ok(name),
+        None => name_ok(s),
+    }
+}
+
+/// Every `$1`, `$name` or `${name}` in a replacement must name a group of the pattern; the regex
+/// crate would quietly expand an unknown one to nothing.
+fn check_replacement(regex: &Regex, replacement: &str) -> Result<(), String> {
+    let mut rest = replacement;
+    while let Some(i) = rest.find('$') {
+        rest = &rest[i + 1..];
+        if let Some(r) = rest.strip_prefix('$') {
+            rest = r;
+            continue;
+        }
+        let (name, tail) = if let Some(braced) = rest.strip_prefix('{') {
+            let end = braced.find('}').ok_or("unclosed `${` in the replacement")?;
+            (&braced[..end], &braced[end + 1..])
+        } else {
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            (&rest[..end], &rest[end..])
+        };
+        let known = match name.parse::<usize>() {
+            Ok(n) => n < regex.captures_len(),
+            Err(_) => regex.capture_names().flatten().any(|n| n == name),
+        };
+        if name.is_empty() || !known {
+            return Err(format!(
+                "`${name}` is not a group of the pattern (write `$$` for a literal `$`)"
+            ));
+        }
+        rest = tail;
+    }
+    Ok(())
 }
 
 fn xnat(f: file::XnatFile) -> Result<XnatPolicy, PolicyError> {
@@ -406,8 +486,12 @@ fn xnat(f: file::XnatFile) -> Result<XnatPolicy, PolicyError> {
     if f.deny_message.trim().is_empty() {
         return Err(invalid("xnat.denyMessage", "must not be empty"));
     }
+    if f.ca_file.as_deref().is_some_and(|p| !p.starts_with('/')) {
+        return Err(invalid("xnat.caFile", "must be an absolute path"));
+    }
     Ok(XnatPolicy {
         url,
+        ca_file: f.ca_file.map(Into::into),
         project_source: f.project_source,
         timeout: f.timeout,
         budget: f.budget,
@@ -657,6 +741,7 @@ mod tests {
             "identity.mapping[0].regex.pattern"
         );
         assert_eq!(field_of("pods: [1]\n"), "pods");
+        assert_eq!(field_of("pods:\n  requesters: []\n"), "pods.requesters");
         assert_eq!(
             field_of("xnat:\n  budget: 1s\n  timeout: 2s\n"),
             "xnat.budget"
@@ -691,6 +776,33 @@ mod tests {
             "userOptions.gpuResource"
         );
         assert_eq!(field_of("a: [\n"), "(document)");
+    }
+
+    #[test]
+    fn regex_mappings_match_whole_names_and_name_real_groups() {
+        let p = Policy::parse(
+            "identity:\n  mapping:\n    - regex: {pattern: '(?P<sub>[0-9a-f]+)@aaf\\.edu\\.au', replacement: 'aaf_${sub}'}\n",
+        )
+        .unwrap();
+        assert_eq!(p.identity.apply("9f8e@aaf.edu.au"), "aaf_9f8e");
+        assert_eq!(
+            p.identity.apply("x+9f8e@aaf.edu.au.evil.org"),
+            "x+9f8e@aaf.edu.au.evil.org"
+        );
+        for bad in ["'$2'", "'$nope'", "'${sub'", "'$'"] {
+            let yaml = format!(
+                "identity:\n  mapping:\n    - regex: {{pattern: '(?P<sub>a)', replacement: {bad}}}\n"
+            );
+            assert_eq!(
+                field_of(&yaml),
+                "identity.mapping[0].regex.replacement",
+                "{bad}"
+            );
+        }
+        Policy::parse(
+            "identity:\n  mapping:\n    - regex: {pattern: '(a)', replacement: 'x$$1$1'}\n",
+        )
+        .unwrap();
     }
 
     #[test]

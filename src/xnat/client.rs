@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -18,8 +19,15 @@ use tokio::time::Instant;
 
 use super::Credentials;
 use crate::access::UserAccess;
-use crate::identity::is_acceptable_username;
+use crate::identity::is_safe_segment;
 use crate::policy::{ProjectSource, XnatPolicy};
+
+/// Everything but RFC 3986's unreserved characters is percent-encoded in a path segment.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// The largest XNAT answer read; a group list is a few kilobytes.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -90,6 +98,8 @@ pub struct ClientSettings {
     pub retry_backoff: Duration,
     pub max_concurrent_requests: usize,
     pub project_source: ProjectSource,
+    /// Extra CAs (PEM) to trust for an https XNAT.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl From<&XnatPolicy> for ClientSettings {
@@ -100,6 +110,7 @@ impl From<&XnatPolicy> for ClientSettings {
             retry_backoff: p.retry_backoff,
             max_concurrent_requests: p.max_concurrent_requests,
             project_source: p.project_source,
+            ca_file: p.ca_file.clone(),
         }
     }
 }
@@ -134,7 +145,23 @@ impl XnatClient {
         settings: ClientSettings,
     ) -> Result<Self, XnatError> {
         crate::install_crypto_provider();
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if let Some(path) = &settings.ca_file {
+            let pem = std::fs::read(path)
+                .map_err(|e| XnatError::Request(format!("xnat.caFile {}: {e}", path.display())))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| XnatError::Request(format!("xnat.caFile {}: {e}", path.display())))?;
+            if certs.is_empty() {
+                return Err(XnatError::Request(format!(
+                    "xnat.caFile {}: no certificate in it",
+                    path.display()
+                )));
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder
             .connect_timeout(settings.timeout)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("jupyter-xnat-webhook/", env!("CARGO_PKG_VERSION")))
@@ -201,7 +228,7 @@ impl XnatClient {
             ];
             self.get_json(&path, deadline).await
         } else {
-            if !is_acceptable_username(server_name) {
+            if !is_safe_segment(server_name) {
                 return Err(XnatError::Request(format!(
                     "refusing to ask XNAT about server name {server_name:?}"
                 )));
@@ -384,13 +411,17 @@ impl XnatClient {
         Ok(left.min(self.settings.timeout))
     }
 
-    /// Joins path segments onto the base URL, keeping its context path and percent-encoding each
-    /// segment (so a username can never add a path segment of its own).
+    /// Joins path segments onto the base URL, keeping its context path and percent-encoding
+    /// every byte of a segment but `A-Z a-z 0-9 - . _ ~`: a username can add neither a segment
+    /// (`/`) nor a path parameter (`;`, which Tomcat strips before routing).
     fn url(&self, segments: &[&str]) -> Url {
-        let mut url = self.base.clone();
-        if let Ok(mut path) = url.path_segments_mut() {
-            path.pop_if_empty().extend(segments);
+        let mut path = self.base.path().trim_end_matches('/').to_owned();
+        for s in segments {
+            path.push('/');
+            path.extend(utf8_percent_encode(s, SEGMENT));
         }
+        let mut url = self.base.clone();
+        url.set_path(&path);
         url
     }
 
@@ -447,10 +478,11 @@ impl Rejected {
 }
 
 fn check_username(xnat_user: &str) -> Result<(), XnatError> {
-    if is_acceptable_username(xnat_user) {
+    if is_safe_segment(xnat_user) {
         Ok(())
     } else {
-        // `..` would be resolved away by the URL (asking about another path); refuse outright.
+        // `..` would be resolved away in the URL and `;` read as a path parameter: either could
+        // ask about somebody else. The admission path never gets here with such a name.
         Err(XnatError::Request(format!(
             "refusing to ask XNAT about username {xnat_user:?}"
         )))
@@ -511,6 +543,30 @@ mod tests {
             entry("EPS", Some("Custom"), None),
         ]);
         assert_eq!(ids, ["ALPHA_owner", "BETA_member", "GAMMA_collaborator"]);
+    }
+
+    #[test]
+    fn segments_are_encoded_and_the_context_path_kept() {
+        let client = XnatClient::new(
+            Url::parse("http://xnat.example/xnat/").unwrap(),
+            CredentialSource::Fixed(Credentials::new("u", "p")),
+            ClientSettings {
+                timeout: Duration::from_secs(1),
+                retries: 0,
+                retry_backoff: Duration::ZERO,
+                max_concurrent_requests: 1,
+                project_source: ProjectSource::Groups,
+                ca_file: None,
+            },
+        )
+        .unwrap();
+        let url = client.url(&["xapi", "users", "Bob.Smith@uni.edu.au", "groups"]);
+        assert_eq!(
+            url.as_str(),
+            "http://xnat.example/xnat/xapi/users/Bob.Smith%40uni.edu.au/groups"
+        );
+        let url = client.url(&["xapi", "users", "alice;x/..", "groups"]);
+        assert_eq!(url.path(), "/xnat/xapi/users/alice%3Bx%2F../groups");
     }
 
     #[test]

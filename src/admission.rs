@@ -6,36 +6,141 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 
-use crate::access::AccessOutcome;
+use std::collections::HashMap;
+
+use crate::access::{AccessOutcome, UserAccess};
 use crate::classify::{SkipReason, Target, classify};
 use crate::identity::{is_acceptable_username, is_safe_segment};
 use crate::launch::UserOptions;
 use crate::mutation::{Context, Decision, Identity, decide};
-use crate::policy::{OnError, Policy};
+use crate::policy::{Mode, OnError, Policy};
 use crate::review::{self, Answer, Review, ReviewError};
-use crate::xnat::AccessCache;
+use crate::xnat::{
+    AccessCache, CacheStatus, ClientSettings, CredentialSource, XnatClient, XnatError,
+};
 
-/// The webhook's state: the current policy and the cached XNAT client.
+/// Where a user's access comes from.
+#[derive(Clone)]
+pub enum AccessSource {
+    /// XNAT, through the cache.
+    Xnat(AccessCache),
+    /// A fixed table (the offline `review` command): XNAT username → access.
+    Static(Arc<HashMap<String, Arc<UserAccess>>>),
+}
+
+impl AccessSource {
+    /// A cached XNAT client built from the policy's `xnat` section.
+    pub fn xnat(policy: &Policy, credentials: CredentialSource) -> Result<Self, XnatError> {
+        let client = XnatClient::new(
+            policy.xnat.url.clone(),
+            credentials,
+            ClientSettings::from(&policy.xnat),
+        )?;
+        Ok(Self::Xnat(AccessCache::new(client, &policy.xnat)))
+    }
+
+    async fn lookup(
+        &self,
+        xnat_user: &str,
+        deadline: tokio::time::Instant,
+        allow_stale: bool,
+    ) -> (AccessOutcome, CacheStatus) {
+        match self {
+            AccessSource::Xnat(cache) => cache.lookup(xnat_user, deadline, allow_stale).await,
+            AccessSource::Static(table) => {
+                let access = table
+                    .get(xnat_user)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(UserAccess::unknown()));
+                (AccessOutcome::Known(access), CacheStatus::Hit)
+            }
+        }
+    }
+
+    async fn user_options(
+        &self,
+        xnat_user: &str,
+        server_name: &str,
+        deadline: tokio::time::Instant,
+    ) -> Result<Option<UserOptions>, XnatError> {
+        match self {
+            AccessSource::Xnat(cache) => {
+                cache
+                    .client()
+                    .user_options(xnat_user, server_name, deadline)
+                    .await
+            }
+            AccessSource::Static(_) => Ok(None),
+        }
+    }
+
+    async fn close(&self) {
+        if let AccessSource::Xnat(cache) = self {
+            cache.client().close().await;
+        }
+    }
+}
+
+/// What one review reads: a policy and the access source built for it, swapped together.
+struct State {
+    policy: Arc<Policy>,
+    access: AccessSource,
+}
+
+/// The webhook's state: the current policy and its XNAT access, replaced atomically on reload.
 pub struct Admission {
-    policy: ArcSwap<Policy>,
-    access: AccessCache,
+    state: ArcSwap<State>,
+    /// For rebuilding the XNAT client when a reload changes how XNAT is reached.
+    credentials: Option<CredentialSource>,
 }
 
 impl Admission {
-    pub fn new(policy: Policy, access: AccessCache) -> Self {
+    pub fn new(
+        policy: Policy,
+        access: AccessSource,
+        credentials: Option<CredentialSource>,
+    ) -> Self {
         Self {
-            policy: ArcSwap::from_pointee(policy),
-            access,
+            state: ArcSwap::from_pointee(State {
+                policy: Arc::new(policy),
+                access,
+            }),
+            credentials,
         }
     }
 
     pub fn policy(&self) -> Arc<Policy> {
-        self.policy.load_full()
+        self.state.load().policy.clone()
+    }
+
+    /// Makes `policy` the one every following review uses. Reviews in flight finish with the
+    /// policy they started with: each review reads the policy and its access source once.
+    /// When the new policy reaches XNAT differently (URL, timeouts, cache settings…), a new
+    /// client and cache are built and the old session is closed.
+    pub fn apply_policy(&self, policy: Policy) -> Result<(), XnatError> {
+        let current = self.state.load_full();
+        let same_xnat = client_key(&current.policy) == client_key(&policy);
+        let access = match (&current.access, &self.credentials) {
+            (AccessSource::Xnat(_), Some(credentials)) if !same_xnat => {
+                tracing::info!(xnat = %policy.xnat.url, "policy changes how XNAT is reached; new client and cache");
+                AccessSource::xnat(&policy, credentials.clone())?
+            }
+            (access, _) => access.clone(),
+        };
+        self.state.store(Arc::new(State {
+            policy: Arc::new(policy),
+            access,
+        }));
+        if !same_xnat && let AccessSource::Xnat(_) = &current.access {
+            let old = current.access.clone();
+            tokio::spawn(async move { old.close().await });
+        }
+        Ok(())
     }
 
     /// Ends the XNAT session; called once the server has drained.
     pub async fn close(&self) {
-        self.access.client().close().await;
+        self.state.load().access.close().await;
     }
 
     /// Answers one AdmissionReview body with the response body. `Err` only for a body that is
@@ -43,17 +148,21 @@ impl Admission {
     pub async fn review(&self, body: &[u8]) -> Result<Vec<u8>, ReviewError> {
         let started = Instant::now();
         let review = review::parse(body)?;
-        let policy = self.policy.load_full();
-        let answer = match classify(&review, &policy.pods) {
-            Ok(target) => self.admit(&review, &target, &policy, started).await,
+        let state = self.state.load_full();
+        let policy = &state.policy;
+        let (answer, outcome, reason) = match classify(&review, &policy.pods) {
+            Ok(target) => admit(&review, &target, policy, &state.access, started).await,
             Err(reason) => {
                 log_skip(&review, reason, started);
-                Answer::Allow {
+                let answer = Answer::Allow {
                     patch: Vec::new(),
                     warnings: reason.warning().map(String::from).into_iter().collect(),
-                }
+                    audit: Vec::new(),
+                };
+                (answer, "skipped", reason.as_str())
             }
         };
+        crate::metrics::admission(outcome, reason, started.elapsed());
         let req = &review.request;
         Ok(review::response_json(
             &review.api_version,
@@ -61,118 +170,205 @@ impl Admission {
             &answer,
         ))
     }
+}
 
-    async fn admit(
-        &self,
-        review: &Review<'_>,
-        target: &Target<'_>,
-        policy: &Policy,
-        started: Instant,
-    ) -> Answer {
-        let req = &review.request;
-        // The hub may name the XNAT user in an annotation of its own; else the JupyterHub name.
-        let source = policy
-            .identity
-            .annotation
-            .as_deref()
-            .and_then(|a| review.pod.as_ref()?.metadata.annotation(a))
-            .filter(|v| is_acceptable_username(v))
-            .unwrap_or(target.jupyter_user);
-        let xnat_user = policy.identity.apply(source);
-        // XNAT usernames are letters, digits and `. _ @ + -`; anything else (`;`, `/`, `..`)
-        // could make the XNAT URL ask about somebody else.
-        if !is_safe_segment(&xnat_user) {
-            log_skip(review, SkipReason::BadUsername, started);
-            return Answer::Allow {
-                patch: Vec::new(),
-                warnings: vec![format!(
-                    "xnat-webhook: username {:?} maps to an unusable XNAT username; no XNAT data attached",
-                    target.jupyter_user
-                )],
-            };
+async fn admit(
+    review: &Review<'_>,
+    target: &Target<'_>,
+    policy: &Policy,
+    access_source: &AccessSource,
+    started: Instant,
+) -> (Answer, &'static str, &'static str) {
+    let req = &review.request;
+    // The hub may name the XNAT user in an annotation of its own; else the JupyterHub name.
+    let source = policy
+        .identity
+        .annotation
+        .as_deref()
+        .and_then(|a| review.pod.as_ref()?.metadata.annotation(a))
+        .filter(|v| is_acceptable_username(v))
+        .unwrap_or(target.jupyter_user);
+    let xnat_user = policy.identity.apply(source);
+    // XNAT usernames are letters, digits and `. _ @ + -`; anything else (`;`, `/`, `..`)
+    // could make the XNAT URL ask about somebody else.
+    if !is_safe_segment(&xnat_user) {
+        log_skip(review, SkipReason::BadUsername, started);
+        let answer = Answer::Allow {
+            patch: Vec::new(),
+            audit: Vec::new(),
+            warnings: vec![format!(
+                "xnat-webhook: username {:?} maps to an unusable XNAT username; no XNAT data attached",
+                target.jupyter_user
+            )],
+        };
+        return (answer, "skipped", SkipReason::BadUsername.as_str());
+    }
+
+    let deadline = tokio::time::Instant::now() + policy.xnat.budget;
+    let allow_stale = policy.xnat.on_error == OnError::StaleThenAllow;
+    let access = access_source.lookup(&xnat_user, deadline, allow_stale);
+    let launch = async {
+        if !policy.user_options.enabled {
+            return None;
         }
-
-        let deadline = tokio::time::Instant::now() + policy.xnat.budget;
-        let allow_stale = policy.xnat.on_error == OnError::StaleThenAllow;
-        let access = self.access.lookup(&xnat_user, deadline, allow_stale);
-        let launch = async {
-            if !policy.user_options.enabled {
-                return None;
-            }
-            let client = self.access.client();
-            match client
-                .user_options::<UserOptions>(&xnat_user, target.server_name, deadline)
-                .await
-            {
-                Ok(opts) => opts,
-                Err(e) => {
-                    tracing::warn!(uid = %req.uid, xnat_user = %xnat_user, error = %e,
+        match access_source
+            .user_options(&xnat_user, target.server_name, deadline)
+            .await
+        {
+            Ok(opts) => opts,
+            Err(e) => {
+                tracing::warn!(uid = %req.uid, xnat_user = %xnat_user, error = %e,
                         "cannot read the launch context; using the project list");
-                    None
-                }
+                None
             }
-        };
-        let ((access, cache), launch) = tokio::join!(access, launch);
-        if let AccessOutcome::Unavailable(why) | AccessOutcome::Stale { error: why, .. } = &access {
-            tracing::warn!(uid = %req.uid, xnat_user = %xnat_user, error = %why, cache = cache.as_str(),
-                "XNAT lookup failed");
         }
-        let cx = Context {
-            who: Identity {
-                jupyter_user: target.jupyter_user,
-                server_name: target.server_name,
-                xnat_user: &xnat_user,
-            },
-            access: &access,
-            launch: launch.as_ref(),
-            xnat_url: policy.xnat.url.as_str(),
-        };
-        let spec = target.spec.map_or("{}", |s| s.get());
-        let decision = decide(spec, &cx, policy);
+    };
+    let ((access, cache), launch) = tokio::join!(access, launch);
+    crate::metrics::cache(cache.as_str());
+    if let AccessOutcome::Unavailable(why) | AccessOutcome::Stale { error: why, .. } = &access {
+        tracing::warn!(uid = %req.uid, xnat_user = %xnat_user, error = %why, cache = cache.as_str(),
+                "XNAT lookup failed");
+    }
+    let cx = Context {
+        who: Identity {
+            jupyter_user: target.jupyter_user,
+            server_name: target.server_name,
+            xnat_user: &xnat_user,
+        },
+        access: &access,
+        launch: launch.as_ref(),
+        xnat_url: policy.xnat.url.as_str(),
+    };
+    let spec = target.spec.map_or("{}", |s| s.get());
+    let decision = decide(spec, &cx, policy);
 
-        let (decision_name, projects, operations, warning_count) = match &decision {
-            Decision::Allow {
-                patch,
-                warnings,
-                projects,
-            } => (
-                if patch.is_empty() {
-                    "unchanged"
-                } else {
-                    "mutated"
-                },
-                projects.len(),
-                patch.len(),
-                warnings.len(),
-            ),
-            Decision::Deny { .. } => ("denied", 0, 0, 0),
-        };
-        tracing::info!(
-            uid = %req.uid,
-            namespace = req.namespace.as_deref().unwrap_or_default(),
-            pod = target.pod_name,
-            user = target.jupyter_user,
-            server = target.server_name,
-            xnat_user = %xnat_user,
-            decision = decision_name,
+    let audit = policy.mode == Mode::Audit;
+    let no_rules = Vec::new();
+    let (decision_name, projects, operations, warning_count, rules) = match &decision {
+        Decision::Allow {
+            patch,
+            warnings,
             projects,
-            operations,
-            warnings = warning_count,
-            launch_context = launch.is_some(),
-            xnat = cache.as_str(),
-            duration_us = started.elapsed().as_micros() as u64,
-            "admission"
-        );
-        match decision {
-            Decision::Allow {
-                patch, warnings, ..
-            } => Answer::Allow { patch, warnings },
-            Decision::Deny { message } => Answer::Deny {
-                message,
-                warnings: Vec::new(),
+            rules,
+        } => (
+            if patch.is_empty() {
+                "unchanged"
+            } else {
+                "mutated"
             },
+            projects.len(),
+            patch.len(),
+            warnings.len(),
+            rules,
+        ),
+        Decision::Deny { .. } => ("denied", 0, 0, 0, &no_rules),
+    };
+    tracing::info!(
+        uid = %req.uid,
+        namespace = req.namespace.as_deref().unwrap_or_default(),
+        pod = target.pod_name,
+        user = target.jupyter_user,
+        server = target.server_name,
+        xnat_user = %xnat_user,
+        decision = decision_name,
+        audit,
+        projects,
+        operations,
+        warnings = warning_count,
+        rules = ?rules,
+        launch_context = launch.is_some(),
+        xnat = cache.as_str(),
+        duration_us = started.elapsed().as_micros() as u64,
+        "admission"
+    );
+    if audit {
+        if let Decision::Allow { patch, .. } = &decision {
+            tracing::info!(uid = %req.uid, pod = target.pod_name,
+                    patch = %redacted(patch), "audit mode: the patch that would have been applied");
+        }
+        return (audit_answer(decision), "audited", "");
+    }
+    let answer = match decision {
+        Decision::Allow {
+            patch, warnings, ..
+        } => Answer::Allow {
+            patch,
+            warnings,
+            audit: Vec::new(),
+        },
+        Decision::Deny { message } => Answer::Deny {
+            message,
+            warnings: Vec::new(),
+        },
+    };
+    (answer, decision_name, "")
+}
+
+/// What decides whether a reload needs a new XNAT client and cache.
+fn client_key(p: &Policy) -> impl PartialEq + use<> {
+    let x = &p.xnat;
+    (
+        x.url.clone(),
+        ClientSettings::from(x),
+        (x.cache_ttl, x.negative_cache_ttl, x.stale_if_error),
+        (x.refresh_ahead, x.cache_capacity, x.budget),
+    )
+}
+
+/// Audit mode: say what would have happened, in a warning and in audit annotations (which the
+/// API server records in its audit log), and change nothing.
+pub fn audit_answer(decision: Decision) -> Answer {
+    match decision {
+        Decision::Allow {
+            patch,
+            mut warnings,
+            projects,
+            ..
+        } => {
+            warnings.push(format!(
+                "xnat-webhook (audit mode): would mount {} project(s) [{}] with {} patch operation(s); nothing changed",
+                projects.len(),
+                projects.join(", "),
+                patch.len()
+            ));
+            Answer::Allow {
+                patch: Vec::new(),
+                warnings,
+                audit: vec![
+                    ("would-mount", projects.join(",")),
+                    ("would-patch-operations", patch.len().to_string()),
+                ],
+            }
+        }
+        Decision::Deny { message } => Answer::Allow {
+            patch: Vec::new(),
+            warnings: vec![format!(
+                "xnat-webhook (audit mode): would deny this pod: {message}"
+            )],
+            audit: vec![("would-deny", message)],
+        },
+    }
+}
+
+/// The patch as JSON with env values hidden: a launch context can carry the user's alias token.
+pub fn redacted(patch: &[json_patch::PatchOperation]) -> String {
+    let mut value = serde_json::to_value(patch).unwrap_or_default();
+    for op in value.as_array_mut().into_iter().flatten() {
+        let is_env = op["path"].as_str().is_some_and(|p| p.contains("/env"));
+        if !is_env {
+            continue;
+        }
+        let vars: Vec<&mut serde_json::Value> = match &mut op["value"] {
+            serde_json::Value::Array(a) => a.iter_mut().collect(),
+            v => vec![v],
+        };
+        for var in vars {
+            if let Some(v) = var.get_mut("value") {
+                *v = serde_json::Value::String("<redacted>".into());
+            }
         }
     }
+    value.to_string()
 }
 
 fn log_skip(review: &Review<'_>, reason: SkipReason, started: Instant) {

@@ -20,6 +20,7 @@ pub enum SkipReason {
     NotCreate,
     NotPod,
     NotNotebookPod,
+    NamespaceNotAllowed,
     RequesterNotAllowed,
     NoUsernameAnnotation,
     BadUsername,
@@ -32,6 +33,7 @@ impl SkipReason {
             SkipReason::NotCreate => "not_create",
             SkipReason::NotPod => "not_pod",
             SkipReason::NotNotebookPod => "not_notebook_pod",
+            SkipReason::NamespaceNotAllowed => "namespace_not_allowed",
             SkipReason::RequesterNotAllowed => "requester_not_allowed",
             SkipReason::NoUsernameAnnotation => "no_username_annotation",
             SkipReason::BadUsername => "bad_username",
@@ -84,6 +86,14 @@ pub fn classify<'a>(review: &'a Review<'_>, sel: &PodSelector) -> Result<Target<
         .all(|(k, v)| meta.label(k) == Some(v.as_str()));
     if !labels_match || !pod_name.starts_with(&sel.name_prefix) {
         return Err(SkipReason::NotNotebookPod);
+    }
+    if !sel.namespaces.is_empty()
+        && !sel
+            .namespaces
+            .iter()
+            .any(|n| Some(n.as_str()) == req.namespace.as_deref())
+    {
+        return Err(SkipReason::NamespaceNotAllowed);
     }
     // Who created the pod matters: anyone able to create pods could claim any username.
     if !sel.requesters.iter().any(|r| r == req.requester()) {

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::identity::{is_safe_segment, is_valid_project_id};
-use crate::policy::{MountScope, UserOptionsPolicy, check_sub_path};
+use crate::policy::{MountScope, ResourceSet, UserOptionsPolicy, check_sub_path};
 use crate::quantity::Quantity;
 
 /// `GET /xapi/jupyterhub/users/{user}/server[/{name}]/user-options`, as far as it is used.
@@ -69,23 +69,13 @@ pub struct PlannedMount {
     pub project: Option<String>,
 }
 
-/// Resource values from the launch context, as Kubernetes quantities.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct LaunchQuantities {
-    pub cpu_limit: Option<Quantity>,
-    pub cpu_request: Option<Quantity>,
-    pub memory_limit: Option<Quantity>,
-    pub memory_request: Option<Quantity>,
-    /// Extended resources (`nvidia.com/gpu`) → count.
-    pub extended: Vec<(String, String)>,
-}
-
 /// What the launch context adds to the pod.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LaunchPlan {
     pub mounts: Vec<PlannedMount>,
     pub env: Vec<(String, String)>,
-    pub resources: LaunchQuantities,
+    /// Replaces the policy's values key by key.
+    pub resources: ResourceSet,
     pub node_selector: Vec<(String, String)>,
     pub warnings: Vec<String>,
 }
@@ -192,39 +182,55 @@ fn quantities(
     r: &LaunchResources,
     policy: &UserOptionsPolicy,
     warnings: &mut Vec<String>,
-) -> LaunchQuantities {
-    let mut q = LaunchQuantities::default();
-    let mut take = |name: &str, v: &Option<Value>, convert: fn(&Value) -> Option<String>| {
-        let v = v.as_ref()?;
+) -> ResourceSet {
+    let mut set = ResourceSet::default();
+    let fields = [
+        (
+            "cpu_limit",
+            &r.cpu_limit,
+            cpu as fn(&Value) -> Option<String>,
+            "cpu",
+            true,
+        ),
+        ("cpu_reservation", &r.cpu_reservation, cpu, "cpu", false),
+        ("mem_limit", &r.mem_limit, memory, "memory", true),
+        (
+            "mem_reservation",
+            &r.mem_reservation,
+            memory,
+            "memory",
+            false,
+        ),
+    ];
+    for (name, value, convert, resource, is_limit) in fields {
+        let Some(v) = value else { continue };
         match convert(v).and_then(|s| Quantity::parse(&s).ok()) {
-            Some(q) => Some(q),
-            None => {
-                warnings.push(format!(
-                    "xnat-webhook: launch resource {name} = {v} not understood; ignored"
-                ));
-                None
+            Some(q) if is_limit => {
+                set.limits.insert(resource.to_owned(), q);
             }
+            Some(q) => {
+                set.requests.insert(resource.to_owned(), q);
+            }
+            None => warnings.push(format!(
+                "xnat-webhook: launch resource {name} = {v} not understood; ignored"
+            )),
         }
-    };
-    q.cpu_limit = take("cpu_limit", &r.cpu_limit, cpu);
-    q.cpu_request = take("cpu_reservation", &r.cpu_reservation, cpu);
-    q.memory_limit = take("mem_limit", &r.mem_limit, memory);
-    q.memory_request = take("mem_reservation", &r.mem_reservation, memory);
+    }
     if let Some(gpu) = r.generic_resources.get("gpu") {
-        match gpu
+        let count = gpu
             .as_u64()
-            .or_else(|| gpu.as_str().and_then(|s| s.parse().ok()))
-        {
-            Some(0) => {}
-            Some(n) if n <= 64 => q
-                .extended
-                .push((policy.gpu_resource.clone(), n.to_string())),
+            .or_else(|| gpu.as_str().and_then(|s| s.parse().ok()));
+        match count.map(|n| (n, Quantity::parse(&n.to_string()))) {
+            Some((0, _)) => {}
+            Some((n, Ok(q))) if n <= 64 => {
+                set.limits.insert(policy.gpu_resource.clone(), q);
+            }
             _ => warnings.push(format!(
                 "xnat-webhook: launch gpu count {gpu} not understood; ignored"
             )),
         }
     }
-    q
+    set
 }
 
 /// Cores as a number (`2.0`, `0.5`) or a string → `2`, `500m`.

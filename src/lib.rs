@@ -9,14 +9,17 @@ pub mod admission;
 pub mod classify;
 pub mod identity;
 pub mod launch;
+pub mod metrics;
 pub mod mutation;
 pub mod policy;
 pub mod quantity;
+pub mod reload;
 pub mod review;
 pub mod serve;
 pub mod server;
 pub mod telemetry;
 pub mod tls;
+pub mod watch;
 pub mod xnat;
 pub mod xnat_standin;
 

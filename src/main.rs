@@ -63,6 +63,20 @@ struct ServeArgs {
     /// How long in-flight reviews may take to finish after SIGTERM.
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
     drain_timeout: Duration,
+    /// Address and port for plain-HTTP /metrics (Prometheus text); `off` for none.
+    #[arg(long, env = "METRICS_LISTEN", default_value = "0.0.0.0:9090", value_parser = parse_listen)]
+    metrics_listen: Option<SocketAddr>,
+    /// How often the policy and certificate files are re-checked besides file events.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    reload_interval: Duration,
+}
+
+fn parse_listen(s: &str) -> Result<Option<SocketAddr>, String> {
+    if s == "off" {
+        Ok(None)
+    } else {
+        s.parse().map(Some).map_err(|e| format!("{s:?}: {e}"))
+    }
 }
 
 #[tokio::main]
@@ -79,11 +93,14 @@ async fn main() -> anyhow::Result<()> {
                 xnat_credentials: a.xnat_credentials,
                 xnat_url: a.xnat_url,
                 drain: a.drain_timeout,
+                metrics_listen: a.metrics_listen,
+                reload_interval: a.reload_interval,
             };
             let bound = serve::bind(&config)
                 .await
                 .context("cannot start the webhook")?;
-            tracing::info!(addr = %bound.local_addr()?, "serving admission reviews over TLS");
+            tracing::info!(addr = %bound.local_addr()?, metrics = ?bound.metrics_addr(),
+                "serving admission reviews over TLS");
             bound.serve(serve::shutdown_signal(), config.drain).await;
             Ok(())
         }

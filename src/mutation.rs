@@ -20,12 +20,12 @@ use json_patch::{AddOperation, PatchOperation, ReplaceOperation};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::access::AccessOutcome;
+use crate::access::{AccessOutcome, ProjectGroup};
 use crate::identity::is_safe_segment;
-use crate::launch::{self, LaunchQuantities, PlannedMount, UserOptions};
+use crate::launch::{self, PlannedMount, UserOptions};
 use crate::policy::{
-    CpuMemory, MountTemplate, OnError, Policy, ResourceMode, ResourcePolicy, Values, Var,
-    check_sub_path,
+    MountTemplate, OnError, Policy, ResourceMode, ResourceSet, Rule, Values, Var, check_sub_path,
+    is_extended_resource,
 };
 use crate::quantity::{Quantity, value_of};
 
@@ -55,6 +55,8 @@ pub enum Decision {
         warnings: Vec<String>,
         /// Projects the pod ends up with (mounted now or already present).
         projects: Vec<String>,
+        /// Names of the policy rules that matched.
+        rules: Vec<String>,
     },
     Deny {
         message: String,
@@ -138,7 +140,7 @@ struct ResourcesView<'a> {
 pub fn decide(spec: &str, cx: &Context<'_>, policy: &Policy) -> Decision {
     let who = &cx.who;
     let mut warnings = Vec::new();
-    let readable: Vec<&str> = match cx.access {
+    let (mut readable, groups): (Vec<&str>, &[ProjectGroup]) = match cx.access {
         AccessOutcome::Known(a) => {
             if a.unknown_user {
                 warnings.push(format!(
@@ -146,14 +148,14 @@ pub fn decide(spec: &str, cx: &Context<'_>, policy: &Policy) -> Decision {
                     who.xnat_user
                 ));
             }
-            a.readable_projects(&policy.xnat.roles)
+            (a.readable_projects(&policy.xnat.roles), &a.groups)
         }
         AccessOutcome::Stale { access, age, error } => {
             warnings.push(format!(
                 "xnat-webhook: XNAT could not be asked ({error}); using its answer from {}s ago",
                 age.as_secs()
             ));
-            access.readable_projects(&policy.xnat.roles)
+            (access.readable_projects(&policy.xnat.roles), &access.groups)
         }
         AccessOutcome::Unavailable(why) => {
             if policy.xnat.on_error == OnError::Deny {
@@ -164,9 +166,27 @@ pub fn decide(spec: &str, cx: &Context<'_>, policy: &Policy) -> Decision {
             warnings.push(format!(
                 "xnat-webhook: XNAT could not be asked ({why}); started without project data"
             ));
-            Vec::new()
+            (Vec::new(), &[])
         }
     };
+    let storage = &policy.storage;
+    let denied: Vec<&str> = readable
+        .iter()
+        .copied()
+        .filter(|p| storage.is_never_mounted(p))
+        .collect();
+    if !denied.is_empty() {
+        readable.retain(|p| !storage.is_never_mounted(p));
+        warnings.push(format!(
+            "xnat-webhook: not mounted by site policy: {}",
+            denied.join(", ")
+        ));
+    }
+    let rules: Vec<&Rule> = policy
+        .rules
+        .iter()
+        .filter(|r| rule_matches(r, groups, policy))
+        .collect();
 
     let spec = match serde_json::from_str::<SpecView<'_>>(spec) {
         Ok(s) => s,
@@ -205,7 +225,6 @@ pub fn decide(spec: &str, cx: &Context<'_>, policy: &Policy) -> Decision {
 
     let mut patch = Vec::new();
     let mut projects = Vec::new();
-    let storage = &policy.storage;
     let volume_ok = match spec
         .volumes
         .iter()
@@ -225,10 +244,48 @@ pub fn decide(spec: &str, cx: &Context<'_>, policy: &Policy) -> Decision {
 
     if let Some(volume_present) = volume_ok {
         // A launch context replaces the project list's mounts; it was checked against it.
-        let wanted = match &launch {
-            Some(l) => l.mounts.clone(),
+        let mut wanted = match &launch {
+            Some(l) => l
+                .mounts
+                .iter()
+                .filter(|m| {
+                    let denied = m
+                        .project
+                        .as_deref()
+                        .is_some_and(|p| storage.is_never_mounted(p));
+                    if denied {
+                        warnings.push(format!(
+                            "xnat-webhook: launch mount {} not mounted by site policy",
+                            m.mount_path
+                        ));
+                    }
+                    !denied
+                })
+                .cloned()
+                .collect(),
             None => wanted_mounts(&readable, &base, policy, &mut warnings),
         };
+        for rule in &rules {
+            for m in &rule.mounts {
+                let Some((sub_path, mount_path)) = render_mount(&m.template, &base, &mut warnings)
+                else {
+                    continue;
+                };
+                if wanted.iter().any(|w| same_path(&w.mount_path, &mount_path)) {
+                    warnings.push(format!(
+                        "xnat-webhook: rule {:?} mount {mount_path} is taken; left out",
+                        rule.name
+                    ));
+                    continue;
+                }
+                wanted.push(PlannedMount {
+                    sub_path,
+                    mount_path,
+                    read_only: m.read_only,
+                    project: None,
+                });
+            }
+        }
         let existing = container.volume_mounts.as_deref().unwrap_or_default();
         let mut to_add = Vec::new();
         for w in wanted {
@@ -281,17 +338,26 @@ pub fn decide(spec: &str, cx: &Context<'_>, policy: &Policy) -> Decision {
     };
     let existing_env = container.env.as_deref().unwrap_or_default();
     let mut env_add = Vec::new();
-    // The policy's env first; the launch context's for names the policy does not set.
-    let policy_env = policy
+    // Precedence: the policy's env, then the launch context's for names the policy does not
+    // set, then matching rules in order (a later rule wins); the pod's own value beats them all.
+    let mut wanted_env: Vec<(&str, String)> = policy
         .env
         .iter()
-        .map(|v| (v.name.as_str(), v.value.render(&values)));
-    let launch_env = launch
-        .iter()
-        .flat_map(|l| l.env.iter())
-        .filter(|(n, _)| !policy.env.iter().any(|v| v.name == *n))
-        .map(|(n, v)| (n.as_str(), v.clone()));
-    for (name, value) in policy_env.chain(launch_env) {
+        .map(|v| (v.name.as_str(), v.value.render(&values)))
+        .collect();
+    for (name, value) in launch.iter().flat_map(|l| l.env.iter()) {
+        if !wanted_env.iter().any(|(n, _)| n == name) {
+            wanted_env.push((name, value.clone()));
+        }
+    }
+    for var in rules.iter().flat_map(|r| r.env.iter()) {
+        let value = var.value.render(&values);
+        match wanted_env.iter_mut().find(|(n, _)| *n == var.name) {
+            Some(slot) => slot.1 = value,
+            None => wanted_env.push((&var.name, value)),
+        }
+    }
+    for (name, value) in wanted_env {
         match existing_env.iter().find(|e| e.name == name) {
             Some(e) if e.value.as_deref() == Some(value.as_str()) => {}
             Some(_) => warnings.push(format!(
@@ -308,15 +374,21 @@ pub fn decide(spec: &str, cx: &Context<'_>, policy: &Policy) -> Decision {
         env_add,
     );
 
-    let no_launch = LaunchQuantities::default();
-    let from_launch = launch.as_ref().map_or(&no_launch, |l| &l.resources);
-    let rp = effective_resources(&policy.resources, from_launch);
+    // Precedence: the policy's resources, then the launch context's, then matching rules in
+    // order (a later rule wins), each key by key.
+    let mut resources = policy.resources.set.clone();
+    if let Some(l) = &launch {
+        resources.overlay(&l.resources);
+    }
+    for rule in &rules {
+        resources.overlay(&rule.resources);
+    }
     resources_patch(
         &mut patch,
         ci,
         container.resources.as_ref(),
-        &rp,
-        &from_launch.extended,
+        policy.resources.mode,
+        &resources,
     );
     if let Some(l) = &launch {
         node_selector_patch(
@@ -331,7 +403,25 @@ pub fn decide(spec: &str, cx: &Context<'_>, policy: &Policy) -> Decision {
         patch,
         warnings,
         projects,
+        rules: rules.iter().map(|r| r.name.clone()).collect(),
     }
+}
+
+/// A rule matches when the user holds one of its roles (default: any of `xnat.roles`) in one of
+/// its projects (`*`: any), never counting projects the site never mounts.
+fn rule_matches(rule: &Rule, groups: &[ProjectGroup], policy: &Policy) -> bool {
+    groups.iter().any(|g| {
+        let role_ok = if rule.roles.is_empty() {
+            policy.xnat.roles.contains(&g.role)
+        } else {
+            rule.roles.contains(&g.role)
+        };
+        let project_ok = rule
+            .projects
+            .as_ref()
+            .is_none_or(|ps| ps.contains(&g.project));
+        role_ok && project_ok && !policy.storage.is_never_mounted(&g.project)
+    })
 }
 
 fn allow_unchanged(warnings: Vec<String>) -> Decision {
@@ -339,6 +429,7 @@ fn allow_unchanged(warnings: Vec<String>) -> Decision {
         patch: Vec::new(),
         warnings,
         projects: Vec::new(),
+        rules: Vec::new(),
     }
 }
 
@@ -372,6 +463,14 @@ fn wanted_mounts(
 ) -> Vec<PlannedMount> {
     let storage = &policy.storage;
     let mut out: Vec<PlannedMount> = Vec::with_capacity(readable.len() + 1);
+    let (readable, left_out) = readable.split_at(readable.len().min(storage.max_project_mounts));
+    if !left_out.is_empty() {
+        warnings.push(format!(
+            "xnat-webhook: at most {} projects are mounted; left out: {}",
+            storage.max_project_mounts,
+            left_out.join(", ")
+        ));
+    }
     for project in readable {
         let values = Values {
             project: Some(project),
@@ -462,14 +561,15 @@ fn add(path: PointerBuf, value: Value) -> PatchOperation {
     PatchOperation::Add(AddOperation { path, value })
 }
 
-/// Fills in (or, in `override` mode, replaces) cpu and memory requests and limits and extended
-/// resources, keeping every request at or below its limit so the pod stays valid.
+/// Fills in (or, in `override` mode, replaces) requests and limits, keeping every request at or
+/// below its limit so the pod stays valid. Extended resources (GPUs) are set as limits; when the
+/// pod has a request for one, it is set equal, as Kubernetes requires.
 fn resources_patch(
     patch: &mut Vec<PatchOperation>,
     ci: usize,
     have: Option<&ResourcesView<'_>>,
-    rp: &ResourcePolicy,
-    extended: &[(String, String)],
+    mode: ResourceMode,
+    want: &ResourceSet,
 ) {
     let have_limits = have.and_then(|r| r.limits.as_ref());
     let have_requests = have.and_then(|r| r.requests.as_ref());
@@ -480,30 +580,20 @@ fn resources_patch(
     let mut new_requests = serde_json::Map::new();
     let mut replaced = Vec::new();
 
-    // Extended resources (GPUs) are set as limits; a request, when the pod has one, must equal it.
-    let extended = extended.iter().filter_map(|(name, count)| {
-        let q = Quantity::parse(count).ok()?;
-        let req = get(have_requests, name).map(|_| q.clone());
-        Some((name.as_str(), req, Some(q)))
-    });
-    let basics = [
-        ("cpu", rp.requests.cpu.clone(), rp.limits.cpu.clone()),
-        (
-            "memory",
-            rp.requests.memory.clone(),
-            rp.limits.memory.clone(),
-        ),
-    ];
-    for (name, p_req, p_lim) in basics.into_iter().chain(extended) {
+    let mut names: Vec<&String> = want.requests.keys().chain(want.limits.keys()).collect();
+    names.sort();
+    names.dedup();
+    for name in names {
+        let name = name.as_str();
         let pod_req = get(have_requests, name);
         let pod_lim = get(have_limits, name);
-        let (req, lim) = settle(
-            pod_req.as_deref(),
-            pod_lim.as_deref(),
-            &p_req,
-            &p_lim,
-            rp.mode,
-        );
+        let p_lim = want.limits.get(name).cloned();
+        let p_req = if is_extended_resource(name) {
+            pod_req.as_ref().and(p_lim.clone())
+        } else {
+            want.requests.get(name).cloned()
+        };
+        let (req, lim) = settle(pod_req.as_deref(), pod_lim.as_deref(), &p_req, &p_lim, mode);
         for (target, pod_value, value, kind) in [
             (&mut new_requests, &pod_req, req, "requests"),
             (&mut new_limits, &pod_lim, lim, "limits"),
@@ -560,24 +650,6 @@ fn resources_patch(
             path: p,
             value: Value::String(v),
         }));
-    }
-}
-
-/// The policy's resources with the launch context's values in their place.
-fn effective_resources(rp: &ResourcePolicy, l: &LaunchQuantities) -> ResourcePolicy {
-    ResourcePolicy {
-        mode: rp.mode,
-        requests: CpuMemory {
-            cpu: l.cpu_request.clone().or_else(|| rp.requests.cpu.clone()),
-            memory: l
-                .memory_request
-                .clone()
-                .or_else(|| rp.requests.memory.clone()),
-        },
-        limits: CpuMemory {
-            cpu: l.cpu_limit.clone().or_else(|| rp.limits.cpu.clone()),
-            memory: l.memory_limit.clone().or_else(|| rp.limits.memory.clone()),
-        },
     }
 }
 

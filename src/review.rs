@@ -178,6 +178,8 @@ pub enum Answer {
     Allow {
         patch: Vec<PatchOperation>,
         warnings: Vec<String>,
+        /// `auditAnnotations` (key → value); the API server prefixes the webhook's name.
+        audit: Vec<(&'static str, String)>,
     },
     Deny {
         message: String,
@@ -206,6 +208,8 @@ struct OutResponse<'a> {
     patch: Option<String>,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     warnings: &'a [String],
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    audit_annotations: BTreeMap<&'static str, &'a str>,
 }
 
 #[derive(Serialize)]
@@ -218,13 +222,18 @@ struct OutStatus<'a> {
 /// answer carries no `patchType` at all.
 pub fn response_json(api_version: &str, uid: &str, answer: &Answer) -> Vec<u8> {
     let response = match answer {
-        Answer::Allow { patch, warnings } => OutResponse {
+        Answer::Allow {
+            patch,
+            warnings,
+            audit,
+        } => OutResponse {
             uid,
             allowed: true,
             status: None,
             patch_type: (!patch.is_empty()).then_some("JSONPatch"),
             patch: (!patch.is_empty()).then(|| encode_patch(patch)),
             warnings,
+            audit_annotations: audit.iter().map(|(k, v)| (*k, v.as_str())).collect(),
         },
         Answer::Deny { message, warnings } => OutResponse {
             uid,
@@ -233,6 +242,7 @@ pub fn response_json(api_version: &str, uid: &str, answer: &Answer) -> Vec<u8> {
             patch_type: None,
             patch: None,
             warnings,
+            audit_annotations: BTreeMap::new(),
         },
     };
     let out = Out {

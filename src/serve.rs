@@ -8,10 +8,13 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::admission::Admission;
+use crate::admission::{AccessSource, Admission};
 use crate::policy::{Policy, PolicyFile};
+use crate::reload::{Input, ReloadStatus, apply_policy, read_all, reload_on_change, version_of};
+use crate::server::AppState;
 use crate::tls::CertStore;
-use crate::xnat::{AccessCache, ClientSettings, CredentialSource, Credentials, XnatClient};
+use crate::watch::Changes;
+use crate::xnat::{CredentialSource, Credentials};
 
 /// Everything `serve` needs, already parsed from the command line.
 #[derive(Debug, Clone)]
@@ -25,6 +28,10 @@ pub struct ServeConfig {
     pub xnat_url: Option<String>,
     /// How long in-flight reviews may take to finish after SIGTERM.
     pub drain: Duration,
+    /// Plain-HTTP `/metrics`; `None` for no metrics port.
+    pub metrics_listen: Option<SocketAddr>,
+    /// How often the policy and certificate files are checked besides file-change events.
+    pub reload_interval: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,22 +63,20 @@ pub fn load_policy(path: &std::path::Path, xnat_url: Option<&str>) -> Result<Pol
 
 /// Builds the admission state from a validated policy and where the credentials come from.
 pub fn admission(policy: Policy, credentials: CredentialSource) -> Result<Admission, StartError> {
-    let client = XnatClient::new(
-        policy.xnat.url.clone(),
-        credentials,
-        ClientSettings::from(&policy.xnat),
-    )?;
-    let cache = AccessCache::new(client, &policy.xnat);
-    Ok(Admission::new(policy, cache))
+    let access = AccessSource::xnat(&policy, credentials.clone())?;
+    Ok(Admission::new(policy, access, Some(credentials)))
 }
 
-/// A webhook bound to its port, not yet serving; lets callers learn the address first.
+/// A webhook bound to its ports, not yet serving; lets callers learn the addresses first.
 pub struct Bound {
     pub listener: TcpListener,
+    pub metrics_listener: Option<TcpListener>,
     pub admission: Arc<Admission>,
+    pub status: Arc<ReloadStatus>,
     pub app: axum::Router,
     pub tls: Arc<rustls::ServerConfig>,
     pub certs: Arc<CertStore>,
+    reloaders: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Bound {
@@ -79,16 +84,36 @@ impl Bound {
         self.listener.local_addr()
     }
 
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref()?.local_addr().ok()
+    }
+
     /// Serves until `shutdown`, drains in-flight reviews, then ends the XNAT session.
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()>, drain: Duration) {
+        let metrics = self.metrics_listener.map(|l| {
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(l, crate::server::metrics_router()).await {
+                    tracing::error!(error = %e, "metrics server failed");
+                }
+            })
+        });
         crate::server::serve_tls(self.listener, self.tls, self.app, shutdown, drain).await;
+        for task in self.reloaders.iter().chain(metrics.iter()) {
+            task.abort();
+        }
         self.admission.close().await;
     }
 }
 
-/// Loads everything and binds the port. Any error here stops startup with a message that names
+/// Loads everything and binds the ports. Any error here stops startup with a message that names
 /// the file or field at fault.
 pub async fn bind(config: &ServeConfig) -> Result<Bound, StartError> {
+    let policy_bytes = std::fs::read(&config.policy).map_err(|source| {
+        StartError::Policy(crate::policy::PolicyError::Read {
+            path: config.policy.display().to_string(),
+            source,
+        })
+    })?;
     let policy = load_policy(&config.policy, config.xnat_url.as_deref())?;
     let credentials = Credentials::load(&config.xnat_credentials)?;
     let certs = CertStore::load(&config.tls_cert, &config.tls_key)?;
@@ -97,6 +122,7 @@ pub async fn bind(config: &ServeConfig) -> Result<Bound, StartError> {
         xnat = %policy.xnat.url,
         xnat_user = credentials.username(),
         claim = %policy.storage.claim_name,
+        mode = ?policy.mode,
         "policy loaded"
     );
     // Read once now so a missing or malformed Secret stops startup; the client re-reads the
@@ -105,19 +131,63 @@ pub async fn bind(config: &ServeConfig) -> Result<Bound, StartError> {
         policy,
         CredentialSource::File(config.xnat_credentials.clone()),
     )?);
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| StartError::Listen {
-            addr: config.listen,
-            source,
-        })?;
+    let listener = bind_port(config.listen).await?;
+    let metrics_listener = match config.metrics_listen {
+        Some(addr) => Some(bind_port(addr).await?),
+        None => None,
+    };
+
+    let status = Arc::new(ReloadStatus::default());
+    status.loaded(Input::Policy, version_of(&policy_bytes));
+    let cert_files = vec![config.tls_cert.clone(), config.tls_key.clone()];
+    let cert_bytes = read_all(&cert_files).await.unwrap_or_default();
+    status.loaded(Input::Certificate, version_of(&cert_bytes));
+
+    let policy_task = {
+        let files = vec![config.policy.clone()];
+        let changes = Changes::new(&[&config.policy], config.reload_interval);
+        let (admission, xnat_url) = (admission.clone(), config.xnat_url.clone());
+        tokio::spawn(reload_on_change(
+            files,
+            changes,
+            policy_bytes,
+            Input::Policy,
+            status.clone(),
+            move |bytes| apply_policy(&admission, bytes, xnat_url.as_deref()),
+        ))
+    };
+    let cert_task = {
+        let changes = Changes::new(&[&config.tls_cert, &config.tls_key], config.reload_interval);
+        let store = certs.clone();
+        tokio::spawn(reload_on_change(
+            cert_files,
+            changes,
+            cert_bytes,
+            Input::Certificate,
+            status.clone(),
+            move |_| store.reload().map_err(|e| e.to_string()),
+        ))
+    };
+
     Ok(Bound {
         listener,
-        app: crate::server::router(admission.clone()),
+        metrics_listener,
+        app: crate::server::router(AppState {
+            admission: admission.clone(),
+            status: status.clone(),
+        }),
         admission,
+        status,
         tls,
         certs,
+        reloaders: vec![policy_task, cert_task],
     })
+}
+
+async fn bind_port(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Listen { addr, source })
 }
 
 /// Resolves on SIGTERM (Kubernetes stopping the pod) or Ctrl-C.

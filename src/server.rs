@@ -21,6 +21,7 @@ use tokio_rustls::TlsAcceptor;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::admission::Admission;
+use crate::reload::{Input, ReloadStatus};
 use crate::review::ReviewError;
 
 /// The largest review accepted. The API server caps an object at about 1.5 MiB, and a review can
@@ -57,31 +58,64 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub admission: Arc<Admission>,
+    pub status: Arc<ReloadStatus>,
+}
+
 /// The webhook's routes; public so tests can drive it over a real socket.
-pub fn router(admission: Arc<Admission>) -> Router {
+pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/mutate", post(mutate))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
         .layer(DefaultBodyLimit::max(MAX_REVIEW_BYTES))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             REQUEST_TIMEOUT,
         ))
-        .with_state(admission)
+        .with_state(state)
 }
 
-async fn mutate(
-    State(admission): State<Arc<Admission>>,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    match admission.review(&body).await {
+async fn mutate(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let started = std::time::Instant::now();
+    match state.admission.review(&body).await {
         Ok(json) => Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response()),
         Err(e) => {
-            tracing::warn!(error = %e, "rejected a malformed admission review");
+            tracing::warn!(error = %e, bytes = body.len(), "rejected a malformed admission review");
+            crate::metrics::admission("errored", "malformed_review", started.elapsed());
             Err(e.into())
         }
     }
+}
+
+/// Ready while serving: a rejected policy or certificate keeps the old one in use, so it is
+/// reported here (and in the log and metrics) without taking the webhook out of service.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let body = serde_json::json!({
+        "status": "ok",
+        "policy": state.status.get(Input::Policy),
+        "certificate": state.status.get(Input::Certificate),
+    });
+    axum::Json(body).into_response()
+}
+
+/// The metrics port's routes: plain HTTP, `/metrics` only.
+pub fn metrics_router() -> Router {
+    Router::new().route(
+        "/metrics",
+        get(|| async {
+            (
+                [(
+                    header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )],
+                crate::metrics::render(),
+            )
+        }),
+    )
 }
 
 /// Serves `app` over TLS on `listener` until `shutdown` completes, then stops accepting and waits

@@ -151,3 +151,42 @@ async fn stopping_lets_in_flight_reviews_finish() {
     // And nothing is accepted any more.
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
+
+#[tokio::test]
+async fn metrics_move_with_reviews() {
+    let h = Harness::start("").await;
+    let before = h.metrics().await;
+    let review = fixture("alice-default");
+    h.review(&review).await;
+    h.review(&review).await;
+    let mut foreign = review.clone();
+    foreign["request"]["userInfo"]["username"] = json!("system:serviceaccount:x:y");
+    h.review(&foreign).await;
+    let _ = h.post_raw(b"nonsense".to_vec()).await;
+    let after = h.metrics().await;
+    let moved = |series: &str| metric(&after, series) - metric(&before, series);
+    assert!(
+        moved("xnat_webhook_admissions_total{outcome=\"mutated\",reason=\"\"}") >= 2.0,
+        "{after}"
+    );
+    assert!(
+        moved(
+            "xnat_webhook_admissions_total{outcome=\"skipped\",reason=\"requester_not_allowed\"}"
+        ) >= 1.0
+    );
+    assert!(
+        moved("xnat_webhook_admissions_total{outcome=\"errored\",reason=\"malformed_review\"}")
+            >= 1.0
+    );
+    assert!(moved("xnat_webhook_admission_duration_seconds_count") >= 4.0);
+    assert!(moved("xnat_webhook_xnat_requests_total{endpoint=\"groups\",status=\"200\"}") >= 1.0);
+    assert!(moved("xnat_webhook_xnat_requests_total{endpoint=\"login\",status=\"200\"}") >= 1.0);
+    assert!(moved("xnat_webhook_xnat_cache_lookups_total{result=\"miss\"}") >= 1.0);
+    assert!(moved("xnat_webhook_xnat_cache_lookups_total{result=\"hit\"}") >= 1.0);
+    // Sub-millisecond buckets exist for the cached path.
+    assert!(
+        after.contains("xnat_webhook_admission_duration_seconds_bucket{le=\"0.0001\"}"),
+        "{after}"
+    );
+    h.stop().await;
+}

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct PolicyFile {
+    /// `enforce` (mutate) or `audit` (dry run: say what would change, change nothing).
+    pub mode: Mode,
     pub pods: PodsFile,
     pub identity: IdentityFile,
     pub xnat: XnatFile,
@@ -18,6 +20,8 @@ pub struct PolicyFile {
     pub resources: ResourcesFile,
     /// Launch context stored by XNAT's JupyterHub plugin ("user options").
     pub user_options: UserOptionsFile,
+    /// Per-project and per-role extras, applied in order; later rules win.
+    pub rules: Vec<RuleFile>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -31,6 +35,8 @@ pub struct PodsFile {
     pub requesters: Vec<String>,
     /// The container that gets the mounts; the first container when none has this name.
     pub container: String,
+    /// Namespaces whose notebook pods get data; empty for any namespace.
+    pub namespaces: Vec<String>,
 }
 
 impl Default for PodsFile {
@@ -40,6 +46,7 @@ impl Default for PodsFile {
             name_prefix: "jupyter-".into(),
             requesters: vec!["system:serviceaccount:jupyter:hub".into()],
             container: "notebook".into(),
+            namespaces: Vec::new(),
         }
     }
 }
@@ -174,6 +181,10 @@ pub struct StorageFile {
     pub projects: MountFile,
     /// The user's read-write workspace; `null` for none.
     pub workspace: Option<MountFile>,
+    /// Project ids never mounted, whatever XNAT says (`ABC*` for a prefix).
+    pub never_mount: Vec<String>,
+    /// Most project mounts per pod; the rest are left out with a warning naming them.
+    pub max_project_mounts: usize,
 }
 
 impl Default for StorageFile {
@@ -189,6 +200,8 @@ impl Default for StorageFile {
                 sub_path: "workspaces/users/{xnat_user}".into(),
                 mount_path: "/data/xnat/workspace".into(),
             }),
+            never_mount: Vec::new(),
+            max_project_mounts: 100,
         }
     }
 }
@@ -228,49 +241,104 @@ pub enum ResourceMode {
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct ResourcesFile {
     pub mode: ResourceMode,
-    pub requests: CpuMemoryFile,
-    pub limits: CpuMemoryFile,
+    /// Resource name (`cpu`, `memory`, …) → quantity. A given map replaces the defaults.
+    pub requests: BTreeMap<String, QuantityText>,
+    /// Resource name (`cpu`, `memory`, `nvidia.com/gpu`, …) → quantity.
+    pub limits: BTreeMap<String, QuantityText>,
 }
 
 impl Default for ResourcesFile {
     fn default() -> Self {
         Self {
             mode: ResourceMode::FillUnset,
-            requests: CpuMemoryFile {
-                cpu: Some("500m".into()),
-                memory: Some("1Gi".into()),
-            },
-            limits: CpuMemoryFile {
-                cpu: Some("4".into()),
-                memory: Some("8Gi".into()),
-            },
+            requests: BTreeMap::from([
+                ("cpu".into(), QuantityText("500m".into())),
+                ("memory".into(), QuantityText("1Gi".into())),
+            ]),
+            limits: BTreeMap::from([
+                ("cpu".into(), QuantityText("4".into())),
+                ("memory".into(), QuantityText("8Gi".into())),
+            ]),
         }
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, Default)]
-#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
-pub struct CpuMemoryFile {
-    #[serde(deserialize_with = "quantity_text")]
-    pub cpu: Option<String>,
-    #[serde(deserialize_with = "quantity_text")]
-    pub memory: Option<String>,
+/// A quantity as written; `cpu: 4` is accepted as well as `cpu: "4"` (YAML makes a number of it).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(transparent)]
+pub struct QuantityText(pub String);
+
+impl<'de> Deserialize<'de> for QuantityText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Text {
+            S(String),
+            I(i64),
+            F(f64),
+        }
+        Ok(QuantityText(match Text::deserialize(d)? {
+            Text::S(s) => s,
+            Text::I(i) => i.to_string(),
+            Text::F(f) => f.to_string(),
+        }))
+    }
 }
 
-/// Accepts `cpu: 4` as well as `cpu: "4"`: YAML makes a bare number of it.
-fn quantity_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Text {
-        S(String),
-        I(i64),
-        F(f64),
-    }
-    Ok(Option::<Text>::deserialize(d)?.map(|t| match t {
-        Text::S(s) => s,
-        Text::I(i) => i.to_string(),
-        Text::F(f) => f.to_string(),
-    }))
+/// Extra env, mounts and resources for users who hold given roles in given projects.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RuleFile {
+    /// Shown in logs and errors.
+    pub name: String,
+    #[serde(rename = "match")]
+    pub matches: RuleMatchFile,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub mounts: Vec<RuleMountFile>,
+    #[serde(default)]
+    pub resources: RuleResourcesFile,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RuleMatchFile {
+    /// Project ids; `*` for any project.
+    pub projects: Vec<String>,
+    /// Roles in one of those projects; empty means any of `xnat.roles`.
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RuleMountFile {
+    pub sub_path: String,
+    pub mount_path: String,
+    #[serde(default = "yes")]
+    pub read_only: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct RuleResourcesFile {
+    pub requests: BTreeMap<String, QuantityText>,
+    pub limits: BTreeMap<String, QuantityText>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum Mode {
+    /// Mutate pods.
+    #[default]
+    Enforce,
+    /// Compute and log the patch, say what it would do (warning, audit annotations), change nothing.
+    Audit,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

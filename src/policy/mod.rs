@@ -10,8 +10,10 @@ use std::time::Duration;
 use regex::Regex;
 use reqwest::Url;
 
-use file::{CpuMemoryFile, MappingStepFile, MountFile};
-pub use file::{MountScope, OnError, PolicyFile, ProjectSource, ResourceMode};
+use file::{MappingStepFile, MountFile, QuantityText};
+pub use file::{Mode, MountScope, OnError, PolicyFile, ProjectSource, ResourceMode};
+
+use std::collections::BTreeMap;
 pub use template::{Template, Values, Var};
 
 use crate::identity::{MappingStep, UsernameMapping};
@@ -63,6 +65,7 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> PolicyError 
 /// The validated policy the webhook decides with.
 #[derive(Debug, Clone)]
 pub struct Policy {
+    pub mode: Mode,
     pub pods: PodSelector,
     pub identity: UsernameMapping,
     pub xnat: XnatPolicy,
@@ -70,6 +73,26 @@ pub struct Policy {
     pub env: Vec<EnvVar>,
     pub resources: ResourcePolicy,
     pub user_options: UserOptionsPolicy,
+    pub rules: Vec<Rule>,
+}
+
+/// Extras for users who hold one of `roles` in one of `projects`.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: String,
+    /// `None` for any project (`*`).
+    pub projects: Option<Vec<String>>,
+    /// Empty for any of `xnat.roles`.
+    pub roles: Vec<String>,
+    pub env: Vec<EnvVar>,
+    pub mounts: Vec<RuleMount>,
+    pub resources: ResourceSet,
+}
+
+#[derive(Debug, Clone)]
+pub struct RuleMount {
+    pub template: MountTemplate,
+    pub read_only: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -94,6 +117,8 @@ pub struct PodSelector {
     pub name_prefix: String,
     pub requesters: Vec<String>,
     pub container: String,
+    /// Empty for any namespace.
+    pub namespaces: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -122,6 +147,19 @@ pub struct Storage {
     pub claim_name: String,
     pub projects: MountTemplate,
     pub workspace: Option<MountTemplate>,
+    /// Exact ids, or prefixes written `ABC*`.
+    pub never_mount: Vec<String>,
+    pub max_project_mounts: usize,
+}
+
+impl Storage {
+    /// Whether the site's deny list rules this project out.
+    pub fn is_never_mounted(&self, project: &str) -> bool {
+        self.never_mount.iter().any(|p| match p.strip_suffix('*') {
+            Some(prefix) => project.starts_with(prefix),
+            None => p == project,
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -139,14 +177,35 @@ pub struct EnvVar {
 #[derive(Debug, Clone)]
 pub struct ResourcePolicy {
     pub mode: ResourceMode,
-    pub requests: CpuMemory,
-    pub limits: CpuMemory,
+    pub set: ResourceSet,
 }
 
-#[derive(Debug, Clone, Default)]
-pub struct CpuMemory {
-    pub cpu: Option<Quantity>,
-    pub memory: Option<Quantity>,
+/// Requests and limits by resource name (`cpu`, `memory`, `nvidia.com/gpu`, …).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResourceSet {
+    pub requests: BTreeMap<String, Quantity>,
+    pub limits: BTreeMap<String, Quantity>,
+}
+
+impl ResourceSet {
+    /// `other`'s values replace this set's, key by key.
+    pub fn overlay(&mut self, other: &ResourceSet) {
+        for (k, v) in &other.requests {
+            self.requests.insert(k.clone(), v.clone());
+        }
+        for (k, v) in &other.limits {
+            self.limits.insert(k.clone(), v.clone());
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.requests.is_empty() && self.limits.is_empty()
+    }
+}
+
+/// Extended resources (`vendor/name`) must have requests equal to limits, so only limits are set.
+pub fn is_extended_resource(name: &str) -> bool {
+    name.contains('/')
 }
 
 impl PolicyFile {
@@ -199,19 +258,26 @@ impl Policy {
 
     /// Validates a parsed document into the typed policy.
     pub fn from_file(f: PolicyFile) -> Result<Self, PolicyError> {
+        let xnat = xnat(f.xnat)?;
+        let rules = f
+            .rules
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| rule(i, r, &xnat.roles))
+            .collect::<Result<_, _>>()?;
         Ok(Self {
+            mode: f.mode,
             pods: pods(f.pods)?,
             identity: identity(f.identity)?,
-            xnat: xnat(f.xnat)?,
+            xnat,
             storage: storage(f.storage)?,
             env: env(f.env.0)?,
             resources: ResourcePolicy {
                 mode: f.resources.mode,
-                requests: cpu_memory("resources.requests", f.resources.requests)?,
-                limits: cpu_memory("resources.limits", f.resources.limits)?,
-            }
-            .checked()?,
+                set: resource_set("resources", f.resources.requests, f.resources.limits)?,
+            },
             user_options: user_options(f.user_options)?,
+            rules,
         })
     }
 }
@@ -290,11 +356,23 @@ fn pods(f: file::PodsFile) -> Result<PodSelector, PolicyError> {
             format!("{:?} is not a container name", f.container),
         ));
     }
+    if let Some((i, n)) = f
+        .namespaces
+        .iter()
+        .enumerate()
+        .find(|(_, n)| !is_dns_label(n))
+    {
+        return Err(invalid(
+            format!("pods.namespaces[{i}]"),
+            format!("{n:?} is not a namespace name"),
+        ));
+    }
     Ok(PodSelector {
         labels: f.labels.into_iter().collect(),
         name_prefix: f.name_prefix,
         requesters: f.requesters,
         container: f.container,
+        namespaces: f.namespaces,
     })
 }
 
@@ -546,11 +624,27 @@ fn storage(f: file::StorageFile) -> Result<Storage, PolicyError> {
             "must contain {xnat_user} or {jupyter_user}, or users would share one workspace",
         ));
     }
+    for (i, p) in f.never_mount.iter().enumerate() {
+        if !crate::identity::is_valid_project_id(p.strip_suffix('*').unwrap_or(p)) {
+            return Err(invalid(
+                format!("storage.neverMount[{i}]"),
+                format!("{p:?} is not a project id (or a prefix ending in *)"),
+            ));
+        }
+    }
+    if f.max_project_mounts == 0 {
+        return Err(invalid(
+            "storage.maxProjectMounts",
+            "must be at least 1 (use xnat.roles or neverMount to mount none)",
+        ));
+    }
     Ok(Storage {
         volume_name: f.volume_name,
         claim_name: f.claim_name,
         projects,
         workspace,
+        never_mount: f.never_mount,
+        max_project_mounts: f.max_project_mounts,
     })
 }
 
@@ -593,52 +687,144 @@ pub fn check_sub_path(path: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn env(f: std::collections::BTreeMap<String, String>) -> Result<Vec<EnvVar>, PolicyError> {
+fn env(f: BTreeMap<String, String>) -> Result<Vec<EnvVar>, PolicyError> {
+    env_at("env", f)
+}
+
+fn env_at(field: &str, f: BTreeMap<String, String>) -> Result<Vec<EnvVar>, PolicyError> {
     f.into_iter()
         .map(|(name, value)| {
+            let field = format!("{field}.{name}");
             if !is_env_name(&name) {
-                return Err(invalid(
-                    format!("env.{name}"),
-                    "is not a valid environment variable name",
-                ));
+                return Err(invalid(field, "is not a valid environment variable name"));
             }
-            let value =
-                Template::parse(&value, ENV_VARS).map_err(|m| invalid(format!("env.{name}"), m))?;
+            let value = Template::parse(&value, ENV_VARS).map_err(|m| invalid(&field, m))?;
             Ok(EnvVar { name, value })
         })
         .collect()
 }
 
-fn cpu_memory(field: &str, f: CpuMemoryFile) -> Result<CpuMemory, PolicyError> {
-    let parse = |name: &str, v: Option<String>| {
-        v.map(|v| Quantity::parse(&v))
-            .transpose()
-            .map_err(|e| invalid(format!("{field}.{name}"), e.to_string()))
+fn rule(i: usize, f: file::RuleFile, policy_roles: &[String]) -> Result<Rule, PolicyError> {
+    let field = format!("rules[{i}]");
+    if f.name.trim().is_empty() {
+        return Err(invalid(format!("{field}.name"), "must not be empty"));
+    }
+    let m = f.matches;
+    if m.projects.is_empty() {
+        return Err(invalid(
+            format!("{field}.match.projects"),
+            "must list project ids, or * for any project",
+        ));
+    }
+    let projects = if m.projects.iter().any(|p| p == "*") {
+        None
+    } else {
+        if let Some((j, p)) = m
+            .projects
+            .iter()
+            .enumerate()
+            .find(|(_, p)| !crate::identity::is_valid_project_id(p))
+        {
+            return Err(invalid(
+                format!("{field}.match.projects[{j}]"),
+                format!("{p:?} is not a project id"),
+            ));
+        }
+        Some(m.projects)
     };
-    Ok(CpuMemory {
-        cpu: parse("cpu", f.cpu)?,
-        memory: parse("memory", f.memory)?,
+    if let Some((j, r)) = m
+        .roles
+        .iter()
+        .enumerate()
+        .find(|(_, r)| !policy_roles.contains(r))
+    {
+        return Err(invalid(
+            format!("{field}.match.roles[{j}]"),
+            format!("{r:?} is not one of xnat.roles, so it never grants access"),
+        ));
+    }
+    let mounts = f
+        .mounts
+        .into_iter()
+        .enumerate()
+        .map(|(j, mf)| {
+            let template = mount(
+                &format!("{field}.mounts[{j}]"),
+                MountFile {
+                    sub_path: mf.sub_path,
+                    mount_path: mf.mount_path,
+                },
+                WORKSPACE_VARS,
+            )?;
+            Ok(RuleMount {
+                template,
+                read_only: mf.read_only,
+            })
+        })
+        .collect::<Result<_, PolicyError>>()?;
+    Ok(Rule {
+        name: f.name,
+        projects,
+        roles: m.roles,
+        env: env_at(&format!("{field}.env"), f.env)?,
+        mounts,
+        resources: resource_set(
+            &format!("{field}.resources"),
+            f.resources.requests,
+            f.resources.limits,
+        )?,
     })
 }
 
-impl ResourcePolicy {
-    /// A request above its limit would make every pod it is applied to invalid.
-    fn checked(self) -> Result<Self, PolicyError> {
-        for (name, req, lim) in [
-            ("cpu", &self.requests.cpu, &self.limits.cpu),
-            ("memory", &self.requests.memory, &self.limits.memory),
-        ] {
-            if let (Some(r), Some(l)) = (req, lim)
-                && r.value() > l.value()
-            {
-                return Err(invalid(
-                    format!("resources.requests.{name}"),
-                    format!("{r} is above resources.limits.{name} ({l})"),
-                ));
-            }
+/// Parses requests and limits; names must be resources, quantities non-negative, each request at
+/// most its limit, and extended resources limits only.
+fn resource_set(
+    field: &str,
+    requests: BTreeMap<String, QuantityText>,
+    limits: BTreeMap<String, QuantityText>,
+) -> Result<ResourceSet, PolicyError> {
+    let parse = |kind: &str, m: BTreeMap<String, QuantityText>| {
+        m.into_iter()
+            .map(|(name, q)| {
+                let f = format!("{field}.{kind}.{name}");
+                if !is_resource(&name) {
+                    return Err(invalid(
+                        f,
+                        "is not a resource name (cpu, memory, ephemeral-storage, vendor/name)",
+                    ));
+                }
+                let q = Quantity::parse(&q.0).map_err(|e| invalid(&f, e.to_string()))?;
+                Ok((name, q))
+            })
+            .collect::<Result<BTreeMap<_, _>, _>>()
+    };
+    let set = ResourceSet {
+        requests: parse("requests", requests)?,
+        limits: parse("limits", limits)?,
+    };
+    for (name, r) in &set.requests {
+        if is_extended_resource(name) {
+            return Err(invalid(
+                format!("{field}.requests.{name}"),
+                "extended resources take limits only (Kubernetes sets the request equal)",
+            ));
         }
-        Ok(self)
+        if let Some(l) = set.limits.get(name)
+            && r.value() > l.value()
+        {
+            return Err(invalid(
+                format!("{field}.requests.{name}"),
+                format!("{r} is above {field}.limits.{name} ({l})"),
+            ));
+        }
     }
+    Ok(set)
+}
+
+fn is_resource(name: &str) -> bool {
+    matches!(name, "cpu" | "memory" | "ephemeral-storage")
+        || name.starts_with("hugepages-")
+        || is_resource_name(name)
 }
 
 fn is_dns_label(s: &str) -> bool {
@@ -679,7 +865,7 @@ mod tests {
         assert_eq!(p.storage.claim_name, "xnat-gpfs");
         assert_eq!(p.xnat.roles, ["owner", "member", "collaborator"]);
         assert_eq!(p.resources.mode, ResourceMode::FillUnset);
-        assert_eq!(p.resources.limits.memory.unwrap().as_str(), "8Gi");
+        assert_eq!(p.resources.set.limits["memory"].as_str(), "8Gi");
         let names: Vec<_> = p.env.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(names, ["XNAT_HOST", "XNAT_PROJECTS", "XNAT_USER"]);
     }
@@ -820,9 +1006,9 @@ mod tests {
             "resources:\n  mode: override\n  limits: {cpu: 4, memory: 8Gi}\n  requests: {cpu: 0.5}\nstorage:\n  workspace: null\n",
         )
         .unwrap();
-        assert_eq!(p.resources.limits.cpu.unwrap().as_str(), "4");
-        assert_eq!(p.resources.requests.cpu.unwrap().as_str(), "0.5");
-        assert!(p.resources.requests.memory.is_none());
+        assert_eq!(p.resources.set.limits["cpu"].as_str(), "4");
+        assert_eq!(p.resources.set.requests["cpu"].as_str(), "0.5");
+        assert!(!p.resources.set.requests.contains_key("memory"));
         assert!(p.storage.workspace.is_none());
     }
 }

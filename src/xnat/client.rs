@@ -91,7 +91,7 @@ impl CredentialSource {
 }
 
 /// The client's tunables, taken from the policy's `xnat` section.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClientSettings {
     pub timeout: Duration,
     pub retries: u32,
@@ -193,13 +193,17 @@ impl XnatClient {
         match self.settings.project_source {
             ProjectSource::Groups => {
                 let ids: Option<Vec<String>> = self
-                    .get_json(&["xapi", "users", xnat_user, "groups"], deadline)
+                    .get_json("groups", &["xapi", "users", xnat_user, "groups"], deadline)
                     .await?;
                 Ok(ids.map_or_else(UserAccess::unknown, |ids| UserAccess::from_group_ids(&ids)))
             }
             ProjectSource::Access => {
                 let entries: Option<Vec<AccessEntry>> = self
-                    .get_json(&["xapi", "access", xnat_user, "projects"], deadline)
+                    .get_json(
+                        "access",
+                        &["xapi", "access", xnat_user, "projects"],
+                        deadline,
+                    )
                     .await?;
                 Ok(entries.map_or_else(UserAccess::unknown, |e| {
                     UserAccess::from_group_ids(&group_ids_of(&e))
@@ -226,7 +230,7 @@ impl XnatClient {
                 "server",
                 "user-options",
             ];
-            self.get_json(&path, deadline).await
+            self.get_json("user_options", &path, deadline).await
         } else {
             if !is_safe_segment(server_name) {
                 return Err(XnatError::Request(format!(
@@ -242,7 +246,7 @@ impl XnatClient {
                 server_name,
                 "user-options",
             ];
-            self.get_json(&path, deadline).await
+            self.get_json("user_options", &path, deadline).await
         }
     }
 
@@ -252,6 +256,7 @@ impl XnatClient {
             return;
         };
         let url = self.url(&["data", "JSESSION"]);
+        let started = std::time::Instant::now();
         let result = self
             .http
             .request(Method::DELETE, url)
@@ -259,6 +264,7 @@ impl XnatClient {
             .timeout(self.settings.timeout)
             .send()
             .await;
+        record("logout", &result, started);
         match result {
             Ok(r) => tracing::info!(status = r.status().as_u16(), "closed the XNAT session"),
             Err(e) => tracing::warn!(error = %e.without_url(), "could not close the XNAT session"),
@@ -269,6 +275,7 @@ impl XnatClient {
     /// session, all before `deadline`.
     async fn get_json<T: DeserializeOwned>(
         &self,
+        endpoint: &'static str,
         path: &[&str],
         deadline: Instant,
     ) -> Result<Option<T>, XnatError> {
@@ -277,7 +284,7 @@ impl XnatClient {
         let mut relogged = false;
         loop {
             let session = self.session(deadline).await?;
-            let result = self.get_once(&url, &session, deadline).await;
+            let result = self.get_once(endpoint, &url, &session, deadline).await;
             let err = match result {
                 Ok(Some(body)) if looks_like_html(&body) => Rejected::Session,
                 Ok(Some(body)) => {
@@ -314,12 +321,14 @@ impl XnatClient {
     /// One GET with the session cookie, inside a request slot.
     async fn get_once(
         &self,
+        endpoint: &'static str,
         url: &Url,
         session: &str,
         deadline: Instant,
     ) -> Result<Option<Vec<u8>>, Rejected> {
         let _slot = self.slot(deadline).await?;
         let timeout = self.attempt_timeout(deadline)?;
+        let started = std::time::Instant::now();
         let response = self
             .http
             .get(url.clone())
@@ -327,8 +336,9 @@ impl XnatClient {
             .header(reqwest::header::ACCEPT, "application/json")
             .timeout(timeout)
             .send()
-            .await
-            .map_err(|e| Rejected::Other(self.classify(e, timeout)))?;
+            .await;
+        record(endpoint, &response, started);
+        let response = response.map_err(|e| Rejected::Other(self.classify(e, timeout)))?;
         match response.status() {
             StatusCode::OK => {}
             StatusCode::NOT_FOUND => return Ok(None),
@@ -359,14 +369,16 @@ impl XnatClient {
         let timeout = self
             .attempt_timeout(deadline)
             .map_err(Rejected::into_error)?;
+        let started = std::time::Instant::now();
         let response = self
             .http
             .post(self.url(&["data", "JSESSION"]))
             .basic_auth(credentials.username(), Some(credentials.password()))
             .timeout(timeout)
             .send()
-            .await
-            .map_err(|e| self.classify(e, timeout))?;
+            .await;
+        record("login", &response, started);
+        let response = response.map_err(|e| self.classify(e, timeout))?;
         match response.status() {
             StatusCode::OK => {}
             s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
@@ -459,6 +471,21 @@ impl XnatClient {
             XnatError::Request(e.without_url().to_string())
         }
     }
+}
+
+/// Counts one XNAT request by endpoint and status (or failure kind), with its time to headers.
+fn record(
+    endpoint: &'static str,
+    result: &Result<reqwest::Response, reqwest::Error>,
+    started: std::time::Instant,
+) {
+    let status = match result {
+        Ok(r) => r.status().as_u16().to_string(),
+        Err(e) if e.is_timeout() => "timeout".into(),
+        Err(e) if e.is_connect() => "connect".into(),
+        Err(_) => "error".into(),
+    };
+    crate::metrics::xnat_request(endpoint, status, started.elapsed());
 }
 
 /// Why one attempt failed.

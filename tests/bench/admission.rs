@@ -128,6 +128,8 @@ async fn run() {
         xnat_credentials: p("creds"),
         xnat_url: Some(url),
         drain: Duration::from_secs(1),
+        metrics_listen: None,
+        reload_interval: Duration::from_secs(60),
     };
     let bound = serve::bind(&config).await.unwrap();
     let port = bound.local_addr().unwrap().port();

@@ -41,6 +41,30 @@ pub struct TestCerts {
     pub key: PathBuf,
 }
 
+/// A test CA that can issue several serving certificates (for rotation tests).
+pub struct TestCa {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+    pub pem: String,
+}
+
+impl TestCa {
+    pub fn new() -> Self {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        let pem = issuer.pem();
+        Self { issuer, pem }
+    }
+
+    /// A new key and a certificate for localhost: (cert PEM, key PEM, cert DER).
+    pub fn issue(&self) -> (String, String, Vec<u8>) {
+        let key = KeyPair::generate().unwrap();
+        let params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem(), cert.der().to_vec())
+    }
+}
+
 pub fn make_certs() -> TestCerts {
     let dir = tempfile::tempdir().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -68,6 +92,7 @@ pub struct Harness {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
     pub certs: TestCerts,
+    pub metrics_addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
 }
@@ -122,17 +147,34 @@ impl Harness {
     ) -> Self {
         let policy = certs.dir.path().join("policy.yaml");
         std::fs::write(&policy, policy_yaml).unwrap();
+        let (cert, key) = (certs.cert.clone(), certs.key.clone());
+        Self::start_files(xnat, xnat_url, policy, cert, key, creds, certs).await
+    }
+
+    /// Starts the webhook on files laid out by the caller (e.g. kubelet-style directories).
+    pub async fn start_files(
+        xnat: Arc<Standin>,
+        xnat_url: String,
+        policy: PathBuf,
+        tls_cert: PathBuf,
+        tls_key: PathBuf,
+        creds: PathBuf,
+        certs: TestCerts,
+    ) -> Self {
         let config = ServeConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
-            tls_cert: certs.cert.clone(),
-            tls_key: certs.key.clone(),
+            tls_cert,
+            tls_key,
             policy,
             xnat_credentials: creds,
             xnat_url: Some(xnat_url.clone()),
             drain: Duration::from_secs(5),
+            metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
+            reload_interval: Duration::from_millis(200),
         };
         let bound = serve::bind(&config).await.unwrap();
         let addr = bound.local_addr().unwrap();
+        let metrics_addr = bound.metrics_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(bound.serve(
             async {
@@ -147,6 +189,7 @@ impl Harness {
             addr,
             client,
             certs,
+            metrics_addr,
             stop: Some(stop),
             server: Some(server),
         }
@@ -175,6 +218,19 @@ impl Harness {
         let (status, body) = self.post_raw(serde_json::to_vec(review).unwrap()).await;
         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
         serde_json::from_slice(&body).unwrap()
+    }
+
+    /// `/readyz` as JSON.
+    pub async fn readyz(&self) -> Value {
+        let r = self.client.get(self.url("/readyz")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    }
+
+    /// `/metrics` from the plain-HTTP metrics port.
+    pub async fn metrics(&self) -> String {
+        let url = format!("http://{}/metrics", self.metrics_addr);
+        reqwest::get(url).await.unwrap().text().await.unwrap()
     }
 
     /// Stops the webhook gracefully and waits for it.
@@ -264,4 +320,62 @@ pub fn env_of(pod: &Value, name: &str) -> Option<String> {
         .iter()
         .find(|e| e["name"] == name)
         .map(|e| e["value"].as_str().unwrap_or_default().to_owned())
+}
+
+/// The value of one sample line of Prometheus text (`name{labels} value`), 0 when absent.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0)
+}
+
+/// A directory laid out the way kubelet mounts a ConfigMap or Secret: the files are symlinks
+/// through `..data`, which points at a timestamped directory and is swapped atomically on update.
+pub struct KubeletDir {
+    pub dir: TempDir,
+    version: std::sync::atomic::AtomicUsize,
+}
+
+impl KubeletDir {
+    pub fn new(files: &[(&str, &[u8])]) -> Self {
+        let k = Self {
+            dir: tempfile::tempdir().unwrap(),
+            version: std::sync::atomic::AtomicUsize::new(0),
+        };
+        k.swap(files);
+        for (name, _) in files {
+            std::os::unix::fs::symlink(format!("..data/{name}"), k.dir.path().join(name)).unwrap();
+        }
+        k
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes a new version and swaps `..data` to it, as kubelet's atomic writer does.
+    pub fn swap(&self, files: &[(&str, &[u8])]) {
+        let n = self
+            .version
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        let root = self.dir.path();
+        let version = format!("..2026_11_22_00_00_0{n}.{n}");
+        std::fs::create_dir(root.join(&version)).unwrap();
+        for (name, bytes) in files {
+            std::fs::write(root.join(&version).join(name), bytes).unwrap();
+        }
+        let old = std::fs::read_link(root.join("..data")).ok();
+        std::os::unix::fs::symlink(&version, root.join("..data_tmp")).unwrap();
+        std::fs::rename(root.join("..data_tmp"), root.join("..data")).unwrap();
+        if let Some(old) = old {
+            std::fs::remove_dir_all(root.join(old)).unwrap();
+        }
+    }
 }

@@ -1,0 +1,172 @@
+//! Live reload of the mounted policy (and, through the same status, the serving certificate):
+//! re-read on a change signal, validate, swap the whole policy atomically; a file that does not
+//! parse or validate is rejected, the old one keeps serving, and the failure is visible in the
+//! log, in `/readyz` and in the metrics.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use crate::admission::Admission;
+use crate::policy::{Policy, PolicyFile};
+use crate::watch::Changes;
+
+/// What `/readyz` reports about one reloadable input.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InputStatus {
+    /// A short hash of the content in use.
+    pub version: String,
+    /// Seconds since the Unix epoch when it was loaded.
+    pub loaded_at: u64,
+    pub reloads: u64,
+    pub failed_reloads: u64,
+    /// The last rejected version's error, cleared by the next good one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// The reload state of the policy and the certificate.
+#[derive(Debug, Default)]
+pub struct ReloadStatus {
+    policy: Mutex<InputStatus>,
+    certificate: Mutex<InputStatus>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    Policy,
+    Certificate,
+}
+
+impl Input {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Input::Policy => "policy",
+            Input::Certificate => "certificate",
+        }
+    }
+}
+
+impl ReloadStatus {
+    fn slot(&self, input: Input) -> std::sync::MutexGuard<'_, InputStatus> {
+        let m = match input {
+            Input::Policy => &self.policy,
+            Input::Certificate => &self.certificate,
+        };
+        m.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records the version loaded at start.
+    pub fn loaded(&self, input: Input, version: String) {
+        let mut s = self.slot(input);
+        s.version = version;
+        s.loaded_at = now();
+    }
+
+    pub fn reloaded(&self, input: Input, version: String) {
+        let mut s = self.slot(input);
+        s.version = version;
+        s.loaded_at = now();
+        s.reloads += 1;
+        s.last_error = None;
+        crate::metrics::reload(input, true);
+    }
+
+    pub fn rejected(&self, input: Input, error: String) {
+        let mut s = self.slot(input);
+        s.failed_reloads += 1;
+        s.last_error = Some(error);
+        crate::metrics::reload(input, false);
+    }
+
+    pub fn get(&self, input: Input) -> InputStatus {
+        self.slot(input).clone()
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A short content hash, to tell versions apart in logs and `/readyz`.
+pub fn version_of(bytes: &[u8]) -> String {
+    let mut h = DefaultHasher::new();
+    bytes.hash(&mut h);
+    format!("{:016x}", h.finish())
+}
+
+/// Re-reads `files` on every change signal and hands a changed content (all files, concatenated)
+/// to `apply`; records the result for `input`. Runs until the task is dropped. `current` is the
+/// content loaded at start. A rejected version is not retried until the files change again.
+pub async fn reload_on_change(
+    files: Vec<PathBuf>,
+    mut changes: Changes,
+    mut current: Vec<u8>,
+    input: Input,
+    status: Arc<ReloadStatus>,
+    apply: impl Fn(&[u8]) -> Result<(), String> + Send,
+) {
+    loop {
+        changes.next().await;
+        let bytes = match read_all(&files).await {
+            Ok(b) => b,
+            Err(e) => {
+                // Mid-swap or gone: keep serving; the next signal or tick looks again.
+                tracing::warn!(input = input.as_str(), error = %e, "cannot read; keeping the current version");
+                continue;
+            }
+        };
+        if bytes == current {
+            continue;
+        }
+        let version = version_of(&bytes);
+        match apply(&bytes) {
+            Ok(()) => {
+                tracing::info!(input = input.as_str(), version, "reloaded");
+                status.reloaded(input, version);
+            }
+            Err(e) => {
+                tracing::error!(input = input.as_str(), version, error = %e,
+                    "new version rejected; the current one keeps serving");
+                status.rejected(input, e);
+            }
+        }
+        current = bytes;
+    }
+}
+
+/// The content of `files`, concatenated.
+pub async fn read_all(files: &[PathBuf]) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    for f in files {
+        out.extend(tokio::fs::read(f).await?);
+    }
+    Ok(out)
+}
+
+/// Turns a policy file's bytes into a validated policy, applying `--xnat-url` as at start.
+pub fn parse_policy(bytes: &[u8], xnat_url: Option<&str>) -> Result<Policy, String> {
+    let text = std::str::from_utf8(bytes).map_err(|e| format!("policy is not UTF-8: {e}"))?;
+    let mut file = PolicyFile::parse(text).map_err(|e| e.to_string())?;
+    if let Some(url) = xnat_url {
+        file.xnat.url = url.to_owned();
+    }
+    Policy::from_file(file).map_err(|e| e.to_string())
+}
+
+/// Applies a new policy version to the running webhook.
+pub fn apply_policy(
+    admission: &Admission,
+    bytes: &[u8],
+    xnat_url: Option<&str>,
+) -> Result<(), String> {
+    let policy = parse_policy(bytes, xnat_url)?;
+    admission.apply_policy(policy).map_err(|e| e.to_string())
+}

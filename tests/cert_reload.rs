@@ -1,0 +1,146 @@
+//! Certificate rotation without a restart: when the mounted cert/key change (cert-manager renewal:
+//! kubelet's `..data` swap, or an in-place write), new connections get the new pair and no request
+//! fails; a bad pair keeps the old one and says so.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+use jupyter_xnat_webhook::xnat_standin::Standin;
+use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+
+/// The DER of the certificate the server presents to a new connection.
+async fn served_cert(addr: std::net::SocketAddr, ca_pem: &str) -> Vec<u8> {
+    jupyter_xnat_webhook::install_crypto_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+#[tokio::test]
+async fn a_renewed_certificate_is_served_without_a_failed_request() {
+    let ca = TestCa::new();
+    let (cert1, key1, der1) = ca.issue();
+    let (cert2, key2, der2) = ca.issue();
+    let (cert3, key3, der3) = ca.issue();
+    let secret = KubeletDir::new(&[("tls.crt", cert1.as_bytes()), ("tls.key", key1.as_bytes())]);
+
+    let xnat = Standin::demo(SVC_USER, SVC_PASSWORD);
+    let (url, _t) = xnat
+        .spawn("127.0.0.1:0".parse().unwrap(), "/xnat")
+        .await
+        .unwrap();
+    let certs = make_certs();
+    let (policy, creds) = (
+        certs.dir.path().join("policy.yaml"),
+        certs.dir.path().join("creds"),
+    );
+    std::fs::write(&policy, "").unwrap();
+    std::fs::write(&creds, format!("{SVC_USER}:{SVC_PASSWORD}\n")).unwrap();
+    let h = Harness::start_files(
+        xnat,
+        url,
+        policy,
+        secret.path("tls.crt"),
+        secret.path("tls.key"),
+        creds,
+        certs,
+    )
+    .await;
+    let h = Arc::new(h);
+    assert_eq!(served_cert(h.addr, &ca.pem).await, der1);
+
+    // A client that opens a new connection for every request while the Secret is renewed.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let client_task = {
+        let (stop, ok, failed, addr, ca_pem) = (
+            stop.clone(),
+            ok.clone(),
+            failed.clone(),
+            h.addr,
+            ca.pem.clone(),
+        );
+        tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                let client = https_client(&ca_pem);
+                let url = format!("https://localhost:{}/healthz", addr.port());
+                match client.get(url).send().await {
+                    Ok(r) if r.status() == 200 => ok.fetch_add(1, Ordering::SeqCst),
+                    _ => failed.fetch_add(1, Ordering::SeqCst),
+                };
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    secret.swap(&[("tls.crt", cert2.as_bytes()), ("tls.key", key2.as_bytes())]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while served_cert(h.addr, &ca.pem).await != der2 {
+        assert!(
+            Instant::now() < deadline,
+            "the renewed certificate was never served"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, Ordering::SeqCst);
+    client_task.await.unwrap();
+    println!(
+        "certificate swap: {} requests on new connections, {} failed",
+        ok.load(Ordering::SeqCst),
+        failed.load(Ordering::SeqCst)
+    );
+    assert_eq!(failed.load(Ordering::SeqCst), 0);
+    assert!(ok.load(Ordering::SeqCst) > 0);
+
+    // A mismatched pair (new cert, old key): rejected; the current pair keeps serving.
+    secret.swap(&[("tls.crt", cert3.as_bytes()), ("tls.key", key1.as_bytes())]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let readyz = async || -> serde_json::Value {
+        let url = format!("https://localhost:{}/readyz", h.addr.port());
+        https_client(&ca.pem)
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    };
+    while readyz().await["certificate"]["lastError"]
+        .as_str()
+        .is_none()
+    {
+        assert!(Instant::now() < deadline, "the bad pair was never reported");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(served_cert(h.addr, &ca.pem).await, der2);
+
+    // Fixed in place (no symlink swap): the new pair is served.
+    let dir = std::fs::canonicalize(secret.path("tls.crt")).unwrap();
+    let dir = dir.parent().unwrap();
+    std::fs::write(dir.join("tls.key"), key3.as_bytes()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while served_cert(h.addr, &ca.pem).await != der3 {
+        assert!(
+            Instant::now() < deadline,
+            "the in-place fix was never served"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(readyz().await["certificate"].get("lastError").is_none());
+}

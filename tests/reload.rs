@@ -1,0 +1,151 @@
+//! Live reload, the way kubelet updates mounted ConfigMaps and Secrets (a new timestamped
+//! directory and an atomic `..data` symlink swap) and by in-place writes, while reviews are in
+//! flight: no failed request, no mixed result, a bad version rejected and the old one kept.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+use jupyter_xnat_webhook::xnat_standin::Standin;
+use serde_json::Value;
+
+/// (claim, WHICH env) of a response: which policy produced it.
+fn fingerprint(response: &Value) -> (String, String) {
+    let patch = decoded_patch(response).expect("a notebook pod is always mutated here");
+    let mut claim = String::new();
+    let mut which = String::new();
+    for op in patch.as_array().unwrap() {
+        let v = &op["value"];
+        if let Some(c) = v["persistentVolumeClaim"]["claimName"].as_str() {
+            claim = c.to_owned();
+        }
+        if v["name"] == "WHICH" {
+            which = v["value"].as_str().unwrap().to_owned();
+        }
+    }
+    (claim, which)
+}
+
+fn policy(which: &str) -> String {
+    format!("storage:\n  claimName: claim-{which}\nenv:\n  WHICH: {which}\n")
+}
+
+async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_policy_reloads_atomically_under_load_and_bad_versions_are_rejected() {
+    let xnat = Standin::demo(SVC_USER, SVC_PASSWORD);
+    let (url, _t) = xnat
+        .spawn("127.0.0.1:0".parse().unwrap(), "/xnat")
+        .await
+        .unwrap();
+    let certs = make_certs();
+    let creds = certs.dir.path().join("creds");
+    std::fs::write(&creds, format!("{SVC_USER}:{SVC_PASSWORD}\n")).unwrap();
+    let config_map = KubeletDir::new(&[("policy.yaml", policy("a").as_bytes())]);
+    let (cert, key) = (certs.cert.clone(), certs.key.clone());
+    let h = Arc::new(
+        Harness::start_files(
+            xnat,
+            url,
+            config_map.path("policy.yaml"),
+            cert,
+            key,
+            creds,
+            certs,
+        )
+        .await,
+    );
+    let review = fixture("alice-default");
+
+    // Reviews in flight from 8 clients while the ConfigMap is swapped.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        let (h, stop, review) = (h.clone(), stop.clone(), review.clone());
+        clients.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                let body = serde_json::to_vec(&review).unwrap();
+                let (status, body) = h.post_raw(body).await;
+                assert_eq!(status, 200, "a review failed during the reload");
+                seen.push(fingerprint(&serde_json::from_slice(&body).unwrap()));
+            }
+            seen
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    config_map.swap(&[("policy.yaml", policy("b").as_bytes())]);
+    wait_for("policy b", async || {
+        fingerprint(&h.review(&review).await).0 == "claim-b"
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, Ordering::SeqCst);
+    let mut seen = Vec::new();
+    for c in clients {
+        seen.extend(c.await.unwrap());
+    }
+    let a = ("claim-a".to_string(), "a".to_string());
+    let b = ("claim-b".to_string(), "b".to_string());
+    assert!(
+        seen.iter().all(|f| *f == a || *f == b),
+        "a review saw a mix of policies"
+    );
+    assert!(
+        seen.contains(&a) && seen.contains(&b),
+        "both versions served ({} reviews)",
+        seen.len()
+    );
+    let on_a = seen.iter().filter(|f| **f == a).count();
+    println!(
+        "policy reload under load: {} reviews, 0 failed, {on_a} on A, {} on B",
+        seen.len(),
+        seen.len() - on_a
+    );
+    let ready = h.readyz().await;
+    assert_eq!(ready["policy"]["reloads"], 1);
+
+    // A version that does not validate: rejected, the old one keeps serving, and it shows.
+    let before = metric(
+        &h.metrics().await,
+        "xnat_webhook_reloads_total{input=\"policy\",result=\"failure\"}",
+    );
+    config_map.swap(&[("policy.yaml", b"xnat:\n  timeout: 30s\n")]);
+    wait_for("the rejection", async || {
+        h.readyz().await["policy"]["lastError"].as_str().is_some()
+    })
+    .await;
+    let ready = h.readyz().await;
+    assert!(
+        ready["policy"]["lastError"]
+            .as_str()
+            .unwrap()
+            .contains("xnat.timeout"),
+        "{ready}"
+    );
+    assert_eq!(fingerprint(&h.review(&review).await), b);
+    let after = metric(
+        &h.metrics().await,
+        "xnat_webhook_reloads_total{input=\"policy\",result=\"failure\"}",
+    );
+    assert_eq!(after, before + 1.0);
+
+    // A fixed version, written in place this time (not through a symlink swap).
+    let target = std::fs::canonicalize(config_map.path("policy.yaml")).unwrap();
+    std::fs::write(&target, policy("c")).unwrap();
+    wait_for("policy c", async || {
+        fingerprint(&h.review(&review).await).1 == "c"
+    })
+    .await;
+    assert!(h.readyz().await["policy"].get("lastError").is_none());
+}

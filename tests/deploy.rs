@@ -1,0 +1,1294 @@
+//! deploy/: the kustomize base and its two overlays render offline with `kubectl kustomize`, and what
+//! they render keeps the promises the webhook and the API server rely on (README "Install").
+//!
+//! The overlays are kustomize Components used by a site kustomization outside deploy/ (kustomize
+//! refuses an overlay inside its base's directory); the tests build exactly that layout in a temp
+//! copy: `<tmp>/deploy` (a copy of deploy/) and `<tmp>/site/kustomization.yaml`. The certs-script
+//! overlay is rendered after running the real certs/webhook-certs.sh into the copy.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use jupyter_xnat_webhook::policy::Policy;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::admissionregistration::v1::{MutatingWebhook, MutatingWebhookConfiguration};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, Namespace, PodSpec, Secret, Service, ServiceAccount, Volume,
+};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// The hub's service account: the only requester whose pods the webhook is asked about.
+const HUB: &str = "system:serviceaccount:jupyter:hub";
+const JUPYTER_NS: &str = "jupyter";
+/// Set by the API server on every namespace to its own name; cannot be changed.
+const NAME_LABEL: &str = "kubernetes.io/metadata.name";
+/// The API server's own limit is 30s; the webhook's XNAT budget (at most 8s) and request timeout
+/// (9s) are sized for 10s.
+const MAX_TIMEOUT_SECONDS: i32 = 10;
+/// Kinds the webhook's deployment may contain. Anything else (in particular any RBAC object: the
+/// webhook never calls the Kubernetes API) fails the test.
+const ALLOWED_KINDS: &[&str] = &[
+    "Namespace",
+    "ServiceAccount",
+    "ConfigMap",
+    "Secret",
+    "Service",
+    "Deployment",
+    "PodDisruptionBudget",
+    "NetworkPolicy",
+    "MutatingWebhookConfiguration",
+    "Certificate",
+    "Issuer",
+];
+
+// ---------------------------------------------------------------------------------------------
+// Rendering
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `kubectl kustomize DIR`, split into its documents.
+fn kustomize(dir: &Path) -> Rendered {
+    let output = match Command::new("kubectl").arg("kustomize").arg(dir).output() {
+        Ok(output) => output,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+            "kubectl is not installed: tests/deploy.rs renders deploy/ with `kubectl kustomize` \
+             (kubectl >= 1.27, the client alone, no cluster needed)"
+        ),
+        Err(e) => panic!("cannot run kubectl: {e}"),
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "`kubectl kustomize {}` failed:\n{}",
+        dir.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut objects = Vec::new();
+    for (i, document) in serde_yaml_ng::Deserializer::from_str(&stdout).enumerate() {
+        let yaml: serde_yaml_ng::Value = serde::Deserialize::deserialize(document)
+            .unwrap_or_else(|e| panic!("document {i} of {} is not YAML: {e}", dir.display()));
+        let value = serde_json::to_value(yaml)
+            .unwrap_or_else(|e| panic!("document {i} of {} is not JSON-like: {e}", dir.display()));
+        if !value.is_null() {
+            objects.push(value);
+        }
+    }
+    assert!(!objects.is_empty(), "{} rendered nothing", dir.display());
+    Rendered {
+        source: dir.display().to_string(),
+        objects,
+    }
+}
+
+/// A temp copy of deploy/ (without generated certificates) beside a site kustomization that uses
+/// the base with one overlay, as README "Install" tells admins to set it up.
+struct Site {
+    tmp: tempfile::TempDir,
+}
+
+impl Site {
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().expect("cannot make a temp dir");
+        copy_dir(&repo().join("deploy"), &tmp.path().join("deploy"));
+        Self { tmp }
+    }
+
+    fn deploy(&self) -> PathBuf {
+        self.tmp.path().join("deploy")
+    }
+
+    fn certs(&self) -> PathBuf {
+        self.tmp.path().join("certs")
+    }
+
+    /// Renders `deploy` with `components: [deploy/overlays/<overlay>]`.
+    fn render(&self, overlay: &str) -> Rendered {
+        let site = self.tmp.path().join("site");
+        std::fs::create_dir_all(&site).expect("cannot make the site dir");
+        let kustomization = format!(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n\
+             resources:\n  - ../deploy\ncomponents:\n  - ../deploy/overlays/{overlay}\n"
+        );
+        std::fs::write(site.join("kustomization.yaml"), kustomization)
+            .expect("cannot write the site kustomization");
+        kustomize(&site)
+    }
+
+    /// Runs certs/webhook-certs.sh (from the repository) into this copy.
+    fn webhook_certs(&self, args: &[&str]) {
+        let script = repo().join("certs/webhook-certs.sh");
+        let output = Command::new("bash")
+            .arg(&script)
+            .args(args)
+            .arg("--certs")
+            .arg(self.certs())
+            .arg("--overlay")
+            .arg(self.deploy().join("overlays/certs-script"))
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+        assert!(
+            output.status.success(),
+            "certs/webhook-certs.sh {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    fn read(&self, relative: &str) -> String {
+        let path = self.tmp.path().join(relative);
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("cannot make {}: {e}", to.display()));
+    let entries =
+        std::fs::read_dir(from).unwrap_or_else(|e| panic!("cannot list {}: {e}", from.display()));
+    for entry in entries {
+        let entry = entry.expect("cannot read a directory entry");
+        let path = entry.path();
+        if entry.file_name() == "generated" {
+            continue; // an admin's own certificates: the tests make their own
+        }
+        if path.is_dir() {
+            copy_dir(&path, &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(&path, to.join(entry.file_name()))
+                .unwrap_or_else(|e| panic!("cannot copy {}: {e}", path.display()));
+        }
+    }
+}
+
+/// Every object of one render.
+struct Rendered {
+    source: String,
+    objects: Vec<Value>,
+}
+
+impl Rendered {
+    fn of_kind(&self, kind: &str) -> Vec<&Value> {
+        self.objects
+            .iter()
+            .filter(|o| o["kind"].as_str() == Some(kind))
+            .collect()
+    }
+
+    /// All objects of `kind`, parsed into their k8s-openapi type.
+    fn all<T: DeserializeOwned + Serialize>(&self, kind: &str) -> Vec<T> {
+        self.of_kind(kind)
+            .into_iter()
+            .map(|o| typed(o, &self.source))
+            .collect()
+    }
+
+    /// The only object of `kind`.
+    fn one<T: DeserializeOwned + Serialize>(&self, kind: &str) -> T {
+        let mut all = self.all::<T>(kind);
+        assert_eq!(all.len(), 1, "{}: expected exactly one {kind}", self.source);
+        all.remove(0)
+    }
+
+    /// The only object of `kind` named `name`, as plain JSON (for kinds k8s-openapi does not know).
+    fn named(&self, kind: &str, name: &str) -> &Value {
+        let found: Vec<_> = self
+            .of_kind(kind)
+            .into_iter()
+            .filter(|o| o["metadata"]["name"].as_str() == Some(name))
+            .collect();
+        assert_eq!(
+            found.len(),
+            1,
+            "{}: expected one {kind} named {name}",
+            self.source
+        );
+        found[0]
+    }
+}
+
+/// Parses `value` into `T` and fails on any field `T` does not know (a typo such as
+/// `readOnlyRootFileSystem` would otherwise be dropped without a word, by kubectl too).
+fn typed<T: DeserializeOwned + Serialize>(value: &Value, source: &str) -> T {
+    let what = format!(
+        "{source}: {} {}",
+        value["kind"].as_str().unwrap_or("?"),
+        value["metadata"]["name"].as_str().unwrap_or("?")
+    );
+    let parsed: T = serde_json::from_value(value.clone())
+        .unwrap_or_else(|e| panic!("{what} does not parse as its Kubernetes type: {e}"));
+    let again = serde_json::to_value(&parsed).expect("a k8s-openapi value serializes");
+    let mut lost = Vec::new();
+    lost_fields(value, &again, String::new(), &mut lost);
+    assert!(
+        lost.is_empty(),
+        "{what} has fields its Kubernetes type does not know (misspelt or misplaced?): {lost:?}"
+    );
+    parsed
+}
+
+fn lost_fields(original: &Value, again: &Value, path: String, lost: &mut Vec<String>) {
+    match (original, again) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (key, value) in a {
+                match b.get(key) {
+                    Some(other) => lost_fields(value, other, format!("{path}.{key}"), lost),
+                    None => lost.push(format!("{path}.{key}")),
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                lost_fields(x, y, format!("{path}[{i}]"), lost);
+            }
+        }
+        (a, b) if a != b => lost.push(format!("{path} ({a} became {b})")),
+        _ => {}
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Selectors, ports, flags
+
+fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    let by_labels = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    let by_expressions = selector.match_expressions.iter().flatten().all(|e| {
+        let values = e.values.clone().unwrap_or_default();
+        match e.operator.as_str() {
+            "In" => labels.get(&e.key).is_some_and(|v| values.contains(v)),
+            "NotIn" => labels.get(&e.key).is_none_or(|v| !values.contains(v)),
+            "Exists" => labels.contains_key(&e.key),
+            "DoesNotExist" => !labels.contains_key(&e.key),
+            other => panic!("unknown label selector operator {other}"),
+        }
+    });
+    by_labels && by_expressions
+}
+
+/// True when no namespace named `namespace` can match `selector`, whatever other labels it is
+/// given: some requirement on `kubernetes.io/metadata.name` rules that name out.
+fn never_selects_namespace(selector: &LabelSelector, namespace: &str) -> bool {
+    let by_label = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .any(|(k, v)| k == NAME_LABEL && v != namespace);
+    let by_expression = selector
+        .match_expressions
+        .iter()
+        .flatten()
+        .filter(|e| e.key == NAME_LABEL)
+        .any(|e| {
+            let values = e.values.clone().unwrap_or_default();
+            let listed = values.iter().any(|v| v == namespace);
+            match e.operator.as_str() {
+                "In" => !listed,
+                "NotIn" => listed,
+                "DoesNotExist" => true,
+                _ => false,
+            }
+        });
+    by_label || by_expression
+}
+
+/// The number a Service's targetPort, a probe's port or a NetworkPolicy port means in `container`.
+fn port_number(container: &Container, port: &IntOrString) -> i32 {
+    match port {
+        IntOrString::Int(n) => *n,
+        IntOrString::String(name) => {
+            container
+                .ports
+                .iter()
+                .flatten()
+                .find(|p| p.name.as_deref() == Some(name.as_str()))
+                .unwrap_or_else(|| panic!("container {} has no port named {name}", container.name))
+                .container_port
+        }
+    }
+}
+
+/// The value of `--flag` in the container's args (`--flag=value` or `--flag value`), else of the
+/// env var the binary reads for it.
+fn flag(container: &Container, name: &str, env: &str) -> Option<String> {
+    let args = container.args.clone().unwrap_or_default();
+    let long = format!("--{name}");
+    for (i, arg) in args.iter().enumerate() {
+        if let Some(value) = arg.strip_prefix(&format!("{long}=")) {
+            return Some(value.to_string());
+        }
+        if *arg == long {
+            return args.get(i + 1).cloned();
+        }
+    }
+    container
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == env)
+        .and_then(|e| e.value.clone())
+}
+
+fn socket_port(address: &str) -> i32 {
+    address
+        .rsplit_once(':')
+        .and_then(|(_, port)| port.parse().ok())
+        .unwrap_or_else(|| panic!("{address:?} is not host:port"))
+}
+
+fn volume<'a>(pod: &'a PodSpec, container: &Container, directory: &str) -> &'a Volume {
+    let mount = container
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| m.mount_path.trim_end_matches('/') == directory.trim_end_matches('/'))
+        .unwrap_or_else(|| panic!("nothing is mounted at {directory} (as a whole directory)"));
+    pod.volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == mount.name)
+        .unwrap_or_else(|| {
+            panic!(
+                "volume {} of the mount at {directory} is missing",
+                mount.name
+            )
+        })
+}
+
+fn parent(path: &str) -> String {
+    Path::new(path)
+        .parent()
+        .unwrap_or_else(|| panic!("{path} has no directory"))
+        .display()
+        .to_string()
+}
+
+fn file_name(path: &str) -> String {
+    Path::new(path)
+        .file_name()
+        .unwrap_or_else(|| panic!("{path} has no file name"))
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn webhook_container(deployment: &Deployment) -> (&PodSpec, &Container) {
+    let pod = deployment
+        .spec
+        .template
+        .spec
+        .as_ref()
+        .expect("the Deployment has a pod template");
+    assert_eq!(pod.containers.len(), 1, "one container: the webhook");
+    (pod, &pod.containers[0])
+}
+
+fn pod_labels(deployment: &Deployment) -> BTreeMap<String, String> {
+    deployment
+        .spec
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .expect("the pod template has labels")
+}
+
+// ---------------------------------------------------------------------------------------------
+// What every render (the base and each overlay) must keep
+
+/// What one render holds, once checked, for the overlay-specific checks.
+struct Checked {
+    namespace: String,
+    service: Service,
+    tls_secret: String,
+    webhook: MutatingWebhook,
+    webhook_config: MutatingWebhookConfiguration,
+}
+
+fn check_common(r: &Rendered) -> Checked {
+    check_kinds(r);
+
+    let deployment: Deployment = r.one("Deployment");
+    let namespace = deployment
+        .metadata
+        .namespace
+        .clone()
+        .expect("the Deployment has a namespace");
+    assert_ne!(namespace, "default", "the webhook gets its own namespace");
+    assert_ne!(namespace, JUPYTER_NS, "the webhook gets its own namespace");
+    let ns: Namespace = r.one("Namespace");
+    assert_eq!(ns.metadata.name.as_deref(), Some(namespace.as_str()));
+    for o in &r.objects {
+        let kind = o["kind"].as_str().unwrap_or_default();
+        if !matches!(kind, "Namespace" | "MutatingWebhookConfiguration") {
+            assert_eq!(
+                o["metadata"]["namespace"].as_str(),
+                Some(namespace.as_str()),
+                "{}: {kind} {} is not in the webhook's namespace",
+                r.source,
+                o["metadata"]["name"]
+            );
+        }
+    }
+
+    let policy_text = check_deployment(r, &deployment);
+    let policy = Policy::parse(&policy_text)
+        .unwrap_or_else(|e| panic!("{}: the policy ConfigMap does not parse: {e}", r.source));
+    let (_, container) = webhook_container(&deployment);
+    let listen = socket_port(&flag(container, "listen", "LISTEN").unwrap_or("0.0.0.0:8443".into()));
+    let metrics = socket_port(
+        &flag(container, "metrics-listen", "METRICS_LISTEN").unwrap_or("0.0.0.0:9090".into()),
+    );
+    let service = check_service(r, &deployment, listen);
+    check_pdb(r, &deployment);
+    check_network_policy(r, &deployment, listen, metrics, &policy);
+    let (webhook_config, webhook) = check_webhook(r, &service, &namespace, &policy);
+
+    let (pod, container) = webhook_container(&deployment);
+    let tls_dir = parent(&flag(container, "tls-cert", "TLS_CERT").expect("--tls-cert"));
+    let tls_secret = volume(pod, container, &tls_dir)
+        .secret
+        .as_ref()
+        .and_then(|s| s.secret_name.clone())
+        .expect("the TLS directory is a Secret volume");
+    Checked {
+        namespace,
+        service,
+        tls_secret,
+        webhook,
+        webhook_config,
+    }
+}
+
+fn check_kinds(r: &Rendered) {
+    for o in &r.objects {
+        let kind = o["kind"].as_str().unwrap_or_default();
+        assert!(
+            !matches!(
+                kind,
+                "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding"
+            ),
+            "{}: {kind} {}: the webhook never calls the Kubernetes API and needs no RBAC",
+            r.source,
+            o["metadata"]["name"]
+        );
+        assert!(
+            ALLOWED_KINDS.contains(&kind),
+            "{}: unexpected kind {kind:?}",
+            r.source
+        );
+        // Each known kind parses strictly into its type.
+        match kind {
+            "Namespace" => {
+                let _: Namespace = typed(o, &r.source);
+            }
+            "ServiceAccount" => {
+                let _: ServiceAccount = typed(o, &r.source);
+            }
+            "ConfigMap" => {
+                let _: ConfigMap = typed(o, &r.source);
+            }
+            "Secret" => {
+                let _: Secret = typed(o, &r.source);
+            }
+            "Service" => {
+                let _: Service = typed(o, &r.source);
+            }
+            "Deployment" => {
+                let _: Deployment = typed(o, &r.source);
+            }
+            "PodDisruptionBudget" => {
+                let _: PodDisruptionBudget = typed(o, &r.source);
+            }
+            "NetworkPolicy" => {
+                let _: NetworkPolicy = typed(o, &r.source);
+            }
+            "MutatingWebhookConfiguration" => {
+                let _: MutatingWebhookConfiguration = typed(o, &r.source);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The Deployment; returns the policy text of the ConfigMap it mounts.
+fn check_deployment(r: &Rendered, deployment: &Deployment) -> String {
+    let spec = &deployment.spec;
+    assert_eq!(spec.replicas, Some(2), "two replicas");
+    let pod_labels = pod_labels(deployment);
+    assert!(
+        selector_matches(&spec.selector, &pod_labels),
+        "the Deployment's selector matches its pods"
+    );
+    let (pod, container) = webhook_container(deployment);
+
+    // Spread.
+    let spread = pod.topology_spread_constraints.clone().unwrap_or_default();
+    assert!(!spread.is_empty(), "topologySpreadConstraints are set");
+    for c in &spread {
+        let selector = c.label_selector.as_ref().expect("a spread labelSelector");
+        assert!(
+            selector_matches(selector, &pod_labels),
+            "the spread constraint on {} selects the webhook's own pods",
+            c.topology_key
+        );
+    }
+    assert!(
+        spread
+            .iter()
+            .any(|c| c.topology_key == "kubernetes.io/hostname"),
+        "the replicas are spread over nodes"
+    );
+
+    // No Kubernetes API access.
+    assert_eq!(
+        pod.automount_service_account_token,
+        Some(false),
+        "no API token in the pod"
+    );
+    let account = pod
+        .service_account_name
+        .clone()
+        .expect("a dedicated service account");
+    let accounts: Vec<ServiceAccount> = r.all("ServiceAccount");
+    let sa = accounts
+        .iter()
+        .find(|a| a.metadata.name.as_deref() == Some(account.as_str()))
+        .unwrap_or_else(|| panic!("service account {account} is rendered"));
+    assert_eq!(sa.automount_service_account_token, Some(false));
+
+    // Security.
+    let pod_sc = pod.security_context.clone().unwrap_or_default();
+    let sc = container
+        .security_context
+        .clone()
+        .expect("container securityContext");
+    assert_eq!(
+        sc.run_as_non_root.or(pod_sc.run_as_non_root),
+        Some(true),
+        "runAsNonRoot"
+    );
+    assert_ne!(sc.run_as_user.or(pod_sc.run_as_user), Some(0), "not root");
+    assert_eq!(
+        sc.read_only_root_filesystem,
+        Some(true),
+        "readOnlyRootFilesystem"
+    );
+    assert_eq!(
+        sc.allow_privilege_escalation,
+        Some(false),
+        "allowPrivilegeEscalation: false"
+    );
+    assert_ne!(sc.privileged, Some(true), "not privileged");
+    let dropped = sc
+        .capabilities
+        .as_ref()
+        .and_then(|c| c.drop.clone())
+        .unwrap_or_default();
+    assert!(
+        dropped.iter().any(|c| c == "ALL"),
+        "capabilities drop ALL, got {dropped:?}"
+    );
+    assert!(
+        sc.capabilities
+            .as_ref()
+            .and_then(|c| c.add.as_ref())
+            .is_none_or(|a| a.is_empty()),
+        "no capabilities added"
+    );
+    let seccomp = sc
+        .seccomp_profile
+        .or(pod_sc.seccomp_profile)
+        .expect("a seccomp profile");
+    assert_eq!(seccomp.type_, "RuntimeDefault", "seccomp RuntimeDefault");
+
+    // Resources.
+    let resources = container.resources.clone().expect("resources");
+    let requests = resources.requests.unwrap_or_default();
+    let limits = resources.limits.unwrap_or_default();
+    for key in ["cpu", "memory"] {
+        assert!(requests.contains_key(key), "resources.requests.{key}");
+    }
+    assert!(limits.contains_key("memory"), "resources.limits.memory");
+
+    // Ports, flags, probes.
+    let listen = flag(container, "listen", "LISTEN").expect("--listen is set explicitly");
+    let metrics = flag(container, "metrics-listen", "METRICS_LISTEN")
+        .expect("--metrics-listen is set explicitly");
+    let ports: BTreeMap<i32, Option<String>> = container
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| (p.container_port, p.name.clone()))
+        .collect();
+    for (what, address) in [("--listen", &listen), ("--metrics-listen", &metrics)] {
+        let port = socket_port(address);
+        assert!(
+            ports.contains_key(&port),
+            "{what} {address}: the container declares port {port} (declared: {ports:?})"
+        );
+    }
+    assert_eq!(
+        flag(container, "log-format", "LOG_FORMAT").as_deref(),
+        Some("json"),
+        "JSON logs in the cluster"
+    );
+    for (probe, path) in [
+        (&container.readiness_probe, "/readyz"),
+        (&container.liveness_probe, "/healthz"),
+    ] {
+        let get = probe
+            .as_ref()
+            .and_then(|p| p.http_get.as_ref())
+            .unwrap_or_else(|| panic!("an httpGet probe on {path}"));
+        assert_eq!(get.path.as_deref(), Some(path));
+        assert_eq!(
+            get.scheme.as_deref(),
+            Some("HTTPS"),
+            "{path} is served over TLS only"
+        );
+        assert_eq!(
+            port_number(container, &get.port),
+            socket_port(&listen),
+            "{path} is probed on the --listen port"
+        );
+    }
+
+    // Graceful stop: the preStop sleep and the drain fit in the grace period.
+    let drain = flag(container, "drain-timeout", "DRAIN_TIMEOUT")
+        .map(|d| humantime::parse_duration(&d).expect("--drain-timeout is a duration"))
+        .unwrap_or(Duration::from_secs(20));
+    let pre_stop = container
+        .lifecycle
+        .as_ref()
+        .and_then(|l| l.pre_stop.as_ref())
+        .and_then(|h| h.sleep.as_ref())
+        .map_or(0, |s| s.seconds);
+    let grace = pod.termination_grace_period_seconds.unwrap_or(30);
+    assert!(
+        pre_stop as u64 + drain.as_secs() < grace as u64,
+        "preStop {pre_stop}s + drain {drain:?} must end before terminationGracePeriodSeconds {grace}"
+    );
+
+    // Flags the binary does not know would stop it at start.
+    check_flags_known(container);
+
+    // Mounts: whole directories (kubelet never updates subPath mounts, and the webhook reloads).
+    for m in container.volume_mounts.iter().flatten() {
+        assert!(
+            m.sub_path.is_none() && m.sub_path_expr.is_none(),
+            "{} is a subPath mount, which never sees updates",
+            m.mount_path
+        );
+        assert_eq!(
+            m.read_only,
+            Some(true),
+            "{} is mounted read-only",
+            m.mount_path
+        );
+    }
+    let policy_path = flag(container, "policy", "POLICY").expect("--policy");
+    let policy_volume = volume(pod, container, &parent(&policy_path));
+    let config_map = policy_volume
+        .config_map
+        .as_ref()
+        .expect("the policy directory is a ConfigMap volume")
+        .name
+        .clone();
+    for (what, file) in [
+        ("--tls-cert", flag(container, "tls-cert", "TLS_CERT")),
+        ("--tls-key", flag(container, "tls-key", "TLS_KEY")),
+    ] {
+        let file = file.unwrap_or_else(|| panic!("{what} is set"));
+        let v = volume(pod, container, &parent(&file));
+        assert!(v.secret.is_some(), "{what} {file} comes from a Secret");
+    }
+    let credentials =
+        flag(container, "xnat-credentials", "XNAT_CREDENTIALS").expect("--xnat-credentials");
+    let credentials_secret = volume(pod, container, &credentials)
+        .secret
+        .as_ref()
+        .and_then(|s| s.secret_name.clone())
+        .expect("--xnat-credentials is a Secret directory");
+    check_credentials_template(&credentials_secret, &deployment.metadata.namespace);
+
+    let config_maps: Vec<ConfigMap> = r.all("ConfigMap");
+    let cm = config_maps
+        .iter()
+        .find(|c| c.metadata.name.as_deref() == Some(config_map.as_str()))
+        .unwrap_or_else(|| {
+            panic!(
+                "{}: the policy ConfigMap {config_map} is rendered",
+                r.source
+            )
+        });
+    cm.data
+        .as_ref()
+        .and_then(|d| d.get(&file_name(&policy_path)))
+        .unwrap_or_else(|| {
+            panic!(
+                "ConfigMap {config_map} has the key {}",
+                file_name(&policy_path)
+            )
+        })
+        .clone()
+}
+
+/// Every `--flag` of the container is one `jupyter-xnat-webhook serve` accepts.
+fn check_flags_known(container: &Container) {
+    let help = Command::new(env!("CARGO_BIN_EXE_jupyter-xnat-webhook"))
+        .args(["serve", "--help"])
+        .output()
+        .expect("cannot run jupyter-xnat-webhook serve --help");
+    let help = String::from_utf8_lossy(&help.stdout);
+    let args = container.args.clone().unwrap_or_default();
+    assert_eq!(
+        args.first().map(String::as_str),
+        Some("serve"),
+        "the subcommand"
+    );
+    for arg in args.iter().filter(|a| a.starts_with("--")) {
+        let name = arg.split('=').next().unwrap_or(arg);
+        assert!(
+            help.contains(&format!("{name} ")) || help.contains(&format!("{name}\n")),
+            "`jupyter-xnat-webhook serve` has no flag {name}:\n{help}"
+        );
+    }
+}
+
+/// deploy/xnat-credentials.example.yaml names the Secret the Deployment mounts, and is not part of
+/// any render (so `kubectl apply -k` never overwrites the real credentials with placeholders).
+fn check_credentials_template(secret_name: &str, namespace: &Option<String>) {
+    let path = repo().join("deploy/xnat-credentials.example.yaml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let value: Value = serde_yaml_ng::from_str(&text)
+        .unwrap_or_else(|e| panic!("{} is not YAML: {e}", path.display()));
+    let secret: Secret = typed(&value, "deploy/xnat-credentials.example.yaml");
+    assert_eq!(secret.metadata.name.as_deref(), Some(secret_name));
+    assert_eq!(&secret.metadata.namespace, namespace);
+    assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/basic-auth"));
+    let keys: BTreeSet<_> = secret.string_data.unwrap_or_default().into_keys().collect();
+    assert_eq!(
+        keys,
+        BTreeSet::from(["password".to_string(), "username".to_string()])
+    );
+}
+
+fn check_service(r: &Rendered, deployment: &Deployment, listen: i32) -> Service {
+    let service: Service = r.one("Service");
+    let spec = service.spec.as_ref().expect("Service.spec");
+    let selector = spec.selector.clone().expect("a Service selector");
+    let pod_labels = pod_labels(deployment);
+    assert!(
+        selector.iter().all(|(k, v)| pod_labels.get(k) == Some(v)),
+        "the Service selects the webhook pods"
+    );
+    let (_, container) = webhook_container(deployment);
+    let https = spec
+        .ports
+        .iter()
+        .flatten()
+        .find(|p| p.port == 443)
+        .expect("the Service listens on 443");
+    let target = https
+        .target_port
+        .clone()
+        .unwrap_or(IntOrString::Int(https.port));
+    assert_eq!(
+        port_number(container, &target),
+        listen,
+        "Service 443 goes to the container's --listen port"
+    );
+    service
+}
+
+fn check_pdb(r: &Rendered, deployment: &Deployment) {
+    let pdb: PodDisruptionBudget = r.one("PodDisruptionBudget");
+    let spec = pdb.spec.expect("PodDisruptionBudget.spec");
+    let selector = spec.selector.expect("a PDB selector");
+    assert!(
+        selector_matches(&selector, &pod_labels(deployment)),
+        "the PDB selects the webhook pods"
+    );
+    let replicas = deployment.spec.replicas.unwrap_or(1);
+    match (spec.min_available, spec.max_unavailable) {
+        (Some(IntOrString::Int(min)), None) => assert!(
+            min >= 1 && min < replicas,
+            "minAvailable {min} keeps one webhook and lets a drain go on ({replicas} replicas)"
+        ),
+        (None, Some(IntOrString::Int(max))) => assert!(
+            max >= 1 && max < replicas,
+            "maxUnavailable {max} keeps one webhook and lets a drain go on ({replicas} replicas)"
+        ),
+        other => panic!("the PDB sets one of minAvailable/maxUnavailable as a number: {other:?}"),
+    }
+}
+
+fn check_network_policy(
+    r: &Rendered,
+    deployment: &Deployment,
+    listen: i32,
+    metrics: i32,
+    policy: &Policy,
+) {
+    let np: NetworkPolicy = r.one("NetworkPolicy");
+    let spec = np.spec.expect("NetworkPolicy.spec");
+    assert!(
+        selector_matches(
+            &spec.pod_selector.unwrap_or_default(),
+            &pod_labels(deployment)
+        ),
+        "the NetworkPolicy selects the webhook pods"
+    );
+    let types = spec.policy_types.unwrap_or_default();
+    assert!(
+        types.iter().any(|t| t == "Ingress") && types.iter().any(|t| t == "Egress"),
+        "both directions are restricted: {types:?}"
+    );
+    let (_, container) = webhook_container(deployment);
+
+    let mut ingress = BTreeSet::new();
+    for rule in spec.ingress.iter().flatten() {
+        let ports = rule.ports.clone().unwrap_or_default();
+        assert!(!ports.is_empty(), "an ingress rule without ports opens all");
+        for p in ports {
+            assert!(p.end_port.is_none(), "no ingress port ranges");
+            let port = p.port.expect("an ingress rule names its port");
+            ingress.insert(port_number(container, &port));
+        }
+    }
+    assert_eq!(
+        ingress,
+        BTreeSet::from([listen, metrics]),
+        "ingress only to the webhook and metrics ports"
+    );
+
+    let egress: Vec<(String, i32)> = spec
+        .egress
+        .iter()
+        .flatten()
+        .flat_map(|rule| rule.ports.clone().unwrap_or_default())
+        .filter_map(|p| {
+            let port = port_number(container, p.port.as_ref()?);
+            Some((p.protocol.unwrap_or("TCP".into()), port))
+        })
+        .collect();
+    for protocol in ["UDP", "TCP"] {
+        assert!(
+            egress.contains(&(protocol.to_string(), 53)),
+            "egress allows DNS over {protocol}: {egress:?}"
+        );
+    }
+    let xnat = policy
+        .xnat
+        .url
+        .port_or_known_default()
+        .expect("the XNAT URL has a port") as i32;
+    assert!(
+        egress.contains(&("TCP".to_string(), xnat)),
+        "egress allows XNAT's port {xnat} (policy xnat.url): {egress:?}"
+    );
+}
+
+fn check_webhook(
+    r: &Rendered,
+    service: &Service,
+    namespace: &str,
+    policy: &Policy,
+) -> (MutatingWebhookConfiguration, MutatingWebhook) {
+    let config: MutatingWebhookConfiguration = r.one("MutatingWebhookConfiguration");
+    let webhooks = config.webhooks.clone().unwrap_or_default();
+    assert_eq!(webhooks.len(), 1, "{}: one webhook", r.source);
+    let w = webhooks[0].clone();
+    let name = &w.name;
+
+    assert_eq!(w.admission_review_versions, ["v1"], "{name}");
+    let rules = w.rules.clone().unwrap_or_default();
+    assert_eq!(rules.len(), 1, "{name}: one rule");
+    let rule = &rules[0];
+    let list = |v: &Option<Vec<String>>| v.clone().unwrap_or_default();
+    assert_eq!(list(&rule.operations), ["CREATE"], "{name}: CREATE only");
+    assert_eq!(list(&rule.api_groups), [""], "{name}: the core group");
+    assert_eq!(list(&rule.api_versions), ["v1"], "{name}");
+    assert_eq!(list(&rule.resources), ["pods"], "{name}: pods only");
+
+    // Which pods: KubeSpawner's notebook pods, in the JupyterHub namespace, created by the hub.
+    let objects = w.object_selector.clone().expect("an objectSelector");
+    let notebook = labels(&[
+        ("app", "jupyterhub"),
+        ("component", "singleuser-server"),
+        ("hub.jupyter.org/username", "alice"),
+    ]);
+    assert!(
+        selector_matches(&objects, &notebook),
+        "{name}: objectSelector matches a KubeSpawner pod"
+    );
+    for other in [
+        labels(&[]),
+        labels(&[("app", "jupyterhub"), ("component", "hub")]),
+    ] {
+        assert!(
+            !selector_matches(&objects, &other),
+            "{name}: objectSelector must not match {other:?}"
+        );
+    }
+    // The policy would not treat a pod as a notebook pod without its labels: the selector must not
+    // ask for more than the policy does, or notebook pods would never reach the webhook.
+    let policy_labels: BTreeMap<String, String> = policy.pods.labels.iter().cloned().collect();
+    assert!(
+        selector_matches(&objects, &policy_labels),
+        "{name}: objectSelector asks for labels beyond the policy's pods.labels {policy_labels:?}"
+    );
+
+    let namespaces = w.namespace_selector.clone().expect("a namespaceSelector");
+    assert!(
+        selector_matches(&namespaces, &labels(&[(NAME_LABEL, JUPYTER_NS)])),
+        "{name}: namespaceSelector selects {JUPYTER_NS}"
+    );
+    for never in ["kube-system", namespace] {
+        assert!(
+            never_selects_namespace(&namespaces, never),
+            "{name}: namespaceSelector could select {never} (require {NAME_LABEL})"
+        );
+    }
+    if !policy.pods.namespaces.is_empty() {
+        assert!(
+            policy.pods.namespaces.iter().any(|n| n == JUPYTER_NS),
+            "the policy's pods.namespaces leaves out {JUPYTER_NS}"
+        );
+    }
+
+    let conditions = w.match_conditions.clone().unwrap_or_default();
+    assert!(!conditions.is_empty(), "{name}: matchConditions are set");
+    assert!(
+        conditions
+            .iter()
+            .any(|c| c.expression.contains("request.userInfo.username")
+                && c.expression.contains(&format!("'{HUB}'"))),
+        "{name}: a matchCondition skips requests not from {HUB}: {conditions:?}"
+    );
+    assert!(
+        policy.pods.requesters.iter().any(|r| r == HUB),
+        "the policy's pods.requesters has the hub the matchCondition names"
+    );
+
+    assert_eq!(w.side_effects, "None", "{name}: sideEffects");
+    let timeout = w.timeout_seconds.expect("timeoutSeconds is set");
+    assert!(
+        timeout <= MAX_TIMEOUT_SECONDS,
+        "{name}: timeoutSeconds {timeout}"
+    );
+    assert!(
+        policy.xnat.budget < Duration::from_secs(timeout as u64),
+        "the policy's xnat.budget {:?} fits in timeoutSeconds {timeout}",
+        policy.xnat.budget
+    );
+    assert_eq!(w.reinvocation_policy.as_deref(), Some("IfNeeded"), "{name}");
+    assert_eq!(
+        w.failure_policy.as_deref(),
+        Some("Ignore"),
+        "{name}: failurePolicy is the documented Ignore (change this test together with the \
+         comment in deploy/mutatingwebhookconfiguration.yaml)"
+    );
+
+    assert!(
+        w.client_config.url.is_none(),
+        "{name}: called through the Service"
+    );
+    let target = w
+        .client_config
+        .service
+        .clone()
+        .expect("clientConfig.service");
+    assert_eq!(Some(&target.name), service.metadata.name.as_ref(), "{name}");
+    assert_eq!(Some(&target.namespace), service.metadata.namespace.as_ref());
+    assert_eq!(target.path.as_deref(), Some("/mutate"), "{name}");
+    assert_eq!(target.port, Some(443), "{name}");
+    (config, w)
+}
+
+fn dns_names(service: &Service) -> [String; 2] {
+    let name = service.metadata.name.clone().expect("Service name");
+    let namespace = service
+        .metadata
+        .namespace
+        .clone()
+        .expect("Service namespace");
+    [
+        format!("{name}.{namespace}.svc"),
+        format!("{name}.{namespace}.svc.cluster.local"),
+    ]
+}
+
+// ---------------------------------------------------------------------------------------------
+// openssl, for what the certs-script overlay carries
+
+fn openssl(args: &[&str], input_files: &[(&Path, &[u8])]) -> String {
+    for (path, bytes) in input_files {
+        std::fs::write(path, bytes)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    }
+    let output = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("cannot run openssl");
+    assert!(
+        output.status.success(),
+        "openssl {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn pem_certificates(bundle: &[u8]) -> usize {
+    String::from_utf8_lossy(bundle)
+        .matches("-----BEGIN CERTIFICATE-----")
+        .count()
+}
+
+fn ca_bundle(webhook: &MutatingWebhook) -> Vec<u8> {
+    let ByteString(bytes) = webhook
+        .client_config
+        .ca_bundle
+        .clone()
+        .unwrap_or_else(|| panic!("{}: clientConfig.caBundle is set", webhook.name));
+    bytes
+}
+
+// ---------------------------------------------------------------------------------------------
+// The tests
+
+#[test]
+fn base_renders_and_keeps_its_promises() {
+    let r = kustomize(&repo().join("deploy"));
+    let checked = check_common(&r);
+    assert!(
+        checked.webhook.client_config.ca_bundle.is_none(),
+        "the base has no caBundle: the overlays provide it"
+    );
+    assert!(
+        r.of_kind("Secret").is_empty(),
+        "the base renders no Secret: the XNAT credentials are created by hand (never overwritten \
+         by `kubectl apply -k`) and the TLS Secret comes from an overlay"
+    );
+}
+
+#[test]
+fn cert_manager_overlay_issues_and_injects_the_serving_certificate() {
+    let site = Site::new();
+    let r = site.render("cert-manager");
+    let checked = check_common(&r);
+
+    let certificates = r.of_kind("Certificate");
+    let serving = certificates
+        .iter()
+        .find(|c| c["spec"]["secretName"].as_str() == Some(checked.tls_secret.as_str()))
+        .unwrap_or_else(|| {
+            panic!(
+                "a Certificate writes the Secret {} the Deployment mounts",
+                checked.tls_secret
+            )
+        });
+    let certificate = serving["metadata"]["name"]
+        .as_str()
+        .expect("Certificate name");
+    assert_eq!(
+        serving["metadata"]["namespace"].as_str(),
+        Some(checked.namespace.as_str())
+    );
+    let names: Vec<&str> = serving["spec"]["dnsNames"]
+        .as_array()
+        .expect("Certificate dnsNames")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for name in dns_names(&checked.service) {
+        assert!(
+            names.contains(&name.as_str()),
+            "the serving certificate names {name}: {names:?}"
+        );
+    }
+    assert!(serving["spec"]["isCA"].as_bool() != Some(true));
+
+    // Its issuer is a CA issuer whose CA is another Certificate, issued by a self-signed issuer.
+    let issuer_name = serving["spec"]["issuerRef"]["name"]
+        .as_str()
+        .expect("issuerRef.name");
+    let kind = serving["spec"]["issuerRef"]["kind"]
+        .as_str()
+        .unwrap_or("Issuer");
+    assert_eq!(kind, "Issuer", "a namespaced Issuer, not a ClusterIssuer");
+    let issuer = r.named("Issuer", issuer_name);
+    let ca_secret = issuer["spec"]["ca"]["secretName"]
+        .as_str()
+        .expect("the serving issuer is a CA issuer");
+    let ca = certificates
+        .iter()
+        .find(|c| c["spec"]["secretName"].as_str() == Some(ca_secret))
+        .unwrap_or_else(|| panic!("a Certificate makes the CA Secret {ca_secret}"));
+    assert_eq!(ca["spec"]["isCA"].as_bool(), Some(true), "the CA is a CA");
+    assert_eq!(
+        ca["spec"]["privateKey"]["rotationPolicy"].as_str(),
+        Some("Never"),
+        "a renewed CA keeps its key, so certificates it signed before still verify"
+    );
+    let root = r.named(
+        "Issuer",
+        ca["spec"]["issuerRef"]["name"]
+            .as_str()
+            .expect("CA issuerRef"),
+    );
+    assert!(root["spec"]["selfSigned"].is_object(), "a self-signed root");
+
+    let annotation = checked
+        .webhook_config
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("cert-manager.io/inject-ca-from"))
+        .expect("the cert-manager.io/inject-ca-from annotation");
+    assert_eq!(
+        annotation,
+        &format!("{}/{certificate}", checked.namespace),
+        "the CA injector reads the serving Certificate"
+    );
+}
+
+#[test]
+fn certs_script_overlay_carries_the_secret_and_the_ca_bundle() {
+    let site = Site::new();
+    site.webhook_certs(&[]);
+    let r = site.render("certs-script");
+    let checked = check_common(&r);
+
+    let secret: Secret = r.one("Secret");
+    assert_eq!(
+        secret.metadata.name.as_deref(),
+        Some(checked.tls_secret.as_str())
+    );
+    assert_eq!(
+        secret.metadata.namespace.as_deref(),
+        Some(checked.namespace.as_str())
+    );
+    assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/tls"));
+    let data = secret.data.expect("Secret data");
+    let get = |key: &str| {
+        data.get(key)
+            .unwrap_or_else(|| panic!("the TLS Secret has {key}"))
+            .0
+            .clone()
+    };
+    let (certificate, key) = (get("tls.crt"), get("tls.key"));
+    assert!(String::from_utf8_lossy(&key).contains("PRIVATE KEY"));
+
+    let bundle = ca_bundle(&checked.webhook);
+    assert_eq!(pem_certificates(&bundle), 1, "caBundle: the CA");
+    let generated_ca = site.read("certs/ca.crt");
+    assert_eq!(
+        String::from_utf8_lossy(&bundle),
+        generated_ca,
+        "caBundle is the generated CA"
+    );
+    let bundle_file = site.read("deploy/overlays/certs-script/generated/caBundle");
+    let ByteString(from_file) =
+        serde_json::from_value(Value::String(bundle_file.trim().to_string()))
+            .expect("generated/caBundle is base64");
+    assert_eq!(from_file, bundle, "generated/caBundle is the patched value");
+
+    // The certificate is for the Service's names and verifies against the caBundle.
+    let dir = site.tmp.path();
+    let (crt, ca) = (dir.join("served.crt"), dir.join("bundle.pem"));
+    let crt_path = crt.to_str().expect("utf-8 temp path");
+    let ca_path = ca.to_str().expect("utf-8 temp path");
+    let text = openssl(
+        &[
+            "x509",
+            "-noout",
+            "-ext",
+            "subjectAltName,extendedKeyUsage",
+            "-in",
+            crt_path,
+        ],
+        &[(&crt, &certificate)],
+    );
+    for name in dns_names(&checked.service) {
+        assert!(
+            text.contains(&format!("DNS:{name}")),
+            "the certificate names {name}: {text}"
+        );
+    }
+    assert!(text.contains("TLS Web Server Authentication"), "{text}");
+    openssl(&["verify", "-CAfile", ca_path, crt_path], &[(&ca, &bundle)]);
+}
+
+/// --renew keeps the caBundle; --new-ca trusts old and new CA until --drop-old-ca; every served
+/// certificate verifies against the caBundle applied with it.
+#[test]
+fn certs_script_rotation_never_breaks_trust() {
+    let site = Site::new();
+    let state = |site: &Site| {
+        let r = site.render("certs-script");
+        let checked = check_common(&r);
+        let secret: Secret = r.one("Secret");
+        let crt = secret.data.expect("data")["tls.crt"].0.clone();
+        (ca_bundle(&checked.webhook), crt)
+    };
+    let verify = |site: &Site, bundle: &[u8], crt: &[u8]| {
+        let dir = site.tmp.path();
+        let (b, c) = (dir.join("bundle.pem"), dir.join("served.crt"));
+        openssl(
+            &[
+                "verify",
+                "-CAfile",
+                b.to_str().expect("utf-8 temp path"),
+                c.to_str().expect("utf-8 temp path"),
+            ],
+            &[(&b, bundle), (&c, crt)],
+        );
+    };
+
+    site.webhook_certs(&[]);
+    let (bundle1, crt1) = state(&site);
+
+    // Running again keeps everything.
+    site.webhook_certs(&[]);
+    assert_eq!(state(&site), (bundle1.clone(), crt1.clone()), "idempotent");
+
+    site.webhook_certs(&["--renew"]);
+    let (bundle2, crt2) = state(&site);
+    assert_eq!(bundle2, bundle1, "--renew keeps the caBundle");
+    assert_ne!(crt2, crt1, "--renew issues a new certificate");
+    verify(&site, &bundle2, &crt2);
+
+    site.webhook_certs(&["--new-ca"]);
+    let (bundle3, crt3) = state(&site);
+    assert_eq!(pem_certificates(&bundle3), 2, "new and previous CA");
+    verify(&site, &bundle3, &crt2); // what the pods serve until kubelet swaps the Secret
+    verify(&site, &bundle3, &crt3); // and after
+
+    site.webhook_certs(&["--drop-old-ca"]);
+    let (bundle4, crt4) = state(&site);
+    assert_eq!(pem_certificates(&bundle4), 1, "only the new CA");
+    assert_eq!(crt4, crt3, "--drop-old-ca keeps the certificate");
+    verify(&site, &bundle4, &crt4);
+}

@@ -19,6 +19,7 @@ pub mod serve;
 pub mod server;
 pub mod telemetry;
 pub mod tls;
+pub mod tools;
 pub mod watch;
 pub mod xnat;
 pub mod xnat_standin;

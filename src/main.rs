@@ -9,6 +9,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use jupyter_xnat_webhook::serve::{self, ServeConfig};
 use jupyter_xnat_webhook::telemetry::{self, LogFormat};
+use jupyter_xnat_webhook::tools;
+use jupyter_xnat_webhook::xnat::CredentialSource;
 
 #[derive(Parser)]
 #[command(
@@ -33,6 +35,33 @@ struct Cli {
 enum Command {
     /// Serve the admission webhook over TLS (POST /mutate, GET /healthz, GET /readyz).
     Serve(ServeArgs),
+    /// Validate a policy file and print its effective values (defaults filled in).
+    CheckPolicy {
+        /// The policy YAML.
+        file: PathBuf,
+    },
+    /// Run an AdmissionReview (stdin) through the webhook's decision code, offline, and print
+    /// the AdmissionResponse, the decoded patch and the pod after it.
+    Review(ReviewArgs),
+    /// Print the policy's JSON Schema (also kept in deploy/policy.schema.json).
+    PolicySchema,
+}
+
+#[derive(clap::Args)]
+struct ReviewArgs {
+    /// The policy YAML to try.
+    #[arg(long)]
+    policy: PathBuf,
+    /// Ask a real XNAT (with --xnat-credentials) instead of a fixed access table.
+    #[arg(long, requires = "xnat_credentials", conflicts_with = "access")]
+    xnat_url: Option<String>,
+    /// XNAT service credentials (a file `username:password` or a Secret directory).
+    #[arg(long, requires = "xnat_url")]
+    xnat_credentials: Option<PathBuf>,
+    /// What a user may read: USER=PROJ[:role],PROJ… (repeatable). Users not listed are unknown
+    /// to XNAT.
+    #[arg(long)]
+    access: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -80,8 +109,15 @@ fn parse_listen(s: &str) -> Result<Option<SocketAddr>, String> {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+async fn main() {
+    if let Err(e) = run(Cli::parse()).await {
+        // One readable line (with its causes), not a Debug dump.
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     telemetry::init(cli.log_format);
     match cli.command {
         Command::Serve(a) => {
@@ -102,6 +138,30 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!(addr = %bound.local_addr()?, metrics = ?bound.metrics_addr(),
                 "serving admission reviews over TLS");
             bound.serve(serve::shutdown_signal(), config.drain).await;
+            Ok(())
+        }
+        Command::CheckPolicy { file } => {
+            let yaml = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let effective = tools::check_policy(&yaml)
+                .with_context(|| format!("{} is not a valid policy", file.display()))?;
+            print!("{effective}");
+            Ok(())
+        }
+        Command::PolicySchema => {
+            print!("{}", tools::policy_schema());
+            Ok(())
+        }
+        Command::Review(a) => {
+            let policy = serve::load_policy(&a.policy, a.xnat_url.as_deref())?;
+            let access = match a.xnat_credentials {
+                Some(path) => tools::ReviewAccess::Xnat(CredentialSource::File(path)),
+                None => tools::ReviewAccess::Table(tools::access_table(&a.access, &policy)?),
+            };
+            let mut body = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut body)
+                .context("cannot read the AdmissionReview from stdin")?;
+            print!("{}", tools::review(policy, access, &body).await?);
             Ok(())
         }
     }

@@ -4,9 +4,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct PolicyFile {
     /// `enforce` (mutate) or `audit` (dry run: say what would change, change nothing).
@@ -24,7 +25,7 @@ pub struct PolicyFile {
     pub rules: Vec<RuleFile>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct PodsFile {
     /// Labels a pod must carry (all of them) to be a notebook pod.
@@ -51,7 +52,7 @@ impl Default for PodsFile {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct IdentityFile {
     /// A pod annotation (set by the hub, e.g. from auth_state via KubeSpawner's
@@ -62,10 +63,11 @@ pub struct IdentityFile {
     /// Steps from the JupyterHub username to the XNAT username, in order. Written as
     /// `- lowercase` or `- regex: {…}` (a one-key map), not as YAML tags.
     #[serde(with = "serde_yaml_ng::with::singleton_map_recursive")]
+    #[schemars(with = "Vec<MappingStepFile>")]
     pub mapping: Vec<MappingStepFile>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub enum MappingStepFile {
     Lowercase,
@@ -79,7 +81,7 @@ pub enum MappingStepFile {
     },
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum OnError {
     /// Admit the pod without project mounts, with a warning.
@@ -90,7 +92,7 @@ pub enum OnError {
     Deny,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum ProjectSource {
     /// `GET /xapi/users/{user}/groups` (the user themself or an admin may call it).
@@ -99,7 +101,7 @@ pub enum ProjectSource {
     Access,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct XnatFile {
     /// XNAT base URL, context path included (`http://xnat-web.xnat.svc/xnat`).
@@ -111,10 +113,12 @@ pub struct XnatFile {
     pub project_source: ProjectSource,
     /// Timeout of one XNAT request, connect included.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub timeout: Duration,
     /// All the time one admission may spend on XNAT: queueing, login, retries. Must stay well
     /// under the webhook's own timeout (10s in deploy/).
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub budget: Duration,
     /// How many XNAT requests may be in flight at once; more wait in a queue.
     pub max_concurrent_requests: usize,
@@ -122,18 +126,23 @@ pub struct XnatFile {
     pub retries: u32,
     /// First backoff between tries (doubled each time, with jitter).
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub retry_backoff: Duration,
     /// How long a user's project list is reused.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub cache_ttl: Duration,
     /// How long "XNAT has no such user" (404) is reused.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub negative_cache_ttl: Duration,
     /// With `onError: staleThenAllow`, the oldest cached answer that may stand in for XNAT.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub stale_if_error: Duration,
     /// When set, a cached answer older than this is served and refreshed in the background.
     #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
     pub refresh_ahead: Option<Duration>,
     /// How many users' project lists are kept.
     pub cache_capacity: u64,
@@ -170,7 +179,7 @@ impl Default for XnatFile {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct StorageFile {
     /// Name of the pod volume that refers to the shared claim.
@@ -206,7 +215,7 @@ impl Default for StorageFile {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MountFile {
     pub sub_path: String,
@@ -214,7 +223,7 @@ pub struct MountFile {
 }
 
 /// Env var name → value template.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(transparent)]
 pub struct EnvFile(pub BTreeMap<String, String>);
 
@@ -228,7 +237,7 @@ impl Default for EnvFile {
     }
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum ResourceMode {
     /// Fill in only what the pod does not set: the hub's own settings win.
@@ -237,7 +246,7 @@ pub enum ResourceMode {
     Override,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct ResourcesFile {
     pub mode: ResourceMode,
@@ -286,7 +295,7 @@ impl<'de> Deserialize<'de> for QuantityText {
 }
 
 /// Extra env, mounts and resources for users who hold given roles in given projects.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RuleFile {
     /// Shown in logs and errors.
@@ -301,7 +310,7 @@ pub struct RuleFile {
     pub resources: RuleResourcesFile,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RuleMatchFile {
     /// Project ids; `*` for any project.
@@ -311,7 +320,7 @@ pub struct RuleMatchFile {
     pub roles: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RuleMountFile {
     pub sub_path: String,
@@ -324,14 +333,14 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct RuleResourcesFile {
     pub requests: BTreeMap<String, QuantityText>,
     pub limits: BTreeMap<String, QuantityText>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum Mode {
     /// Mutate pods.
@@ -341,7 +350,7 @@ pub enum Mode {
     Audit,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct UserOptionsFile {
     /// Read the plugin's stored launch context and, when there is one, mount what it says.
@@ -376,7 +385,7 @@ impl Default for UserOptionsFile {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PathMappingFile {
     /// XNAT-side prefix (a mount's `source` must be this path or below it).
@@ -387,11 +396,24 @@ pub struct PathMappingFile {
     pub scope: MountScope,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum MountScope {
     /// A project id the user can read; always mounted read-only.
     Project,
     /// The user's own XNAT username.
     User,
+}
+
+impl JsonSchema for QuantityText {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Quantity".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A Kubernetes quantity: 500m, 2, 1Gi, 512Mi, 1e3",
+            "anyOf": [{"type": "string"}, {"type": "number", "minimum": 0}]
+        })
+    }
 }

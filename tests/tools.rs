@@ -1,0 +1,142 @@
+//! The admin tools, run as the real binary: `review` golden outputs on the KubeSpawner fixtures,
+//! `check-policy` on good and bad files, and the published JSON Schema being current.
+//! `UPDATE_GOLDEN=1 cargo test --test tools` rewrites the golden files after a deliberate change.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_jupyter-xnat-webhook");
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn run(args: &[&str], stdin: Option<&Path>) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .current_dir(root())
+        .env_remove("RUST_BACKTRACE");
+    cmd.stdin(match stdin {
+        Some(p) => Stdio::from(std::fs::File::open(root().join(p)).unwrap()),
+        None => Stdio::null(),
+    });
+    cmd.output().unwrap()
+}
+
+/// Compares `actual` with the golden file, or rewrites it under UPDATE_GOLDEN.
+fn golden(name: &str, actual: &str) {
+    let path = root().join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("{name} is missing; run with UPDATE_GOLDEN=1"));
+    assert!(
+        expected == actual,
+        "{name} differs from the output; if the change is intended, run UPDATE_GOLDEN=1 cargo test --test tools\n--- got:\n{actual}"
+    );
+}
+
+const ACCESS: [&str; 4] = [
+    "alice=ALPHA,BETA",
+    "Bob.Smith@uni.edu.au=GAMMA:collaborator",
+    "carol=GPU_LAB:member,ALPHA",
+    "erin=BETA:owner",
+];
+
+#[test]
+fn review_prints_the_response_the_patch_and_the_patched_pod() {
+    for fixture in [
+        "alice-default",
+        "email-username",
+        "named-server",
+        "with-limits",
+    ] {
+        let mut args = vec!["review", "--policy", "deploy/policy.yaml"];
+        for a in ACCESS {
+            args.extend(["--access", a]);
+        }
+        let input = format!("tests/fixtures/kubespawner-7.1/{fixture}.json");
+        let out = run(&args, Some(Path::new(&input)));
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            out.status.success(),
+            "{fixture}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains("# Pod after the patch"), "{fixture}");
+        golden(&format!("tests/golden/review-{fixture}.txt"), &stdout);
+    }
+}
+
+#[test]
+fn review_of_a_pod_it_does_not_touch_says_so() {
+    let out = run(
+        &["review", "--policy", "deploy/policy.yaml"],
+        Some(Path::new(
+            "tests/fixtures/kubespawner-7.1/alice-default.json",
+        )),
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success());
+    // alice is not in the (empty) access table: unknown to XNAT, workspace only.
+    assert!(stdout.contains("XNAT has no user"), "{stdout}");
+    assert!(!stdout.contains("/data/projects/"), "{stdout}");
+}
+
+#[test]
+fn check_policy_prints_effective_values_or_names_the_field() {
+    let out = run(&["check-policy", "deploy/policy.yaml"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let effective = String::from_utf8(out.stdout).unwrap();
+    // Defaults appear even where the file says nothing.
+    assert!(effective.contains("maxProjectMounts: 100"), "{effective}");
+    assert!(effective.contains("rules: []"), "{effective}");
+    // The printed values are themselves a valid policy that means the same.
+    let again = jupyter_xnat_webhook::tools::check_policy(&effective).unwrap();
+    assert_eq!(again, effective);
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "storage:\n  projects: {subPath: 'a/{proj}', mountPath: '/p/{project}'}\n",
+    )
+    .unwrap();
+    let out = run(&["check-policy", bad.to_str().unwrap()], None);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("storage.projects.subPath"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one readable line: {stderr}");
+}
+
+#[test]
+fn the_published_json_schema_is_current() {
+    let out = run(&["policy-schema"], None);
+    assert!(out.status.success());
+    let schema = String::from_utf8(out.stdout).unwrap();
+    let parsed: serde_json::Value = serde_json::from_str(&schema).unwrap();
+    assert_eq!(parsed["title"], "PolicyFile");
+    for key in [
+        "pods",
+        "identity",
+        "xnat",
+        "storage",
+        "env",
+        "resources",
+        "userOptions",
+        "rules",
+        "mode",
+    ] {
+        assert!(
+            parsed["properties"].get(key).is_some(),
+            "schema lacks {key}"
+        );
+    }
+    golden("deploy/policy.schema.json", &schema);
+}

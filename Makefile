@@ -4,23 +4,30 @@ CARGO        ?= cargo
 DEV          := certs/dev
 WEBHOOK_PORT ?= 8443
 XNAT_PORT    ?= 8090
+METRICS_PORT ?= 9090
 CARGO_TARGET_DIR ?= target
 BIN          := $(CARGO_TARGET_DIR)/debug
 
-.PHONY: help run test lint fmt fmt-check unit smoke bench dev-certs clean
+.PHONY: help run test lint fmt fmt-check unit smoke bench dev-certs clean image schema golden \
+        deploy-certs deploy-render
+
+OVERLAY ?= cert-manager
+IMAGE   ?= jupyter-xnat-webhook:0.1.0
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 # The newcomer path: a dev CA + certificate for localhost (generated once into certs/dev/, never
 # committed), dev XNAT credentials, the XNAT stand-in with demo users on 127.0.0.1:$(XNAT_PORT), and
-# the webhook on https://localhost:$(WEBHOOK_PORT) with the sample policy deploy/policy.yaml.
+# the webhook on https://localhost:$(WEBHOOK_PORT) (metrics on http://127.0.0.1:$(METRICS_PORT)/metrics)
+# with the sample policy deploy/policy.yaml.
 run: dev-certs ## Run the webhook locally against the XNAT stand-in (Ctrl-C stops both)
 	$(CARGO) build --bins
 	@$(BIN)/xnat-standin --listen 127.0.0.1:$(XNAT_PORT) --credentials $(DEV)/xnat-credentials & \
 	  standin=$$!; trap 'kill $$standin 2>/dev/null' EXIT INT TERM; \
 	  $(BIN)/jupyter-xnat-webhook serve \
 	    --listen 127.0.0.1:$(WEBHOOK_PORT) \
+	    --metrics-listen 127.0.0.1:$(METRICS_PORT) \
 	    --tls-cert $(DEV)/tls.crt --tls-key $(DEV)/tls.key \
 	    --policy deploy/policy.yaml \
 	    --xnat-credentials $(DEV)/xnat-credentials \
@@ -62,6 +69,30 @@ smoke: ## Start `make run` on spare ports and run the README's curl against it
 
 bench: ## Admission latency and throughput, release build (see README "Performance")
 	$(CARGO) bench --bench admission
+
+schema: ## Regenerate deploy/policy.schema.json from the policy types
+	$(CARGO) run --quiet --bin jupyter-xnat-webhook -- policy-schema > deploy/policy.schema.json
+
+golden: ## Rewrite the golden outputs of `review` and the schema after a deliberate change
+	UPDATE_GOLDEN=1 $(CARGO) test --test tools
+
+image: ## Build the container image (needs a Docker engine)
+	docker build -f deploy/Dockerfile -t $(IMAGE) .
+
+# Webhook CA + serving certificate for the certs-script overlay, with openssl only. Writes the TLS
+# Secret manifest and the caBundle patch into deploy/overlays/certs-script/generated/ (gitignored);
+# the CA stays in certs/out/ (back it up). CERTS_ARGS=--renew | --new-ca | --drop-old-ca rotate.
+deploy-certs: ## Certificates for deploy/overlays/certs-script (CERTS_ARGS=--renew, --new-ca, --drop-old-ca)
+	certs/webhook-certs.sh $(CERTS_ARGS)
+
+# The overlays are kustomize Components (kustomize cannot build an overlay inside its base), so
+# this renders them the way a site kustomization outside the checkout uses them.
+deploy-render: ## Print deploy/ with OVERLAY=cert-manager or certs-script, as a site kustomization uses it
+	@site=$$(mktemp -d); trap 'rm -rf "$$site"' EXIT; \
+	  printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [%s]\ncomponents: [%s]\n' \
+	    "$$(realpath --relative-to="$$site" deploy)" \
+	    "$$(realpath --relative-to="$$site" deploy/overlays/$(OVERLAY))" > "$$site/kustomization.yaml"; \
+	  kubectl kustomize "$$site"
 
 clean: ## Remove build output and the generated dev certificates
 	$(CARGO) clean

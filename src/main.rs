@@ -93,18 +93,28 @@ struct ServeArgs {
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
     drain_timeout: Duration,
     /// Address and port for plain-HTTP /metrics (Prometheus text); `off` for none.
-    #[arg(long, env = "METRICS_LISTEN", default_value = "0.0.0.0:9090", value_parser = parse_listen)]
-    metrics_listen: Option<SocketAddr>,
+    #[arg(long, env = "METRICS_LISTEN", default_value = "0.0.0.0:9090")]
+    metrics_listen: OptionalAddr,
     /// How often the policy and certificate files are re-checked besides file events.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     reload_interval: Duration,
 }
 
-fn parse_listen(s: &str) -> Result<Option<SocketAddr>, String> {
-    if s == "off" {
-        Ok(None)
-    } else {
-        s.parse().map(Some).map_err(|e| format!("{s:?}: {e}"))
+/// An address, or `off`.
+#[derive(Clone)]
+struct OptionalAddr(Option<SocketAddr>);
+
+impl std::str::FromStr for OptionalAddr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "off" {
+            Ok(Self(None))
+        } else {
+            s.parse()
+                .map(|a| Self(Some(a)))
+                .map_err(|e| format!("{s:?}: {e} (or `off`)"))
+        }
     }
 }
 
@@ -129,7 +139,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 xnat_credentials: a.xnat_credentials,
                 xnat_url: a.xnat_url,
                 drain: a.drain_timeout,
-                metrics_listen: a.metrics_listen,
+                metrics_listen: a.metrics_listen.0,
                 reload_interval: a.reload_interval,
             };
             let bound = serve::bind(&config)

@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 
 wport=${SMOKE_WEBHOOK_PORT:-18443}
 xport=${SMOKE_XNAT_PORT:-18090}
+mport=${SMOKE_METRICS_PORT:-19090}
 log=$(mktemp)
-setsid make run WEBHOOK_PORT="$wport" XNAT_PORT="$xport" >"$log" 2>&1 &
+setsid make run WEBHOOK_PORT="$wport" XNAT_PORT="$xport" METRICS_PORT="$mport" >"$log" 2>&1 &
 pid=$!
 cleanup() { kill -TERM -- "-$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -f "$log"; }
 trap cleanup EXIT
@@ -36,4 +37,6 @@ expect() {
 expect '[.[] | select(.path | endswith("/volumeMounts/-")) | .value | select(.subPath == "archive/ALPHA" and .readOnly == true)] | length == 1' "a read-only ALPHA mount"
 expect '[.[] | select(.path | endswith("/volumeMounts/-")) | .value | select(.subPath == "archive/BETA" and .readOnly == true)] | length == 1' "a read-only BETA mount"
 expect '[.[] | select(.path | endswith("/env/-")) | .value | select(.name == "XNAT_PROJECTS" and .value == "ALPHA,BETA")] | length == 1' "XNAT_PROJECTS=ALPHA,BETA"
+curl -fsS "http://127.0.0.1:$mport/metrics" | grep -q 'xnat_webhook_admissions_total{outcome="mutated"' \
+  || { echo "smoke: the review did not show in /metrics"; exit 1; }
 echo "smoke: make run + README curl OK"

@@ -140,3 +140,40 @@ fn the_published_json_schema_is_current() {
     }
     golden("deploy/policy.schema.json", &schema);
 }
+
+#[test]
+fn serve_with_a_bad_start_says_why_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.yaml");
+    for (args, needle) in [
+        (
+            vec![
+                "serve",
+                "--metrics-listen",
+                "off",
+                "--policy",
+                missing.to_str().unwrap(),
+            ],
+            "nope.yaml",
+        ),
+        (
+            vec![
+                "serve",
+                "--metrics-listen",
+                "127.0.0.1:0",
+                "--policy",
+                missing.to_str().unwrap(),
+            ],
+            "nope.yaml",
+        ),
+        (vec!["serve", "--metrics-listen", "nowhere"], "nowhere"),
+    ] {
+        let out = run(&args, None);
+        assert!(!out.status.success(), "{args:?}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            stderr.contains(needle) && !stderr.contains("panicked"),
+            "{args:?}: {stderr}"
+        );
+    }
+}

@@ -291,8 +291,14 @@ impl Standin {
             )
                 .into_response()),
             Fault::Oversized => {
-                let many: Vec<String> = (0..200_000).map(|i| format!("P{i:08}_member")).collect();
-                Err(axum::Json(many).into_response())
+                // Built once: a fault must not be slow to produce, or it turns into a timeout.
+                static BODY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+                let body = BODY.get_or_init(|| {
+                    let many: Vec<String> =
+                        (0..200_000).map(|i| format!("P{i:08}_member")).collect();
+                    serde_json::to_string(&many).unwrap_or_default()
+                });
+                Err(([(header::CONTENT_TYPE, "application/json")], body.as_str()).into_response())
             }
         }
     }

@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
-use jupyter_xnat_webhook::xnat_standin::Standin;
 use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
 
 /// The DER of the certificate the server presents to a new connection.
@@ -39,18 +38,10 @@ async fn a_renewed_certificate_is_served_without_a_failed_request() {
     let (cert3, key3, der3) = ca.issue();
     let secret = KubeletDir::new(&[("tls.crt", cert1.as_bytes()), ("tls.key", key1.as_bytes())]);
 
-    let xnat = Standin::demo(SVC_USER, SVC_PASSWORD);
-    let (url, _t) = xnat
-        .spawn("127.0.0.1:0".parse().unwrap(), "/xnat")
-        .await
-        .unwrap();
     let certs = make_certs();
-    let (policy, creds) = (
-        certs.dir.path().join("policy.yaml"),
-        certs.dir.path().join("creds"),
-    );
+    let (xnat, url, creds) = standin_with_credentials(certs.dir.path()).await;
+    let policy = certs.dir.path().join("policy.yaml");
     std::fs::write(&policy, "").unwrap();
-    std::fs::write(&creds, format!("{SVC_USER}:{SVC_PASSWORD}\n")).unwrap();
     let h = Harness::start_files(
         xnat,
         url,

@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
-use jupyter_xnat_webhook::xnat_standin::Standin;
 use serde_json::Value;
 
 /// (claim, WHICH env) of a response: which policy produced it.
@@ -43,14 +42,8 @@ async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
 
 #[tokio::test]
 async fn the_policy_reloads_atomically_under_load_and_bad_versions_are_rejected() {
-    let xnat = Standin::demo(SVC_USER, SVC_PASSWORD);
-    let (url, _t) = xnat
-        .spawn("127.0.0.1:0".parse().unwrap(), "/xnat")
-        .await
-        .unwrap();
     let certs = make_certs();
-    let creds = certs.dir.path().join("creds");
-    std::fs::write(&creds, format!("{SVC_USER}:{SVC_PASSWORD}\n")).unwrap();
+    let (xnat, url, creds) = standin_with_credentials(certs.dir.path()).await;
     let config_map = KubeletDir::new(&[("policy.yaml", policy("a").as_bytes())]);
     let (cert, key) = (certs.cert.clone(), certs.key.clone());
     let h = Arc::new(

@@ -4,14 +4,7 @@
 mod common;
 
 use common::*;
-use serde_json::{Value, json};
-
-fn review_for(user: &str) -> Value {
-    let mut review = fixture("alice-default");
-    review["request"]["object"]["metadata"]["annotations"]["hub.jupyter.org/username"] =
-        json!(user);
-    review
-}
+use serde_json::json;
 
 const RULES: &str = r#"
 rules:
@@ -100,10 +93,7 @@ async fn never_mounted_projects_and_the_cap_are_named_in_warnings() {
     );
     let review = review_for("alice");
     let response = h.review(&review).await;
-    let paths: Vec<String> = mounts_of(&patched_pod(&review, &response), "xnat-data")
-        .into_iter()
-        .map(|m| m.0)
-        .collect();
+    let paths = project_paths(&review, &response);
     assert_eq!(
         paths,
         [

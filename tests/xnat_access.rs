@@ -11,20 +11,6 @@ use jupyter_xnat_webhook::xnat_standin::{Fault, SessionRejection, Standin};
 use serde_json::{Value, json};
 use std::sync::atomic::Ordering;
 
-fn review_for(user: &str) -> Value {
-    let mut review = fixture("alice-default");
-    review["request"]["object"]["metadata"]["annotations"]["hub.jupyter.org/username"] =
-        json!(user);
-    review
-}
-
-fn project_paths(review: &Value, response: &Value) -> Vec<String> {
-    mounts_of(&patched_pod(review, response), "xnat-data")
-        .into_iter()
-        .map(|m| m.0)
-        .collect()
-}
-
 #[tokio::test]
 async fn a_spawn_storm_costs_one_request_per_user_and_one_login() {
     let h = Harness::start("xnat:\n  maxConcurrentRequests: 8\n").await;
@@ -384,10 +370,7 @@ async fn a_trusted_plugin_may_mount_beyond_the_project_list() {
     h.xnat.set_user_options("alice", "", launch_options());
     let review = review_for("alice");
     let response = h.review(&review).await;
-    let paths: Vec<String> = mounts_of(&patched_pod(&review, &response), "xnat-data")
-        .into_iter()
-        .map(|m| m.0)
-        .collect();
+    let paths = project_paths(&review, &response);
     assert_eq!(
         paths,
         [

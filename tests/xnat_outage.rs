@@ -33,7 +33,7 @@ fn assert_started_without_projects(review: &Value, response: &Value, what: &str)
 
 #[tokio::test]
 async fn every_kind_of_xnat_failure_starts_the_pod_without_project_data() {
-    let h = Harness::start("xnat:\n  timeout: 300ms\n  retries: 2\n  retryBackoff: 10ms\n").await;
+    let h = Harness::start("xnat:\n  timeout: 1s\n  retries: 2\n  retryBackoff: 10ms\n").await;
     let review = fixture("alice-default");
     // (fault, name, XNAT calls one review makes: transient errors are retried twice, a rejected
     // session is retried once after a new login, the rest are final)
@@ -59,7 +59,7 @@ async fn every_kind_of_xnat_failure_starts_the_pod_without_project_data() {
     }
     // Slower than the XNAT timeout.
     h.xnat.set_fault(Fault::None);
-    h.xnat.set_latency(Duration::from_secs(2));
+    h.xnat.set_latency(Duration::from_millis(1500));
     let response = h.review(&review).await;
     assert_started_without_projects(&review, &response, "timeout");
     assert!(warnings(&response)[0].contains("did not answer within"));

@@ -221,33 +221,18 @@ impl XnatClient {
         deadline: Instant,
     ) -> Result<Option<T>, XnatError> {
         check_username(xnat_user)?;
-        if server_name.is_empty() {
-            let path = [
-                "xapi",
-                "jupyterhub",
-                "users",
-                xnat_user,
-                "server",
-                "user-options",
-            ];
-            self.get_json("user_options", &path, deadline).await
-        } else {
+        // The default server has no name segment: `…/server/user-options`.
+        let mut path = vec!["xapi", "jupyterhub", "users", xnat_user, "server"];
+        if !server_name.is_empty() {
             if !is_safe_segment(server_name) {
                 return Err(XnatError::Request(format!(
                     "refusing to ask XNAT about server name {server_name:?}"
                 )));
             }
-            let path = [
-                "xapi",
-                "jupyterhub",
-                "users",
-                xnat_user,
-                "server",
-                server_name,
-                "user-options",
-            ];
-            self.get_json("user_options", &path, deadline).await
+            path.push(server_name);
         }
+        path.push("user-options");
+        self.get_json("user_options", &path, deadline).await
     }
 
     /// Ends the session (`DELETE /data/JSESSION`), on shutdown.

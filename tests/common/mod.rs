@@ -28,6 +28,34 @@ pub fn fixture(name: &str) -> Value {
     serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
 }
 
+/// The alice fixture, claimed for another JupyterHub user.
+pub fn review_for(user: &str) -> Value {
+    let mut review = fixture("alice-default");
+    review["request"]["object"]["metadata"]["annotations"]["hub.jupyter.org/username"] =
+        serde_json::json!(user);
+    review
+}
+
+/// The mount paths of the `xnat-data` volume in the pod after the response's patch.
+pub fn project_paths(review: &Value, response: &Value) -> Vec<String> {
+    mounts_of(&patched_pod(review, response), "xnat-data")
+        .into_iter()
+        .map(|m| m.0)
+        .collect()
+}
+
+/// A demo XNAT stand-in on loopback, and a credentials file for it in `dir`.
+pub async fn standin_with_credentials(dir: &Path) -> (Arc<Standin>, String, PathBuf) {
+    let xnat = Standin::demo(SVC_USER, SVC_PASSWORD);
+    let (url, _task) = xnat
+        .spawn("127.0.0.1:0".parse().unwrap(), "/xnat")
+        .await
+        .unwrap();
+    let creds = dir.join("xnat-credentials");
+    std::fs::write(&creds, format!("{SVC_USER}:{SVC_PASSWORD}\n")).unwrap();
+    (xnat, url, creds)
+}
+
 /// The pod inside a review.
 pub fn pod_of(review: &Value) -> Value {
     review["request"]["object"].clone()

@@ -178,7 +178,8 @@ async fn run() {
         lat.len()
     );
     println!(
-        "XNAT group calls during all of the above: {}",
-        xnat.group_calls()
+        "XNAT during all of the above: {} group calls, {} logins (one cache per admission state)",
+        xnat.group_calls(),
+        xnat.logins()
     );
 }

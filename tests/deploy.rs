@@ -1239,6 +1239,55 @@ fn certs_script_overlay_carries_the_secret_and_the_ca_bundle() {
     }
     assert!(text.contains("TLS Web Server Authentication"), "{text}");
     openssl(&["verify", "-CAfile", ca_path, crt_path], &[(&ca, &bundle)]);
+
+    // And the webhook itself serves that pair: a client that trusts only the caBundle and asks
+    // for the Service's name gets through, as the API server would.
+    let key_path = dir.join("served.key");
+    std::fs::write(&key_path, &key).expect("write the key");
+    std::fs::write(&crt, &certificate).expect("write the certificate");
+    let [service_name, _] = dns_names(&checked.service);
+    serves_with(&crt, &key_path, &bundle, &service_name);
+}
+
+/// Starts the real server with `cert`/`key` and checks `/healthz` over TLS as `name`, trusting
+/// only `ca_bundle`.
+fn serves_with(cert: &Path, key: &Path, ca_bundle: &[u8], name: &str) {
+    use jupyter_xnat_webhook::serve::{self, ServeConfig};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let creds = dir.path().join("creds");
+    std::fs::write(&creds, "svc:pw\n").expect("write creds");
+    let config = ServeConfig {
+        listen: "127.0.0.1:0".parse().expect("address"),
+        tls_cert: cert.to_owned(),
+        tls_key: key.to_owned(),
+        policy: repo().join("deploy/policy.yaml"),
+        xnat_credentials: creds,
+        xnat_url: Some("http://127.0.0.1:9/xnat".into()),
+        drain: Duration::from_secs(1),
+        metrics_listen: None,
+        reload_interval: Duration::from_secs(60),
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    runtime.block_on(async {
+        let bound = serve::bind(&config)
+            .await
+            .expect("the webhook starts with the generated pair");
+        let addr = bound.local_addr().expect("address");
+        tokio::spawn(bound.serve(std::future::pending(), Duration::from_secs(1)));
+        jupyter_xnat_webhook::install_crypto_provider();
+        let client = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(ca_bundle).expect("caBundle is PEM")])
+            .resolve(name, addr)
+            .build()
+            .expect("client");
+        let url = format!("https://{name}:{}/healthz", addr.port());
+        let response = client
+            .get(&url)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        assert_eq!(response.status(), 200, "{url}");
+    });
 }
 
 /// --renew keeps the caBundle; --new-ca trusts old and new CA until --drop-old-ca; every served

@@ -68,6 +68,8 @@ async fn an_expired_session_means_one_new_login() {
         let first = review_for("alice");
         h.review(&first).await;
         assert_eq!(h.xnat.logins(), 1);
+        // Sessions expire after minutes; one rejected right after its login counts as refused.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
         h.xnat.expire_sessions();
         let second = review_for("carol");
         let response = h.review(&second).await;
@@ -91,9 +93,50 @@ async fn an_expired_session_means_one_new_login() {
 }
 
 #[tokio::test]
+async fn refusals_do_not_turn_into_login_storms() {
+    // An endpoint that refuses a fresh session: no new login per review.
+    let h = Harness::start("xnat:\n  retries: 0\n").await;
+    h.review(&review_for("alice")).await;
+    h.xnat.set_fault(Fault::Status(401));
+    for user in ["bob", "carol", "erin", "dave"] {
+        let response = h.review(&review_for(user)).await;
+        assert!(
+            warnings(&response)
+                .iter()
+                .any(|w| w.contains("XNAT could not be asked"))
+        );
+    }
+    assert_eq!(h.xnat.logins(), 1);
+    h.stop().await;
+
+    // Wrong credentials: one refused login, then no more POSTs with the same credentials for a
+    // while, however many reviews arrive (XNAT locks accounts after repeated failures).
+    let xnat = Standin::demo(SVC_USER, SVC_PASSWORD);
+    let (url, _t) = xnat
+        .spawn("127.0.0.1:0".parse().unwrap(), "/xnat")
+        .await
+        .unwrap();
+    let h = Harness::start_with(xnat, url, "", "webhook-svc:wrong\n").await;
+    let reviews: Vec<Value> = (0..20)
+        .map(|i| review_for(&format!("student{i}")))
+        .collect();
+    futures::future::join_all(reviews.iter().map(|r| h.review(r))).await;
+    for r in &reviews[..5] {
+        h.review(r).await;
+    }
+    assert_eq!(
+        h.xnat.logins(),
+        1,
+        "refused credentials are not retried at once"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
 async fn rotated_credentials_on_disk_are_used_without_a_restart() {
     let h = Harness::start("").await;
     h.review(&review_for("alice")).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     // XNAT's side rotates (sessions end) and the Secret on disk is updated, as kubelet would.
     h.xnat.set_credentials(&[("webhook-svc", "rotated-pw")]);
     let creds = h.certs.dir.path().join("xnat-credentials");

@@ -35,13 +35,13 @@ fn assert_started_without_projects(review: &Value, response: &Value, what: &str)
 async fn every_kind_of_xnat_failure_starts_the_pod_without_project_data() {
     let h = Harness::start("xnat:\n  timeout: 1s\n  retries: 2\n  retryBackoff: 10ms\n").await;
     let review = fixture("alice-default");
-    // (fault, name, XNAT calls one review makes: transient errors are retried twice, a rejected
-    // session is retried once after a new login, the rest are final)
+    // (fault, name, XNAT calls one review makes: transient errors are retried twice; a session
+    // rejected seconds after its login is refused, not expired, so no new login; the rest are final)
     let faults = [
         (Fault::Status(500), "500", 3),
         (Fault::Status(503), "503", 3),
-        (Fault::Status(401), "401", 2),
-        (Fault::HtmlLogin, "HTML login page", 2),
+        (Fault::Status(401), "401", 1),
+        (Fault::HtmlLogin, "HTML login page", 1),
         (Fault::BadJson, "bad JSON", 1),
         (Fault::Oversized, "oversized", 1),
         (Fault::Status(403), "403", 1),

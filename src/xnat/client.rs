@@ -122,8 +122,11 @@ pub struct XnatClient {
     credentials: CredentialSource,
     settings: ClientSettings,
     slots: Semaphore,
-    session: ArcSwapOption<String>,
+    session: ArcSwapOption<Session>,
     login: Mutex<()>,
+    /// The last refused login, so a storm (or a rotation in progress) does not hammer XNAT with
+    /// bad credentials until its account lockout trips.
+    refused_login: std::sync::Mutex<Option<RefusedLogin>>,
 }
 
 /// One entry of `GET /xapi/access/{user}/projects`.
@@ -175,6 +178,7 @@ impl XnatClient {
             settings,
             session: ArcSwapOption::empty(),
             login: Mutex::new(()),
+            refused_login: std::sync::Mutex::new(None),
         })
     }
 
@@ -237,9 +241,10 @@ impl XnatClient {
 
     /// Ends the session (`DELETE /data/JSESSION`), on shutdown.
     pub async fn close(&self) {
-        let Some(id) = self.session.swap(None) else {
+        let Some(session) = self.session.swap(None) else {
             return;
         };
+        let id = &session.id;
         let url = self.url(&["data", "JSESSION"]);
         let started = std::time::Instant::now();
         let result = self
@@ -268,8 +273,7 @@ impl XnatClient {
         let mut tries = 0;
         let mut relogged = false;
         loop {
-            let session = self.session(deadline).await?;
-            let result = self.get_once(endpoint, &url, &session, deadline).await;
+            let (session, result) = self.get_once(endpoint, &url, deadline).await?;
             let err = match result {
                 Ok(Some(body)) if looks_like_html(&body) => Rejected::Session,
                 Ok(Some(body)) => {
@@ -282,7 +286,9 @@ impl XnatClient {
                 Err(Rejected::Other(e)) => Rejected::Other(e),
             };
             match err {
-                Rejected::Session if !relogged => {
+                // A session that is seconds old was not "expired": this endpoint refuses the
+                // service account. Logging in again would only pile up Tomcat sessions.
+                Rejected::Session if !relogged && session.born.elapsed() >= MIN_SESSION_AGE => {
                     // The session expired (or a proxy dropped it): log in again, once.
                     relogged = true;
                     self.session.compare_and_swap(&Some(session), None);
@@ -303,43 +309,54 @@ impl XnatClient {
         }
     }
 
-    /// One GET with the session cookie, inside a request slot.
+    /// One GET inside a request slot, with the session current once the slot is ours (a login,
+    /// when needed, happens in the same slot: queued requests never replay a dead session, and a
+    /// login never waits behind them).
     async fn get_once(
         &self,
         endpoint: &'static str,
         url: &Url,
-        session: &str,
         deadline: Instant,
-    ) -> Result<Option<Vec<u8>>, Rejected> {
-        let _slot = self.slot(deadline).await?;
-        let timeout = self.attempt_timeout(deadline)?;
-        let started = std::time::Instant::now();
-        let response = self
-            .http
-            .get(url.clone())
-            .header(reqwest::header::COOKIE, format!("JSESSIONID={session}"))
-            .header(reqwest::header::ACCEPT, "application/json")
-            .timeout(timeout)
-            .send()
-            .await;
-        record(endpoint, &response, started);
-        let response = response.map_err(|e| Rejected::Other(self.classify(e, timeout)))?;
-        match response.status() {
-            StatusCode::OK => {}
-            StatusCode::NOT_FOUND => return Ok(None),
-            StatusCode::UNAUTHORIZED => return Err(Rejected::Session),
-            StatusCode::FORBIDDEN => return Err(Rejected::Other(XnatError::Unauthorized(403))),
-            s => return Err(Rejected::Other(XnatError::Status(s.as_u16()))),
+    ) -> Result<(Arc<Session>, Result<Option<Vec<u8>>, Rejected>), XnatError> {
+        let _slot = self.slot(deadline).await.map_err(Rejected::into_error)?;
+        let session = self.session(deadline).await?;
+        let result = async {
+            let timeout = self.attempt_timeout(deadline)?;
+            let started = std::time::Instant::now();
+            let response = self
+                .http
+                .get(url.clone())
+                .header(
+                    reqwest::header::COOKIE,
+                    format!("JSESSIONID={}", session.id),
+                )
+                .header(reqwest::header::ACCEPT, "application/json")
+                .timeout(timeout)
+                .send()
+                .await;
+            record(endpoint, &response, started);
+            let response = response.map_err(|e| Rejected::Other(self.classify(e, timeout)))?;
+            match response.status() {
+                StatusCode::OK => {}
+                StatusCode::NOT_FOUND => return Ok(None),
+                StatusCode::UNAUTHORIZED => return Err(Rejected::Session),
+                StatusCode::FORBIDDEN => {
+                    return Err(Rejected::Other(XnatError::Unauthorized(403)));
+                }
+                s => return Err(Rejected::Other(XnatError::Status(s.as_u16()))),
+            }
+            self.read_body(response, timeout)
+                .await
+                .map(Some)
+                .map_err(Rejected::Other)
         }
-        self.read_body(response, timeout)
-            .await
-            .map(Some)
-            .map_err(Rejected::Other)
+        .await;
+        Ok((session, result))
     }
 
     /// The current session id, logging in first when there is none. One login at a time: the
     /// reviews of a spawn storm wait for the same login.
-    async fn session(&self, deadline: Instant) -> Result<Arc<String>, XnatError> {
+    async fn session(&self, deadline: Instant) -> Result<Arc<Session>, XnatError> {
         if let Some(s) = self.session.load_full() {
             return Ok(s);
         }
@@ -350,7 +367,10 @@ impl XnatClient {
             return Ok(s);
         }
         let credentials = self.credentials.current().await?;
-        let _slot = self.slot(deadline).await.map_err(Rejected::into_error)?;
+        let fingerprint = credentials.fingerprint();
+        if let Some(refused) = self.recently_refused(fingerprint) {
+            return Err(refused);
+        }
         let timeout = self
             .attempt_timeout(deadline)
             .map_err(Rejected::into_error)?;
@@ -367,7 +387,17 @@ impl XnatClient {
         match response.status() {
             StatusCode::OK => {}
             s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
-                return Err(XnatError::Unauthorized(s.as_u16()));
+                let error = XnatError::Unauthorized(s.as_u16());
+                *lock(&self.refused_login) = Some(RefusedLogin {
+                    at: std::time::Instant::now(),
+                    fingerprint,
+                    error: error.clone(),
+                });
+                tracing::warn!(
+                    xnat_user = credentials.username(),
+                    "XNAT refused the service credentials; not trying them again for {LOGIN_BACKOFF:?}"
+                );
+                return Err(error);
             }
             s => return Err(XnatError::Status(s.as_u16())),
         }
@@ -386,10 +416,23 @@ impl XnatClient {
                 "the login did not return a session id".into(),
             ));
         }
-        let id = Arc::new(id.to_owned());
-        self.session.store(Some(id.clone()));
+        let session = Arc::new(Session {
+            id: id.to_owned(),
+            born: std::time::Instant::now(),
+        });
+        self.session.store(Some(session.clone()));
+        *lock(&self.refused_login) = None;
         tracing::info!(xnat_user = credentials.username(), "logged in to XNAT");
-        Ok(id)
+        Ok(session)
+    }
+
+    /// The refusal of these same credentials within the last [`LOGIN_BACKOFF`], if any.
+    fn recently_refused(&self, fingerprint: u64) -> Option<XnatError> {
+        let refused = lock(&self.refused_login);
+        refused
+            .as_ref()
+            .filter(|r| r.fingerprint == fingerprint && r.at.elapsed() < LOGIN_BACKOFF)
+            .map(|r| r.error.clone())
     }
 
     async fn slot(&self, deadline: Instant) -> Result<tokio::sync::SemaphorePermit<'_>, Rejected> {
@@ -471,6 +514,27 @@ fn record(
         Err(_) => "error".into(),
     };
     crate::metrics::xnat_request(endpoint, status, started.elapsed());
+}
+
+/// A logged-in XNAT session.
+struct Session {
+    id: String,
+    born: std::time::Instant,
+}
+
+/// A session younger than this that XNAT rejects is not expired; it is refused.
+const MIN_SESSION_AGE: Duration = Duration::from_secs(1);
+/// How long refused credentials are not tried again (unless the credentials file changes).
+const LOGIN_BACKOFF: Duration = Duration::from_secs(15);
+
+struct RefusedLogin {
+    at: std::time::Instant,
+    fingerprint: u64,
+    error: XnatError,
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Why one attempt failed.

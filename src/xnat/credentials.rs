@@ -90,6 +90,14 @@ impl Credentials {
     pub fn password(&self) -> &str {
         self.password.expose_secret()
     }
+
+    /// A hash of the pair, to recognise the same credentials again without keeping them around.
+    pub fn fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (self.username.as_str(), self.password.expose_secret()).hash(&mut h);
+        h.finish()
+    }
 }
 
 /// Secrets are often written with a trailing newline.

@@ -2,7 +2,7 @@
 //! answer, with one structured log line. The only I/O here is the XNAT lookup.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
@@ -132,8 +132,13 @@ impl Admission {
             access,
         }));
         if !same_xnat && let AccessSource::Xnat(_) = &current.access {
+            // Reviews that started with the old client may still be using it: close its session
+            // once they must have finished.
             let old = current.access.clone();
-            tokio::spawn(async move { old.close().await });
+            tokio::spawn(async move {
+                tokio::time::sleep(crate::server::REQUEST_TIMEOUT + Duration::from_secs(1)).await;
+                old.close().await;
+            });
         }
         Ok(())
     }
@@ -181,13 +186,26 @@ async fn admit(
 ) -> (Answer, &'static str, &'static str) {
     let req = &review.request;
     // The hub may name the XNAT user in an annotation of its own; else the JupyterHub name.
-    let source = policy
+    let annotated = policy
         .identity
         .annotation
         .as_deref()
-        .and_then(|a| review.pod.as_ref()?.metadata.annotation(a))
-        .filter(|v| is_acceptable_username(v))
-        .unwrap_or(target.jupyter_user);
+        .and_then(|a| review.pod.as_ref()?.metadata.annotation(a));
+    // A present but unusable annotation must not fall back to the JupyterHub name: that could be
+    // somebody else's XNAT account.
+    if annotated.is_some_and(|v| !is_acceptable_username(v)) {
+        log_skip(review, SkipReason::BadUsername, started);
+        let answer = Answer::Allow {
+            patch: Vec::new(),
+            audit: Vec::new(),
+            warnings: vec![
+                "xnat-webhook: the XNAT username annotation is not a usable username; no XNAT data attached"
+                    .into(),
+            ],
+        };
+        return (answer, "skipped", SkipReason::BadUsername.as_str());
+    }
+    let source = annotated.unwrap_or(target.jupyter_user);
     let xnat_user = policy.identity.apply(source);
     // XNAT usernames are letters, digits and `. _ @ + -`; anything else (`;`, `/`, `..`)
     // could make the XNAT URL ask about somebody else.
@@ -243,8 +261,8 @@ async fn admit(
     let decision = decide(spec, &cx, policy);
 
     let audit = policy.mode == Mode::Audit;
-    let no_rules = Vec::new();
-    let (decision_name, projects, operations, warning_count, rules) = match &decision {
+    let (no_rules, no_warnings) = (Vec::new(), Vec::new());
+    let (decision_name, projects, operations, warning_list, rules) = match &decision {
         Decision::Allow {
             patch,
             warnings,
@@ -258,10 +276,10 @@ async fn admit(
             },
             projects.len(),
             patch.len(),
-            warnings.len(),
+            warnings,
             rules,
         ),
-        Decision::Deny { .. } => ("denied", 0, 0, 0, &no_rules),
+        Decision::Deny { .. } => ("denied", 0, 0, &no_warnings, &no_rules),
     };
     tracing::info!(
         uid = %req.uid,
@@ -274,7 +292,8 @@ async fn admit(
         audit,
         projects,
         operations,
-        warnings = warning_count,
+        // The full text: the API server may truncate long warnings in the response.
+        warnings = ?warning_list,
         rules = ?rules,
         launch_context = launch.is_some(),
         xnat = cache.as_str(),

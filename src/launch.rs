@@ -278,11 +278,22 @@ fn memory(v: &Value) -> Option<String> {
     Some(format!("{num}{suffix}"))
 }
 
-/// `key==value` or Docker Swarm's `node.labels.key==value` → a nodeSelector entry.
+/// `key==value` or a Docker Swarm constraint → a nodeSelector entry: `node.labels.key` is the
+/// label, `node.hostname`/`node.platform.os`/`node.platform.arch` the well-known labels; other
+/// `node.*` attributes (role, id) have no Kubernetes label and are refused.
 fn constraint(c: &str) -> Option<(String, String)> {
     let (k, v) = c.split_once("==")?;
     let k = k.trim();
-    let k = k.strip_prefix("node.labels.").unwrap_or(k);
+    let k = match k {
+        "node.hostname" => "kubernetes.io/hostname",
+        "node.platform.os" => "kubernetes.io/os",
+        "node.platform.arch" => "kubernetes.io/arch",
+        _ => match k.strip_prefix("node.labels.") {
+            Some(label) => label,
+            None if k.starts_with("node.") || k.starts_with("engine.") => return None,
+            None => k,
+        },
+    };
     let v = v.trim();
     (is_label_key(k) && is_label_value(v)).then(|| (k.to_owned(), v.to_owned()))
 }
@@ -348,6 +359,12 @@ mod tests {
             Some(("kubernetes.io/hostname".into(), "node-1".into()))
         );
         assert_eq!(constraint("gpu!=true"), None);
+        assert_eq!(
+            constraint("node.hostname==n1"),
+            Some(("kubernetes.io/hostname".into(), "n1".into()))
+        );
+        assert_eq!(constraint("node.role==worker"), None);
+        assert_eq!(constraint("engine.labels.x==y"), None);
         assert_eq!(constraint("bad key==x"), None);
     }
 }

@@ -98,6 +98,19 @@ struct ServeArgs {
     /// How often the policy and certificate files are re-checked besides file events.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     reload_interval: Duration,
+    /// Close a connection whose client sends nothing between requests for this long (at least
+    /// 10s; a new connection must send within 10s of its handshake).
+    #[arg(long, default_value = "5m", value_parser = parse_idle)]
+    idle_timeout: Duration,
+}
+
+/// Below the request timeout an idle close could cut a review waiting on XNAT.
+fn parse_idle(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d < Duration::from_secs(10) {
+        return Err("must be at least 10s (a review may wait 9s on XNAT)".into());
+    }
+    Ok(d)
 }
 
 /// An address, or `off`.
@@ -141,6 +154,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 drain: a.drain_timeout,
                 metrics_listen: a.metrics_listen.0,
                 reload_interval: a.reload_interval,
+                idle_timeout: a.idle_timeout,
             };
             let bound = serve::bind(&config)
                 .await

@@ -244,7 +244,7 @@ pub fn decide(spec: &str, cx: &Context<'_>, policy: &Policy) -> Decision {
 
     if let Some(volume_present) = volume_ok {
         // A launch context replaces the project list's mounts; it was checked against it.
-        let mut wanted = match &launch {
+        let mut wanted: Vec<PlannedMount> = match &launch {
             Some(l) => l
                 .mounts
                 .iter()
@@ -265,6 +265,27 @@ pub fn decide(spec: &str, cx: &Context<'_>, policy: &Policy) -> Decision {
                 .collect(),
             None => wanted_mounts(&readable, &base, policy, &mut warnings),
         };
+        // The cap holds for launch-context project mounts too.
+        let mut kept = 0;
+        let mut left_out = Vec::new();
+        wanted.retain(|m| {
+            if m.project.is_none() {
+                return true;
+            }
+            kept += 1;
+            if kept > storage.max_project_mounts {
+                left_out.push(m.mount_path.clone());
+                return false;
+            }
+            true
+        });
+        if !left_out.is_empty() {
+            warnings.push(format!(
+                "xnat-webhook: at most {} project mounts; left out: {}",
+                storage.max_project_mounts,
+                left_out.join(", ")
+            ));
+        }
         for rule in &rules {
             for m in &rule.mounts {
                 let Some((sub_path, mount_path)) = render_mount(&m.template, &base, &mut warnings)

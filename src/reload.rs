@@ -113,33 +113,68 @@ pub async fn reload_on_change(
     status: Arc<ReloadStatus>,
     apply: impl Fn(&[u8]) -> Result<(), String> + Send,
 ) {
+    // The last rejected version and when: not retried on every signal, but once a minute, in
+    // case what it needs (a CA file, say) appears.
+    let mut rejected: Option<(Vec<u8>, std::time::Instant)> = None;
+    let mut read_error: Option<String> = None;
     loop {
         changes.next().await;
-        let bytes = match read_all(&files).await {
-            Ok(b) => b,
+        let bytes = match read_stable(&files).await {
+            Ok(Some(b)) => b,
+            // Being written: the next signal or tick looks again.
+            Ok(None) => continue,
             Err(e) => {
-                // Mid-swap or gone: keep serving; the next signal or tick looks again.
-                tracing::warn!(input = input.as_str(), error = %e, "cannot read; keeping the current version");
+                // Gone or unreadable: keep serving, and say so once per distinct error.
+                let e = format!("cannot read: {e}");
+                if read_error.as_ref() != Some(&e) {
+                    tracing::error!(input = input.as_str(), error = %e, "keeping the current version");
+                    status.rejected(input, e.clone());
+                    read_error = Some(e);
+                }
                 continue;
             }
         };
+        read_error = None;
         if bytes == current {
             continue;
         }
+        if rejected
+            .as_ref()
+            .is_some_and(|(b, at)| *b == bytes && at.elapsed() < RETRY_REJECTED)
+        {
+            continue;
+        }
         let version = version_of(&bytes);
-        match apply(&bytes) {
+        // A bug must not end reloading for good: a panic counts as a rejection.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| apply(&bytes)))
+            .unwrap_or_else(|_| Err("internal error while applying it".into()));
+        match result {
             Ok(()) => {
                 tracing::info!(input = input.as_str(), version, "reloaded");
                 status.reloaded(input, version);
+                current = bytes;
+                rejected = None;
             }
             Err(e) => {
                 tracing::error!(input = input.as_str(), version, error = %e,
                     "new version rejected; the current one keeps serving");
                 status.rejected(input, e);
+                rejected = Some((bytes, std::time::Instant::now()));
             }
         }
-        current = bytes;
     }
+}
+
+/// How often a rejected version is tried again while it stays on disk.
+const RETRY_REJECTED: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The files' content, read twice a moment apart; `None` while it is still changing (an
+/// in-place write in progress), so a half-written file is never applied.
+async fn read_stable(files: &[PathBuf]) -> std::io::Result<Option<Vec<u8>>> {
+    let first = read_all(files).await?;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let second = read_all(files).await?;
+    Ok((first == second).then_some(second))
 }
 
 /// The content of `files`, concatenated.

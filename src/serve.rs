@@ -32,6 +32,8 @@ pub struct ServeConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// How often the policy and certificate files are checked besides file-change events.
     pub reload_interval: Duration,
+    /// A connection whose client sends nothing for this long is closed.
+    pub idle_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +79,7 @@ pub struct Bound {
     pub tls: Arc<rustls::ServerConfig>,
     pub certs: Arc<CertStore>,
     reloaders: Vec<tokio::task::JoinHandle<()>>,
+    idle_timeout: Duration,
 }
 
 impl Bound {
@@ -97,7 +100,15 @@ impl Bound {
                 }
             })
         });
-        crate::server::serve_tls(self.listener, self.tls, self.app, shutdown, drain).await;
+        crate::server::serve_tls(
+            self.listener,
+            self.tls,
+            self.app,
+            shutdown,
+            drain,
+            self.idle_timeout,
+        )
+        .await;
         for task in self.reloaders.iter().chain(metrics.iter()) {
             task.abort();
         }
@@ -116,6 +127,9 @@ pub async fn bind(config: &ServeConfig) -> Result<Bound, StartError> {
     })?;
     let policy = load_policy(&config.policy, config.xnat_url.as_deref())?;
     let credentials = Credentials::load(&config.xnat_credentials)?;
+    // The bytes first, then the pair: a renewal landing in between is then seen as a change.
+    let cert_files = vec![config.tls_cert.clone(), config.tls_key.clone()];
+    let cert_bytes = read_all(&cert_files).await.unwrap_or_default();
     let certs = CertStore::load(&config.tls_cert, &config.tls_key)?;
     let tls = certs.server_config()?;
     tracing::info!(
@@ -139,8 +153,6 @@ pub async fn bind(config: &ServeConfig) -> Result<Bound, StartError> {
 
     let status = Arc::new(ReloadStatus::default());
     status.loaded(Input::Policy, version_of(&policy_bytes));
-    let cert_files = vec![config.tls_cert.clone(), config.tls_key.clone()];
-    let cert_bytes = read_all(&cert_files).await.unwrap_or_default();
     status.loaded(Input::Certificate, version_of(&cert_bytes));
 
     let policy_task = {
@@ -181,6 +193,7 @@ pub async fn bind(config: &ServeConfig) -> Result<Bound, StartError> {
         tls,
         certs,
         reloaders: vec![policy_task, cert_task],
+        idle_timeout: config.idle_timeout,
     })
 }
 

@@ -21,6 +21,7 @@ use tokio_rustls::TlsAcceptor;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::admission::Admission;
+use crate::conn::{Activity, FIRST_BYTE_TIMEOUT, PeerCounts, Watched};
 use crate::reload::{Input, ReloadStatus};
 use crate::review::ReviewError;
 
@@ -126,6 +127,7 @@ pub async fn serve_tls(
     app: Router,
     shutdown: impl Future<Output = ()>,
     drain: Duration,
+    idle_timeout: Duration,
 ) {
     let acceptor = TlsAcceptor::from(tls);
     let graceful = GracefulShutdown::new();
@@ -141,6 +143,7 @@ pub async fn serve_tls(
         .keep_alive_timeout(HANDSHAKE_TIMEOUT);
     let builder = Arc::new(builder);
     let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let peers = Arc::new(PeerCounts::default());
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -162,12 +165,17 @@ pub async fn serve_tls(
             },
             () = &mut shutdown => break,
         };
+        let Some(peer_slot) = peers.enter(peer.ip()) else {
+            tracing::warn!(%peer, "too many connections from one address; refused");
+            continue;
+        };
         let acceptor = acceptor.clone();
         let builder = builder.clone();
         let service = TowerToHyperService::new(app.clone());
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _permit = permit;
+            let _peer_slot = peer_slot;
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
@@ -179,9 +187,18 @@ pub async fn serve_tls(
                     return;
                 }
             };
-            let conn = builder.serve_connection(TokioIo::new(tls), service);
-            if let Err(e) = watcher.watch(conn.into_owned()).await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            let activity = Activity::new();
+            let io = TokioIo::new(Watched::new(tls, activity.clone()));
+            let conn = watcher.watch(builder.serve_connection(io, service).into_owned());
+            tokio::select! {
+                result = conn => {
+                    if let Err(e) = result {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                }
+                () = activity.idle_for(FIRST_BYTE_TIMEOUT.min(idle_timeout), idle_timeout) => {
+                    tracing::debug!(%peer, "closed a connection idle for {idle_timeout:?}");
+                }
             }
         });
     }

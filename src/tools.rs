@@ -97,8 +97,14 @@ pub async fn review(
         serde_json::from_slice(body).map_err(|e| ToolError::Input(e.to_string()))?;
 
     let mut out = String::new();
-    let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_default();
-    let _ = writeln!(out, "# AdmissionResponse\n{}", pretty(&response));
+    let pretty =
+        |v: &Value| serde_json::to_string_pretty(&redact_secrets(v.clone())).unwrap_or_default();
+    // The patch is shown decoded below; its base64 would only repeat it (secrets included).
+    let mut shown = response.clone();
+    if shown["response"]["patch"].is_string() {
+        shown["response"]["patch"] = Value::String("<base64 of the patch below>".into());
+    }
+    let _ = writeln!(out, "# AdmissionResponse\n{}", pretty(&shown));
     let patch = response["response"]["patch"]
         .as_str()
         .map(|p| {
@@ -114,11 +120,8 @@ pub async fn review(
             let _ = writeln!(out, "\n# Patch\nnone: the pod is admitted unchanged");
         }
         Some(patch) => {
-            let _ = writeln!(
-                out,
-                "\n# Patch (decoded)\n{}",
-                serde_json::to_string_pretty(&patch).unwrap_or_default()
-            );
+            let patch_json = serde_json::to_value(&patch).unwrap_or_default();
+            let _ = writeln!(out, "\n# Patch (decoded)\n{}", pretty(&patch_json));
             let mut pod = request["request"]["object"].clone();
             json_patch::patch(&mut pod, &patch)
                 .map_err(|e| ToolError::Input(format!("the patch does not apply: {e}")))?;
@@ -126,4 +129,27 @@ pub async fn review(
         }
     }
     Ok(out)
+}
+
+/// Env values whose names say they are secrets (`XNAT_PASS` from a launch context, `*TOKEN*`,
+/// `*SECRET*`, `*PASSWORD*`) become `<redacted>`: the output is for reading and sharing.
+fn redact_secrets(mut v: Value) -> Value {
+    fn walk(v: &mut Value) {
+        match v {
+            Value::Object(map) => {
+                let secret = map.get("name").and_then(Value::as_str).is_some_and(|n| {
+                    let n = n.to_ascii_uppercase();
+                    ["PASS", "TOKEN", "SECRET"].iter().any(|s| n.contains(s))
+                });
+                if secret && let Some(value) = map.get_mut("value") {
+                    *value = Value::String("<redacted>".into());
+                }
+                map.values_mut().for_each(walk);
+            }
+            Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    walk(&mut v);
+    v
 }

@@ -21,7 +21,13 @@ impl Changes {
     /// Watches the directories holding `files`, and ticks every `every` regardless.
     pub fn new(files: &[&Path], every: Duration) -> Self {
         let (tx, events) = mpsc::channel(16);
-        let watcher = notify::recommended_watcher(move |_: notify::Result<notify::Event>| {
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            // Our own reads raise open/close events; only changes are worth a look.
+            if let Ok(e) = &event
+                && matches!(e.kind, notify::EventKind::Access(_))
+            {
+                return;
+            }
             // Full means a signal is already pending; that is all a consumer needs.
             let _ = tx.try_send(());
         });

@@ -1266,6 +1266,7 @@ fn serves_with(cert: &Path, key: &Path, ca_bundle: &[u8], name: &str) {
         drain: Duration::from_secs(1),
         metrics_listen: None,
         reload_interval: Duration::from_secs(60),
+        idle_timeout: Duration::from_secs(30),
     };
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     runtime.block_on(async {

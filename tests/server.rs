@@ -190,3 +190,39 @@ async fn metrics_move_with_reviews() {
     );
     h.stop().await;
 }
+
+#[tokio::test]
+async fn an_idle_connection_is_closed() {
+    // The harness runs with a 5 s idle timeout (the default is 5 min; a new connection must send
+    // within min(10 s, idle timeout) of its handshake).
+    let h = Harness::start("").await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::pem::PemObject::from_pem_slice(h.certs.ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(h.addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    // Handshake done, then nothing: the server closes it (EOF or reset), well before 10 s.
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "the idle connection was not closed: {read:?}"
+    );
+    // A working client is unaffected.
+    assert_eq!(
+        h.client
+            .get(h.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    h.stop().await;
+}

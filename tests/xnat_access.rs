@@ -471,6 +471,7 @@ async fn an_https_xnat_with_a_private_ca_is_trusted_through_ca_file_only() {
         xnat.router("/xnat"),
         std::future::pending(),
         Duration::from_secs(1),
+        Duration::from_secs(30),
     ));
     let ca = certs.dir.path().join("ca.crt");
     std::fs::write(&ca, &certs.ca_pem).unwrap();
@@ -528,5 +529,19 @@ async fn an_openid_xnat_user_can_come_from_a_hub_annotation_or_a_regex() {
         project_paths(&review, &response),
         ["/data/projects/DELTA", "/data/xnat/workspace"]
     );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn an_unusable_username_annotation_never_falls_back_to_the_hub_name() {
+    let h =
+        Harness::start("identity:\n  xnatUsernameAnnotation: xnat.example.org/username\n").await;
+    let mut review = review_for("alice");
+    review["request"]["object"]["metadata"]["annotations"]["xnat.example.org/username"] =
+        json!("aaf_/oops");
+    let response = h.review(&review).await;
+    assert_eq!(decoded_patch(&response), None);
+    assert!(warnings(&response)[0].contains("annotation is not a usable username"));
+    assert_eq!(h.xnat.group_calls(), 0);
     h.stop().await;
 }

@@ -287,7 +287,8 @@ fn user_options(f: file::UserOptionsFile) -> Result<UserOptionsPolicy, PolicyErr
     for (i, m) in f.path_mappings.into_iter().enumerate() {
         let field = format!("userOptions.pathMappings[{i}]");
         let xnat_path = m.xnat_path.trim_end_matches('/');
-        if !m.xnat_path.starts_with('/') || check_sub_path(&xnat_path[1..]).is_err() {
+        let below_root = xnat_path.strip_prefix('/').unwrap_or("");
+        if !m.xnat_path.starts_with('/') || check_sub_path(below_root).is_err() {
             return Err(invalid(
                 format!("{field}.xnatPath"),
                 format!(
@@ -961,6 +962,16 @@ mod tests {
             field_of("userOptions:\n  gpuResource: gpu\n"),
             "userOptions.gpuResource"
         );
+        for root in ["/", "//", ""] {
+            let yaml = format!(
+                "userOptions:\n  pathMappings:\n    - {{xnatPath: '{root}', subPath: a, scope: project}}\n"
+            );
+            assert_eq!(
+                field_of(&yaml),
+                "userOptions.pathMappings[0].xnatPath",
+                "{root:?}"
+            );
+        }
         assert_eq!(field_of("a: [\n"), "(document)");
     }
 

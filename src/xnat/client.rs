@@ -580,9 +580,14 @@ fn group_ids_of(entries: &[AccessEntry]) -> Vec<String> {
     entries
         .iter()
         .filter_map(|e| {
+            // The group id counts only when it is exactly `{ID}_{role}` with no `_` in the role:
+            // `ALPHA_BETA_owner` for project ALPHA is a custom group, not BETA's owners.
             if let Some(g) = &e.group_id
-                && g.strip_prefix(e.id.as_str())
-                    .is_some_and(|rest| rest.starts_with('_'))
+                && let Some(role) = g
+                    .strip_prefix(e.id.as_str())
+                    .and_then(|r| r.strip_prefix('_'))
+                && !role.is_empty()
+                && !role.contains('_')
             {
                 return Some(g.clone());
             }
@@ -617,6 +622,8 @@ mod tests {
             // A group id that names another project is not trusted; the role still counts.
             entry("GAMMA", Some("Collaborators"), Some("DELTA_owner")),
             entry("EPS", Some("Custom"), None),
+            // A custom group of ALPHA named like another project's owners is not that.
+            entry("ALPHA", Some("Custom"), Some("ALPHA_BETA_owner")),
         ]);
         assert_eq!(ids, ["ALPHA_owner", "BETA_member", "GAMMA_collaborator"]);
     }

@@ -130,6 +130,7 @@ async fn run() {
         drain: Duration::from_secs(1),
         metrics_listen: None,
         reload_interval: Duration::from_secs(60),
+        idle_timeout: Duration::from_secs(30),
     };
     let bound = serve::bind(&config).await.unwrap();
     let port = bound.local_addr().unwrap().port();

@@ -199,6 +199,7 @@ impl Harness {
             drain: Duration::from_secs(5),
             metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
             reload_interval: Duration::from_millis(200),
+            idle_timeout: Duration::from_secs(5),
         };
         let bound = serve::bind(&config).await.unwrap();
         let addr = bound.local_addr().unwrap();

@@ -165,6 +165,9 @@ pub async fn serve_tls(
             },
             () = &mut shutdown => break,
         };
+        // Responses are small and written in pieces: without this, Nagle's algorithm and the
+        // peer's delayed ACK add ~40 ms to some of them.
+        let _ = tcp.set_nodelay(true);
         let Some(peer_slot) = peers.enter(peer.ip()) else {
             tracing::warn!(%peer, "too many connections from one address; refused");
             continue;

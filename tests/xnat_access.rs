@@ -111,12 +111,12 @@ async fn refusals_do_not_turn_into_login_storms() {
 
     // Wrong credentials: one refused login, then no more POSTs with the same credentials for a
     // while, however many reviews arrive (XNAT locks accounts after repeated failures).
-    let xnat = Standin::demo(SVC_USER, SVC_PASSWORD);
-    let (url, _t) = xnat
-        .spawn("127.0.0.1:0".parse().unwrap(), "/xnat")
-        .await
-        .unwrap();
-    let h = Harness::start_with(xnat, url, "", "webhook-svc:wrong\n").await;
+    let h = Harness::start_with_credentials(
+        "",
+        "webhook-svc:wrong
+",
+    )
+    .await;
     let reviews: Vec<Value> = (0..20)
         .map(|i| review_for(&format!("student{i}")))
         .collect();

@@ -74,12 +74,12 @@ async fn every_kind_of_xnat_failure_starts_the_pod_without_project_data() {
 
 #[tokio::test]
 async fn wrong_service_credentials_are_an_outage_not_an_empty_list() {
-    let xnat = Standin::demo(SVC_USER, SVC_PASSWORD);
-    let (url, _t) = xnat
-        .spawn("127.0.0.1:0".parse().unwrap(), "/xnat")
-        .await
-        .unwrap();
-    let h = Harness::start_with(xnat, url, "", "webhook-svc:wrong\n").await;
+    let h = Harness::start_with_credentials(
+        "",
+        "webhook-svc:wrong
+",
+    )
+    .await;
     let review = fixture("alice-default");
     let response = h.review(&review).await;
     assert_started_without_projects(&review, &response, "401");

@@ -143,6 +143,17 @@ impl Harness {
         .await
     }
 
+    /// Starts the demo stand-in and the webhook with the given credentials file content (e.g.
+    /// wrong ones).
+    pub async fn start_with_credentials(policy_yaml: &str, credentials: &str) -> Self {
+        let xnat = Standin::demo(SVC_USER, SVC_PASSWORD);
+        let (xnat_url, _task) = xnat
+            .spawn("127.0.0.1:0".parse().unwrap(), "/xnat")
+            .await
+            .unwrap();
+        Self::start_with(xnat, xnat_url, policy_yaml, credentials).await
+    }
+
     /// Starts the webhook against any XNAT URL, with the given credentials file content.
     pub async fn start_with(
         xnat: Arc<Standin>,

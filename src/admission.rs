@@ -15,6 +15,7 @@ use crate::launch::UserOptions;
 use crate::mutation::{Context, Decision, Identity, decide};
 use crate::policy::{Mode, OnError, Policy};
 use crate::review::{self, Answer, Review, ReviewError};
+use crate::xnat::cache::LiveSettings;
 use crate::xnat::{
     AccessCache, CacheStatus, ClientSettings, CredentialSource, XnatClient, XnatError,
 };
@@ -119,11 +120,30 @@ impl Admission {
     /// client and cache are built and the old session is closed.
     pub fn apply_policy(&self, policy: Policy) -> Result<(), XnatError> {
         let current = self.state.load_full();
-        let same_xnat = client_key(&current.policy) == client_key(&policy);
+        let (old, new) = (&current.policy.xnat, &policy.xnat);
+        let mut retired: Option<Arc<XnatClient>> = None;
         let access = match (&current.access, &self.credentials) {
-            (AccessSource::Xnat(_), Some(credentials)) if !same_xnat => {
-                tracing::info!(xnat = %policy.xnat.url, "policy changes how XNAT is reached; new client and cache");
+            // Another XNAT, or answers that mean something else: start afresh.
+            (AccessSource::Xnat(cache), Some(credentials)) if cache_key(old) != cache_key(new) => {
+                tracing::info!(xnat = %new.url, "policy changes which XNAT answers; new client and cache");
+                retired = Some(cache.client());
                 AccessSource::xnat(&policy, credentials.clone())?
+            }
+            // The same XNAT reached differently: a new client, every cached answer kept.
+            (AccessSource::Xnat(cache), Some(credentials)) => {
+                if ClientSettings::from(old) != ClientSettings::from(new) {
+                    tracing::info!(
+                        "policy changes XNAT timeouts, retries or concurrency; new client, cache kept"
+                    );
+                    let client = XnatClient::new(
+                        new.url.clone(),
+                        credentials.clone(),
+                        ClientSettings::from(new),
+                    )?;
+                    retired = Some(cache.replace_client(client));
+                }
+                cache.update(LiveSettings::from(new));
+                current.access.clone()
             }
             (access, _) => access.clone(),
         };
@@ -131,10 +151,9 @@ impl Admission {
             policy: Arc::new(policy),
             access,
         }));
-        if !same_xnat && let AccessSource::Xnat(_) = &current.access {
+        if let Some(old) = retired {
             // Reviews that started with the old client may still be using it: close its session
             // once they must have finished.
-            let old = current.access.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(crate::server::REQUEST_TIMEOUT + Duration::from_secs(1)).await;
                 old.close().await;
@@ -323,14 +342,15 @@ async fn admit(
     (answer, decision_name, "")
 }
 
-/// What decides whether a reload needs a new XNAT client and cache.
-fn client_key(p: &Policy) -> impl PartialEq + use<> {
-    let x = &p.xnat;
+/// What, when changed by a reload, makes cached answers unusable or the cache unfit: another
+/// XNAT (URL, CA), another meaning (project source), or the cache's fixed shape.
+fn cache_key(x: &crate::policy::XnatPolicy) -> impl PartialEq + use<> {
     (
         x.url.clone(),
-        ClientSettings::from(x),
-        (x.cache_ttl, x.negative_cache_ttl, x.stale_if_error),
-        (x.refresh_ahead, x.cache_capacity, x.budget),
+        x.ca_file.clone(),
+        x.project_source,
+        x.cache_capacity,
+        x.stale_if_error,
     )
 }
 

@@ -142,3 +142,57 @@ async fn the_policy_reloads_atomically_under_load_and_bad_versions_are_rejected(
     .await;
     assert!(h.readyz().await["policy"].get("lastError").is_none());
 }
+
+#[tokio::test]
+async fn a_reload_keeps_cached_answers_unless_they_no_longer_mean_the_same() {
+    let certs = make_certs();
+    let (xnat, url, creds) = standin_with_credentials(certs.dir.path()).await;
+    let config_map = KubeletDir::new(&[("policy.yaml", b"xnat:\n  cacheTtl: 10m\n")]);
+    let (cert, key) = (certs.cert.clone(), certs.key.clone());
+    let h = Harness::start_files(
+        xnat,
+        url,
+        config_map.path("policy.yaml"),
+        cert,
+        key,
+        creds,
+        certs,
+    )
+    .await;
+    let review = review_for("alice");
+    h.review(&review).await;
+    assert_eq!(h.xnat.group_calls(), 1);
+
+    // New timeouts and concurrency: a new client, but the cached answers stay.
+    config_map.swap(&[(
+        "policy.yaml",
+        b"xnat:\n  cacheTtl: 10m\n  timeout: 3s\n  maxConcurrentRequests: 4\n",
+    )]);
+    wait_for("reload 1", async || {
+        h.readyz().await["policy"]["reloads"] == 1
+    })
+    .await;
+    let response = h.review(&review).await;
+    assert_eq!(project_paths(&review, &response).len(), 3);
+    assert_eq!(h.xnat.group_calls(), 1, "the cache survived the reload");
+
+    // Another project source: cached answers no longer mean the same, so they go.
+    config_map.swap(&[(
+        "policy.yaml",
+        b"xnat:\n  cacheTtl: 10m\n  timeout: 3s\n  projectSource: access\n",
+    )]);
+    wait_for("reload 2", async || {
+        h.readyz().await["policy"]["reloads"] == 2
+    })
+    .await;
+    let response = h.review(&review).await;
+    assert_eq!(project_paths(&review, &response).len(), 3);
+    assert_eq!(
+        h.xnat
+            .counters
+            .access
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+    h.stop().await;
+}

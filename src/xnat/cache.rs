@@ -10,6 +10,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use moka::Expiry;
 use moka::future::Cache;
 use tokio::time::Instant;
@@ -48,18 +49,37 @@ struct Entry {
     fetched: Instant,
 }
 
-/// Per-entry lifetimes: answers about unknown users expire sooner.
-struct Lifetimes {
-    ttl: Duration,
-    negative_ttl: Duration,
+/// The settings a reload may change in place.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveSettings {
+    pub ttl: Duration,
+    pub negative_ttl: Duration,
+    pub refresh_ahead: Option<Duration>,
+    pub budget: Duration,
 }
+
+impl From<&XnatPolicy> for LiveSettings {
+    fn from(p: &XnatPolicy) -> Self {
+        Self {
+            ttl: p.cache_ttl,
+            negative_ttl: p.negative_cache_ttl,
+            refresh_ahead: p.refresh_ahead,
+            budget: p.budget,
+        }
+    }
+}
+
+/// Per-entry lifetimes: answers about unknown users expire sooner. Read at insertion, so a
+/// reloaded TTL applies to every answer fetched after it.
+struct Lifetimes(Arc<ArcSwap<LiveSettings>>);
 
 impl Lifetimes {
     fn of(&self, e: &Entry) -> Duration {
+        let s = self.0.load();
         if e.access.unknown_user {
-            self.negative_ttl
+            s.negative_ttl
         } else {
-            self.ttl
+            s.ttl
         }
     }
 }
@@ -86,12 +106,11 @@ impl Expiry<String, Entry> for Lifetimes {
 }
 
 struct Inner {
-    client: XnatClient,
+    client: ArcSwap<XnatClient>,
     fresh: Cache<String, Entry>,
     last_good: Option<Cache<String, Entry>>,
     stale_if_error: Duration,
-    refresh_ahead: Option<Duration>,
-    budget: Duration,
+    live: Arc<ArcSwap<LiveSettings>>,
     refreshing: Mutex<HashSet<String>>,
 }
 
@@ -103,12 +122,10 @@ pub struct AccessCache {
 
 impl AccessCache {
     pub fn new(client: XnatClient, policy: &XnatPolicy) -> Self {
+        let live = Arc::new(ArcSwap::from_pointee(LiveSettings::from(policy)));
         let fresh = Cache::builder()
             .max_capacity(policy.cache_capacity)
-            .expire_after(Lifetimes {
-                ttl: policy.cache_ttl,
-                negative_ttl: policy.negative_cache_ttl,
-            })
+            .expire_after(Lifetimes(live.clone()))
             .build();
         let last_good = (!policy.stale_if_error.is_zero()).then(|| {
             Cache::builder()
@@ -118,19 +135,30 @@ impl AccessCache {
         });
         Self {
             inner: Arc::new(Inner {
-                client,
+                client: ArcSwap::from_pointee(client),
                 fresh,
                 last_good,
                 stale_if_error: policy.stale_if_error,
-                refresh_ahead: policy.refresh_ahead,
-                budget: policy.budget,
+                live,
                 refreshing: Mutex::default(),
             }),
         }
     }
 
-    pub fn client(&self) -> &XnatClient {
-        &self.inner.client
+    /// The client in use now.
+    pub fn client(&self) -> Arc<XnatClient> {
+        self.inner.client.load_full()
+    }
+
+    /// Uses `client` for every request from now on (a reload changed timeouts, retries or
+    /// concurrency), keeping every cached answer; returns the old client to close.
+    pub fn replace_client(&self, client: XnatClient) -> Arc<XnatClient> {
+        self.inner.client.swap(Arc::new(client))
+    }
+
+    /// Applies reloaded TTLs, refresh-ahead and budget; cached answers stay.
+    pub fn update(&self, settings: LiveSettings) {
+        self.inner.live.store(Arc::new(settings));
     }
 
     /// The user's access, from the cache or from XNAT before `deadline`. With `allow_stale`, a
@@ -187,7 +215,7 @@ impl AccessCache {
 
     /// Starts a background refresh of an entry older than `refreshAhead`, once per user.
     fn maybe_refresh(&self, xnat_user: &str, entry: &Entry) {
-        let Some(after) = self.inner.refresh_ahead else {
+        let Some(after) = self.inner.live.load().refresh_ahead else {
             return;
         };
         if entry.fetched.elapsed() < after {
@@ -207,7 +235,7 @@ impl AccessCache {
         let user = xnat_user.to_owned();
         tokio::spawn(async move {
             let inner = &this.inner;
-            let deadline = Instant::now() + inner.budget;
+            let deadline = Instant::now() + inner.live.load().budget;
             match inner.fetch(&user, deadline).await {
                 Ok(e) => inner.fresh.insert(user.clone(), e).await,
                 Err(e) => tracing::warn!(xnat_user = %user, error = %e, "refresh-ahead failed"),
@@ -223,7 +251,8 @@ impl AccessCache {
 
 impl Inner {
     async fn fetch(&self, xnat_user: &str, deadline: Instant) -> Result<Entry, super::XnatError> {
-        let access = self.client.user_access(xnat_user, deadline).await?;
+        let client = self.client.load_full();
+        let access = client.user_access(xnat_user, deadline).await?;
         if !access.rejected.is_empty() {
             tracing::warn!(
                 xnat_user,

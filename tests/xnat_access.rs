@@ -280,27 +280,29 @@ async fn refresh_ahead_keeps_hot_users_current_without_waiting() {
             "/data/xnat/workspace"
         ]
     );
-    for _ in 0..50 {
-        if h.xnat.group_calls_for("alice") == 2 {
+    // The refreshed answer lands shortly, long before the 30 s TTL.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let response = h.review(&review).await;
+        let paths = project_paths(&review, &response);
+        if paths
+            == [
+                "/data/projects/ALPHA",
+                "/data/projects/NEW",
+                "/data/xnat/workspace",
+            ]
+        {
             break;
         }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the refresh never landed: {paths:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let response = h.review(&review).await;
-    assert_eq!(
-        project_paths(&review, &response),
-        [
-            "/data/projects/ALPHA",
-            "/data/projects/NEW",
-            "/data/xnat/workspace"
-        ]
-    );
-    assert_eq!(
-        h.xnat.group_calls_for("alice"),
-        2,
-        "one refresh, long before the TTL"
-    );
+    // One background refresh, not a request per review (a slow machine may fit a second one).
+    let calls = h.xnat.group_calls_for("alice");
+    assert!((2..=3).contains(&calls), "{calls} group calls");
     h.stop().await;
 }
 

@@ -9,7 +9,10 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::identity::{is_safe_segment, is_valid_project_id};
-use crate::policy::{MountScope, ResourceSet, UserOptionsPolicy, check_sub_path};
+use crate::policy::{
+    MountScope, ResourceSet, UserOptionsPolicy, check_sub_path, is_env_name, is_name_part,
+    is_qualified_name,
+};
 use crate::quantity::Quantity;
 
 /// `GET /xapi/jupyterhub/users/{user}/server[/{name}]/user-options`, as far as it is used.
@@ -295,38 +298,11 @@ fn constraint(c: &str) -> Option<(String, String)> {
         },
     };
     let v = v.trim();
-    (is_label_key(k) && is_label_value(v)).then(|| (k.to_owned(), v.to_owned()))
-}
-
-fn is_label_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-        && s.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
-}
-
-fn is_label_key(s: &str) -> bool {
-    match s.split_once('/') {
-        Some((prefix, name)) => {
-            !prefix.is_empty()
-                && prefix.len() <= 253
-                && prefix.split('.').all(is_label_name)
-                && is_label_name(name)
-        }
-        None => is_label_name(s),
-    }
+    (is_qualified_name(k) && is_label_value(v)).then(|| (k.to_owned(), v.to_owned()))
 }
 
 fn is_label_value(s: &str) -> bool {
-    s.is_empty() || is_label_name(s)
-}
-
-fn is_env_name(s: &str) -> bool {
-    let mut b = s.bytes();
-    matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || matches!(c, b'_' | b'.' | b'-'))
-        && b.all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+    s.is_empty() || is_name_part(s)
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ use crate::access::{AccessOutcome, ProjectGroup};
 use crate::identity::is_safe_segment;
 use crate::launch::{self, PlannedMount, UserOptions};
 use crate::policy::{
-    MountTemplate, OnError, Policy, ResourceMode, ResourceSet, Rule, Values, Var, check_sub_path,
+    MountTemplate, OnError, Policy, ResourceMode, ResourceSet, Rule, Values, check_sub_path,
     is_extended_resource,
 };
 use crate::quantity::{Quantity, value_of};
@@ -533,13 +533,8 @@ fn render_mount(
     warnings: &mut Vec<String>,
 ) -> Option<(String, String)> {
     for var in t.sub_path.vars().chain(t.mount_path.vars()) {
-        let value = match var {
-            Var::Project => values.project.unwrap_or_default(),
-            Var::XnatUser => values.xnat_user,
-            Var::JupyterUser => values.jupyter_user,
-            Var::ServerName => values.server_name,
-            Var::Projects | Var::XnatUrl => continue,
-        };
+        // Path templates only admit path placeholders (checked at load).
+        let value = values.get(var);
         if !is_safe_segment(value) {
             warnings.push(format!(
                 "xnat-webhook: {{{}}} = {value:?} is not a safe path segment; mount {} skipped",

@@ -119,7 +119,7 @@ pub async fn reload_on_change(
     let mut read_error: Option<String> = None;
     loop {
         changes.next().await;
-        let bytes = match read_stable(&files).await {
+        let bytes = match read_stable(&files, &current).await {
             Ok(Some(b)) => b,
             // Being written: the next signal or tick looks again.
             Ok(None) => continue,
@@ -169,9 +169,13 @@ pub async fn reload_on_change(
 const RETRY_REJECTED: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The files' content, read twice a moment apart; `None` while it is still changing (an
-/// in-place write in progress), so a half-written file is never applied.
-async fn read_stable(files: &[PathBuf]) -> std::io::Result<Option<Vec<u8>>> {
+/// in-place write in progress), so a half-written file is never applied. Content equal to
+/// `current` needs no second look: the periodic check stays one read.
+async fn read_stable(files: &[PathBuf], current: &[u8]) -> std::io::Result<Option<Vec<u8>>> {
     let first = read_all(files).await?;
+    if first == current {
+        return Ok(Some(first));
+    }
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     let second = read_all(files).await?;
     Ok((first == second).then_some(second))

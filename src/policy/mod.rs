@@ -379,7 +379,7 @@ fn pods(f: file::PodsFile) -> Result<PodSelector, PolicyError> {
 
 fn identity(f: file::IdentityFile) -> Result<UsernameMapping, PolicyError> {
     if let Some(a) = &f.xnat_username_annotation
-        && !is_annotation_key(a)
+        && !is_qualified_name(a)
     {
         return Err(invalid(
             "identity.xnatUsernameAnnotation",
@@ -427,20 +427,6 @@ fn identity(f: file::IdentityFile) -> Result<UsernameMapping, PolicyError> {
         annotation: f.xnat_username_annotation,
         steps,
     })
-}
-
-/// `[prefix/]name`, as Kubernetes annotation keys are.
-fn is_annotation_key(s: &str) -> bool {
-    let name_ok = |n: &str| {
-        !n.is_empty()
-            && n.len() <= 63
-            && n.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-    };
-    match s.split_once('/') {
-        Some((prefix, name)) => is_dns_subdomain(prefix) && name_ok(name),
-        None => name_ok(s),
-    }
 }
 
 /// Every `$1`, `$name` or `${name}` in a replacement must name a group of the pattern; the regex
@@ -841,10 +827,30 @@ fn is_dns_subdomain(s: &str) -> bool {
     !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
 }
 
-fn is_env_name(s: &str) -> bool {
+/// An environment variable name as Kubernetes accepts it.
+pub fn is_env_name(s: &str) -> bool {
     let mut bytes = s.bytes();
     matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_' || b == b'.' || b == b'-')
         && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// The name part of a label or annotation key, or a label value: at most 63 characters,
+/// alphanumeric at both ends, `-`, `_`, `.` inside.
+pub fn is_name_part(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && s.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
+}
+
+/// `[prefix/]name`, as label and annotation keys are: the prefix a DNS subdomain.
+pub fn is_qualified_name(s: &str) -> bool {
+    match s.split_once('/') {
+        Some((prefix, name)) => is_dns_subdomain(prefix) && is_name_part(name),
+        None => is_name_part(s),
+    }
 }
 
 #[cfg(test)]

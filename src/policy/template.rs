@@ -77,7 +77,8 @@ pub struct Values<'a> {
 }
 
 impl Values<'_> {
-    fn get(&self, var: Var) -> &str {
+    /// The value of one placeholder.
+    pub fn get(&self, var: Var) -> &str {
         match var {
             Var::Project => self.project.unwrap_or_default(),
             Var::XnatUser => self.xnat_user,

@@ -37,6 +37,9 @@ expect() {
 expect '[.[] | select(.path | endswith("/volumeMounts/-")) | .value | select(.subPath == "archive/ALPHA" and .readOnly == true)] | length == 1' "a read-only ALPHA mount"
 expect '[.[] | select(.path | endswith("/volumeMounts/-")) | .value | select(.subPath == "archive/BETA" and .readOnly == true)] | length == 1' "a read-only BETA mount"
 expect '[.[] | select(.path | endswith("/env/-")) | .value | select(.name == "XNAT_PROJECTS" and .value == "ALPHA,BETA")] | length == 1' "XNAT_PROJECTS=ALPHA,BETA"
-curl -fsS "http://127.0.0.1:$mport/metrics" | grep -q 'xnat_webhook_admissions_total{outcome="mutated"' \
+# Into a variable first: `grep -q` stops reading early, and curl's broken pipe would fail the
+# pipeline under pipefail.
+metrics=$(curl -fsS "http://127.0.0.1:$mport/metrics")
+grep -q 'xnat_webhook_admissions_total{outcome="mutated"' <<<"$metrics" \
   || { echo "smoke: the review did not show in /metrics"; exit 1; }
 echo "smoke: make run + README curl OK"

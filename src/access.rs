@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::identity::is_valid_project_id;
+use crate::names::{is_group_role, is_valid_project_id};
 
 /// One `{project}_{role}` group membership.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -36,7 +36,7 @@ impl UserAccess {
             let Some((project, role)) = id.rsplit_once('_') else {
                 continue; // a site role or custom group, not a project group
             };
-            if role.is_empty() || !role.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            if !is_group_role(role) {
                 continue;
             }
             if !is_valid_project_id(project) {

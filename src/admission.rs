@@ -10,9 +10,9 @@ use std::collections::HashMap;
 
 use crate::access::{AccessOutcome, UserAccess};
 use crate::classify::{SkipReason, Target, classify};
-use crate::identity::{is_acceptable_username, is_safe_segment};
 use crate::launch::UserOptions;
 use crate::mutation::{Context, Decision, Identity, decide};
+use crate::names::{is_acceptable_username, is_safe_segment};
 use crate::policy::{Mode, OnError, Policy};
 use crate::review::{self, Answer, Review, ReviewError};
 use crate::xnat::cache::LiveSettings;

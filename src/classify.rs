@@ -4,7 +4,7 @@
 use kube::core::admission::Operation;
 use serde_json::value::RawValue;
 
-use crate::identity::is_acceptable_username;
+use crate::names::is_acceptable_username;
 use crate::policy::PodSelector;
 use crate::review::Review;
 

@@ -1,12 +1,8 @@
-//! Who a notebook pod belongs to: the raw JupyterHub username, the XNAT username it maps to, and
-//! the checks that keep either from escaping a path.
+//! Who a notebook pod belongs to: the raw JupyterHub username and the XNAT username it maps to.
 
 use std::borrow::Cow;
 
 use regex::Regex;
-
-/// The longest username accepted from a pod annotation or produced by a mapping.
-pub const MAX_USERNAME_LEN: usize = 255;
 
 /// One step of the JupyterHub → XNAT username mapping. Steps run in order.
 #[derive(Debug, Clone)]
@@ -63,41 +59,6 @@ impl UsernameMapping {
     }
 }
 
-/// Whether a username (raw or mapped) may be used at all: non-empty, bounded, not `.` or `..`
-/// (a URL path would resolve them), no control characters and no `/` or `\`. It still has to
-/// pass [`is_safe_segment`] to reach a subPath.
-pub fn is_acceptable_username(name: &str) -> bool {
-    !name.is_empty()
-        && name != "."
-        && name != ".."
-        && name.len() <= MAX_USERNAME_LEN
-        && !name
-            .chars()
-            .any(|c| c.is_control() || c == '/' || c == '\\')
-}
-
-/// Whether `s` is safe as one path segment of a subPath: ASCII letters, digits and `. _ @ + -`,
-/// at most 255 bytes, and not `.` or `..`. Anything else never reaches a mount.
-pub fn is_safe_segment(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 255
-        && s != "."
-        && s != ".."
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'@' | b'+' | b'-'))
-}
-
-/// Whether `s` is an XNAT project id we are willing to mount: ASCII letters, digits, `_`, `-`.
-///
-/// XNAT itself checks `^[A-z0-9_-]+$`, whose `[A-z]` also admits `[ \ ] ^` and a backtick; those
-/// are refused here whatever XNAT says.
-pub fn is_valid_project_id(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 255
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,50 +103,5 @@ mod tests {
         }]);
         assert_eq!(m.apply("9f8e7d6c@aaf.edu.au"), "aaf_9f8e7d6c");
         assert_eq!(m.apply("bob@uni.edu.au"), "bob@uni.edu.au");
-    }
-
-    #[test]
-    fn safe_segments() {
-        for ok in [
-            "alice",
-            "Bob.Smith@uni.edu.au",
-            "aaf_9f8e7d6c",
-            "gpu-analysis",
-            "a+b",
-        ] {
-            assert!(is_safe_segment(ok), "{ok}");
-        }
-        for bad in [
-            "",
-            ".",
-            "..",
-            "a/b",
-            "a b",
-            "a\\b",
-            "a\0b",
-            "ü",
-            &"x".repeat(256),
-        ] {
-            assert!(!is_safe_segment(bad), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn project_ids() {
-        assert!(is_valid_project_id("ALPHA"));
-        assert!(is_valid_project_id("Proj_01-b"));
-        for bad in ["", "..", "../etc", "a/b", "a b", "A^B", "A`B", "A[B", "A.B"] {
-            assert!(!is_valid_project_id(bad), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn acceptable_usernames() {
-        assert!(is_acceptable_username("Bob.Smith@uni.edu.au"));
-        assert!(!is_acceptable_username(""));
-        assert!(!is_acceptable_username(".."));
-        assert!(!is_acceptable_username("a/b"));
-        assert!(!is_acceptable_username("a\nb"));
-        assert!(!is_acceptable_username(&"x".repeat(256)));
     }
 }

@@ -8,11 +8,11 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::identity::{is_safe_segment, is_valid_project_id};
-use crate::policy::{
-    MountScope, ResourceSet, UserOptionsPolicy, check_sub_path, is_env_name, is_name_part,
-    is_qualified_name,
+use crate::names::{
+    check_sub_path, is_env_name, is_label_value, is_qualified_name, is_safe_segment,
+    is_valid_project_id,
 };
+use crate::policy::{MountScope, ResourceSet, UserOptionsPolicy};
 use crate::quantity::Quantity;
 
 /// `GET /xapi/jupyterhub/users/{user}/server[/{name}]/user-options`, as far as it is used.
@@ -299,10 +299,6 @@ fn constraint(c: &str) -> Option<(String, String)> {
     };
     let v = v.trim();
     (is_qualified_name(k) && is_label_value(v)).then(|| (k.to_owned(), v.to_owned()))
-}
-
-fn is_label_value(s: &str) -> bool {
-    s.is_empty() || is_name_part(s)
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ pub mod identity;
 pub mod launch;
 pub mod metrics;
 pub mod mutation;
+pub mod names;
 pub mod policy;
 pub mod quantity;
 pub mod reload;

@@ -21,12 +21,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::access::{AccessOutcome, ProjectGroup};
-use crate::identity::is_safe_segment;
 use crate::launch::{self, PlannedMount, UserOptions};
-use crate::policy::{
-    MountTemplate, OnError, Policy, ResourceMode, ResourceSet, Rule, Values, check_sub_path,
-    is_extended_resource,
-};
+use crate::names::{check_sub_path, is_extended_resource, is_safe_segment};
+use crate::policy::{MountTemplate, OnError, Policy, ResourceMode, ResourceSet, Rule, Values};
 use crate::quantity::{Quantity, value_of};
 
 /// Who the pod is for, as the webhook established it.

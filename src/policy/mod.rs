@@ -17,6 +17,11 @@ use std::collections::BTreeMap;
 pub use template::{Template, Values, Var};
 
 use crate::identity::{MappingStep, UsernameMapping};
+use crate::names::{
+    check_sub_path, is_dns_label, is_dns_subdomain, is_env_name, is_extended_resource,
+    is_extended_resource_name, is_group_role, is_qualified_name, is_resource_name,
+    is_valid_project_id,
+};
 use crate::quantity::Quantity;
 
 /// The longest XNAT request timeout accepted.
@@ -203,11 +208,6 @@ impl ResourceSet {
     }
 }
 
-/// Extended resources (`vendor/name`) must have requests equal to limits, so only limits are set.
-pub fn is_extended_resource(name: &str) -> bool {
-    name.contains('/')
-}
-
 impl PolicyFile {
     /// Reads a policy document from disk.
     pub fn load(path: &Path) -> Result<Self, PolicyError> {
@@ -306,7 +306,7 @@ fn user_options(f: file::UserOptionsFile) -> Result<UserOptionsPolicy, PolicyErr
             scope: m.scope,
         });
     }
-    if !is_resource_name(&f.gpu_resource) {
+    if !is_extended_resource_name(&f.gpu_resource) {
         return Err(invalid(
             "userOptions.gpuResource",
             format!(
@@ -320,18 +320,6 @@ fn user_options(f: file::UserOptionsFile) -> Result<UserOptionsPolicy, PolicyErr
         trust_plugin: f.trust_plugin,
         gpu_resource: f.gpu_resource,
         path_mappings,
-    })
-}
-
-/// `domain/name`, as extended resources are named.
-fn is_resource_name(s: &str) -> bool {
-    s.split_once('/').is_some_and(|(domain, name)| {
-        is_dns_subdomain(domain)
-            && !name.is_empty()
-            && name.len() <= 63
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
     })
 }
 
@@ -538,11 +526,7 @@ fn xnat(f: file::XnatFile) -> Result<XnatPolicy, PolicyError> {
     if f.cache_capacity == 0 {
         return Err(invalid("xnat.cacheCapacity", "must be at least 1"));
     }
-    if let Some((i, r)) =
-        f.roles.iter().enumerate().find(|(_, r)| {
-            r.is_empty() || !r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
-    {
+    if let Some((i, r)) = f.roles.iter().enumerate().find(|(_, r)| !is_group_role(r)) {
         return Err(invalid(
             format!("xnat.roles[{i}]"),
             format!("{r:?} is not a group role (e.g. owner, member, collaborator)"),
@@ -612,7 +596,7 @@ fn storage(f: file::StorageFile) -> Result<Storage, PolicyError> {
         ));
     }
     for (i, p) in f.never_mount.iter().enumerate() {
-        if !crate::identity::is_valid_project_id(p.strip_suffix('*').unwrap_or(p)) {
+        if !is_valid_project_id(p.strip_suffix('*').unwrap_or(p)) {
             return Err(invalid(
                 format!("storage.neverMount[{i}]"),
                 format!("{p:?} is not a project id (or a prefix ending in *)"),
@@ -656,24 +640,6 @@ fn mount(field: &str, f: MountFile, vars: &[Var]) -> Result<MountTemplate, Polic
     })
 }
 
-/// A relative path with no empty, `.` or `..` segment. Applied to templates at load and to every
-/// rendered subPath again at admission.
-pub fn check_sub_path(path: &str) -> Result<(), String> {
-    if path.is_empty() {
-        return Err("must not be empty".into());
-    }
-    if path.starts_with('/') {
-        return Err("must be relative (no leading /)".into());
-    }
-    if path
-        .split('/')
-        .any(|s| s.is_empty() || s == "." || s == "..")
-    {
-        return Err(format!("{path:?} has an empty, `.` or `..` segment"));
-    }
-    Ok(())
-}
-
 fn env(f: BTreeMap<String, String>) -> Result<Vec<EnvVar>, PolicyError> {
     env_at("env", f)
 }
@@ -710,7 +676,7 @@ fn rule(i: usize, f: file::RuleFile, policy_roles: &[String]) -> Result<Rule, Po
             .projects
             .iter()
             .enumerate()
-            .find(|(_, p)| !crate::identity::is_valid_project_id(p))
+            .find(|(_, p)| !is_valid_project_id(p))
         {
             return Err(invalid(
                 format!("{field}.match.projects[{j}]"),
@@ -774,7 +740,7 @@ fn resource_set(
         m.into_iter()
             .map(|(name, q)| {
                 let f = format!("{field}.{kind}.{name}");
-                if !is_resource(&name) {
+                if !is_resource_name(&name) {
                     return Err(invalid(
                         f,
                         "is not a resource name (cpu, memory, ephemeral-storage, vendor/name)",
@@ -806,51 +772,6 @@ fn resource_set(
         }
     }
     Ok(set)
-}
-
-fn is_resource(name: &str) -> bool {
-    matches!(name, "cpu" | "memory" | "ephemeral-storage")
-        || name.starts_with("hugepages-")
-        || is_resource_name(name)
-}
-
-fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
-
-fn is_dns_subdomain(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
-}
-
-/// An environment variable name as Kubernetes accepts it.
-pub fn is_env_name(s: &str) -> bool {
-    let mut bytes = s.bytes();
-    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_' || b == b'.' || b == b'-')
-        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-}
-
-/// The name part of a label or annotation key, or a label value: at most 63 characters,
-/// alphanumeric at both ends, `-`, `_`, `.` inside.
-pub fn is_name_part(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-        && s.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
-}
-
-/// `[prefix/]name`, as label and annotation keys are: the prefix a DNS subdomain.
-pub fn is_qualified_name(s: &str) -> bool {
-    match s.split_once('/') {
-        Some((prefix, name)) => is_dns_subdomain(prefix) && is_name_part(name),
-        None => is_name_part(s),
-    }
 }
 
 #[cfg(test)]

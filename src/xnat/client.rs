@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use super::Credentials;
 use crate::access::UserAccess;
-use crate::identity::is_safe_segment;
+use crate::names::is_safe_segment;
 use crate::policy::{ProjectSource, XnatPolicy};
 
 /// Everything but RFC 3986's unreserved characters is percent-encoded in a path segment.

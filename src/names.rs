@@ -1,0 +1,216 @@
+//! Every rule about what a name or a path piece may be, in one place: Kubernetes object, label,
+//! env and resource names, and the path segments, subPaths, usernames and project ids that reach
+//! a mount or an XNAT URL. Pure predicates; callers say what to do when one fails.
+
+/// The longest username accepted from a pod annotation or produced by a mapping.
+pub const MAX_USERNAME_LEN: usize = 255;
+
+/// A DNS-1123 label (container, volume and namespace names).
+pub fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// A DNS-1123 subdomain (claim names, label-key prefixes, resource domains).
+pub fn is_dns_subdomain(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
+/// An environment variable name as Kubernetes accepts it.
+pub fn is_env_name(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_' || b == b'.' || b == b'-')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// The name part of a label or annotation key, or a label value: at most 63 characters,
+/// alphanumeric at both ends, `-`, `_`, `.` inside.
+pub fn is_name_part(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && s.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
+}
+
+/// `[prefix/]name`, as label and annotation keys are: the prefix a DNS subdomain.
+pub fn is_qualified_name(s: &str) -> bool {
+    match s.split_once('/') {
+        Some((prefix, name)) => is_dns_subdomain(prefix) && is_name_part(name),
+        None => is_name_part(s),
+    }
+}
+
+/// A label value: empty, or a name part.
+pub fn is_label_value(s: &str) -> bool {
+    s.is_empty() || is_name_part(s)
+}
+
+/// `domain/name`, as extended resources (`nvidia.com/gpu`) are named.
+pub fn is_extended_resource_name(s: &str) -> bool {
+    s.split_once('/').is_some_and(|(domain, name)| {
+        is_dns_subdomain(domain)
+            && !name.is_empty()
+            && name.len() <= 63
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    })
+}
+
+/// A container resource the policy may set: the standard ones, hugepages, or an extended one.
+pub fn is_resource_name(name: &str) -> bool {
+    matches!(name, "cpu" | "memory" | "ephemeral-storage")
+        || name.starts_with("hugepages-")
+        || is_extended_resource_name(name)
+}
+
+/// Extended resources (`vendor/name`) must have requests equal to limits, so only limits are set.
+pub fn is_extended_resource(name: &str) -> bool {
+    name.contains('/')
+}
+
+/// An XNAT group role as it ends a project group id (`owner`, `member`, a custom one).
+pub fn is_group_role(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// A relative path with no empty, `.` or `..` segment. Applied to templates at load and to every
+/// rendered subPath again at admission.
+pub fn check_sub_path(path: &str) -> Result<(), String> {
+    if path.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if path.starts_with('/') {
+        return Err("must be relative (no leading /)".into());
+    }
+    if path
+        .split('/')
+        .any(|s| s.is_empty() || s == "." || s == "..")
+    {
+        return Err(format!("{path:?} has an empty, `.` or `..` segment"));
+    }
+    Ok(())
+}
+
+/// An absolute path whose segments pass [`check_sub_path`] (a mountPath, an XNAT-side prefix).
+pub fn check_abs_path(path: &str) -> Result<(), String> {
+    match path.strip_prefix('/') {
+        Some(rest) => check_sub_path(rest),
+        None => Err("must be an absolute path".into()),
+    }
+}
+
+/// Whether a username (raw or mapped) may be used at all: non-empty, bounded, not `.` or `..`
+/// (a URL path would resolve them), no control characters and no `/` or `\`. It still has to
+/// pass [`is_safe_segment`] to reach a subPath.
+pub fn is_acceptable_username(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name.len() <= MAX_USERNAME_LEN
+        && !name
+            .chars()
+            .any(|c| c.is_control() || c == '/' || c == '\\')
+}
+
+/// Whether `s` is safe as one path segment of a subPath: ASCII letters, digits and `. _ @ + -`,
+/// at most 255 bytes, and not `.` or `..`. Anything else never reaches a mount.
+pub fn is_safe_segment(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 255
+        && s != "."
+        && s != ".."
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'@' | b'+' | b'-'))
+}
+
+/// Whether `s` is an XNAT project id we are willing to mount: ASCII letters, digits, `_`, `-`.
+///
+/// XNAT itself checks `^[A-z0-9_-]+$`, whose `[A-z]` also admits `[ \ ] ^` and a backtick; those
+/// are refused here whatever XNAT says.
+pub fn is_valid_project_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 255
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn safe_segments() {
+        for ok in [
+            "alice",
+            "Bob.Smith@uni.edu.au",
+            "aaf_9f8e7d6c",
+            "gpu-analysis",
+            "a+b",
+        ] {
+            assert!(is_safe_segment(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "a b",
+            "a\\b",
+            "a\0b",
+            "ü",
+            &"x".repeat(256),
+        ] {
+            assert!(!is_safe_segment(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn project_ids() {
+        assert!(is_valid_project_id("ALPHA"));
+        assert!(is_valid_project_id("Proj_01-b"));
+        for bad in ["", "..", "../etc", "a/b", "a b", "A^B", "A`B", "A[B", "A.B"] {
+            assert!(!is_valid_project_id(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn acceptable_usernames() {
+        assert!(is_acceptable_username("Bob.Smith@uni.edu.au"));
+        assert!(!is_acceptable_username(""));
+        assert!(!is_acceptable_username(".."));
+        assert!(!is_acceptable_username("a/b"));
+        assert!(!is_acceptable_username("a\nb"));
+        assert!(!is_acceptable_username(&"x".repeat(256)));
+    }
+
+    #[test]
+    fn sub_paths_and_absolute_paths() {
+        assert!(check_sub_path("archive/ALPHA").is_ok());
+        for bad in ["", "/a", "a//b", "a/./b", "a/../b", "a/"] {
+            assert!(check_sub_path(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_abs_path("/data/projects").is_ok());
+        for bad in ["data", "/", "//", "/a/../b"] {
+            assert!(check_abs_path(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn kubernetes_names() {
+        assert!(is_dns_label("notebook"));
+        assert!(!is_dns_label("Bad_Name"));
+        assert!(is_qualified_name("hub.jupyter.org/username"));
+        assert!(!is_qualified_name("bad key"));
+        assert!(is_extended_resource_name("nvidia.com/gpu"));
+        assert!(!is_extended_resource_name("gpu"));
+        assert!(is_resource_name("hugepages-2Mi") && is_resource_name("cpu"));
+        assert!(is_env_name("XNAT_HOST") && !is_env_name("1BAD"));
+    }
+}

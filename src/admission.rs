@@ -2,7 +2,7 @@
 //! answer, with one structured log line. The only I/O here is the XNAT lookup.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 
@@ -13,12 +13,9 @@ use crate::classify::{SkipReason, Target, classify};
 use crate::launch::UserOptions;
 use crate::mutation::{Context, Decision, Identity, decide};
 use crate::names::{is_acceptable_username, is_safe_segment};
-use crate::policy::{Mode, OnError, Policy};
+use crate::policy::{Mode, OnError, Policy, XnatChange};
 use crate::review::{self, Answer, Review, ReviewError};
-use crate::xnat::cache::LiveSettings;
-use crate::xnat::{
-    AccessCache, CacheStatus, ClientSettings, CredentialSource, XnatClient, XnatError,
-};
+use crate::xnat::{AccessCache, CacheStatus, CredentialSource, XnatClient, XnatError};
 
 /// Where a user's access comes from.
 #[derive(Clone)]
@@ -32,12 +29,13 @@ pub enum AccessSource {
 impl AccessSource {
     /// A cached XNAT client built from the policy's `xnat` section.
     pub fn xnat(policy: &Policy, credentials: CredentialSource) -> Result<Self, XnatError> {
-        let client = XnatClient::new(
-            policy.xnat.url.clone(),
-            credentials,
-            ClientSettings::from(&policy.xnat),
-        )?;
-        Ok(Self::Xnat(AccessCache::new(client, &policy.xnat)))
+        let x = &policy.xnat;
+        let client = XnatClient::new(x.endpoint.clone(), credentials, x.client.clone())?;
+        Ok(Self::Xnat(AccessCache::new(
+            client,
+            &x.cache,
+            x.live.clone(),
+        )))
     }
 
     async fn lookup(
@@ -120,32 +118,31 @@ impl Admission {
     /// client and cache are built and the old session is closed.
     pub fn apply_policy(&self, policy: Policy) -> Result<(), XnatError> {
         let current = self.state.load_full();
-        let (old, new) = (&current.policy.xnat, &policy.xnat);
+        let new = &policy.xnat;
+        let change = current.policy.xnat.change_to(new);
         let mut retired: Option<Arc<XnatClient>> = None;
-        let access = match (&current.access, &self.credentials) {
-            // Another XNAT, or answers that mean something else: start afresh.
-            (AccessSource::Xnat(cache), Some(credentials)) if cache_key(old) != cache_key(new) => {
-                tracing::info!(xnat = %new.url, "policy changes which XNAT answers; new client and cache");
+        let access = match (&current.access, &self.credentials, change) {
+            (AccessSource::Xnat(cache), Some(credentials), XnatChange::NewCache) => {
+                tracing::info!(xnat = %new.endpoint.url, "policy changes which XNAT answers; new client and cache");
                 retired = Some(cache.client());
                 AccessSource::xnat(&policy, credentials.clone())?
             }
-            // The same XNAT reached differently: a new client, every cached answer kept.
-            (AccessSource::Xnat(cache), Some(credentials)) => {
-                if ClientSettings::from(old) != ClientSettings::from(new) {
+            (AccessSource::Xnat(cache), Some(credentials), change) => {
+                if change == XnatChange::NewClient {
                     tracing::info!(
                         "policy changes XNAT timeouts, retries or concurrency; new client, cache kept"
                     );
                     let client = XnatClient::new(
-                        new.url.clone(),
+                        new.endpoint.clone(),
                         credentials.clone(),
-                        ClientSettings::from(new),
+                        new.client.clone(),
                     )?;
                     retired = Some(cache.replace_client(client));
                 }
-                cache.update(LiveSettings::from(new));
+                cache.update(new.live.clone());
                 current.access.clone()
             }
-            (access, _) => access.clone(),
+            (access, _, _) => access.clone(),
         };
         self.state.store(Arc::new(State {
             policy: Arc::new(policy),
@@ -155,7 +152,7 @@ impl Admission {
             // Reviews that started with the old client may still be using it: close its session
             // once they must have finished.
             tokio::spawn(async move {
-                tokio::time::sleep(crate::server::REQUEST_TIMEOUT + Duration::from_secs(1)).await;
+                tokio::time::sleep(crate::timeouts::CLIENT_RETIREMENT).await;
                 old.close().await;
             });
         }
@@ -241,7 +238,7 @@ async fn admit(
         return (answer, "skipped", SkipReason::BadUsername.as_str());
     }
 
-    let deadline = tokio::time::Instant::now() + policy.xnat.budget;
+    let deadline = tokio::time::Instant::now() + policy.xnat.live.budget;
     let allow_stale = policy.xnat.on_error == OnError::StaleThenAllow;
     let access = access_source.lookup(&xnat_user, deadline, allow_stale);
     let launch = async {
@@ -274,7 +271,7 @@ async fn admit(
         },
         access: &access,
         launch: launch.as_ref(),
-        xnat_url: policy.xnat.url.as_str(),
+        xnat_url: policy.xnat.endpoint.url.as_str(),
     };
     let spec = target.spec.map_or("{}", |s| s.get());
     let decision = decide(spec, &cx, policy);
@@ -340,18 +337,6 @@ async fn admit(
         },
     };
     (answer, decision_name, "")
-}
-
-/// What, when changed by a reload, makes cached answers unusable or the cache unfit: another
-/// XNAT (URL, CA), another meaning (project source), or the cache's fixed shape.
-fn cache_key(x: &crate::policy::XnatPolicy) -> impl PartialEq + use<> {
-    (
-        x.url.clone(),
-        x.ca_file.clone(),
-        x.project_source,
-        x.cache_capacity,
-        x.stale_if_error,
-    )
 }
 
 /// Audit mode: say what would have happened, in a warning and in audit annotations (which the

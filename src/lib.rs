@@ -20,6 +20,7 @@ pub mod review;
 pub mod serve;
 pub mod server;
 pub mod telemetry;
+pub mod timeouts;
 pub mod tls;
 pub mod tools;
 pub mod watch;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use jupyter_xnat_webhook::policy::{Overrides, Policy};
 use jupyter_xnat_webhook::serve::{self, ServeConfig};
 use jupyter_xnat_webhook::telemetry::{self, LogFormat};
 use jupyter_xnat_webhook::tools;
@@ -177,7 +178,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Review(a) => {
-            let policy = serve::load_policy(&a.policy, a.xnat_url.as_deref())?;
+            let overrides = Overrides {
+                xnat_url: a.xnat_url.clone(),
+            };
+            let policy = Policy::load(&a.policy, &overrides)?;
             let access = match a.xnat_credentials {
                 Some(path) => tools::ReviewAccess::Xnat(CredentialSource::File(path)),
                 None => tools::ReviewAccess::Table(tools::access_table(&a.access, &policy)?),

@@ -12,8 +12,6 @@ use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::reload::Input;
-
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AdmissionLabels {
     /// `mutated`, `unchanged`, `skipped`, `denied`, `audited` or `errored`.
@@ -148,14 +146,11 @@ pub fn cache(result: &'static str) {
     metrics().cache.get_or_create(&CacheLabels { result }).inc();
 }
 
-pub fn reload(input: Input, ok: bool) {
+pub fn reload(input: &'static str, ok: bool) {
     let result = if ok { "success" } else { "failure" };
     metrics()
         .reloads
-        .get_or_create(&ReloadLabels {
-            input: input.as_str(),
-            result,
-        })
+        .get_or_create(&ReloadLabels { input, result })
         .inc();
 }
 

@@ -1,7 +1,7 @@
-//! Live reload of the mounted policy (and, through the same status, the serving certificate):
-//! re-read on a change signal, validate, swap the whole policy atomically; a file that does not
-//! parse or validate is rejected, the old one keeps serving, and the failure is visible in the
-//! log, in `/readyz` and in the metrics.
+//! Live reload of mounted files (the policy ConfigMap, the serving certificate): re-read on a
+//! change signal and hand a changed content to the input's own `apply`; a version `apply`
+//! rejects leaves the current one serving, and the failure is visible in the log, in `/readyz`
+//! and in the metrics. Nothing here knows what the files mean.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -11,8 +11,6 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::admission::Admission;
-use crate::policy::{Policy, PolicyFile};
 use crate::watch::Changes;
 
 /// What `/readyz` reports about one reloadable input.
@@ -74,14 +72,14 @@ impl ReloadStatus {
         s.loaded_at = now();
         s.reloads += 1;
         s.last_error = None;
-        crate::metrics::reload(input, true);
+        crate::metrics::reload(input.as_str(), true);
     }
 
     pub fn rejected(&self, input: Input, error: String) {
         let mut s = self.slot(input);
         s.failed_reloads += 1;
         s.last_error = Some(error);
-        crate::metrics::reload(input, false);
+        crate::metrics::reload(input.as_str(), false);
     }
 
     pub fn get(&self, input: Input) -> InputStatus {
@@ -188,24 +186,4 @@ pub async fn read_all(files: &[PathBuf]) -> std::io::Result<Vec<u8>> {
         out.extend(tokio::fs::read(f).await?);
     }
     Ok(out)
-}
-
-/// Turns a policy file's bytes into a validated policy, applying `--xnat-url` as at start.
-pub fn parse_policy(bytes: &[u8], xnat_url: Option<&str>) -> Result<Policy, String> {
-    let text = std::str::from_utf8(bytes).map_err(|e| format!("policy is not UTF-8: {e}"))?;
-    let mut file = PolicyFile::parse(text).map_err(|e| e.to_string())?;
-    if let Some(url) = xnat_url {
-        file.xnat.url = url.to_owned();
-    }
-    Policy::from_file(file).map_err(|e| e.to_string())
-}
-
-/// Applies a new policy version to the running webhook.
-pub fn apply_policy(
-    admission: &Admission,
-    bytes: &[u8],
-    xnat_url: Option<&str>,
-) -> Result<(), String> {
-    let policy = parse_policy(bytes, xnat_url)?;
-    admission.apply_policy(policy).map_err(|e| e.to_string())
 }

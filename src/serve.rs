@@ -9,8 +9,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::admission::{AccessSource, Admission};
-use crate::policy::{Policy, PolicyFile};
-use crate::reload::{Input, ReloadStatus, apply_policy, read_all, reload_on_change, version_of};
+use crate::policy::{Overrides, Policy};
+use crate::reload::{Input, ReloadStatus, read_all, reload_on_change, version_of};
 use crate::server::AppState;
 use crate::tls::CertStore;
 use crate::watch::Changes;
@@ -52,15 +52,6 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
-}
-
-/// Loads the policy file, applying the `--xnat-url` override before validation.
-pub fn load_policy(path: &std::path::Path, xnat_url: Option<&str>) -> Result<Policy, StartError> {
-    let mut file = PolicyFile::load(path)?;
-    if let Some(url) = xnat_url {
-        file.xnat.url = url.to_owned();
-    }
-    Ok(Policy::from_file(file)?)
 }
 
 /// Builds the admission state from a validated policy and where the credentials come from.
@@ -125,7 +116,10 @@ pub async fn bind(config: &ServeConfig) -> Result<Bound, StartError> {
             source,
         })
     })?;
-    let policy = load_policy(&config.policy, config.xnat_url.as_deref())?;
+    let overrides = Overrides {
+        xnat_url: config.xnat_url.clone(),
+    };
+    let policy = Policy::from_yaml(&policy_bytes, &overrides)?;
     let credentials = Credentials::load(&config.xnat_credentials)?;
     // The bytes first, then the pair: a renewal landing in between is then seen as a change.
     let cert_files = vec![config.tls_cert.clone(), config.tls_key.clone()];
@@ -133,7 +127,7 @@ pub async fn bind(config: &ServeConfig) -> Result<Bound, StartError> {
     let certs = CertStore::load(&config.tls_cert, &config.tls_key)?;
     let tls = certs.server_config()?;
     tracing::info!(
-        xnat = %policy.xnat.url,
+        xnat = %policy.xnat.endpoint.url,
         xnat_user = credentials.username(),
         claim = %policy.storage.claim_name,
         mode = ?policy.mode,
@@ -158,14 +152,17 @@ pub async fn bind(config: &ServeConfig) -> Result<Bound, StartError> {
     let policy_task = {
         let files = vec![config.policy.clone()];
         let changes = Changes::new(&[&config.policy], config.reload_interval);
-        let (admission, xnat_url) = (admission.clone(), config.xnat_url.clone());
+        let admission = admission.clone();
         tokio::spawn(reload_on_change(
             files,
             changes,
             policy_bytes,
             Input::Policy,
             status.clone(),
-            move |bytes| apply_policy(&admission, bytes, xnat_url.as_deref()),
+            move |bytes| {
+                let policy = Policy::from_yaml(bytes, &overrides).map_err(|e| e.to_string())?;
+                admission.apply_policy(policy).map_err(|e| e.to_string())
+            },
         ))
     };
     let cert_task = {

@@ -24,15 +24,13 @@ use crate::admission::Admission;
 use crate::conn::{Activity, FIRST_BYTE_TIMEOUT, PeerCounts, Watched};
 use crate::reload::{Input, ReloadStatus};
 use crate::review::ReviewError;
+use crate::timeouts::REQUEST_TIMEOUT;
 
 /// The largest review accepted. The API server caps an object at about 1.5 MiB, and a review can
 /// carry an object and an old object.
 pub const MAX_REVIEW_BYTES: usize = 4 * 1024 * 1024;
 /// How long a client gets to finish the TLS handshake and to send request headers.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// An upper bound on one request, under the API server's default webhook timeout (10s); the
-/// XNAT budget (at most 8s) is below it.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(9);
 /// Connections served at once; more wait to be accepted. The API server needs a handful.
 pub const MAX_CONNECTIONS: usize = 1024;
 /// HTTP/2 connections are pinged this often and closed when a ping goes unanswered.

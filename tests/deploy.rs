@@ -31,9 +31,10 @@ const HUB: &str = "system:serviceaccount:jupyter:hub";
 const JUPYTER_NS: &str = "jupyter";
 /// Set by the API server on every namespace to its own name; cannot be changed.
 const NAME_LABEL: &str = "kubernetes.io/metadata.name";
-/// The API server's own limit is 30s; the webhook's XNAT budget (at most 8s) and request timeout
-/// (9s) are sized for 10s.
-const MAX_TIMEOUT_SECONDS: i32 = 10;
+/// The API server's own limit is 30s; the webhook's XNAT budget and request timeout are sized for
+/// the timeout chain's API server timeout (`timeouts.rs`).
+const MAX_TIMEOUT_SECONDS: i32 =
+    jupyter_xnat_webhook::timeouts::API_SERVER_TIMEOUT.as_secs() as i32;
 /// Kinds the webhook's deployment may contain. Anything else (in particular any RBAC object: the
 /// webhook never calls the Kubernetes API) fails the test.
 const ALLOWED_KINDS: &[&str] = &[
@@ -901,6 +902,7 @@ fn check_network_policy(
     }
     let xnat = policy
         .xnat
+        .endpoint
         .url
         .port_or_known_default()
         .expect("the XNAT URL has a port") as i32;
@@ -999,9 +1001,9 @@ fn check_webhook(
         "{name}: timeoutSeconds {timeout}"
     );
     assert!(
-        policy.xnat.budget < Duration::from_secs(timeout as u64),
+        policy.xnat.live.budget < Duration::from_secs(timeout as u64),
         "the policy's xnat.budget {:?} fits in timeoutSeconds {timeout}",
-        policy.xnat.budget
+        policy.xnat.live.budget
     );
     assert_eq!(w.reinvocation_policy.as_deref(), Some("IfNeeded"), "{name}");
     assert_eq!(

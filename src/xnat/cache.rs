@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use super::XnatClient;
 use crate::access::{AccessOutcome, UserAccess};
-use crate::policy::XnatPolicy;
+use crate::policy::{CacheShape, LiveSettings};
 
 /// Where one review's answer came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,26 +47,6 @@ impl CacheStatus {
 struct Entry {
     access: Arc<UserAccess>,
     fetched: Instant,
-}
-
-/// The settings a reload may change in place.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LiveSettings {
-    pub ttl: Duration,
-    pub negative_ttl: Duration,
-    pub refresh_ahead: Option<Duration>,
-    pub budget: Duration,
-}
-
-impl From<&XnatPolicy> for LiveSettings {
-    fn from(p: &XnatPolicy) -> Self {
-        Self {
-            ttl: p.cache_ttl,
-            negative_ttl: p.negative_cache_ttl,
-            refresh_ahead: p.refresh_ahead,
-            budget: p.budget,
-        }
-    }
 }
 
 /// Per-entry lifetimes: answers about unknown users expire sooner. Read at insertion, so a
@@ -121,16 +101,16 @@ pub struct AccessCache {
 }
 
 impl AccessCache {
-    pub fn new(client: XnatClient, policy: &XnatPolicy) -> Self {
-        let live = Arc::new(ArcSwap::from_pointee(LiveSettings::from(policy)));
+    pub fn new(client: XnatClient, shape: &CacheShape, live: LiveSettings) -> Self {
+        let live = Arc::new(ArcSwap::from_pointee(live));
         let fresh = Cache::builder()
-            .max_capacity(policy.cache_capacity)
+            .max_capacity(shape.capacity)
             .expire_after(Lifetimes(live.clone()))
             .build();
-        let last_good = (!policy.stale_if_error.is_zero()).then(|| {
+        let last_good = (!shape.stale_if_error.is_zero()).then(|| {
             Cache::builder()
-                .max_capacity(policy.cache_capacity)
-                .time_to_live(policy.stale_if_error)
+                .max_capacity(shape.capacity)
+                .time_to_live(shape.stale_if_error)
                 .build()
         });
         Self {
@@ -138,7 +118,7 @@ impl AccessCache {
                 client: ArcSwap::from_pointee(client),
                 fresh,
                 last_good,
-                stale_if_error: policy.stale_if_error,
+                stale_if_error: shape.stale_if_error,
                 live,
                 refreshing: Mutex::default(),
             }),

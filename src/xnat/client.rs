@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use super::Credentials;
 use crate::access::UserAccess;
 use crate::names::is_safe_segment;
-use crate::policy::{ProjectSource, XnatPolicy};
+use crate::policy::{ClientSettings, Endpoint, ProjectSource};
 
 /// Everything but RFC 3986's unreserved characters is percent-encoded in a path segment.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -90,35 +90,10 @@ impl CredentialSource {
     }
 }
 
-/// The client's tunables, taken from the policy's `xnat` section.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ClientSettings {
-    pub timeout: Duration,
-    pub retries: u32,
-    pub retry_backoff: Duration,
-    pub max_concurrent_requests: usize,
-    pub project_source: ProjectSource,
-    /// Extra CAs (PEM) to trust for an https XNAT.
-    pub ca_file: Option<PathBuf>,
-}
-
-impl From<&XnatPolicy> for ClientSettings {
-    fn from(p: &XnatPolicy) -> Self {
-        Self {
-            timeout: p.timeout,
-            retries: p.retries,
-            retry_backoff: p.retry_backoff,
-            max_concurrent_requests: p.max_concurrent_requests,
-            project_source: p.project_source,
-            ca_file: p.ca_file.clone(),
-        }
-    }
-}
-
 /// A client for the XNAT endpoints the webhook uses, logged in as the service account.
 pub struct XnatClient {
     http: reqwest::Client,
-    base: Url,
+    endpoint: Endpoint,
     credentials: CredentialSource,
     settings: ClientSettings,
     slots: Semaphore,
@@ -141,15 +116,15 @@ struct AccessEntry {
 }
 
 impl XnatClient {
-    /// `base` is XNAT's URL including any context path (`http://xnat/xnat`).
+    /// A client for `endpoint` (whose URL includes any context path: `http://xnat/xnat`).
     pub fn new(
-        base: Url,
+        endpoint: Endpoint,
         credentials: CredentialSource,
         settings: ClientSettings,
     ) -> Result<Self, XnatError> {
         crate::install_crypto_provider();
         let mut builder = reqwest::Client::builder();
-        if let Some(path) = &settings.ca_file {
+        if let Some(path) = &endpoint.ca_file {
             let pem = std::fs::read(path)
                 .map_err(|e| XnatError::Request(format!("xnat.caFile {}: {e}", path.display())))?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem)
@@ -172,7 +147,7 @@ impl XnatClient {
             .map_err(|e| XnatError::Request(e.to_string()))?;
         Ok(Self {
             http,
-            base,
+            endpoint,
             credentials,
             slots: Semaphore::new(settings.max_concurrent_requests),
             settings,
@@ -183,7 +158,7 @@ impl XnatClient {
     }
 
     pub fn base_url(&self) -> &Url {
-        &self.base
+        &self.endpoint.url
     }
 
     /// The user's project memberships, from the policy's project source. 404 means XNAT has no
@@ -194,7 +169,7 @@ impl XnatClient {
         deadline: Instant,
     ) -> Result<UserAccess, XnatError> {
         check_username(xnat_user)?;
-        match self.settings.project_source {
+        match self.endpoint.project_source {
             ProjectSource::Groups => {
                 let ids: Option<Vec<String>> = self
                     .get_json("groups", &["xapi", "users", xnat_user, "groups"], deadline)
@@ -455,12 +430,12 @@ impl XnatClient {
     /// every byte of a segment but `A-Z a-z 0-9 - . _ ~`: a username can add neither a segment
     /// (`/`) nor a path parameter (`;`, which Tomcat strips before routing).
     fn url(&self, segments: &[&str]) -> Url {
-        let mut path = self.base.path().trim_end_matches('/').to_owned();
+        let mut path = self.endpoint.url.path().trim_end_matches('/').to_owned();
         for s in segments {
             path.push('/');
             path.extend(utf8_percent_encode(s, SEGMENT));
         }
-        let mut url = self.base.clone();
+        let mut url = self.endpoint.url.clone();
         url.set_path(&path);
         url
     }
@@ -631,15 +606,17 @@ mod tests {
     #[test]
     fn segments_are_encoded_and_the_context_path_kept() {
         let client = XnatClient::new(
-            Url::parse("http://xnat.example/xnat/").unwrap(),
+            Endpoint {
+                url: Url::parse("http://xnat.example/xnat/").unwrap(),
+                ca_file: None,
+                project_source: ProjectSource::Groups,
+            },
             CredentialSource::Fixed(Credentials::new("u", "p")),
             ClientSettings {
                 timeout: Duration::from_secs(1),
                 retries: 0,
                 retry_backoff: Duration::ZERO,
                 max_concurrent_requests: 1,
-                project_source: ProjectSource::Groups,
-                ca_file: None,
             },
         )
         .unwrap();

@@ -6,5 +6,5 @@ pub mod client;
 pub mod credentials;
 
 pub use cache::{AccessCache, CacheStatus};
-pub use client::{ClientSettings, CredentialSource, XnatClient, XnatError};
+pub use client::{CredentialSource, XnatClient, XnatError};
 pub use credentials::{Credentials, CredentialsError};

@@ -90,10 +90,11 @@ async fn run() {
         .spawn("127.0.0.1:0".parse().unwrap(), "/xnat")
         .await
         .unwrap();
-    let mut file = jupyter_xnat_webhook::policy::PolicyFile::parse("").unwrap();
-    file.xnat.url = url.clone();
+    let overrides = jupyter_xnat_webhook::policy::Overrides {
+        xnat_url: Some(url.clone()),
+    };
     let admission = serve::admission(
-        Policy::from_file(file).unwrap(),
+        Policy::from_yaml(b"", &overrides).unwrap(),
         CredentialSource::Fixed(Credentials::new("svc", "pw")),
     )
     .unwrap();

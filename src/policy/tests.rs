@@ -1,0 +1,201 @@
+//! Policy parsing and validation: defaults, field-named errors, mapping steps, quantities.
+
+use std::path::Path;
+
+use super::*;
+
+fn field_of(yaml: &str) -> String {
+    match Policy::parse(yaml).unwrap_err() {
+        PolicyError::Invalid { field, .. } => field,
+        other => panic!("unexpected {other}"),
+    }
+}
+
+#[test]
+fn empty_document_is_the_default_policy() {
+    let p = Policy::parse("").unwrap();
+    assert_eq!(p.pods.name_prefix, "jupyter-");
+    assert_eq!(p.pods.requesters, ["system:serviceaccount:jupyter:hub"]);
+    assert_eq!(p.storage.claim_name, "xnat-gpfs");
+    assert_eq!(p.xnat.roles, ["owner", "member", "collaborator"]);
+    assert_eq!(p.resources.mode, ResourceMode::FillUnset);
+    assert_eq!(p.resources.set.limits["memory"].as_str(), "8Gi");
+    let names: Vec<_> = p.env.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["XNAT_HOST", "XNAT_PROJECTS", "XNAT_USER"]);
+}
+
+#[test]
+fn the_sample_policy_in_deploy_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/policy.yaml");
+    Policy::load(&path, &Overrides::default()).unwrap();
+}
+
+#[test]
+fn errors_name_the_field() {
+    assert_eq!(field_of("xnat:\n  timeout: 30s\n"), "xnat.timeout");
+    assert_eq!(field_of("xnat:\n  timeout: soon\n"), "xnat.timeout");
+    assert_eq!(field_of("xnat:\n  tmeout: 1s\n"), "xnat.tmeout");
+    assert_eq!(field_of("xnat:\n  url: ftp://x\n"), "xnat.url");
+    assert_eq!(field_of("xnat:\n  url: http://u:p@x/\n"), "xnat.url");
+    assert_eq!(
+        field_of("xnat:\n  roles: [owner, 'a b']\n"),
+        "xnat.roles[1]"
+    );
+    assert_eq!(field_of("xnat:\n  onError: explode\n"), "xnat.onError");
+    assert_eq!(
+        field_of("storage:\n  projects: {subPath: 'archive/{proj}', mountPath: '/p/{project}'}\n"),
+        "storage.projects.subPath"
+    );
+    assert_eq!(
+        field_of("storage:\n  projects: {subPath: '../{project}', mountPath: '/p/{project}'}\n"),
+        "storage.projects.subPath"
+    );
+    assert_eq!(
+        field_of("storage:\n  projects: {subPath: 'a/{project}', mountPath: /p/all}\n"),
+        "storage.projects.mountPath"
+    );
+    assert_eq!(
+        field_of("storage:\n  workspace: {subPath: shared, mountPath: /w}\n"),
+        "storage.workspace.subPath"
+    );
+    assert_eq!(
+        field_of("storage:\n  volumeName: Bad_Name\n"),
+        "storage.volumeName"
+    );
+    assert_eq!(field_of("env:\n  '1BAD': x\n"), "env.1BAD");
+    assert_eq!(field_of("env:\n  X: '{project}'\n"), "env.X");
+    assert_eq!(
+        field_of("resources:\n  limits: {cpu: lots}\n"),
+        "resources.limits.cpu"
+    );
+    assert_eq!(
+        field_of("resources:\n  requests: {memory: 16Gi}\n"),
+        "resources.requests.memory"
+    );
+    assert_eq!(
+        field_of("identity:\n  mapping:\n    - regex: {pattern: '(', replacement: x}\n"),
+        "identity.mapping[0].regex.pattern"
+    );
+    assert_eq!(field_of("pods: [1]\n"), "pods");
+    assert_eq!(field_of("pods:\n  requesters: []\n"), "pods.requesters");
+    assert_eq!(
+        field_of("xnat:\n  budget: 1s\n  timeout: 2s\n"),
+        "xnat.budget"
+    );
+    assert_eq!(
+        field_of("xnat:\n  negativeCacheTtl: 2m\n"),
+        "xnat.negativeCacheTtl"
+    );
+    assert_eq!(field_of("xnat:\n  refreshAhead: 2m\n"), "xnat.refreshAhead");
+    assert_eq!(
+        field_of("xnat:\n  onError: staleThenAllow\n  staleIfError: 30s\n"),
+        "xnat.staleIfError"
+    );
+    assert_eq!(
+        field_of("xnat:\n  projectSource: rest\n"),
+        "xnat.projectSource"
+    );
+    assert_eq!(
+        field_of(
+            "userOptions:\n  pathMappings:\n    - {xnatPath: rel, subPath: a, scope: project}\n"
+        ),
+        "userOptions.pathMappings[0].xnatPath"
+    );
+    assert_eq!(
+        field_of(
+            "userOptions:\n  pathMappings:\n    - {xnatPath: /a, subPath: ../b, scope: user}\n"
+        ),
+        "userOptions.pathMappings[0].subPath"
+    );
+    assert_eq!(
+        field_of("userOptions:\n  gpuResource: gpu\n"),
+        "userOptions.gpuResource"
+    );
+    for root in ["/", "//", ""] {
+        let yaml = format!(
+            "userOptions:\n  pathMappings:\n    - {{xnatPath: '{root}', subPath: a, scope: project}}\n"
+        );
+        assert_eq!(
+            field_of(&yaml),
+            "userOptions.pathMappings[0].xnatPath",
+            "{root:?}"
+        );
+    }
+    assert_eq!(field_of("a: [\n"), "(document)");
+}
+
+#[test]
+fn regex_mappings_match_whole_names_and_name_real_groups() {
+    let p = Policy::parse(
+        "identity:\n  mapping:\n    - regex: {pattern: '(?P<sub>[0-9a-f]+)@aaf\\.edu\\.au', replacement: 'aaf_${sub}'}\n",
+    )
+    .unwrap();
+    assert_eq!(p.identity.apply("9f8e@aaf.edu.au"), "aaf_9f8e");
+    assert_eq!(
+        p.identity.apply("x+9f8e@aaf.edu.au.evil.org"),
+        "x+9f8e@aaf.edu.au.evil.org"
+    );
+    for bad in ["'$2'", "'$nope'", "'${sub'", "'$'"] {
+        let yaml = format!(
+            "identity:\n  mapping:\n    - regex: {{pattern: '(?P<sub>a)', replacement: {bad}}}\n"
+        );
+        assert_eq!(
+            field_of(&yaml),
+            "identity.mapping[0].regex.replacement",
+            "{bad}"
+        );
+    }
+    Policy::parse("identity:\n  mapping:\n    - regex: {pattern: '(a)', replacement: 'x$$1$1'}\n")
+        .unwrap();
+}
+
+#[test]
+fn mapping_steps_read_naturally_in_yaml() {
+    let p = Policy::parse(
+        "identity:\n  mapping:\n    - lowercase\n    - stripDomain: {domains: [uni.edu.au]}\n    - regex: {pattern: '^(.*)$', replacement: 'x_$1'}\n",
+    )
+    .unwrap();
+    assert_eq!(p.identity.apply("Bob@UNI.edu.au"), "x_bob");
+}
+
+#[test]
+fn numbers_are_quantities_and_workspace_can_be_off() {
+    let p = Policy::parse(
+        "resources:\n  mode: override\n  limits: {cpu: 4, memory: 8Gi}\n  requests: {cpu: 0.5}\nstorage:\n  workspace: null\n",
+    )
+    .unwrap();
+    assert_eq!(p.resources.set.limits["cpu"].as_str(), "4");
+    assert_eq!(p.resources.set.requests["cpu"].as_str(), "0.5");
+    assert!(!p.resources.set.requests.contains_key("memory"));
+    assert!(p.storage.workspace.is_none());
+}
+
+#[test]
+fn what_a_reload_rebuilds_is_derived_from_which_settings_changed() {
+    let base = Policy::parse("").unwrap().xnat;
+    let change = |yaml: &str| base.change_to(&Policy::parse(yaml).unwrap().xnat);
+    assert_eq!(change(""), XnatChange::InPlace);
+    assert_eq!(
+        change("xnat:\n  cacheTtl: 2m\n  budget: 5s\n  refreshAhead: 30s\n"),
+        XnatChange::InPlace
+    );
+    assert_eq!(
+        change("xnat:\n  roles: [owner]\n  onError: deny\n"),
+        XnatChange::InPlace
+    );
+    assert_eq!(change("xnat:\n  timeout: 3s\n"), XnatChange::NewClient);
+    assert_eq!(
+        change("xnat:\n  maxConcurrentRequests: 4\n"),
+        XnatChange::NewClient
+    );
+    assert_eq!(
+        change("xnat:\n  projectSource: access\n"),
+        XnatChange::NewCache
+    );
+    assert_eq!(
+        change("xnat:\n  url: http://other.example/xnat\n"),
+        XnatChange::NewCache
+    );
+    assert_eq!(change("xnat:\n  cacheCapacity: 5\n"), XnatChange::NewCache);
+    assert_eq!(change("xnat:\n  staleIfError: 0s\n"), XnatChange::NewCache);
+}

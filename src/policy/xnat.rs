@@ -1,0 +1,332 @@
+//! `xnat`: where XNAT is and how it is asked. The validated form is built from the structs that
+//! use it — [`Endpoint`], [`ClientSettings`], [`CacheShape`], [`LiveSettings`] — so what a reload
+//! must rebuild is derived from which of them changed ([`XnatPolicy::change_to`]), not kept by
+//! hand.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use reqwest::Url;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{PolicyError, invalid};
+use crate::names::is_group_role;
+use crate::timeouts::{MAX_XNAT_BUDGET, MAX_XNAT_TIMEOUT};
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum OnError {
+    /// Admit the pod without project mounts, with a warning.
+    Allow,
+    /// Use a cached answer younger than `staleIfError` (with a warning); without one, allow.
+    StaleThenAllow,
+    /// Refuse the pod; the user sees `denyMessage` in JupyterHub's spawn error.
+    Deny,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum ProjectSource {
+    /// `GET /xapi/users/{user}/groups` (the user themself or an admin may call it).
+    Groups,
+    /// `GET /xapi/access/{user}/projects` (admin only).
+    Access,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct XnatFile {
+    /// XNAT base URL, context path included (`http://xnat-web.xnat.svc/xnat`).
+    pub url: String,
+    /// PEM file of extra CAs to trust for an https XNAT (besides the system's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// Which endpoint lists a user's projects.
+    pub project_source: ProjectSource,
+    /// Timeout of one XNAT request, connect included.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub timeout: Duration,
+    /// All the time one admission may spend on XNAT: queueing, login, retries. Must stay well
+    /// under the webhook's own timeout (10s in deploy/).
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub budget: Duration,
+    /// How many XNAT requests may be in flight at once; more wait in a queue.
+    pub max_concurrent_requests: usize,
+    /// Extra tries of a GET after a timeout, connection error or 5xx, inside `budget`.
+    pub retries: u32,
+    /// First backoff between tries (doubled each time, with jitter).
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub retry_backoff: Duration,
+    /// How long a user's project list is reused.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub cache_ttl: Duration,
+    /// How long "XNAT has no such user" (404) is reused.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub negative_cache_ttl: Duration,
+    /// With `onError: staleThenAllow`, the oldest cached answer that may stand in for XNAT.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub stale_if_error: Duration,
+    /// When set, a cached answer older than this is served and refreshed in the background.
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub refresh_ahead: Option<Duration>,
+    /// How many users' project lists are kept.
+    pub cache_capacity: u64,
+    /// Project group roles that grant a mount (`{project}_{role}`).
+    pub roles: Vec<String>,
+    /// What to do when XNAT cannot be asked.
+    pub on_error: OnError,
+    /// The message a user sees when `onError: deny` refuses their pod.
+    pub deny_message: String,
+}
+
+impl Default for XnatFile {
+    fn default() -> Self {
+        Self {
+            url: "http://xnat-web.xnat.svc.cluster.local".into(),
+            ca_file: None,
+            project_source: ProjectSource::Groups,
+            timeout: Duration::from_secs(2),
+            budget: Duration::from_secs(4),
+            max_concurrent_requests: 16,
+            retries: 2,
+            retry_backoff: Duration::from_millis(100),
+            cache_ttl: Duration::from_secs(60),
+            negative_cache_ttl: Duration::from_secs(10),
+            stale_if_error: Duration::from_secs(600),
+            refresh_ahead: None,
+            cache_capacity: 10_000,
+            roles: vec!["owner".into(), "member".into(), "collaborator".into()],
+            on_error: OnError::Allow,
+            deny_message: "XNAT is not reachable, so your project data cannot be attached. \
+                           Please try again in a few minutes."
+                .into(),
+        }
+    }
+}
+
+/// The validated `xnat` section.
+#[derive(Debug, Clone)]
+pub struct XnatPolicy {
+    pub endpoint: Endpoint,
+    pub client: ClientSettings,
+    pub cache: CacheShape,
+    pub live: LiveSettings,
+    /// Roles that grant a mount. Read at decision time: cached answers keep every role.
+    pub roles: Vec<String>,
+    pub on_error: OnError,
+    pub deny_message: String,
+}
+
+/// Which XNAT answers, and what its answers mean. Cached answers belong to one endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Endpoint {
+    pub url: Url,
+    /// Extra CAs (PEM) to trust for an https XNAT.
+    pub ca_file: Option<PathBuf>,
+    pub project_source: ProjectSource,
+}
+
+/// How the client talks to XNAT: fixed for one client's life.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientSettings {
+    pub timeout: Duration,
+    pub retries: u32,
+    pub retry_backoff: Duration,
+    pub max_concurrent_requests: usize,
+}
+
+/// The cache's fixed shape (a moka cache's capacity and lifetime are set when it is built).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheShape {
+    pub capacity: u64,
+    /// How long the last good answer of each user is kept; zero keeps none.
+    pub stale_if_error: Duration,
+}
+
+/// What a reload changes in place: lifetimes of answers fetched from then on, refresh-ahead and
+/// each admission's XNAT budget.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveSettings {
+    pub ttl: Duration,
+    pub negative_ttl: Duration,
+    pub refresh_ahead: Option<Duration>,
+    pub budget: Duration,
+}
+
+/// What a new policy needs from the running XNAT client and cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XnatChange {
+    /// Another XNAT, answers that mean something else, or another cache shape.
+    NewCache,
+    /// The same XNAT reached differently: a new client, every cached answer kept.
+    NewClient,
+    /// Only live settings (or nothing) changed.
+    InPlace,
+}
+
+impl XnatPolicy {
+    /// What moving from this policy to `new` needs.
+    pub fn change_to(&self, new: &XnatPolicy) -> XnatChange {
+        if self.endpoint != new.endpoint || self.cache != new.cache {
+            XnatChange::NewCache
+        } else if self.client != new.client {
+            XnatChange::NewClient
+        } else {
+            XnatChange::InPlace
+        }
+    }
+}
+
+impl XnatFile {
+    pub(super) fn validate(self) -> Result<XnatPolicy, PolicyError> {
+        let endpoint = self.endpoint()?;
+        let client = self.client()?;
+        let live = self.live()?;
+        let cache = self.cache_shape()?;
+        if let Some((i, r)) = self
+            .roles
+            .iter()
+            .enumerate()
+            .find(|(_, r)| !is_group_role(r))
+        {
+            return Err(invalid(
+                format!("xnat.roles[{i}]"),
+                format!("{r:?} is not a group role (e.g. owner, member, collaborator)"),
+            ));
+        }
+        if self.deny_message.trim().is_empty() {
+            return Err(invalid("xnat.denyMessage", "must not be empty"));
+        }
+        Ok(XnatPolicy {
+            endpoint,
+            client,
+            cache,
+            live,
+            roles: self.roles,
+            on_error: self.on_error,
+            deny_message: self.deny_message,
+        })
+    }
+
+    fn endpoint(&self) -> Result<Endpoint, PolicyError> {
+        let url = Url::parse(&self.url)
+            .map_err(|e| invalid("xnat.url", format!("{:?}: {e}", self.url)))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(invalid("xnat.url", "must be an http:// or https:// URL"));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(invalid(
+                "xnat.url",
+                "must not contain credentials; they come from the mounted credentials file",
+            ));
+        }
+        if url.query().is_some() || url.fragment().is_some() || url.cannot_be_a_base() {
+            return Err(invalid(
+                "xnat.url",
+                "must be a plain base URL (no query or fragment)",
+            ));
+        }
+        if self.ca_file.as_deref().is_some_and(|p| !p.starts_with('/')) {
+            return Err(invalid("xnat.caFile", "must be an absolute path"));
+        }
+        Ok(Endpoint {
+            url,
+            ca_file: self.ca_file.clone().map(Into::into),
+            project_source: self.project_source,
+        })
+    }
+
+    fn client(&self) -> Result<ClientSettings, PolicyError> {
+        if self.timeout < Duration::from_millis(50) || self.timeout > MAX_XNAT_TIMEOUT {
+            return Err(invalid(
+                "xnat.timeout",
+                format!(
+                    "must be between 50ms and {}",
+                    humantime::format_duration(MAX_XNAT_TIMEOUT)
+                ),
+            ));
+        }
+        if self.max_concurrent_requests == 0 || self.max_concurrent_requests > 1024 {
+            return Err(invalid(
+                "xnat.maxConcurrentRequests",
+                "must be between 1 and 1024",
+            ));
+        }
+        if self.retries > 10 {
+            return Err(invalid("xnat.retries", "must be at most 10"));
+        }
+        if self.retry_backoff > Duration::from_secs(2) {
+            return Err(invalid("xnat.retryBackoff", "must be at most 2s"));
+        }
+        Ok(ClientSettings {
+            timeout: self.timeout,
+            retries: self.retries,
+            retry_backoff: self.retry_backoff,
+            max_concurrent_requests: self.max_concurrent_requests,
+        })
+    }
+
+    fn live(&self) -> Result<LiveSettings, PolicyError> {
+        if self.budget < self.timeout || self.budget > MAX_XNAT_BUDGET {
+            return Err(invalid(
+                "xnat.budget",
+                format!(
+                    "must be at least xnat.timeout and at most {}",
+                    humantime::format_duration(MAX_XNAT_BUDGET)
+                ),
+            ));
+        }
+        if self.cache_ttl < Duration::from_secs(1)
+            || self.cache_ttl > Duration::from_secs(24 * 3600)
+        {
+            return Err(invalid("xnat.cacheTtl", "must be between 1s and 24h"));
+        }
+        if self.negative_cache_ttl.is_zero() || self.negative_cache_ttl > self.cache_ttl {
+            return Err(invalid(
+                "xnat.negativeCacheTtl",
+                "must be more than 0 and at most xnat.cacheTtl",
+            ));
+        }
+        if let Some(r) = self.refresh_ahead
+            && (r.is_zero() || r >= self.cache_ttl)
+        {
+            return Err(invalid(
+                "xnat.refreshAhead",
+                "must be more than 0 and less than xnat.cacheTtl",
+            ));
+        }
+        Ok(LiveSettings {
+            ttl: self.cache_ttl,
+            negative_ttl: self.negative_cache_ttl,
+            refresh_ahead: self.refresh_ahead,
+            budget: self.budget,
+        })
+    }
+
+    fn cache_shape(&self) -> Result<CacheShape, PolicyError> {
+        if self.stale_if_error > Duration::from_secs(7 * 24 * 3600) {
+            return Err(invalid("xnat.staleIfError", "must be at most 7 days"));
+        }
+        if self.on_error == OnError::StaleThenAllow && self.stale_if_error <= self.cache_ttl {
+            return Err(invalid(
+                "xnat.staleIfError",
+                "must be longer than xnat.cacheTtl for onError: staleThenAllow to use anything",
+            ));
+        }
+        if self.cache_capacity == 0 {
+            return Err(invalid("xnat.cacheCapacity", "must be at least 1"));
+        }
+        Ok(CacheShape {
+            capacity: self.cache_capacity,
+            stale_if_error: self.stale_if_error,
+        })
+    }
+}

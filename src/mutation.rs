@@ -24,7 +24,7 @@ use crate::access::{AccessOutcome, ProjectGroup};
 use crate::launch::{self, PlannedMount, UserOptions};
 use crate::names::{check_sub_path, is_extended_resource, is_safe_segment};
 use crate::policy::{MountTemplate, OnError, Policy, ResourceMode, ResourceSet, Rule, Values};
-use crate::quantity::{Quantity, value_of};
+use crate::quantity::{Quantity, same_quantity, value_of};
 
 /// Who the pod is for, as the webhook established it.
 #[derive(Debug, Clone, Copy)]
@@ -701,11 +701,6 @@ fn node_selector_patch(
             Value::Object(add),
         ));
     }
-}
-
-/// Equal as quantities (`0.5` = `500m`): the API server may canonicalise between passes.
-fn same_quantity(a: &str, b: &str) -> bool {
-    a == b || matches!((value_of(a), value_of(b)), (Some(x), Some(y)) if x == y)
 }
 
 /// The request and limit a container should end up with for one resource.

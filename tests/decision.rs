@@ -203,3 +203,31 @@ fn a_server_name_in_a_path_must_be_a_safe_segment() {
         .clone();
     assert_eq!(ws["subPath"], "workspaces/alice/gpu-analysis");
 }
+
+#[test]
+fn an_override_the_pod_already_satisfies_in_another_notation_emits_nothing() {
+    // The API server hands `cpu: 0.7` back as its canonical `700m` (and `1.5Gi` as bytes): a
+    // second pass over the patched pod must not replace them again.
+    let policy = Policy::parse(
+        "resources:\n  mode: override\n  requests: {cpu: '0.7', memory: 1Gi}\n  limits: {cpu: 2, memory: 1.5Gi}\n",
+    )
+    .unwrap();
+    let mut spec = alice_spec();
+    spec["containers"][0]["resources"] = json!({
+        "requests": {"cpu": "700m", "memory": "1073741824"},
+        "limits": {"cpu": "2", "memory": "1610612736"},
+    });
+    let Decision::Allow { patch, .. } = run(&spec, ALICE, &access(&["ALPHA_owner"]), &policy)
+    else {
+        panic!()
+    };
+    let touched: Vec<String> = serde_json::to_value(&patch)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|op| op["path"].as_str().unwrap().to_owned())
+        .filter(|p| p.contains("/resources"))
+        .collect();
+    assert!(touched.is_empty(), "{touched:?}");
+}

@@ -5,6 +5,7 @@ use kube::core::admission::Operation;
 use serde_json::value::RawValue;
 
 use crate::names::is_acceptable_username;
+use crate::pod::PodMeta;
 use crate::policy::PodSelector;
 use crate::review::Review;
 
@@ -40,17 +41,18 @@ impl SkipReason {
         }
     }
 
-    /// The warning returned to the API client, for the skips a person should hear about.
+    /// What the API client is told, for the skips a person should hear about (the warning
+    /// prefix is added where warnings are collected).
     pub fn warning(self) -> Option<&'static str> {
         match self {
             SkipReason::RequesterNotAllowed => Some(
-                "xnat-webhook: this notebook pod was not created by an allowed requester; no XNAT data attached",
+                "this notebook pod was not created by an allowed requester; no XNAT data attached",
             ),
             SkipReason::NoUsernameAnnotation => Some(
-                "xnat-webhook: notebook pod has no hub.jupyter.org/username annotation; no XNAT data attached",
+                "notebook pod has no hub.jupyter.org/username annotation; no XNAT data attached",
             ),
             SkipReason::BadUsername => Some(
-                "xnat-webhook: the hub.jupyter.org/username annotation is not a usable username; no XNAT data attached",
+                "the hub.jupyter.org/username annotation is not a usable username; no XNAT data attached",
             ),
             _ => None,
         }
@@ -58,12 +60,13 @@ impl SkipReason {
 }
 
 /// A notebook pod the webhook should mutate.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct Target<'a> {
     pub pod_name: &'a str,
     pub jupyter_user: &'a str,
     /// Empty for the default server.
     pub server_name: &'a str,
+    pub meta: &'a PodMeta<'a>,
     /// The pod's spec as raw JSON, for the decision.
     pub spec: Option<&'a RawValue>,
 }
@@ -110,6 +113,7 @@ pub fn classify<'a>(review: &'a Review<'_>, sel: &PodSelector) -> Result<Target<
         pod_name,
         jupyter_user,
         server_name,
+        meta,
         spec: pod.spec,
     })
 }

@@ -1,8 +1,12 @@
 //! Who a notebook pod belongs to: the raw JupyterHub username and the XNAT username it maps to.
 
 use std::borrow::Cow;
+use std::fmt;
 
 use regex::Regex;
+
+use crate::names::{is_acceptable_username, is_safe_segment};
+use crate::pod::PodMeta;
 
 /// One step of the JupyterHub → XNAT username mapping. Steps run in order.
 #[derive(Debug, Clone)]
@@ -56,6 +60,53 @@ impl UsernameMapping {
             }
         }
         name
+    }
+}
+
+/// Why a notebook pod has no usable XNAT username: it passes unchanged, with this warning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unusable {
+    /// The hub's XNAT-username annotation is present but not a usable name.
+    Annotation,
+    /// The JupyterHub username (given) maps to a name that is not safe in a URL or a path.
+    Mapped(String),
+}
+
+impl fmt::Display for Unusable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Unusable::Annotation => f.write_str(
+                "the XNAT username annotation is not a usable username; no XNAT data attached",
+            ),
+            Unusable::Mapped(user) => write!(
+                f,
+                "username {user:?} maps to an unusable XNAT username; no XNAT data attached"
+            ),
+        }
+    }
+}
+
+impl UsernameMapping {
+    /// The XNAT username of a notebook pod: the hub's annotation when the policy names one and
+    /// the pod has it, else the JupyterHub username, through the mapping steps.
+    ///
+    /// A present but unusable annotation never falls back to the JupyterHub name (that could be
+    /// somebody else's XNAT account), and the result must be a safe path segment: anything else
+    /// (`;`, `/`, `..`) could make the XNAT URL ask about somebody else.
+    pub fn resolve<'a>(
+        &self,
+        jupyter_user: &'a str,
+        meta: &'a PodMeta<'a>,
+    ) -> Result<Cow<'a, str>, Unusable> {
+        let annotated = self.annotation.as_deref().and_then(|a| meta.annotation(a));
+        if annotated.is_some_and(|v| !is_acceptable_username(v)) {
+            return Err(Unusable::Annotation);
+        }
+        let xnat_user = self.apply(annotated.unwrap_or(jupyter_user));
+        if !is_safe_segment(&xnat_user) {
+            return Err(Unusable::Mapped(jupyter_user.to_owned()));
+        }
+        Ok(xnat_user)
     }
 }
 

@@ -20,6 +20,8 @@ use kube::core::admission::Operation;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+pub use crate::pod::PodMeta;
+
 const KIND: &str = "AdmissionReview";
 /// The only version registered (`admissionReviewVersions: ["v1"]`).
 const API_VERSION: &str = "admission.k8s.io/v1";
@@ -93,33 +95,14 @@ impl Request<'_> {
     }
 }
 
-/// The parts of a pod the webhook reads; `spec` stays raw JSON for the decision.
+/// The parts of a pod the webhook reads; `spec` stays raw JSON until the pod is known to be a
+/// notebook pod (see [`crate::pod::PodView`]).
 #[derive(Deserialize)]
 pub struct Pod<'a> {
     #[serde(borrow)]
     pub metadata: PodMeta<'a>,
     #[serde(borrow, default)]
     pub spec: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-pub struct PodMeta<'a> {
-    #[serde(borrow, default)]
-    pub name: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    pub labels: Option<BTreeMap<Cow<'a, str>, Cow<'a, str>>>,
-    #[serde(borrow, default)]
-    pub annotations: Option<BTreeMap<Cow<'a, str>, Cow<'a, str>>>,
-}
-
-impl<'a> PodMeta<'a> {
-    pub fn label(&self, key: &str) -> Option<&str> {
-        self.labels.as_ref()?.get(key).map(|v| v.as_ref())
-    }
-
-    pub fn annotation(&self, key: &str) -> Option<&str> {
-        self.annotations.as_ref()?.get(key).map(|v| v.as_ref())
-    }
 }
 
 fn malformed(path: impl Into<String>, message: impl ToString) -> ReviewError {

@@ -79,15 +79,8 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn mutate(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
-    let started = std::time::Instant::now();
-    match state.admission.review(&body).await {
-        Ok(json) => Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response()),
-        Err(e) => {
-            tracing::warn!(error = %e, bytes = body.len(), "rejected a malformed admission review");
-            crate::metrics::admission("errored", "malformed_review", started.elapsed());
-            Err(e.into())
-        }
-    }
+    let json = state.admission.review(&body).await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
 }
 
 /// Ready while serving: a rejected policy or certificate keeps the old one in use, so it is

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use common::fixture;
 use jupyter_xnat_webhook::access::{AccessOutcome, UserAccess};
 use jupyter_xnat_webhook::mutation::{Context, Decision, Identity, decide};
+use jupyter_xnat_webhook::pod::{PodMeta, PodView};
 use jupyter_xnat_webhook::policy::Policy;
 use serde_json::{Value, json};
 
@@ -28,7 +29,10 @@ fn run(spec: &Value, who: Identity<'_>, access: &AccessOutcome, policy: &Policy)
         launch: None,
         xnat_url: "http://xnat/xnat",
     };
-    decide(&spec.to_string(), &cx, policy)
+    let spec = serde_json::value::to_raw_value(spec).unwrap();
+    let meta: PodMeta = serde_json::from_str("{}").unwrap();
+    let pod = PodView::new(&meta, Some(&spec)).unwrap();
+    decide(&pod, &cx, policy)
 }
 
 /// Applies the decision's patch to `spec` (wrapped as a pod) and returns the new spec.

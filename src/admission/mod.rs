@@ -1,0 +1,77 @@
+//! One review, end to end: parse → classify → identify → ask XNAT (cached) → decide → answer,
+//! with one structured log line and one metric. Split by job: [`source`] (where access comes
+//! from), [`state`] (the swappable policy + access, and the reload rules), [`pipeline`] (one
+//! review), [`outcome`] (what became of it), [`audit`] (audit mode and redaction), `log`.
+
+mod audit;
+mod log;
+mod outcome;
+mod pipeline;
+mod source;
+mod state;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+
+pub use audit::{audit_answer, redacted};
+pub use outcome::{ErrorKind, Outcome};
+pub use source::AccessSource;
+use state::State;
+
+use crate::policy::Policy;
+use crate::review::{self, ReviewError};
+use crate::xnat::CredentialSource;
+
+/// The webhook's state: the current policy and its XNAT access, replaced atomically on reload.
+pub struct Admission {
+    state: ArcSwap<State>,
+    /// For rebuilding the XNAT client when a reload changes how XNAT is reached.
+    credentials: Option<CredentialSource>,
+}
+
+impl Admission {
+    pub fn new(
+        policy: Policy,
+        access: AccessSource,
+        credentials: Option<CredentialSource>,
+    ) -> Self {
+        Self {
+            state: ArcSwap::from_pointee(State {
+                policy: Arc::new(policy),
+                access,
+            }),
+            credentials,
+        }
+    }
+
+    pub fn policy(&self) -> Arc<Policy> {
+        self.state.load().policy.clone()
+    }
+
+    /// Ends the XNAT session; called once the server has drained.
+    pub async fn close(&self) {
+        self.state.load().access.close().await;
+    }
+
+    /// Answers one AdmissionReview body with the response body. `Err` only for a body that is
+    /// not a review; a denial is an answer.
+    pub async fn review(&self, body: &[u8]) -> Result<Vec<u8>, ReviewError> {
+        let started = Instant::now();
+        let review = review::parse(body).inspect_err(|e| {
+            tracing::warn!(error = %e, bytes = body.len(), "rejected a malformed admission review");
+            Outcome::Errored(ErrorKind::MalformedReview).record(started.elapsed());
+        })?;
+        let state = self.state.load_full();
+        let (answer, outcome) =
+            pipeline::admit(&review, &state.policy, &state.access, started).await;
+        outcome.record(started.elapsed());
+        let req = &review.request;
+        Ok(review::response_json(
+            &review.api_version,
+            &req.uid,
+            &answer,
+        ))
+    }
+}

@@ -1,0 +1,150 @@
+//! One review through the webhook: classify → identify → look up → decide → answer. The only
+//! I/O is the lookup (XNAT through the cache, or a fixed table).
+
+use std::time::Instant;
+
+use super::log::{self, Decided};
+use super::{AccessSource, Outcome, audit};
+use crate::access::AccessOutcome;
+use crate::classify::{SkipReason, Target, classify};
+use crate::launch::UserOptions;
+use crate::mutation::{Context, Decision, Identity, decide};
+use crate::pod::PodView;
+use crate::policy::{Mode, OnError, Policy};
+use crate::review::{Answer, Review};
+use crate::warning::Warnings;
+use crate::xnat::CacheStatus;
+
+/// Answers one parsed review.
+pub(super) async fn admit(
+    review: &Review<'_>,
+    policy: &Policy,
+    source: &AccessSource,
+    started: Instant,
+) -> (Answer, Outcome) {
+    let target = match classify(review, &policy.pods) {
+        Ok(t) => t,
+        Err(reason) => return skip(review, reason, reason.warning(), started),
+    };
+    let xnat_user = match policy.identity.resolve(target.jupyter_user, target.meta) {
+        Ok(u) => u,
+        Err(why) => return skip(review, SkipReason::BadUsername, Some(why), started),
+    };
+    let pod = match PodView::new(target.meta, target.spec) {
+        Ok(p) => p,
+        Err(e) => {
+            let mut warnings = Warnings::new();
+            warnings.push(format_args!(
+                "pod spec not understood ({e}); left unchanged"
+            ));
+            return answer(Decision::unchanged(warnings), policy.mode);
+        }
+    };
+    let (access, cache, launch) = look_up(review, &target, &xnat_user, policy, source).await;
+    let cx = Context {
+        who: Identity {
+            jupyter_user: target.jupyter_user,
+            server_name: target.server_name,
+            xnat_user: &xnat_user,
+        },
+        access: &access,
+        launch: launch.as_ref(),
+        xnat_url: policy.xnat.endpoint.url.as_str(),
+    };
+    let decision = decide(&pod, &cx, policy);
+    let audit = policy.mode == Mode::Audit;
+    let decided = Decided {
+        target: &target,
+        xnat_user: &xnat_user,
+        launch_context: launch.is_some(),
+        cache,
+        audit,
+        started,
+    };
+    log::decided(review, &decided, &decision);
+    if let (true, Decision::Allow { patch, .. }) = (audit, &decision) {
+        tracing::info!(uid = %review.request.uid, pod = target.pod_name,
+            patch = %audit::redacted(patch), "audit mode: the patch that would have been applied");
+    }
+    answer(decision, policy.mode)
+}
+
+/// Passes the review unchanged, saying why when a person should hear about it.
+fn skip(
+    review: &Review<'_>,
+    reason: SkipReason,
+    warning: Option<impl std::fmt::Display>,
+    started: Instant,
+) -> (Answer, Outcome) {
+    log::skipped(review, reason, started);
+    let mut warnings = Warnings::new();
+    if let Some(w) = warning {
+        warnings.push(w);
+    }
+    let answer = Answer::Allow {
+        patch: Vec::new(),
+        warnings: warnings.into_vec(),
+        audit: Vec::new(),
+    };
+    (answer, Outcome::Skipped(reason))
+}
+
+/// The user's access and, when the policy uses it, the launch context, asked for together
+/// inside the policy's XNAT budget.
+async fn look_up(
+    review: &Review<'_>,
+    target: &Target<'_>,
+    xnat_user: &str,
+    policy: &Policy,
+    source: &AccessSource,
+) -> (AccessOutcome, CacheStatus, Option<UserOptions>) {
+    let uid = &review.request.uid;
+    let deadline = tokio::time::Instant::now() + policy.xnat.live.budget;
+    let allow_stale = policy.xnat.on_error == OnError::StaleThenAllow;
+    let access = source.lookup(xnat_user, deadline, allow_stale);
+    let launch = async {
+        if !policy.user_options.enabled {
+            return None;
+        }
+        match source
+            .user_options(xnat_user, target.server_name, deadline)
+            .await
+        {
+            Ok(opts) => opts,
+            Err(e) => {
+                tracing::warn!(%uid, xnat_user, error = %e,
+                    "cannot read the launch context; using the project list");
+                None
+            }
+        }
+    };
+    let ((access, cache), launch) = tokio::join!(access, launch);
+    crate::metrics::cache(cache.as_str());
+    if let AccessOutcome::Unavailable(why) | AccessOutcome::Stale { error: why, .. } = &access {
+        tracing::warn!(%uid, xnat_user, error = %why, cache = cache.as_str(),
+            "XNAT lookup failed");
+    }
+    (access, cache, launch)
+}
+
+/// The answer for a decision, as the policy's mode has it.
+fn answer(decision: Decision, mode: Mode) -> (Answer, Outcome) {
+    if mode == Mode::Audit {
+        return (audit::audit_answer(decision), Outcome::Audited);
+    }
+    let outcome = Outcome::of(&decision);
+    let answer = match decision {
+        Decision::Allow {
+            patch, warnings, ..
+        } => Answer::Allow {
+            patch,
+            warnings: warnings.into_vec(),
+            audit: Vec::new(),
+        },
+        Decision::Deny { message } => Answer::Deny {
+            message,
+            warnings: Vec::new(),
+        },
+    };
+    (answer, outcome)
+}

@@ -1,0 +1,74 @@
+//! Where a user's access and launch context come from: XNAT through the cache, or a fixed table
+//! (the offline `review` tool and in-process tests, which run the same admission code).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use crate::access::{AccessOutcome, UserAccess};
+use crate::launch::UserOptions;
+use crate::policy::Policy;
+use crate::xnat::{AccessCache, CacheStatus, CredentialSource, XnatClient, XnatError};
+
+#[derive(Clone)]
+pub enum AccessSource {
+    /// XNAT, through the cache.
+    Xnat(AccessCache),
+    /// A fixed table: XNAT username → access. Users not in it are unknown to XNAT.
+    Static(Arc<HashMap<String, Arc<UserAccess>>>),
+}
+
+impl AccessSource {
+    /// A cached XNAT client built from the policy's `xnat` section.
+    pub fn xnat(policy: &Policy, credentials: CredentialSource) -> Result<Self, XnatError> {
+        let x = &policy.xnat;
+        let client = XnatClient::new(x.endpoint.clone(), credentials, x.client.clone())?;
+        Ok(Self::Xnat(AccessCache::new(
+            client,
+            &x.cache,
+            x.live.clone(),
+        )))
+    }
+
+    pub(super) async fn lookup(
+        &self,
+        xnat_user: &str,
+        deadline: Instant,
+        allow_stale: bool,
+    ) -> (AccessOutcome, CacheStatus) {
+        match self {
+            AccessSource::Xnat(cache) => cache.lookup(xnat_user, deadline, allow_stale).await,
+            AccessSource::Static(table) => {
+                let access = table
+                    .get(xnat_user)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(UserAccess::unknown()));
+                (AccessOutcome::Known(access), CacheStatus::Hit)
+            }
+        }
+    }
+
+    pub(super) async fn user_options(
+        &self,
+        xnat_user: &str,
+        server_name: &str,
+        deadline: Instant,
+    ) -> Result<Option<UserOptions>, XnatError> {
+        match self {
+            AccessSource::Xnat(cache) => {
+                cache
+                    .client()
+                    .user_options(xnat_user, server_name, deadline)
+                    .await
+            }
+            AccessSource::Static(_) => Ok(None),
+        }
+    }
+
+    pub(super) async fn close(&self) {
+        if let AccessSource::Xnat(cache) = self {
+            cache.client().close().await;
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! The decision: pod + identity + access + launch context + policy → JSON Patch (or a denial).
+//! Pure, so every rule is tested without sockets.
+//!
+//! It runs in three steps: work out the user's [`grant::Grant`] (readable projects, matching
+//! rules, XNAT's failure modes), build one [`plan::Plan`] of what the pod should end up with
+//! (precedence written once, there), then let one applier per pod element compare the plan with
+//! the pod and add its operations to one [`patch::PodPatch`]. A new pod element is one new
+//! applier file and one call below.
+//!
+//! The patch only ever *adds* (or, for resources in `override` mode, replaces) leaf values, so
+//! every field of the pod it does not name — including ones this build's k8s-openapi does not
+//! know — reaches the API server untouched. What is already in the pod is compared first, so
+//! running the webhook on its own output adds nothing (`reinvocationPolicy: IfNeeded` is safe).
+
+mod env;
+mod grant;
+mod launch;
+mod mounts;
+mod patch;
+mod placement;
+mod plan;
+mod resources;
+
+use json_patch::PatchOperation;
+
+use crate::access::AccessOutcome;
+use crate::launch::UserOptions;
+use crate::pod::PodView;
+use crate::policy::{Policy, Values};
+use crate::warning::Warnings;
+pub use mounts::DataVolume;
+
+/// Who the pod is for, as the webhook established it.
+#[derive(Debug, Clone, Copy)]
+pub struct Identity<'a> {
+    pub jupyter_user: &'a str,
+    pub server_name: &'a str,
+    pub xnat_user: &'a str,
+}
+
+/// Everything the decision knows besides the pod and the policy.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    pub who: Identity<'a>,
+    pub access: &'a AccessOutcome,
+    /// The plugin's launch context, when the policy enables it and XNAT has one.
+    pub launch: Option<&'a UserOptions>,
+    pub xnat_url: &'a str,
+}
+
+impl<'a> Context<'a> {
+    /// The template values of this review, with `projects` as `{projects}`.
+    pub fn values(&self, projects: &'a str) -> Values<'a> {
+        Values {
+            project: None,
+            xnat_user: self.who.xnat_user,
+            jupyter_user: self.who.jupyter_user,
+            server_name: self.who.server_name,
+            projects,
+            xnat_url: self.xnat_url,
+        }
+    }
+}
+
+/// What to answer the API server.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    Allow {
+        patch: Vec<PatchOperation>,
+        warnings: Warnings,
+        /// Projects the pod ends up with (mounted now or already present).
+        projects: Vec<String>,
+        /// Names of the policy rules that matched.
+        rules: Vec<String>,
+    },
+    Deny {
+        message: String,
+    },
+}
+
+impl Decision {
+    /// Nothing to change, for the reasons in `warnings`.
+    pub fn unchanged(warnings: Warnings) -> Self {
+        Decision::Allow {
+            patch: Vec::new(),
+            warnings,
+            projects: Vec::new(),
+            rules: Vec::new(),
+        }
+    }
+}
+
+/// Decides what to do with a notebook pod.
+pub fn decide(pod: &PodView<'_>, cx: &Context<'_>, policy: &Policy) -> Decision {
+    let mut warnings = Warnings::new();
+    let grant = match grant::Grant::work_out(cx.access, cx.who.xnat_user, policy, &mut warnings) {
+        Ok(g) => g,
+        Err(message) => return Decision::Deny { message },
+    };
+    let Some(notebook) = pod.notebook(&policy.pods.container) else {
+        warnings.push("pod has no containers; left unchanged");
+        return Decision::unchanged(warnings);
+    };
+    let launch = plan::launch_plan(cx, &grant, policy, &mut warnings);
+    let plan = plan::Plan::build(&grant, cx, policy, launch.as_ref(), &mut warnings);
+
+    let mut patch = patch::PodPatch::new();
+    let storage = &policy.storage;
+    let projects = mounts::apply(
+        &plan.mounts,
+        pod,
+        notebook,
+        storage,
+        &mut patch,
+        &mut warnings,
+    );
+    let joined = projects.join(",");
+    env::apply(
+        &plan.env,
+        &cx.values(&joined),
+        notebook,
+        &mut patch,
+        &mut warnings,
+    );
+    resources::apply(&plan.resources, policy.resources.mode, notebook, &mut patch);
+    placement::apply(&plan.node_selector, pod, &mut patch, &mut warnings);
+
+    Decision::Allow {
+        patch: patch.into_ops(),
+        warnings,
+        projects,
+        rules: grant.rule_names(),
+    }
+}

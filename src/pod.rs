@@ -1,0 +1,143 @@
+//! The parts of a pod the webhook reads, borrowed from the request's JSON. Only these fields are
+//! parsed, so fields this build does not know never stand in the way; everything else in the pod
+//! reaches the API server untouched because the patch only names what it changes.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// A map of strings as the API server writes labels, annotations, selectors and quantities.
+pub type StrMap<'a> = BTreeMap<Cow<'a, str>, Cow<'a, str>>;
+
+/// `metadata`: what classification and identity read.
+#[derive(Deserialize)]
+pub struct PodMeta<'a> {
+    #[serde(borrow, default)]
+    pub name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub labels: Option<StrMap<'a>>,
+    #[serde(borrow, default)]
+    pub annotations: Option<StrMap<'a>>,
+}
+
+impl PodMeta<'_> {
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels.as_ref()?.get(key).map(|v| v.as_ref())
+    }
+
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        self.annotations.as_ref()?.get(key).map(|v| v.as_ref())
+    }
+}
+
+/// `spec`: what the appliers compare the plan with.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SpecView<'a> {
+    #[serde(borrow, default)]
+    pub volumes: Option<Vec<VolumeView<'a>>>,
+    #[serde(borrow, default)]
+    pub containers: Vec<ContainerView<'a>>,
+    #[serde(borrow, default)]
+    pub node_selector: Option<StrMap<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeView<'a> {
+    #[serde(borrow)]
+    pub name: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub persistent_volume_claim: Option<PvcView<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PvcView<'a> {
+    #[serde(borrow)]
+    pub claim_name: Cow<'a, str>,
+    #[serde(default)]
+    pub read_only: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerView<'a> {
+    #[serde(borrow)]
+    pub name: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub volume_mounts: Option<Vec<MountView<'a>>>,
+    #[serde(borrow, default)]
+    pub env: Option<Vec<EnvView<'a>>>,
+    #[serde(borrow, default)]
+    pub resources: Option<ResourcesView<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MountView<'a> {
+    #[serde(borrow)]
+    pub name: Cow<'a, str>,
+    #[serde(borrow)]
+    pub mount_path: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub sub_path: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub read_only: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvView<'a> {
+    #[serde(borrow)]
+    pub name: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub value: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize, Default)]
+pub struct ResourcesView<'a> {
+    #[serde(borrow, default)]
+    pub limits: Option<StrMap<'a>>,
+    #[serde(borrow, default)]
+    pub requests: Option<StrMap<'a>>,
+}
+
+/// A notebook pod as the decision sees it: its metadata and the parts of its spec it reads.
+pub struct PodView<'a> {
+    pub meta: &'a PodMeta<'a>,
+    pub spec: SpecView<'a>,
+}
+
+/// The container that gets the data, and its index in `spec.containers`.
+#[derive(Clone, Copy)]
+pub struct Notebook<'v, 'a> {
+    pub index: usize,
+    pub container: &'v ContainerView<'a>,
+}
+
+impl<'a> PodView<'a> {
+    /// Reads the spec (raw JSON from the review) next to the already parsed metadata.
+    pub fn new(meta: &'a PodMeta<'a>, spec: Option<&'a RawValue>) -> serde_json::Result<Self> {
+        let spec = match spec {
+            Some(raw) => serde_json::from_str(raw.get())?,
+            None => SpecView::default(),
+        };
+        Ok(Self { meta, spec })
+    }
+
+    /// The container named `name`, else the first one; `None` when there are none.
+    pub fn notebook(&self, name: &str) -> Option<Notebook<'_, 'a>> {
+        let containers = &self.spec.containers;
+        let index = containers
+            .iter()
+            .position(|c| c.name == name)
+            .or((!containers.is_empty()).then_some(0))?;
+        Some(Notebook {
+            index,
+            container: &containers[index],
+        })
+    }
+}

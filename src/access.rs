@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use serde::Deserialize;
+
 use crate::names::{is_group_role, is_valid_project_id};
 
 /// One `{project}_{role}` group membership.
@@ -53,6 +55,12 @@ impl UserAccess {
         access
     }
 
+    /// Reads the admin access list (`GET /xapi/access/{user}/projects`), through the same
+    /// group-id rules as a group list.
+    pub fn from_access_list(entries: &[AccessEntry]) -> Self {
+        Self::from_group_ids(&group_ids_of(entries))
+    }
+
     pub fn unknown() -> Self {
         Self {
             unknown_user: true,
@@ -70,6 +78,45 @@ impl UserAccess {
         }
         out
     }
+}
+
+/// One entry of `GET /xapi/access/{user}/projects`.
+#[derive(Debug, Deserialize)]
+pub struct AccessEntry {
+    #[serde(rename = "ID")]
+    id: String,
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(default)]
+    group_id: Option<String>,
+}
+
+/// Group ids from the admin access list: `group_id` when it names the entry's project, else the
+/// project id with the role's display name (`Owners` → `owner`).
+fn group_ids_of(entries: &[AccessEntry]) -> Vec<String> {
+    entries
+        .iter()
+        .filter_map(|e| {
+            // The group id counts only when it is exactly `{ID}_{role}` with no `_` in the role:
+            // `ALPHA_BETA_owner` for project ALPHA is a custom group, not BETA's owners.
+            if let Some(g) = &e.group_id
+                && let Some(role) = g
+                    .strip_prefix(e.id.as_str())
+                    .and_then(|r| r.strip_prefix('_'))
+                && !role.is_empty()
+                && !role.contains('_')
+            {
+                return Some(g.clone());
+            }
+            let role = match e.role.as_deref()?.to_ascii_lowercase().as_str() {
+                "owners" | "owner" => "owner",
+                "members" | "member" => "member",
+                "collaborators" | "collaborator" => "collaborator",
+                _ => return None,
+            };
+            Some(format!("{}_{role}", e.id))
+        })
+        .collect()
 }
 
 /// What the admission path knows about a user's access for one review.
@@ -128,5 +175,27 @@ mod tests {
         ]);
         assert_eq!(a.readable_projects(&roles(&["owner", "member"])), ["OK"]);
         assert_eq!(a.rejected.len(), 5);
+    }
+
+    fn entry(id: &str, role: Option<&str>, group: Option<&str>) -> AccessEntry {
+        AccessEntry {
+            id: id.into(),
+            role: role.map(Into::into),
+            group_id: group.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn access_entries_become_group_ids() {
+        let ids = group_ids_of(&[
+            entry("ALPHA", Some("Owners"), Some("ALPHA_owner")),
+            entry("BETA", Some("Members"), None),
+            // A group id that names another project is not trusted; the role still counts.
+            entry("GAMMA", Some("Collaborators"), Some("DELTA_owner")),
+            entry("EPS", Some("Custom"), None),
+            // A custom group of ALPHA named like another project's owners is not that.
+            entry("ALPHA", Some("Custom"), Some("ALPHA_BETA_owner")),
+        ]);
+        assert_eq!(ids, ["ALPHA_owner", "BETA_member", "GAMMA_collaborator"]);
     }
 }

@@ -2,9 +2,11 @@
 //! command-line value, never logged.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use secrecy::{ExposeSecret, SecretString};
+
+use super::XnatError;
 
 /// A username and password (or an XNAT alias token's alias and secret, used the same way).
 #[derive(Clone)]
@@ -103,6 +105,30 @@ impl Credentials {
 /// Secrets are often written with a trailing newline.
 fn trim_line(s: &str) -> &str {
     s.trim_end_matches(['\n', '\r'])
+}
+
+/// Where the service credentials come from: a mounted Secret, re-read at every login so a
+/// rotation on disk takes effect without a restart; or fixed (tests, benchmarks).
+#[derive(Debug, Clone)]
+pub enum CredentialSource {
+    File(PathBuf),
+    Fixed(Credentials),
+}
+
+impl CredentialSource {
+    /// The credentials as they are now (for a login).
+    pub(super) async fn current(&self) -> Result<Credentials, XnatError> {
+        match self {
+            CredentialSource::Fixed(c) => Ok(c.clone()),
+            CredentialSource::File(path) => {
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || Credentials::load(&path))
+                    .await
+                    .map_err(|e| XnatError::Credentials(e.to_string()))?
+                    .map_err(|e| XnatError::Credentials(e.to_string()))
+            }
+        }
+    }
 }
 
 #[cfg(test)]

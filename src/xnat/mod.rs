@@ -4,7 +4,9 @@
 pub mod cache;
 pub mod client;
 pub mod credentials;
+mod error;
 
 pub use cache::{AccessCache, CacheStatus};
-pub use client::{CredentialSource, XnatClient, XnatError};
-pub use credentials::{Credentials, CredentialsError};
+pub use client::XnatClient;
+pub use credentials::{CredentialSource, Credentials, CredentialsError};
+pub use error::{MAX_BODY_BYTES, XnatError};

@@ -1,0 +1,200 @@
+//! The XNAT HTTP client. It logs in once (`POST /data/JSESSION`) and reuses the `JSESSIONID`
+//! cookie, because every HTTP-basic call opens a new Tomcat session and a spawn storm of them can
+//! overwhelm XNAT ([`session`]). Requests wait for one of a bounded number of slots, GETs are
+//! retried with jittered backoff after transient failures, and everything stays inside the
+//! admission's deadline ([`request`]). Errors never carry the credentials.
+
+mod request;
+mod session;
+
+use arc_swap::ArcSwapOption;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use reqwest::Url;
+use serde::de::DeserializeOwned;
+use tokio::sync::{Mutex, Semaphore};
+use tokio::time::Instant;
+
+use super::{CredentialSource, XnatError};
+use crate::access::{AccessEntry, UserAccess};
+use crate::names::is_safe_segment;
+use crate::policy::{ClientSettings, Endpoint, ProjectSource};
+use session::{RefusedLogin, Session};
+
+/// Everything but RFC 3986's unreserved characters is percent-encoded in a path segment.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// A client for the XNAT endpoints the webhook uses, logged in as the service account.
+pub struct XnatClient {
+    http: reqwest::Client,
+    endpoint: Endpoint,
+    credentials: CredentialSource,
+    settings: ClientSettings,
+    slots: Semaphore,
+    session: ArcSwapOption<Session>,
+    login: Mutex<()>,
+    /// The last refused login, so a storm (or a rotation in progress) does not hammer XNAT with
+    /// bad credentials until its account lockout trips.
+    refused_login: std::sync::Mutex<Option<RefusedLogin>>,
+}
+
+impl XnatClient {
+    /// A client for `endpoint` (whose URL includes any context path: `http://xnat/xnat`).
+    pub fn new(
+        endpoint: Endpoint,
+        credentials: CredentialSource,
+        settings: ClientSettings,
+    ) -> Result<Self, XnatError> {
+        crate::install_crypto_provider();
+        let mut builder = reqwest::Client::builder();
+        if let Some(path) = &endpoint.ca_file {
+            let pem = std::fs::read(path)
+                .map_err(|e| XnatError::Request(format!("xnat.caFile {}: {e}", path.display())))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| XnatError::Request(format!("xnat.caFile {}: {e}", path.display())))?;
+            if certs.is_empty() {
+                return Err(XnatError::Request(format!(
+                    "xnat.caFile {}: no certificate in it",
+                    path.display()
+                )));
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder
+            .connect_timeout(settings.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("jupyter-xnat-webhook/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| XnatError::Request(e.to_string()))?;
+        Ok(Self {
+            http,
+            endpoint,
+            credentials,
+            slots: Semaphore::new(settings.max_concurrent_requests),
+            settings,
+            session: ArcSwapOption::empty(),
+            login: Mutex::new(()),
+            refused_login: std::sync::Mutex::new(None),
+        })
+    }
+
+    pub fn base_url(&self) -> &Url {
+        &self.endpoint.url
+    }
+
+    /// The user's project memberships, from the policy's project source. 404 means XNAT has no
+    /// such user, which is an answer (no projects), not an outage.
+    pub async fn user_access(
+        &self,
+        xnat_user: &str,
+        deadline: Instant,
+    ) -> Result<UserAccess, XnatError> {
+        check_username(xnat_user)?;
+        match self.endpoint.project_source {
+            ProjectSource::Groups => {
+                let ids: Option<Vec<String>> = self
+                    .get_json("groups", &["xapi", "users", xnat_user, "groups"], deadline)
+                    .await?;
+                Ok(ids.map_or_else(UserAccess::unknown, |ids| UserAccess::from_group_ids(&ids)))
+            }
+            ProjectSource::Access => {
+                let entries: Option<Vec<AccessEntry>> = self
+                    .get_json(
+                        "access",
+                        &["xapi", "access", xnat_user, "projects"],
+                        deadline,
+                    )
+                    .await?;
+                Ok(entries.map_or_else(UserAccess::unknown, |e| UserAccess::from_access_list(&e)))
+            }
+        }
+    }
+
+    /// The JupyterHub plugin's stored launch context for a user's server (`""` for the default
+    /// server); `None` when none is stored (404).
+    pub async fn user_options<T: DeserializeOwned>(
+        &self,
+        xnat_user: &str,
+        server_name: &str,
+        deadline: Instant,
+    ) -> Result<Option<T>, XnatError> {
+        check_username(xnat_user)?;
+        // The default server has no name segment: `…/server/user-options`.
+        let mut path = vec!["xapi", "jupyterhub", "users", xnat_user, "server"];
+        if !server_name.is_empty() {
+            if !is_safe_segment(server_name) {
+                return Err(XnatError::Request(format!(
+                    "refusing to ask XNAT about server name {server_name:?}"
+                )));
+            }
+            path.push(server_name);
+        }
+        path.push("user-options");
+        self.get_json("user_options", &path, deadline).await
+    }
+
+    /// Joins path segments onto the base URL, keeping its context path and percent-encoding
+    /// every byte of a segment but `A-Z a-z 0-9 - . _ ~`: a username can add neither a segment
+    /// (`/`) nor a path parameter (`;`, which Tomcat strips before routing).
+    fn url(&self, segments: &[&str]) -> Url {
+        let mut path = self.endpoint.url.path().trim_end_matches('/').to_owned();
+        for s in segments {
+            path.push('/');
+            path.extend(utf8_percent_encode(s, SEGMENT));
+        }
+        let mut url = self.endpoint.url.clone();
+        url.set_path(&path);
+        url
+    }
+}
+
+fn check_username(xnat_user: &str) -> Result<(), XnatError> {
+    if is_safe_segment(xnat_user) {
+        Ok(())
+    } else {
+        // `..` would be resolved away in the URL and `;` read as a path parameter: either could
+        // ask about somebody else. The admission path never gets here with such a name.
+        Err(XnatError::Request(format!(
+            "refusing to ask XNAT about username {xnat_user:?}"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    use crate::xnat::Credentials;
+
+    #[test]
+    fn segments_are_encoded_and_the_context_path_kept() {
+        let client = XnatClient::new(
+            Endpoint {
+                url: Url::parse("http://xnat.example/xnat/").unwrap(),
+                ca_file: None,
+                project_source: ProjectSource::Groups,
+            },
+            CredentialSource::Fixed(Credentials::new("u", "p")),
+            ClientSettings {
+                timeout: Duration::from_secs(1),
+                retries: 0,
+                retry_backoff: Duration::ZERO,
+                max_concurrent_requests: 1,
+            },
+        )
+        .unwrap();
+        let url = client.url(&["xapi", "users", "Bob.Smith@uni.edu.au", "groups"]);
+        assert_eq!(
+            url.as_str(),
+            "http://xnat.example/xnat/xapi/users/Bob.Smith%40uni.edu.au/groups"
+        );
+        let url = client.url(&["xapi", "users", "alice;x/..", "groups"]);
+        assert_eq!(url.path(), "/xnat/xapi/users/alice%3Bx%2F../groups");
+    }
+}

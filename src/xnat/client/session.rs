@@ -1,0 +1,140 @@
+//! The client's one XNAT session: a login (`POST /data/JSESSION` with the service credentials,
+//! re-read from disk each time) when there is none, shared by every request until XNAT rejects
+//! it; refused credentials are not tried again for a while, so a spawn storm cannot trip XNAT's
+//! account lockout; `DELETE /data/JSESSION` on shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use tokio::time::Instant;
+
+use super::XnatClient;
+use super::request::{Rejected, looks_like_html, record};
+use crate::xnat::XnatError;
+
+/// A logged-in XNAT session.
+pub(super) struct Session {
+    pub(super) id: String,
+    pub(super) born: std::time::Instant,
+}
+
+/// A session younger than this that XNAT rejects is not expired; it is refused.
+pub(super) const MIN_SESSION_AGE: Duration = Duration::from_secs(1);
+/// How long refused credentials are not tried again (unless the credentials file changes).
+const LOGIN_BACKOFF: Duration = Duration::from_secs(15);
+
+pub(super) struct RefusedLogin {
+    at: std::time::Instant,
+    fingerprint: u64,
+    error: XnatError,
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl XnatClient {
+    /// Ends the session (`DELETE /data/JSESSION`), on shutdown.
+    pub async fn close(&self) {
+        let Some(session) = self.session.swap(None) else {
+            return;
+        };
+        let id = &session.id;
+        let url = self.url(&["data", "JSESSION"]);
+        let started = std::time::Instant::now();
+        let result = self
+            .http
+            .request(Method::DELETE, url)
+            .header(reqwest::header::COOKIE, format!("JSESSIONID={id}"))
+            .timeout(self.settings.timeout)
+            .send()
+            .await;
+        record("logout", &result, started);
+        match result {
+            Ok(r) => tracing::info!(status = r.status().as_u16(), "closed the XNAT session"),
+            Err(e) => tracing::warn!(error = %e.without_url(), "could not close the XNAT session"),
+        }
+    }
+
+    /// The current session id, logging in first when there is none. One login at a time: the
+    /// reviews of a spawn storm wait for the same login.
+    pub(super) async fn session(&self, deadline: Instant) -> Result<Arc<Session>, XnatError> {
+        if let Some(s) = self.session.load_full() {
+            return Ok(s);
+        }
+        let _one_login = tokio::time::timeout_at(deadline, self.login.lock())
+            .await
+            .map_err(|_| XnatError::Timeout(self.settings.timeout))?;
+        if let Some(s) = self.session.load_full() {
+            return Ok(s);
+        }
+        let credentials = self.credentials.current().await?;
+        let fingerprint = credentials.fingerprint();
+        if let Some(refused) = self.recently_refused(fingerprint) {
+            return Err(refused);
+        }
+        let timeout = self
+            .attempt_timeout(deadline)
+            .map_err(Rejected::into_error)?;
+        let started = std::time::Instant::now();
+        let response = self
+            .http
+            .post(self.url(&["data", "JSESSION"]))
+            .basic_auth(credentials.username(), Some(credentials.password()))
+            .timeout(timeout)
+            .send()
+            .await;
+        record("login", &response, started);
+        let response = response.map_err(|e| self.classify(e, timeout))?;
+        match response.status() {
+            StatusCode::OK => {}
+            s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
+                let error = XnatError::Unauthorized(s.as_u16());
+                *lock(&self.refused_login) = Some(RefusedLogin {
+                    at: std::time::Instant::now(),
+                    fingerprint,
+                    error: error.clone(),
+                });
+                tracing::warn!(
+                    xnat_user = credentials.username(),
+                    "XNAT refused the service credentials; not trying them again for {LOGIN_BACKOFF:?}"
+                );
+                return Err(error);
+            }
+            s => return Err(XnatError::Status(s.as_u16())),
+        }
+        let body = self.read_body(response, timeout).await?;
+        if looks_like_html(&body) {
+            return Err(XnatError::Html);
+        }
+        let id = std::str::from_utf8(&body).unwrap_or_default().trim();
+        if id.is_empty()
+            || id.len() > 256
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        {
+            return Err(XnatError::BadJson(
+                "the login did not return a session id".into(),
+            ));
+        }
+        let session = Arc::new(Session {
+            id: id.to_owned(),
+            born: std::time::Instant::now(),
+        });
+        self.session.store(Some(session.clone()));
+        *lock(&self.refused_login) = None;
+        tracing::info!(xnat_user = credentials.username(), "logged in to XNAT");
+        Ok(session)
+    }
+
+    /// The refusal of these same credentials within the last [`LOGIN_BACKOFF`], if any.
+    fn recently_refused(&self, fingerprint: u64) -> Option<XnatError> {
+        let refused = lock(&self.refused_login);
+        refused
+            .as_ref()
+            .filter(|r| r.fingerprint == fingerprint && r.at.elapsed() < LOGIN_BACKOFF)
+            .map(|r| r.error.clone())
+    }
+}

@@ -22,7 +22,7 @@ help: ## List the targets
 # the webhook on https://localhost:$(WEBHOOK_PORT) (metrics on http://127.0.0.1:$(METRICS_PORT)/metrics)
 # with the sample policy deploy/policy.yaml.
 run: dev-certs ## Run the webhook locally against the XNAT stand-in (Ctrl-C stops both)
-	$(CARGO) build --bins
+	$(CARGO) build --workspace --bins
 	@$(BIN)/xnat-standin --listen 127.0.0.1:$(XNAT_PORT) --credentials $(DEV)/xnat-credentials & \
 	  standin=$$!; trap 'kill $$standin 2>/dev/null' EXIT INT TERM; \
 	  $(BIN)/jupyter-xnat-webhook serve \
@@ -53,15 +53,15 @@ fmt-check:
 fmt: ## Format the code
 	$(CARGO) fmt --all
 
-lint: ## Clippy on every target, warnings are errors
-	$(CARGO) clippy --all-targets -- -D warnings
+lint: ## Clippy on every target of the workspace, warnings are errors
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # cargo-nextest when installed (parallel per test), else cargo test.
 unit:
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
-	  $(CARGO) nextest run --no-fail-fast; \
+	  $(CARGO) nextest run --workspace --no-fail-fast; \
 	else \
-	  $(CARGO) test --no-fail-fast; \
+	  $(CARGO) test --workspace --no-fail-fast; \
 	fi
 
 smoke: ## Start `make run` on spare ports and run the README's curl against it

@@ -27,7 +27,6 @@ pub mod tools;
 pub mod warning;
 pub mod watch;
 pub mod xnat;
-pub mod xnat_standin;
 
 /// Installs `ring` as the process-wide rustls crypto provider, once.
 ///

@@ -49,8 +49,8 @@ async fn alice_gets_exactly_her_projects_workspace_env_and_limits() {
     let pod = patched_pod(&review, &response);
     assert_eq!(pod, expected);
 
-    assert_eq!(h.xnat.group_calls_for("alice"), 1);
-    assert_eq!(h.xnat.auth_failures(), 0);
+    assert_eq!(h.xnat.calls_for("alice"), 1);
+    assert_eq!(h.xnat.counts().auth_failures, 0);
     h.stop().await;
 }
 
@@ -107,8 +107,8 @@ async fn email_username_comes_from_the_annotation_not_the_slugged_name() {
         env_of(&pod, "XNAT_USER").as_deref(),
         Some("Bob.Smith@uni.edu.au")
     );
-    assert_eq!(h.xnat.group_calls_for("Bob.Smith@uni.edu.au"), 1);
-    assert_eq!(h.xnat.group_calls_for("bob-smith-uni-edu-au---4d2a158f"), 0);
+    assert_eq!(h.xnat.calls_for("Bob.Smith@uni.edu.au"), 1);
+    assert_eq!(h.xnat.calls_for("bob-smith-uni-edu-au---4d2a158f"), 0);
     h.stop().await;
 }
 
@@ -133,8 +133,8 @@ async fn username_mapping_asks_xnat_for_the_mapped_name() {
         ]
     );
     assert_eq!(env_of(&pod, "XNAT_USER").as_deref(), Some("bob.smith"));
-    assert_eq!(h.xnat.group_calls_for("bob.smith"), 1);
-    assert_eq!(h.xnat.group_calls_for("Bob.Smith@uni.edu.au"), 0);
+    assert_eq!(h.xnat.calls_for("bob.smith"), 1);
+    assert_eq!(h.xnat.calls_for("Bob.Smith@uni.edu.au"), 0);
     h.stop().await;
 }
 
@@ -219,7 +219,7 @@ async fn a_pod_from_anyone_but_the_hub_gets_nothing() {
     assert_eq!(response["response"]["allowed"], true);
     assert_eq!(decoded_patch(&response), None);
     assert!(warnings(&response)[0].contains("not created by an allowed requester"));
-    assert_eq!(h.xnat.group_calls(), 0, "XNAT must not even be asked");
+    assert_eq!(h.xnat.counts().groups, 0, "XNAT must not even be asked");
     h.stop().await;
 }
 
@@ -261,7 +261,7 @@ async fn everything_that_is_not_a_notebook_pod_create_passes_unchanged() {
         assert_eq!(decoded_patch(&response), None, "{what}");
         assert!(warnings(&response).is_empty(), "{what}");
     }
-    assert_eq!(h.xnat.group_calls(), 0);
+    assert_eq!(h.xnat.counts().groups, 0);
     h.stop().await;
 }
 
@@ -277,7 +277,7 @@ async fn a_notebook_pod_without_the_annotation_passes_with_a_warning() {
     assert_eq!(response["response"]["allowed"], true);
     assert_eq!(decoded_patch(&response), None);
     assert!(warnings(&response)[0].contains("hub.jupyter.org/username"));
-    assert_eq!(h.xnat.group_calls(), 0);
+    assert_eq!(h.xnat.counts().groups, 0);
     h.stop().await;
 }
 
@@ -366,7 +366,7 @@ async fn a_username_that_could_bend_the_xnat_url_gets_nothing() {
             "{name}"
         );
     }
-    assert_eq!(h.xnat.group_calls(), 0);
+    assert_eq!(h.xnat.counts().groups, 0);
     h.stop().await;
 }
 
@@ -379,7 +379,7 @@ async fn dot_dot_is_never_a_username() {
     let response = h.review(&review).await;
     assert_eq!(decoded_patch(&response), None);
     assert!(warnings(&response)[0].contains("not a usable username"));
-    assert_eq!(h.xnat.group_calls(), 0);
+    assert_eq!(h.xnat.counts().groups, 0);
     h.stop().await;
 }
 
@@ -462,10 +462,10 @@ async fn concurrent_reviews_for_one_user_share_one_xnat_request() {
         let pod = patched_pod(&review, r);
         assert_eq!(mounts_of(&pod, "xnat-data").len(), 3);
     }
-    assert_eq!(h.xnat.group_calls_for("alice"), 1);
+    assert_eq!(h.xnat.calls_for("alice"), 1);
     // Inside the TTL, a second burst costs XNAT nothing.
     let again = futures::future::join_all((0..10).map(|_| h.review(&review))).await;
     assert_eq!(again.len(), 10);
-    assert_eq!(h.xnat.group_calls(), 1);
+    assert_eq!(h.xnat.counts().groups, 1);
     h.stop().await;
 }

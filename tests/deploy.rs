@@ -1344,3 +1344,51 @@ fn certs_script_rotation_never_breaks_trust() {
     assert_eq!(crt4, crt3, "--drop-old-ca keeps the certificate");
     verify(&site, &bundle4, &crt4);
 }
+
+/// The image's build stage copies every manifest of the workspace: `cargo` loads them all (the
+/// XNAT stand-in is a member) before it builds the one binary the image needs.
+#[test]
+fn the_image_build_context_holds_every_workspace_manifest() {
+    let dockerfile = std::fs::read_to_string(repo().join("deploy/Dockerfile")).expect("Dockerfile");
+    let context = tempfile::tempdir().expect("temp dir");
+    let build_stage = dockerfile
+        .split("\nFROM ")
+        .find(|stage| stage.contains("cargo build"))
+        .expect("a build stage that runs cargo build");
+    for line in build_stage.lines() {
+        let Some(args) = line.strip_prefix("COPY ") else {
+            continue;
+        };
+        let words: Vec<&str> = args.split_whitespace().collect();
+        let (sources, dest) = words.split_at(words.len() - 1);
+        for source in sources {
+            let from = repo().join(source);
+            let to = if dest[0].ends_with('/') {
+                context.path().join(source)
+            } else {
+                context.path().join(dest[0])
+            };
+            if from.is_dir() {
+                copy_dir(&from, &to);
+            } else {
+                std::fs::copy(&from, &to).unwrap_or_else(|e| panic!("COPY {source}: {e}"));
+            }
+        }
+    }
+    let out = Command::new(env!("CARGO"))
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .current_dir(context.path())
+        .output()
+        .expect("cargo metadata");
+    assert!(
+        out.status.success(),
+        "the build context misses a workspace manifest:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

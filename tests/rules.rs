@@ -122,7 +122,7 @@ async fn only_allowed_namespaces_get_data() {
     let review = fixture("alice-default"); // namespace "jupyter"
     let response = h.review(&review).await;
     assert_eq!(decoded_patch(&response), None);
-    assert_eq!(h.xnat.group_calls(), 0);
+    assert_eq!(h.xnat.counts().groups, 0);
 
     let mut review = fixture("alice-default");
     review["request"]["namespace"] = json!("jupyter-teaching");
@@ -154,8 +154,7 @@ async fn audit_mode_says_what_it_would_do_and_changes_nothing() {
 
     // A denial in audit mode is only reported.
     let h = Harness::start("mode: audit\nxnat:\n  onError: deny\n  retries: 0\n").await;
-    h.xnat
-        .set_fault(jupyter_xnat_webhook::xnat_standin::Fault::Status(503));
+    h.xnat.set_fault(xnat_standin::Fault::Status(503));
     let response = h.review(&review).await;
     assert_eq!(response["response"]["allowed"], true);
     assert!(response["response"]["auditAnnotations"]["would-deny"].is_string());

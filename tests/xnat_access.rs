@@ -7,9 +7,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use jupyter_xnat_webhook::xnat_standin::{Fault, SessionRejection, Standin};
 use serde_json::{Value, json};
-use std::sync::atomic::Ordering;
+use xnat_standin::{Fault, SessionRejection, Standin};
 
 #[tokio::test]
 async fn a_spawn_storm_costs_one_request_per_user_and_one_login() {
@@ -36,27 +35,23 @@ async fn a_spawn_storm_costs_one_request_per_user_and_one_login() {
             ]
         );
     }
-    let c = &h.xnat.counters;
-    let groups = c.groups.load(Ordering::SeqCst);
-    let logins = h.xnat.logins();
-    let max_in_flight = c.max_in_flight.load(Ordering::SeqCst);
+    let c = h.xnat.counts();
+    let groups = c.groups;
+    let logins = c.logins;
+    let max_in_flight = c.max_in_flight;
     println!(
         "storm: 200 reviews / 50 users -> {groups} group calls, {logins} login(s), at most {max_in_flight} XNAT calls in flight"
     );
     assert_eq!(groups, 50);
     assert_eq!(logins, 1);
-    assert_eq!(
-        c.basic_api_calls.load(Ordering::SeqCst),
-        0,
-        "API calls use the session"
-    );
+    assert_eq!(c.basic_api_calls, 0, "API calls use the session");
     assert!(max_in_flight <= 8, "{max_in_flight} XNAT calls in flight");
 
     // A second burst inside the TTL costs XNAT nothing.
     let again = futures::future::join_all(reviews.iter().map(|(_, r)| h.review(r))).await;
     assert_eq!(again.len(), 200);
-    assert_eq!(h.xnat.group_calls(), 50);
-    assert_eq!(h.xnat.logins(), 1);
+    assert_eq!(h.xnat.counts().groups, 50);
+    assert_eq!(h.xnat.counts().logins, 1);
     h.stop().await;
 }
 
@@ -67,7 +62,7 @@ async fn an_expired_session_means_one_new_login() {
         h.xnat.set_session_rejection(rejection);
         let first = review_for("alice");
         h.review(&first).await;
-        assert_eq!(h.xnat.logins(), 1);
+        assert_eq!(h.xnat.counts().logins, 1);
         // Sessions expire after minutes; one rejected right after its login counts as refused.
         tokio::time::sleep(Duration::from_millis(1100)).await;
         h.xnat.expire_sessions();
@@ -87,7 +82,7 @@ async fn an_expired_session_means_one_new_login() {
             "{rejection:?}: {:?}",
             warnings(&response)
         );
-        assert_eq!(h.xnat.logins(), 2, "{rejection:?}");
+        assert_eq!(h.xnat.counts().logins, 2, "{rejection:?}");
         h.stop().await;
     }
 }
@@ -106,7 +101,7 @@ async fn refusals_do_not_turn_into_login_storms() {
                 .any(|w| w.contains("XNAT could not be asked"))
         );
     }
-    assert_eq!(h.xnat.logins(), 1);
+    assert_eq!(h.xnat.counts().logins, 1);
     h.stop().await;
 
     // Wrong credentials: one refused login, then no more POSTs with the same credentials for a
@@ -125,7 +120,7 @@ async fn refusals_do_not_turn_into_login_storms() {
         h.review(r).await;
     }
     assert_eq!(
-        h.xnat.logins(),
+        h.xnat.counts().logins,
         1,
         "refused credentials are not retried at once"
     );
@@ -149,7 +144,7 @@ async fn rotated_credentials_on_disk_are_used_without_a_restart() {
         project_paths(&review, &response),
         ["/data/projects/BETA", "/data/xnat/workspace"]
     );
-    assert_eq!(h.xnat.logins(), 2);
+    assert_eq!(h.xnat.counts().logins, 2);
     h.stop().await;
 }
 
@@ -178,7 +173,7 @@ async fn stopping_closes_the_xnat_session() {
     assert_eq!(h.xnat.live_sessions(), 1);
     let xnat = h.xnat.clone();
     h.stop().await;
-    assert_eq!(xnat.counters.logouts.load(Ordering::SeqCst), 1);
+    assert_eq!(xnat.counts().logouts, 1);
     assert_eq!(xnat.live_sessions(), 0);
 }
 
@@ -195,8 +190,8 @@ async fn the_admin_access_list_can_be_the_project_source() {
             "/data/xnat/workspace"
         ]
     );
-    assert_eq!(h.xnat.counters.access.load(Ordering::SeqCst), 1);
-    assert_eq!(h.xnat.group_calls(), 0);
+    assert_eq!(h.xnat.counts().access, 1);
+    assert_eq!(h.xnat.counts().groups, 0);
     // Unknown users are a 404 there too: no projects, workspace only.
     let review = review_for("nobody");
     let response = h.review(&review).await;
@@ -212,7 +207,7 @@ async fn unknown_users_are_cached_briefly() {
         let response = h.review(&review).await;
         assert!(warnings(&response)[0].contains("XNAT has no user"));
     }
-    assert_eq!(h.xnat.group_calls_for("newcomer"), 1);
+    assert_eq!(h.xnat.calls_for("newcomer"), 1);
     // The account is created in XNAT; within a second the webhook notices.
     h.xnat.set_user("newcomer", &["ALPHA_member"]);
     tokio::time::sleep(Duration::from_millis(1200)).await;
@@ -221,7 +216,7 @@ async fn unknown_users_are_cached_briefly() {
         project_paths(&review, &response),
         ["/data/projects/ALPHA", "/data/xnat/workspace"]
     );
-    assert_eq!(h.xnat.group_calls_for("newcomer"), 2);
+    assert_eq!(h.xnat.calls_for("newcomer"), 2);
     h.stop().await;
 }
 
@@ -267,7 +262,7 @@ async fn refresh_ahead_keeps_hot_users_current_without_waiting() {
     let h = Harness::start("xnat:\n  cacheTtl: 30s\n  refreshAhead: 300ms\n").await;
     let review = review_for("alice");
     h.review(&review).await;
-    assert_eq!(h.xnat.group_calls_for("alice"), 1);
+    assert_eq!(h.xnat.calls_for("alice"), 1);
     h.xnat.set_user("alice", &["ALPHA_owner", "NEW_member"]);
     tokio::time::sleep(Duration::from_millis(400)).await;
     // Served from the cache at once (old answer), and refreshed behind it.
@@ -301,7 +296,7 @@ async fn refresh_ahead_keeps_hot_users_current_without_waiting() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // One background refresh, not a request per review (a slow machine may fit a second one).
-    let calls = h.xnat.group_calls_for("alice");
+    let calls = h.xnat.calls_for("alice");
     assert!((2..=3).contains(&calls), "{calls} group calls");
     h.stop().await;
 }
@@ -314,7 +309,7 @@ async fn a_transient_failure_is_retried_inside_the_budget() {
     let response = h.review(&review).await;
     assert_eq!(project_paths(&review, &response).len(), 3);
     assert!(warnings(&response).is_empty());
-    assert_eq!(h.xnat.group_calls_for("alice"), 2);
+    assert_eq!(h.xnat.calls_for("alice"), 2);
     h.stop().await;
 }
 
@@ -399,7 +394,7 @@ async fn the_launch_context_is_used_but_never_widens_access() {
         json!({"memory": "1073741824", "cpu": "500m"})
     );
     assert_eq!(pod["spec"]["nodeSelector"], json!({"gpu": "true"}));
-    assert_eq!(h.xnat.counters.user_options.load(Ordering::SeqCst), 1);
+    assert_eq!(h.xnat.counts().user_options, 1);
 
     // Idempotent with a launch context too.
     let mut again = review.clone();
@@ -544,6 +539,6 @@ async fn an_unusable_username_annotation_never_falls_back_to_the_hub_name() {
     let response = h.review(&review).await;
     assert_eq!(decoded_patch(&response), None);
     assert!(warnings(&response)[0].contains("annotation is not a usable username"));
-    assert_eq!(h.xnat.group_calls(), 0);
+    assert_eq!(h.xnat.counts().groups, 0);
     h.stop().await;
 }

@@ -7,8 +7,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use jupyter_xnat_webhook::xnat_standin::{Fault, Standin};
 use serde_json::Value;
+use xnat_standin::{Fault, Standin};
 
 /// The pod starts with its workspace but no project, and the response says why.
 fn assert_started_without_projects(review: &Value, response: &Value, what: &str) {
@@ -48,11 +48,11 @@ async fn every_kind_of_xnat_failure_starts_the_pod_without_project_data() {
     ];
     for (fault, what, calls) in faults {
         h.xnat.set_fault(fault);
-        let before = h.xnat.group_calls();
+        let before = h.xnat.counts().groups;
         let response = h.review(&review).await;
         assert_started_without_projects(&review, &response, what);
         assert_eq!(
-            h.xnat.group_calls(),
+            h.xnat.counts().groups,
             before + calls,
             "{what}: calls (failures are never cached)"
         );
@@ -84,7 +84,7 @@ async fn wrong_service_credentials_are_an_outage_not_an_empty_list() {
     let response = h.review(&review).await;
     assert_started_without_projects(&review, &response, "401");
     assert!(warnings(&response)[0].contains("refused the service credentials"));
-    assert_eq!(h.xnat.auth_failures(), 1);
+    assert_eq!(h.xnat.counts().auth_failures, 1);
     h.stop().await;
 }
 

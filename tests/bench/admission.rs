@@ -18,8 +18,8 @@ use jupyter_xnat_webhook::pod::{PodMeta, PodView};
 use jupyter_xnat_webhook::policy::Policy;
 use jupyter_xnat_webhook::serve::{self, ServeConfig};
 use jupyter_xnat_webhook::xnat::{CredentialSource, Credentials};
-use jupyter_xnat_webhook::xnat_standin::Standin;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use xnat_standin::Standin;
 
 const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -189,7 +189,7 @@ async fn run() {
     );
     println!(
         "XNAT during all of the above: {} group calls, {} logins (one cache per admission state)",
-        xnat.group_calls(),
-        xnat.logins()
+        xnat.counts().groups,
+        xnat.counts().logins
     );
 }

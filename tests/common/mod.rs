@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use base64::Engine;
 use jupyter_xnat_webhook::serve::{self, ServeConfig};
-use jupyter_xnat_webhook::xnat_standin::Standin;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use serde_json::Value;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
+use xnat_standin::Standin;
 
 pub const SVC_USER: &str = "webhook-svc";
 pub const SVC_PASSWORD: &str = "s3cret-pw";

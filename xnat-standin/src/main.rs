@@ -6,8 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use jupyter_xnat_webhook::xnat::Credentials;
-use jupyter_xnat_webhook::xnat_standin::Standin;
+use xnat_standin::Standin;
 
 #[derive(Parser)]
 #[command(about = "Local XNAT stand-in with demo users (alice, Bob.Smith@uni.edu.au, carol, erin)")]
@@ -18,7 +17,8 @@ struct Args {
     /// XNAT's context path.
     #[arg(long, default_value = "/xnat")]
     context_path: String,
-    /// The service credentials it accepts (same file the webhook reads).
+    /// The service credentials it accepts: a file with one line `username:password` (the file
+    /// the webhook reads).
     #[arg(long)]
     credentials: PathBuf,
 }
@@ -26,9 +26,19 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    jupyter_xnat_webhook::telemetry::init(jupyter_xnat_webhook::telemetry::LogFormat::Text);
-    let creds = Credentials::load(&args.credentials).context("stand-in credentials")?;
-    let standin = Standin::demo(creds.username(), creds.password());
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let text = std::fs::read_to_string(&args.credentials)
+        .with_context(|| format!("cannot read {}", args.credentials.display()))?;
+    let (user, password) = text
+        .trim_end_matches(['\n', '\r'])
+        .split_once(':')
+        .context("the credentials file must hold one line `username:password`")?;
+    let standin = Standin::demo(user, password);
     let (base, task) = standin
         .spawn(args.listen, &args.context_path)
         .await

@@ -51,20 +51,39 @@ pub enum SessionRejection {
     HtmlLogin,
 }
 
-/// Calls counted per endpoint.
+/// Calls counted per endpoint, as the stand-in keeps them.
 #[derive(Debug, Default)]
-pub struct Counters {
-    pub logins: AtomicUsize,
-    pub logouts: AtomicUsize,
-    pub groups: AtomicUsize,
-    pub access: AtomicUsize,
-    pub user_options: AtomicUsize,
-    /// API calls authenticated with basic credentials instead of a session.
-    pub basic_api_calls: AtomicUsize,
-    pub auth_failures: AtomicUsize,
-    /// Most API calls being answered at the same time.
-    pub max_in_flight: AtomicUsize,
+struct Counters {
+    logins: AtomicUsize,
+    logouts: AtomicUsize,
+    groups: AtomicUsize,
+    access: AtomicUsize,
+    user_options: AtomicUsize,
+    basic_api_calls: AtomicUsize,
+    auth_failures: AtomicUsize,
+    max_in_flight: AtomicUsize,
     in_flight: AtomicUsize,
+}
+
+/// What the stand-in has received so far: the one way tests read its counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// `POST /data/JSESSION`, accepted or not.
+    pub logins: usize,
+    /// `DELETE /data/JSESSION`.
+    pub logouts: usize,
+    /// `GET …/groups`, authenticated or not.
+    pub groups: usize,
+    /// `GET /xapi/access/{user}/projects`.
+    pub access: usize,
+    /// `GET …/user-options`.
+    pub user_options: usize,
+    /// API calls authenticated with basic credentials instead of a session.
+    pub basic_api_calls: usize,
+    /// Requests refused for missing or wrong credentials or an unknown session.
+    pub auth_failures: usize,
+    /// Most API calls being answered at the same time.
+    pub max_in_flight: usize,
 }
 
 /// The stand-in's users, credentials, sessions, faults and counters.
@@ -80,7 +99,7 @@ pub struct Standin {
     latency: Mutex<Duration>,
     calls_by_user: Mutex<HashMap<String, usize>>,
     next_session: AtomicUsize,
-    pub counters: Counters,
+    counters: Counters,
 }
 
 impl Standin {
@@ -157,23 +176,25 @@ impl Standin {
         lock(&self.sessions).len()
     }
 
-    /// `GET …/groups` requests received, authenticated or not.
-    pub fn group_calls(&self) -> usize {
-        self.counters.groups.load(Ordering::SeqCst)
+    /// Every counter, read at once.
+    pub fn counts(&self) -> Counts {
+        let c = &self.counters;
+        let n = |a: &AtomicUsize| a.load(Ordering::SeqCst);
+        Counts {
+            logins: n(&c.logins),
+            logouts: n(&c.logouts),
+            groups: n(&c.groups),
+            access: n(&c.access),
+            user_options: n(&c.user_options),
+            basic_api_calls: n(&c.basic_api_calls),
+            auth_failures: n(&c.auth_failures),
+            max_in_flight: n(&c.max_in_flight),
+        }
     }
 
     /// Group or access-list requests received for one user.
-    pub fn group_calls_for(&self, user: &str) -> usize {
+    pub fn calls_for(&self, user: &str) -> usize {
         lock(&self.calls_by_user).get(user).copied().unwrap_or(0)
-    }
-
-    pub fn logins(&self) -> usize {
-        self.counters.logins.load(Ordering::SeqCst)
-    }
-
-    /// Requests refused for missing or wrong credentials or an unknown session.
-    pub fn auth_failures(&self) -> usize {
-        self.counters.auth_failures.load(Ordering::SeqCst)
     }
 
     /// The stand-in's routes under XNAT's context path (`/xnat`, or `""` for none).

@@ -148,35 +148,10 @@ pub async fn bind(config: &ServeConfig) -> Result<Bound, StartError> {
     let status = Arc::new(ReloadStatus::default());
     status.loaded(Input::Policy, version_of(&policy_bytes));
     status.loaded(Input::Certificate, version_of(&cert_bytes));
-
-    let policy_task = {
-        let files = vec![config.policy.clone()];
-        let changes = Changes::new(&[&config.policy], config.reload_interval);
-        let admission = admission.clone();
-        tokio::spawn(reload_on_change(
-            files,
-            changes,
-            policy_bytes,
-            Input::Policy,
-            status.clone(),
-            move |bytes| {
-                let policy = Policy::from_yaml(bytes, &overrides).map_err(|e| e.to_string())?;
-                admission.apply_policy(policy).map_err(|e| e.to_string())
-            },
-        ))
-    };
-    let cert_task = {
-        let changes = Changes::new(&[&config.tls_cert, &config.tls_key], config.reload_interval);
-        let store = certs.clone();
-        tokio::spawn(reload_on_change(
-            cert_files,
-            changes,
-            cert_bytes,
-            Input::Certificate,
-            status.clone(),
-            move |_| store.reload().map_err(|e| e.to_string()),
-        ))
-    };
+    let reloaders = vec![
+        reload_policy(config, overrides, policy_bytes, &admission, &status),
+        reload_certificate(config, cert_files, cert_bytes, &certs, &status),
+    ];
 
     Ok(Bound {
         listener,
@@ -189,9 +164,53 @@ pub async fn bind(config: &ServeConfig) -> Result<Bound, StartError> {
         status,
         tls,
         certs,
-        reloaders: vec![policy_task, cert_task],
+        reloaders,
         idle_timeout: config.idle_timeout,
     })
+}
+
+/// Watches the policy file; a changed version is validated with the same overrides as at start
+/// and swapped in whole, or rejected while the current one keeps serving.
+fn reload_policy(
+    config: &ServeConfig,
+    overrides: Overrides,
+    current: Vec<u8>,
+    admission: &Arc<Admission>,
+    status: &Arc<ReloadStatus>,
+) -> tokio::task::JoinHandle<()> {
+    let changes = Changes::new(&[&config.policy], config.reload_interval);
+    let admission = admission.clone();
+    tokio::spawn(reload_on_change(
+        vec![config.policy.clone()],
+        changes,
+        current,
+        Input::Policy,
+        status.clone(),
+        move |bytes| {
+            let policy = Policy::from_yaml(bytes, &overrides).map_err(|e| e.to_string())?;
+            admission.apply_policy(policy).map_err(|e| e.to_string())
+        },
+    ))
+}
+
+/// Watches the serving certificate and key; a pair that loads replaces the one served.
+fn reload_certificate(
+    config: &ServeConfig,
+    files: Vec<PathBuf>,
+    current: Vec<u8>,
+    certs: &Arc<CertStore>,
+    status: &Arc<ReloadStatus>,
+) -> tokio::task::JoinHandle<()> {
+    let changes = Changes::new(&[&config.tls_cert, &config.tls_key], config.reload_interval);
+    let store = certs.clone();
+    tokio::spawn(reload_on_change(
+        files,
+        changes,
+        current,
+        Input::Certificate,
+        status.clone(),
+        move |_| store.reload().map_err(|e| e.to_string()),
+    ))
 }
 
 async fn bind_port(addr: SocketAddr) -> Result<TcpListener, StartError> {

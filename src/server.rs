@@ -2,6 +2,7 @@
 //! bodies, handshakes and header reads, and a graceful stop.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,15 +14,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use rustls::ServerConfig;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_rustls::TlsAcceptor;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::admission::Admission;
-use crate::conn::{Activity, FIRST_BYTE_TIMEOUT, PeerCounts, Watched};
+use crate::conn::{Activity, FIRST_BYTE_TIMEOUT, PeerCounts, PeerSlot, Watched};
 use crate::reload::{Input, ReloadStatus};
 use crate::review::ReviewError;
 use crate::timeouts::REQUEST_TIMEOUT;
@@ -122,17 +124,7 @@ pub async fn serve_tls(
 ) {
     let acceptor = TlsAcceptor::from(tls);
     let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HANDSHAKE_TIMEOUT);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(H2_KEEPALIVE)
-        .keep_alive_timeout(HANDSHAKE_TIMEOUT);
-    let builder = Arc::new(builder);
+    let builder = Arc::new(http_builder());
     let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let peers = Arc::new(PeerCounts::default());
     tokio::pin!(shutdown);
@@ -163,38 +155,19 @@ pub async fn serve_tls(
             tracing::warn!(%peer, "too many connections from one address; refused");
             continue;
         };
-        let acceptor = acceptor.clone();
-        let builder = builder.clone();
-        let service = TowerToHyperService::new(app.clone());
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let _peer_slot = peer_slot;
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
-            };
-            let activity = Activity::new();
-            let io = TokioIo::new(Watched::new(tls, activity.clone()));
-            let conn = watcher.watch(builder.serve_connection(io, service).into_owned());
-            tokio::select! {
-                result = conn => {
-                    if let Err(e) = result {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                }
-                () = activity.idle_for(FIRST_BYTE_TIMEOUT.min(idle_timeout), idle_timeout) => {
-                    tracing::debug!(%peer, "closed a connection idle for {idle_timeout:?}");
-                }
-            }
-        });
+        let connection = Connection {
+            tcp,
+            peer,
+            _permit: permit,
+            _peer_slot: peer_slot,
+        };
+        tokio::spawn(connection.serve(
+            acceptor.clone(),
+            builder.clone(),
+            TowerToHyperService::new(app.clone()),
+            graceful.watcher(),
+            idle_timeout,
+        ));
     }
     // Close the port at once: new connections are refused (the API server retries another
     // replica) instead of waiting in the backlog for the whole drain.
@@ -205,5 +178,67 @@ pub async fn serve_tls(
         .is_err()
     {
         tracing::warn!("drain timed out; closing remaining connections");
+    }
+}
+
+/// HTTP/1.1 and HTTP/2 with bounded header reads and pinged HTTP/2 connections.
+fn http_builder() -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HANDSHAKE_TIMEOUT);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(H2_KEEPALIVE)
+        .keep_alive_timeout(HANDSHAKE_TIMEOUT);
+    builder
+}
+
+/// One accepted connection, holding its connection slot and its peer's slot while it lives.
+struct Connection {
+    tcp: TcpStream,
+    peer: SocketAddr,
+    _permit: OwnedSemaphorePermit,
+    _peer_slot: PeerSlot,
+}
+
+impl Connection {
+    /// TLS handshake within [`HANDSHAKE_TIMEOUT`], then HTTP until the client is done, idle too
+    /// long, or the server drains.
+    async fn serve(
+        self,
+        acceptor: TlsAcceptor,
+        builder: Arc<auto::Builder<TokioExecutor>>,
+        service: TowerToHyperService<Router>,
+        watcher: Watcher,
+        idle_timeout: Duration,
+    ) {
+        let peer = self.peer;
+        let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(self.tcp)).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "TLS handshake timed out");
+                return;
+            }
+        };
+        let activity = Activity::new();
+        let io = TokioIo::new(Watched::new(tls, activity.clone()));
+        let conn = watcher.watch(builder.serve_connection(io, service).into_owned());
+        tokio::select! {
+            result = conn => {
+                if let Err(e) = result {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+            }
+            () = activity.idle_for(FIRST_BYTE_TIMEOUT.min(idle_timeout), idle_timeout) => {
+                tracing::debug!(%peer, "closed a connection idle for {idle_timeout:?}");
+            }
+        }
     }
 }

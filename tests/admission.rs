@@ -51,7 +51,6 @@ async fn alice_gets_exactly_her_projects_workspace_env_and_limits() {
 
     assert_eq!(h.xnat.calls_for("alice"), 1);
     assert_eq!(h.xnat.counts().auth_failures, 0);
-    h.stop().await;
 }
 
 #[tokio::test]
@@ -83,7 +82,6 @@ async fn a_second_pass_over_the_patched_pod_changes_nothing() {
             warnings(&second)
         );
     }
-    h.stop().await;
 }
 
 #[tokio::test]
@@ -109,7 +107,6 @@ async fn email_username_comes_from_the_annotation_not_the_slugged_name() {
     );
     assert_eq!(h.xnat.calls_for("Bob.Smith@uni.edu.au"), 1);
     assert_eq!(h.xnat.calls_for("bob-smith-uni-edu-au---4d2a158f"), 0);
-    h.stop().await;
 }
 
 #[tokio::test]
@@ -135,7 +132,6 @@ async fn username_mapping_asks_xnat_for_the_mapped_name() {
     assert_eq!(env_of(&pod, "XNAT_USER").as_deref(), Some("bob.smith"));
     assert_eq!(h.xnat.calls_for("bob.smith"), 1);
     assert_eq!(h.xnat.calls_for("Bob.Smith@uni.edu.au"), 0);
-    h.stop().await;
 }
 
 #[tokio::test]
@@ -156,7 +152,6 @@ async fn named_server_gets_its_users_projects() {
             "/data/xnat/workspace"
         ]
     );
-    h.stop().await;
 }
 
 #[tokio::test]
@@ -177,7 +172,6 @@ async fn the_hubs_own_limits_win_by_default() {
             .all(|op| !op["path"].as_str().unwrap().contains("resources")),
         "{patch}"
     );
-    h.stop().await;
 }
 
 #[tokio::test]
@@ -191,7 +185,6 @@ async fn override_mode_replaces_the_hubs_limits() {
         notebook(&pod)["resources"],
         json!({"limits": {"cpu": "3", "memory": "6Gi"}, "requests": {"cpu": "1", "memory": "2Gi"}})
     );
-    h.stop().await;
 }
 
 #[tokio::test]
@@ -207,7 +200,6 @@ async fn a_default_limit_never_falls_below_the_pods_own_request() {
         notebook(&pod)["resources"],
         json!({"requests": {"memory": "17179869184", "cpu": "500m"}, "limits": {"cpu": "4", "memory": "17179869184"}})
     );
-    h.stop().await;
 }
 
 #[tokio::test]
@@ -220,7 +212,6 @@ async fn a_pod_from_anyone_but_the_hub_gets_nothing() {
     assert_eq!(decoded_patch(&response), None);
     assert!(warnings(&response)[0].contains("not created by an allowed requester"));
     assert_eq!(h.xnat.counts().groups, 0, "XNAT must not even be asked");
-    h.stop().await;
 }
 
 #[tokio::test]
@@ -262,7 +253,6 @@ async fn everything_that_is_not_a_notebook_pod_create_passes_unchanged() {
         assert!(warnings(&response).is_empty(), "{what}");
     }
     assert_eq!(h.xnat.counts().groups, 0);
-    h.stop().await;
 }
 
 #[tokio::test]
@@ -278,7 +268,6 @@ async fn a_notebook_pod_without_the_annotation_passes_with_a_warning() {
     assert_eq!(decoded_patch(&response), None);
     assert!(warnings(&response)[0].contains("hub.jupyter.org/username"));
     assert_eq!(h.xnat.counts().groups, 0);
-    h.stop().await;
 }
 
 #[tokio::test]
@@ -309,7 +298,6 @@ async fn project_ids_xnat_should_never_have_sent_are_not_mounted() {
             ),
         ]
     );
-    h.stop().await;
 }
 
 #[tokio::test]
@@ -324,7 +312,6 @@ async fn roles_not_granted_by_policy_are_not_mounted() {
         .collect();
     assert_eq!(paths, ["/data/projects/ALPHA", "/data/xnat/workspace"]);
     assert_eq!(env_of(&pod, "XNAT_PROJECTS").as_deref(), Some("ALPHA"));
-    h.stop().await;
 }
 
 #[tokio::test]
@@ -348,7 +335,6 @@ async fn a_jupyter_username_unsafe_for_a_path_gets_no_workspace() {
             .iter()
             .any(|w| w.contains("not a safe path segment"))
     );
-    h.stop().await;
 }
 
 #[tokio::test]
@@ -367,7 +353,6 @@ async fn a_username_that_could_bend_the_xnat_url_gets_nothing() {
         );
     }
     assert_eq!(h.xnat.counts().groups, 0);
-    h.stop().await;
 }
 
 #[tokio::test]
@@ -380,7 +365,6 @@ async fn dot_dot_is_never_a_username() {
     assert_eq!(decoded_patch(&response), None);
     assert!(warnings(&response)[0].contains("not a usable username"));
     assert_eq!(h.xnat.counts().groups, 0);
-    h.stop().await;
 }
 
 #[tokio::test]
@@ -400,7 +384,6 @@ async fn a_user_xnat_does_not_know_gets_a_workspace_and_a_warning() {
         )]
     );
     assert!(warnings(&response)[0].contains("XNAT has no user"));
-    h.stop().await;
 }
 
 #[tokio::test]
@@ -448,7 +431,6 @@ async fn conflicting_names_in_the_pod_are_left_alone() {
         w.iter().any(|w| w.contains("/data/xnat/workspace")),
         "{w:?}"
     );
-    h.stop().await;
 }
 
 #[tokio::test]
@@ -467,5 +449,4 @@ async fn concurrent_reviews_for_one_user_share_one_xnat_request() {
     let again = futures::future::join_all((0..10).map(|_| h.review(&review))).await;
     assert_eq!(again.len(), 10);
     assert_eq!(h.xnat.counts().groups, 1);
-    h.stop().await;
 }

@@ -38,20 +38,10 @@ async fn a_renewed_certificate_is_served_without_a_failed_request() {
     let (cert3, key3, der3) = ca.issue();
     let secret = KubeletDir::new(&[("tls.crt", cert1.as_bytes()), ("tls.key", key1.as_bytes())]);
 
-    let certs = make_certs();
-    let (xnat, url, creds) = standin_with_credentials(certs.dir.path()).await;
-    let policy = certs.dir.path().join("policy.yaml");
-    std::fs::write(&policy, "").unwrap();
-    let h = Harness::start_files(
-        xnat,
-        url,
-        policy,
-        secret.path("tls.crt"),
-        secret.path("tls.key"),
-        creds,
-        certs,
-    )
-    .await;
+    let h = Harness::builder()
+        .tls_files(secret.path("tls.crt"), secret.path("tls.key"), &ca.pem)
+        .start()
+        .await;
     let h = Arc::new(h);
     assert_eq!(served_cert(h.addr, &ca.pem).await, der1);
 

@@ -541,14 +541,23 @@ fn check_deployment(r: &Rendered, deployment: &Deployment) -> String {
         "the Deployment's selector matches its pods"
     );
     let (pod, container) = webhook_container(deployment);
+    check_spread(pod, &pod_labels);
+    check_no_api_access(r, pod);
+    check_security(pod, container);
+    check_ports_and_probes(pod, container);
+    // Flags the binary does not know would stop it at start.
+    check_flags_known(container);
+    check_mounts(r, deployment, pod, container)
+}
 
-    // Spread.
+/// The replicas are spread over nodes.
+fn check_spread(pod: &PodSpec, pod_labels: &BTreeMap<String, String>) {
     let spread = pod.topology_spread_constraints.clone().unwrap_or_default();
     assert!(!spread.is_empty(), "topologySpreadConstraints are set");
     for c in &spread {
         let selector = c.label_selector.as_ref().expect("a spread labelSelector");
         assert!(
-            selector_matches(selector, &pod_labels),
+            selector_matches(selector, pod_labels),
             "the spread constraint on {} selects the webhook's own pods",
             c.topology_key
         );
@@ -559,8 +568,10 @@ fn check_deployment(r: &Rendered, deployment: &Deployment) -> String {
             .any(|c| c.topology_key == "kubernetes.io/hostname"),
         "the replicas are spread over nodes"
     );
+}
 
-    // No Kubernetes API access.
+/// No Kubernetes API access: no token in the pod, a dedicated service account.
+fn check_no_api_access(r: &Rendered, pod: &PodSpec) {
     assert_eq!(
         pod.automount_service_account_token,
         Some(false),
@@ -576,8 +587,10 @@ fn check_deployment(r: &Rendered, deployment: &Deployment) -> String {
         .find(|a| a.metadata.name.as_deref() == Some(account.as_str()))
         .unwrap_or_else(|| panic!("service account {account} is rendered"));
     assert_eq!(sa.automount_service_account_token, Some(false));
+}
 
-    // Security.
+/// Non-root, read-only root filesystem, no capabilities, seccomp, resources.
+fn check_security(pod: &PodSpec, container: &Container) {
     let pod_sc = pod.security_context.clone().unwrap_or_default();
     let sc = container
         .security_context
@@ -630,8 +643,10 @@ fn check_deployment(r: &Rendered, deployment: &Deployment) -> String {
         assert!(requests.contains_key(key), "resources.requests.{key}");
     }
     assert!(limits.contains_key("memory"), "resources.limits.memory");
+}
 
-    // Ports, flags, probes.
+/// Ports, flags, probes, and a graceful stop that fits in the grace period.
+fn check_ports_and_probes(pod: &PodSpec, container: &Container) {
     let listen = flag(container, "listen", "LISTEN").expect("--listen is set explicitly");
     let metrics = flag(container, "metrics-listen", "METRICS_LISTEN")
         .expect("--metrics-listen is set explicitly");
@@ -689,10 +704,15 @@ fn check_deployment(r: &Rendered, deployment: &Deployment) -> String {
         pre_stop as u64 + drain.as_secs() < grace as u64,
         "preStop {pre_stop}s + drain {drain:?} must end before terminationGracePeriodSeconds {grace}"
     );
+}
 
-    // Flags the binary does not know would stop it at start.
-    check_flags_known(container);
-
+/// Mounts are whole read-only directories; returns the policy text of the mounted ConfigMap.
+fn check_mounts(
+    r: &Rendered,
+    deployment: &Deployment,
+    pod: &PodSpec,
+    container: &Container,
+) -> String {
     // Mounts: whole directories (kubelet never updates subPath mounts, and the webhook reloads).
     for m in container.volume_mounts.iter().flatten() {
         assert!(

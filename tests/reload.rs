@@ -42,21 +42,12 @@ async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
 
 #[tokio::test]
 async fn the_policy_reloads_atomically_under_load_and_bad_versions_are_rejected() {
-    let certs = make_certs();
-    let (xnat, url, creds) = standin_with_credentials(certs.dir.path()).await;
     let config_map = KubeletDir::new(&[("policy.yaml", policy("a").as_bytes())]);
-    let (cert, key) = (certs.cert.clone(), certs.key.clone());
     let h = Arc::new(
-        Harness::start_files(
-            xnat,
-            url,
-            config_map.path("policy.yaml"),
-            cert,
-            key,
-            creds,
-            certs,
-        )
-        .await,
+        Harness::builder()
+            .policy_file(config_map.path("policy.yaml"))
+            .start()
+            .await,
     );
     let review = fixture("alice-default");
 
@@ -145,20 +136,11 @@ async fn the_policy_reloads_atomically_under_load_and_bad_versions_are_rejected(
 
 #[tokio::test]
 async fn a_reload_keeps_cached_answers_unless_they_no_longer_mean_the_same() {
-    let certs = make_certs();
-    let (xnat, url, creds) = standin_with_credentials(certs.dir.path()).await;
     let config_map = KubeletDir::new(&[("policy.yaml", b"xnat:\n  cacheTtl: 10m\n")]);
-    let (cert, key) = (certs.cert.clone(), certs.key.clone());
-    let h = Harness::start_files(
-        xnat,
-        url,
-        config_map.path("policy.yaml"),
-        cert,
-        key,
-        creds,
-        certs,
-    )
-    .await;
+    let h = Harness::builder()
+        .policy_file(config_map.path("policy.yaml"))
+        .start()
+        .await;
     let review = review_for("alice");
     h.review(&review).await;
     assert_eq!(h.xnat.counts().groups, 1);
@@ -188,5 +170,4 @@ async fn a_reload_keeps_cached_answers_unless_they_no_longer_mean_the_same() {
     let response = h.review(&review).await;
     assert_eq!(project_paths(&review, &response).len(), 3);
     assert_eq!(h.xnat.counts().access, 1);
-    h.stop().await;
 }

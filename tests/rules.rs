@@ -1,5 +1,6 @@
 //! Rules beyond the defaults: per-project/per-role rules and their precedence, the deny list, the
-//! mount cap, the namespace allow list and audit mode.
+//! mount cap, the namespace allow list and audit mode. Policy logic runs in process through the
+//! server's admission code; what needs XNAT's call counts or faults runs over TLS.
 
 mod common;
 
@@ -27,7 +28,7 @@ rules:
 
 #[tokio::test]
 async fn matching_rules_apply_in_order_and_later_rules_win() {
-    let h = Harness::start(RULES).await;
+    let h = InProcess::demo(RULES, &[("dave", &["GPU_LAB_owner"])]);
     // carol is a GPU_LAB member (not owner): "everyone" then "gpu-lab".
     let review = fixture("named-server");
     let response = h.review(&review).await;
@@ -66,30 +67,30 @@ async fn matching_rules_apply_in_order_and_later_rules_win() {
     );
 
     // An owner of GPU_LAB matches all three; the last one's TIER wins.
-    h.xnat.set_user("dave", &["GPU_LAB_owner"]);
     let review = review_for("dave");
     let response = h.review(&review).await;
     assert_eq!(
         env_of(&patched_pod(&review, &response), "TIER").as_deref(),
         Some("gpu-owner")
     );
-    h.stop().await;
 }
 
 #[tokio::test]
 async fn never_mounted_projects_and_the_cap_are_named_in_warnings() {
     let policy = "storage:\n  neverMount: [CLINICAL*, SECRET]\n  maxProjectMounts: 2\n";
-    let h = Harness::start(policy).await;
-    h.xnat.set_user(
-        "alice",
-        &[
-            "CLINICAL_01_owner",
-            "SECRET_member",
-            "A_member",
-            "B_member",
-            "C_member",
-            "D_member",
-        ],
+    let h = InProcess::demo(
+        policy,
+        &[(
+            "alice",
+            &[
+                "CLINICAL_01_owner",
+                "SECRET_member",
+                "A_member",
+                "B_member",
+                "C_member",
+                "D_member",
+            ],
+        )],
     );
     let review = review_for("alice");
     let response = h.review(&review).await;
@@ -113,7 +114,6 @@ async fn never_mounted_projects_and_the_cap_are_named_in_warnings() {
             .any(|w| w.contains("at most 2 projects") && w.contains("C, D")),
         "{w:?}"
     );
-    h.stop().await;
 }
 
 #[tokio::test]
@@ -131,12 +131,11 @@ async fn only_allowed_namespaces_get_data() {
         mounts_of(&patched_pod(&review, &response), "xnat-data").len(),
         3
     );
-    h.stop().await;
 }
 
 #[tokio::test]
 async fn audit_mode_says_what_it_would_do_and_changes_nothing() {
-    let h = Harness::start("mode: audit\n").await;
+    let h = InProcess::demo("mode: audit\n", &[]);
     let review = review_for("alice");
     let response = h.review(&review).await;
     let r = &response["response"];
@@ -150,13 +149,14 @@ async fn audit_mode_says_what_it_would_do_and_changes_nothing() {
             .any(|w| w.contains("audit mode") && w.contains("ALPHA, BETA")),
         "{w:?}"
     );
-    h.stop().await;
 
     // A denial in audit mode is only reported.
-    let h = Harness::start("mode: audit\nxnat:\n  onError: deny\n  retries: 0\n").await;
-    h.xnat.set_fault(xnat_standin::Fault::Status(503));
+    let h = Harness::builder()
+        .policy("mode: audit\nxnat:\n  onError: deny\n  retries: 0\n")
+        .xnat_fault(xnat_standin::Fault::Status(503))
+        .start()
+        .await;
     let response = h.review(&review).await;
     assert_eq!(response["response"]["allowed"], true);
     assert!(response["response"]["auditAnnotations"]["would-deny"].is_string());
-    h.stop().await;
 }

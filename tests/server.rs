@@ -16,7 +16,6 @@ async fn health_endpoints_answer() {
         let r = h.client.get(h.url(path)).send().await.unwrap();
         assert_eq!(r.status(), 200, "{path}");
     }
-    h.stop().await;
 }
 
 #[tokio::test]
@@ -31,20 +30,18 @@ async fn plain_http_gets_no_answer() {
         !buf.starts_with(b"HTTP/"),
         "plain HTTP must not be served: {buf:?}"
     );
-    h.stop().await;
 }
 
 #[tokio::test]
 async fn tls_1_2_clients_are_served() {
     let h = Harness::start("").await;
     let client = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(h.certs.ca_pem.as_bytes()).unwrap()])
+        .tls_certs_only([reqwest::Certificate::from_pem(h.ca_pem.as_bytes()).unwrap()])
         .tls_version_max(reqwest::tls::Version::TLS_1_2)
         .build()
         .unwrap();
     let r = client.get(h.url("/healthz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    h.stop().await;
 }
 
 #[tokio::test]
@@ -108,7 +105,6 @@ async fn malformed_reviews_get_a_400_with_a_clear_message() {
     // The server is still fine afterwards.
     let response = h.review(&good).await;
     assert_eq!(response["response"]["allowed"], true);
-    h.stop().await;
 }
 
 #[tokio::test]
@@ -116,7 +112,6 @@ async fn oversized_bodies_are_refused() {
     let h = Harness::start("").await;
     let (status, _) = h.post_raw(vec![b' '; 5 * 1024 * 1024]).await;
     assert_eq!(status, 413);
-    h.stop().await;
 }
 
 #[tokio::test]
@@ -124,7 +119,6 @@ async fn mutate_is_post_only() {
     let h = Harness::start("").await;
     let r = h.client.get(h.url("/mutate")).send().await.unwrap();
     assert_eq!(r.status(), 405);
-    h.stop().await;
 }
 
 #[tokio::test]
@@ -188,7 +182,6 @@ async fn metrics_move_with_reviews() {
         after.contains("xnat_webhook_admission_duration_seconds_bucket{le=\"0.0001\"}"),
         "{after}"
     );
-    h.stop().await;
 }
 
 #[tokio::test]
@@ -198,7 +191,7 @@ async fn an_idle_connection_is_closed() {
     let h = Harness::start("").await;
     let mut roots = rustls::RootCertStore::empty();
     roots
-        .add(rustls::pki_types::pem::PemObject::from_pem_slice(h.certs.ca_pem.as_bytes()).unwrap())
+        .add(rustls::pki_types::pem::PemObject::from_pem_slice(h.ca_pem.as_bytes()).unwrap())
         .unwrap();
     let config = rustls::ClientConfig::builder()
         .with_root_certificates(roots)
@@ -224,5 +217,4 @@ async fn an_idle_connection_is_closed() {
             .status(),
         200
     );
-    h.stop().await;
 }

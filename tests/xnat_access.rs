@@ -52,7 +52,6 @@ async fn a_spawn_storm_costs_one_request_per_user_and_one_login() {
     assert_eq!(again.len(), 200);
     assert_eq!(h.xnat.counts().groups, 50);
     assert_eq!(h.xnat.counts().logins, 1);
-    h.stop().await;
 }
 
 #[tokio::test]
@@ -83,7 +82,6 @@ async fn an_expired_session_means_one_new_login() {
             warnings(&response)
         );
         assert_eq!(h.xnat.counts().logins, 2, "{rejection:?}");
-        h.stop().await;
     }
 }
 
@@ -106,12 +104,10 @@ async fn refusals_do_not_turn_into_login_storms() {
 
     // Wrong credentials: one refused login, then no more POSTs with the same credentials for a
     // while, however many reviews arrive (XNAT locks accounts after repeated failures).
-    let h = Harness::start_with_credentials(
-        "",
-        "webhook-svc:wrong
-",
-    )
-    .await;
+    let h = Harness::builder()
+        .credentials("webhook-svc:wrong\n")
+        .start()
+        .await;
     let reviews: Vec<Value> = (0..20)
         .map(|i| review_for(&format!("student{i}")))
         .collect();
@@ -124,7 +120,6 @@ async fn refusals_do_not_turn_into_login_storms() {
         1,
         "refused credentials are not retried at once"
     );
-    h.stop().await;
 }
 
 #[tokio::test]
@@ -134,8 +129,8 @@ async fn rotated_credentials_on_disk_are_used_without_a_restart() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     // XNAT's side rotates (sessions end) and the Secret on disk is updated, as kubelet would.
     h.xnat.set_credentials(&[("webhook-svc", "rotated-pw")]);
-    let creds = h.certs.dir.path().join("xnat-credentials");
-    let tmp = h.certs.dir.path().join("xnat-credentials.new");
+    let creds = h.dir.path().join("xnat-credentials");
+    let tmp = h.dir.path().join("xnat-credentials.new");
     std::fs::write(&tmp, "webhook-svc:rotated-pw\n").unwrap();
     std::fs::rename(&tmp, &creds).unwrap();
     let review = review_for("erin");
@@ -145,25 +140,23 @@ async fn rotated_credentials_on_disk_are_used_without_a_restart() {
         ["/data/projects/BETA", "/data/xnat/workspace"]
     );
     assert_eq!(h.xnat.counts().logins, 2);
-    h.stop().await;
 }
 
 #[tokio::test]
 async fn an_alias_token_secret_works_like_a_password() {
     let xnat = Standin::demo(SVC_USER, SVC_PASSWORD);
     xnat.set_credentials(&[("8f2c-alias", "token-secret")]);
-    let (url, _t) = xnat
-        .spawn("127.0.0.1:0".parse().unwrap(), "/xnat")
-        .await
-        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("alias"), "8f2c-alias\n").unwrap();
     std::fs::write(dir.path().join("secret"), "token-secret\n").unwrap();
-    let h = Harness::start_with_credentials_path(xnat, url, "", dir.path()).await;
+    let h = Harness::builder()
+        .standin(xnat)
+        .credentials_path(dir.path())
+        .start()
+        .await;
     let review = review_for("alice");
     let response = h.review(&review).await;
     assert_eq!(project_paths(&review, &response).len(), 3);
-    h.stop().await;
 }
 
 #[tokio::test]
@@ -196,7 +189,6 @@ async fn the_admin_access_list_can_be_the_project_source() {
     let review = review_for("nobody");
     let response = h.review(&review).await;
     assert_eq!(project_paths(&review, &response), ["/data/xnat/workspace"]);
-    h.stop().await;
 }
 
 #[tokio::test]
@@ -217,7 +209,6 @@ async fn unknown_users_are_cached_briefly() {
         ["/data/projects/ALPHA", "/data/xnat/workspace"]
     );
     assert_eq!(h.xnat.calls_for("newcomer"), 2);
-    h.stop().await;
 }
 
 #[tokio::test]
@@ -254,7 +245,6 @@ async fn stale_then_allow_uses_a_recent_answer_during_an_outage() {
     h.xnat.set_fault(Fault::Status(503));
     let response = h.review(&review).await;
     assert_eq!(project_paths(&review, &response), ["/data/xnat/workspace"]);
-    h.stop().await;
 }
 
 #[tokio::test]
@@ -298,7 +288,6 @@ async fn refresh_ahead_keeps_hot_users_current_without_waiting() {
     // One background refresh, not a request per review (a slow machine may fit a second one).
     let calls = h.xnat.calls_for("alice");
     assert!((2..=3).contains(&calls), "{calls} group calls");
-    h.stop().await;
 }
 
 #[tokio::test]
@@ -310,7 +299,6 @@ async fn a_transient_failure_is_retried_inside_the_budget() {
     assert_eq!(project_paths(&review, &response).len(), 3);
     assert!(warnings(&response).is_empty());
     assert_eq!(h.xnat.calls_for("alice"), 2);
-    h.stop().await;
 }
 
 #[tokio::test]
@@ -324,7 +312,6 @@ async fn a_project_id_with_dot_dot_from_the_access_list_is_never_mounted() {
         project_paths(&review, &response),
         ["/data/projects/ALPHA", "/data/xnat/workspace"]
     );
-    h.stop().await;
 }
 
 fn launch_options() -> Value {
@@ -401,7 +388,6 @@ async fn the_launch_context_is_used_but_never_widens_access() {
     again["request"]["object"] = pod;
     let second = h.review(&again).await;
     assert_eq!(decoded_patch(&second), None);
-    h.stop().await;
 }
 
 #[tokio::test]
@@ -420,7 +406,6 @@ async fn a_trusted_plugin_may_mount_beyond_the_project_list() {
             "/workspace/bob"
         ]
     );
-    h.stop().await;
 }
 
 #[tokio::test]
@@ -446,7 +431,6 @@ async fn no_launch_context_falls_back_to_the_project_list_and_named_servers_are_
             "/data/xnat/workspace"
         ]
     );
-    h.stop().await;
 }
 
 #[tokio::test]
@@ -455,8 +439,10 @@ async fn an_https_xnat_with_a_private_ca_is_trusted_through_ca_file_only() {
     use jupyter_xnat_webhook::tls::CertStore;
 
     let xnat = Standin::demo(SVC_USER, SVC_PASSWORD);
-    let certs = make_certs();
-    let store = CertStore::load(&certs.cert, &certs.key).unwrap();
+    let ca = TestCa::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = ca.write_pair(dir.path());
+    let store = CertStore::load(&cert, &key).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!(
         "https://localhost:{}/xnat",
@@ -470,22 +456,24 @@ async fn an_https_xnat_with_a_private_ca_is_trusted_through_ca_file_only() {
         Duration::from_secs(1),
         Duration::from_secs(30),
     ));
-    let ca = certs.dir.path().join("ca.crt");
-    std::fs::write(&ca, &certs.ca_pem).unwrap();
-    let creds = format!("{SVC_USER}:{SVC_PASSWORD}\n");
+    let ca_file = dir.path().join("ca.crt");
+    std::fs::write(&ca_file, &ca.pem).unwrap();
 
-    let policy = format!("xnat:\n  caFile: {}\n", ca.display());
-    let h = Harness::start_with(xnat.clone(), url.clone(), &policy, &creds).await;
+    let policy = format!("xnat:\n  caFile: {}\n", ca_file.display());
+    let h = Harness::builder()
+        .xnat_at(xnat.clone(), url.clone())
+        .policy(&policy)
+        .start()
+        .await;
     let review = review_for("alice");
     let response = h.review(&review).await;
     assert_eq!(project_paths(&review, &response).len(), 3);
     h.stop().await;
 
-    let h = Harness::start_with(xnat, url, "", &creds).await;
+    let h = Harness::builder().xnat_at(xnat, url).start().await;
     let response = h.review(&review).await;
     assert_eq!(project_paths(&review, &response), ["/data/xnat/workspace"]);
     assert!(warnings(&response)[0].contains("XNAT could not be asked"));
-    h.stop().await;
 }
 
 #[tokio::test]
@@ -526,7 +514,6 @@ async fn an_openid_xnat_user_can_come_from_a_hub_annotation_or_a_regex() {
         project_paths(&review, &response),
         ["/data/projects/DELTA", "/data/xnat/workspace"]
     );
-    h.stop().await;
 }
 
 #[tokio::test]
@@ -540,5 +527,4 @@ async fn an_unusable_username_annotation_never_falls_back_to_the_hub_name() {
     assert_eq!(decoded_patch(&response), None);
     assert!(warnings(&response)[0].contains("annotation is not a usable username"));
     assert_eq!(h.xnat.counts().groups, 0);
-    h.stop().await;
 }

@@ -69,23 +69,19 @@ async fn every_kind_of_xnat_failure_starts_the_pod_without_project_data() {
     let response = h.review(&review).await;
     let pod = patched_pod(&review, &response);
     assert_eq!(mounts_of(&pod, "xnat-data").len(), 3);
-    h.stop().await;
 }
 
 #[tokio::test]
 async fn wrong_service_credentials_are_an_outage_not_an_empty_list() {
-    let h = Harness::start_with_credentials(
-        "",
-        "webhook-svc:wrong
-",
-    )
-    .await;
+    let h = Harness::builder()
+        .credentials("webhook-svc:wrong\n")
+        .start()
+        .await;
     let review = fixture("alice-default");
     let response = h.review(&review).await;
     assert_started_without_projects(&review, &response, "401");
     assert!(warnings(&response)[0].contains("refused the service credentials"));
     assert_eq!(h.xnat.counts().auth_failures, 1);
-    h.stop().await;
 }
 
 #[tokio::test]
@@ -95,18 +91,14 @@ async fn xnat_down_starts_the_pod_without_project_data() {
         l.local_addr().unwrap().port()
     };
     let xnat = Standin::demo(SVC_USER, SVC_PASSWORD);
-    let h = Harness::start_with(
-        xnat,
-        format!("http://127.0.0.1:{port}/xnat"),
-        "",
-        &format!("{SVC_USER}:{SVC_PASSWORD}\n"),
-    )
-    .await;
+    let h = Harness::builder()
+        .xnat_at(xnat, format!("http://127.0.0.1:{port}/xnat"))
+        .start()
+        .await;
     let review = fixture("alice-default");
     let response = h.review(&review).await;
     assert_started_without_projects(&review, &response, "connection refused");
     assert!(warnings(&response)[0].contains("cannot reach XNAT"));
-    h.stop().await;
 }
 
 #[tokio::test]
@@ -135,5 +127,4 @@ async fn deny_mode_refuses_the_pod_with_the_policys_message() {
         mounts_of(&patched_pod(&review, &response), "xnat-data").len(),
         3
     );
-    h.stop().await;
 }

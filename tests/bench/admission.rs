@@ -1,7 +1,7 @@
 //! Admission benchmark (release build): `make bench` or `cargo bench --bench admission`.
 //!
 //! Measures, on the KubeSpawner 7.1 fixture pod for alice (2 projects + workspace):
-//! 1. the pure decision (`mutation::decide`) alone;
+//! 1. the pure decision (`mutation::decide`, reading the spec included) alone;
 //! 2. parsing the review alone;
 //! 3. one whole review in process (parse, classify, cached XNAT lookup, decide, serialize);
 //! 4. reviews over real TLS on loopback from a keep-alive client, with 16 in flight.
@@ -9,16 +9,20 @@
 //! The XNAT stand-in answers the first lookup; everything after is a cache hit, which is what a
 //! spawn storm looks like after its first second.
 
+#[path = "../common/mod.rs"]
+mod common;
+
+use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jupyter_xnat_webhook::access::{AccessOutcome, UserAccess};
 use jupyter_xnat_webhook::mutation::{Context, Identity, decide};
 use jupyter_xnat_webhook::pod::{PodMeta, PodView};
-use jupyter_xnat_webhook::policy::Policy;
-use jupyter_xnat_webhook::serve::{self, ServeConfig};
+use jupyter_xnat_webhook::policy::{Overrides, Policy};
+use jupyter_xnat_webhook::serve;
 use jupyter_xnat_webhook::xnat::{CredentialSource, Credentials};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use serde_json::value::RawValue;
 use xnat_standin::Standin;
 
 const FIXTURE: &str = concat!(
@@ -40,13 +44,26 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(run());
+    let body = std::fs::read(FIXTURE).unwrap();
+    bench_decide(&body);
+    bench_parse(&body);
+    rt.block_on(async {
+        let xnat = Standin::demo(common::SVC_USER, common::SVC_PASSWORD);
+        bench_in_process(&body, &xnat).await;
+        bench_https(&body, xnat.clone()).await;
+        let c = xnat.counts();
+        println!(
+            "XNAT during all of the above: {} group calls, {} logins (one cache per admission state)",
+            c.groups, c.logins
+        );
+    });
 }
 
-async fn run() {
-    let body = std::fs::read(FIXTURE).unwrap();
-    let review: serde_json::Value = serde_json::from_slice(&body).unwrap();
+/// 1. The pure decision, reading the spec included (as when `decide` took the raw text).
+fn bench_decide(body: &[u8]) {
+    let review: serde_json::Value = serde_json::from_slice(body).unwrap();
     let spec = serde_json::value::to_raw_value(&review["request"]["object"]["spec"]).unwrap();
+    let meta: PodMeta = serde_json::from_str("{}").unwrap();
     let policy = Policy::parse("").unwrap();
     let access = AccessOutcome::Known(Arc::new(UserAccess::from_group_ids(&[
         "ALPHA_owner",
@@ -63,99 +80,65 @@ async fn run() {
         launch: None,
         xnat_url: "http://xnat/xnat",
     };
-
-    let meta: PodMeta = serde_json::from_str("{}").unwrap();
-    // Reading the spec is part of the decision's cost, as it was when decide took the raw text.
-    let read_and_decide = |spec: &serde_json::value::RawValue| {
+    let read_and_decide = |spec: &RawValue| {
         let pod = PodView::new(&meta, Some(spec)).unwrap();
         decide(&pod, &cx, &policy)
     };
-
-    // 1. The pure decision.
-    let n = 200_000;
     for _ in 0..1000 {
-        std::hint::black_box(read_and_decide(&spec));
+        black_box(read_and_decide(&spec));
     }
+    let n = 200_000;
     let t = Instant::now();
     for _ in 0..n {
-        std::hint::black_box(read_and_decide(std::hint::black_box(&spec)));
+        black_box(read_and_decide(black_box(&spec)));
     }
     println!("decide (pure, reads the spec) {}", per_op(t.elapsed(), n));
+}
 
-    // 2. Parsing the review alone.
+/// 2. Parsing the review alone.
+fn bench_parse(body: &[u8]) {
     let n = 50_000;
     let t = Instant::now();
     for _ in 0..n {
-        std::hint::black_box(
-            jupyter_xnat_webhook::review::parse(std::hint::black_box(&body)).is_ok(),
-        );
+        black_box(jupyter_xnat_webhook::review::parse(black_box(body)).is_ok());
     }
     println!("parse review                  {}", per_op(t.elapsed(), n));
+}
 
-    // 3. A whole review in process, cache warm.
-    let xnat = Standin::demo("svc", "pw");
+/// 3. A whole review in process, cache warm.
+async fn bench_in_process(body: &[u8], xnat: &Arc<Standin>) {
     let (url, _task) = xnat
         .spawn("127.0.0.1:0".parse().unwrap(), "/xnat")
         .await
         .unwrap();
-    let overrides = jupyter_xnat_webhook::policy::Overrides {
-        xnat_url: Some(url.clone()),
+    let overrides = Overrides {
+        xnat_url: Some(url),
     };
+    let credentials = Credentials::new(common::SVC_USER, common::SVC_PASSWORD);
     let admission = serve::admission(
         Policy::from_yaml(b"", &overrides).unwrap(),
-        CredentialSource::Fixed(Credentials::new("svc", "pw")),
+        CredentialSource::Fixed(credentials),
     )
     .unwrap();
-    admission.review(&body).await.unwrap();
+    admission.review(body).await.unwrap();
     let n = 50_000;
     let t = Instant::now();
     for _ in 0..n {
-        std::hint::black_box(admission.review(std::hint::black_box(&body)).await.unwrap());
+        black_box(admission.review(black_box(body)).await.unwrap());
     }
     println!("review (in process, cached)   {}", per_op(t.elapsed(), n));
+}
 
-    // 4. Over TLS on loopback.
-    let dir = tempfile::tempdir().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["localhost".to_string()])
-        .unwrap()
-        .signed_by(&key, &ca)
-        .unwrap();
-    let p = |n: &str| dir.path().join(n);
-    std::fs::write(p("tls.crt"), cert.pem()).unwrap();
-    std::fs::write(p("tls.key"), key.serialize_pem()).unwrap();
-    std::fs::write(p("policy.yaml"), "").unwrap();
-    std::fs::write(p("creds"), "svc:pw\n").unwrap();
-    let config = ServeConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        tls_cert: p("tls.crt"),
-        tls_key: p("tls.key"),
-        policy: p("policy.yaml"),
-        xnat_credentials: p("creds"),
-        xnat_url: Some(url),
-        drain: Duration::from_secs(1),
-        metrics_listen: None,
-        reload_interval: Duration::from_secs(60),
-        idle_timeout: Duration::from_secs(30),
-    };
-    let bound = serve::bind(&config).await.unwrap();
-    let port = bound.local_addr().unwrap().port();
-    tokio::spawn(bound.serve(std::future::pending(), Duration::from_secs(1)));
-    let client = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap()])
-        .build()
-        .unwrap();
-    let target = format!("https://localhost:{port}/mutate");
-    let body = axum::body::Bytes::from(body);
-    let total = 20_000usize;
-    let workers = 16;
+/// 4. Over TLS on loopback: the test harness's webhook (the default policy).
+async fn bench_https(body: &[u8], xnat: Arc<Standin>) {
+    let h = common::Harness::builder().standin(xnat).start().await;
+    let target = h.url("/mutate");
+    let body = axum::body::Bytes::copy_from_slice(body);
+    let (total, workers) = (20_000usize, 16);
     let started = Instant::now();
     let mut handles = Vec::new();
     for _ in 0..workers {
-        let (client, target, body) = (client.clone(), target.clone(), body.clone());
+        let (client, target, body) = (h.client.clone(), target.clone(), body.clone());
         handles.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(total / workers);
             for _ in 0..total / workers {
@@ -174,8 +157,8 @@ async fn run() {
         }));
     }
     let mut lat = Vec::with_capacity(total);
-    for h in handles {
-        lat.extend(h.await.unwrap());
+    for handle in handles {
+        lat.extend(handle.await.unwrap());
     }
     let elapsed = started.elapsed();
     lat.sort();
@@ -186,10 +169,5 @@ async fn run() {
         pct(0.50),
         pct(0.99),
         lat.len()
-    );
-    println!(
-        "XNAT during all of the above: {} group calls, {} logins (one cache per admission state)",
-        xnat.counts().groups,
-        xnat.counts().logins
     );
 }

@@ -1,7 +1,15 @@
 //! Shared harness for the integration tests: a real webhook over real TLS on loopback, talking to
-//! the XNAT stand-in over real HTTP.
+//! the XNAT stand-in over real HTTP; and the same admission code in process, for policy logic
+//! that needs no sockets.
+//!
+//! One default set-up — the empty policy, the demo stand-in, the right credentials, a fresh
+//! localhost certificate — that a test overrides only where it differs:
+//! `Harness::builder().policy(…).credentials(…).start().await`, or `Harness::start(policy)`.
+//! A harness stops when dropped; `stop().await` waits for the stop where a test checks it.
 
 #![allow(dead_code)] // each test binary uses its own subset
+
+pub mod in_process;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,7 +22,10 @@ use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair}
 use serde_json::Value;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
-use xnat_standin::Standin;
+use xnat_standin::{Fault, Standin};
+
+#[allow(unused_imports)] // not every test binary runs in process
+pub use in_process::InProcess;
 
 pub const SVC_USER: &str = "webhook-svc";
 pub const SVC_PASSWORD: &str = "s3cret-pw";
@@ -44,32 +55,12 @@ pub fn project_paths(review: &Value, response: &Value) -> Vec<String> {
         .collect()
 }
 
-/// A demo XNAT stand-in on loopback, and a credentials file for it in `dir`.
-pub async fn standin_with_credentials(dir: &Path) -> (Arc<Standin>, String, PathBuf) {
-    let xnat = Standin::demo(SVC_USER, SVC_PASSWORD);
-    let (url, _task) = xnat
-        .spawn("127.0.0.1:0".parse().unwrap(), "/xnat")
-        .await
-        .unwrap();
-    let creds = dir.join("xnat-credentials");
-    std::fs::write(&creds, format!("{SVC_USER}:{SVC_PASSWORD}\n")).unwrap();
-    (xnat, url, creds)
-}
-
 /// The pod inside a review.
 pub fn pod_of(review: &Value) -> Value {
     review["request"]["object"].clone()
 }
 
-/// A CA and a serving certificate for localhost, written as PEM files.
-pub struct TestCerts {
-    pub dir: TempDir,
-    pub ca_pem: String,
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
-
-/// A test CA that can issue several serving certificates (for rotation tests).
+/// The one test CA: it issues serving certificates for localhost (several, for rotation tests).
 pub struct TestCa {
     issuer: CertifiedIssuer<'static, KeyPair>,
     pub pem: String,
@@ -91,121 +82,135 @@ impl TestCa {
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         (cert.pem(), key.serialize_pem(), cert.der().to_vec())
     }
-}
 
-pub fn make_certs() -> TestCerts {
-    let dir = tempfile::tempdir().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-    let cert = params.signed_by(&key, &ca).unwrap();
-    let cert_path = dir.path().join("tls.crt");
-    let key_path = dir.path().join("tls.key");
-    std::fs::write(&cert_path, cert.pem()).unwrap();
-    std::fs::write(&key_path, key.serialize_pem()).unwrap();
-    TestCerts {
-        ca_pem: ca.pem(),
-        dir,
-        cert: cert_path,
-        key: key_path,
+    /// A certificate for localhost written as `tls.crt`/`tls.key` into `dir`.
+    pub fn write_pair(&self, dir: &Path) -> (PathBuf, PathBuf) {
+        let (cert, key, _) = self.issue();
+        let (cert_path, key_path) = (dir.join("tls.crt"), dir.join("tls.key"));
+        std::fs::write(&cert_path, cert).unwrap();
+        std::fs::write(&key_path, key).unwrap();
+        (cert_path, key_path)
     }
 }
 
-/// A running webhook and its XNAT stand-in.
-pub struct Harness {
-    pub xnat: Arc<Standin>,
-    pub xnat_url: String,
-    pub addr: SocketAddr,
-    pub client: reqwest::Client,
-    pub certs: TestCerts,
-    pub metrics_addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    server: Option<tokio::task::JoinHandle<()>>,
+/// Where the harness's XNAT is.
+enum Xnat {
+    /// A stand-in the harness serves on loopback (the demo one unless a test gives its own).
+    Standin(Arc<Standin>),
+    /// A given stand-in at a given URL (served by the test, e.g. over HTTPS).
+    At(Arc<Standin>, String),
 }
 
-impl Harness {
-    /// Starts the stand-in (demo users) and the webhook with `policy_yaml` (its `xnat.url` is
-    /// pointed at the stand-in).
-    pub async fn start(policy_yaml: &str) -> Self {
-        let xnat = Standin::demo(SVC_USER, SVC_PASSWORD);
-        let (xnat_url, _task) = xnat
-            .spawn("127.0.0.1:0".parse().unwrap(), "/xnat")
-            .await
-            .unwrap();
-        Self::start_with(
-            xnat,
-            xnat_url,
-            policy_yaml,
-            &format!("{SVC_USER}:{SVC_PASSWORD}\n"),
-        )
-        .await
+/// Where the harness's credentials come from.
+enum CredentialsFrom {
+    Text(String),
+    Path(PathBuf),
+}
+
+/// How a test's webhook differs from the default one.
+pub struct Builder {
+    policy: Option<String>,
+    policy_file: Option<PathBuf>,
+    credentials: CredentialsFrom,
+    xnat: Xnat,
+    tls: Option<(PathBuf, PathBuf, String)>,
+    latency: Duration,
+    fault: Fault,
+}
+
+impl Builder {
+    /// The policy document (default: empty, the default policy).
+    pub fn policy(mut self, yaml: &str) -> Self {
+        self.policy = Some(yaml.to_owned());
+        self
     }
 
-    /// Starts the demo stand-in and the webhook with the given credentials file content (e.g.
-    /// wrong ones).
-    pub async fn start_with_credentials(policy_yaml: &str, credentials: &str) -> Self {
-        let xnat = Standin::demo(SVC_USER, SVC_PASSWORD);
-        let (xnat_url, _task) = xnat
-            .spawn("127.0.0.1:0".parse().unwrap(), "/xnat")
-            .await
-            .unwrap();
-        Self::start_with(xnat, xnat_url, policy_yaml, credentials).await
+    /// A policy file laid out by the test (e.g. a kubelet-style ConfigMap directory).
+    pub fn policy_file(mut self, path: PathBuf) -> Self {
+        self.policy_file = Some(path);
+        self
     }
 
-    /// Starts the webhook against any XNAT URL, with the given credentials file content.
-    pub async fn start_with(
-        xnat: Arc<Standin>,
-        xnat_url: String,
-        policy_yaml: &str,
-        credentials: &str,
-    ) -> Self {
-        let certs = make_certs();
-        let creds = certs.dir.path().join("xnat-credentials");
-        std::fs::write(&creds, credentials).unwrap();
-        Self::start_full(xnat, xnat_url, policy_yaml, certs, creds).await
+    /// The content of the credentials file (default: the stand-in's right credentials).
+    pub fn credentials(mut self, text: &str) -> Self {
+        self.credentials = CredentialsFrom::Text(text.to_owned());
+        self
     }
 
-    /// Starts the webhook with credentials read from `path` (a file or a Secret directory).
-    pub async fn start_with_credentials_path(
-        xnat: Arc<Standin>,
-        xnat_url: String,
-        policy_yaml: &str,
-        path: &Path,
-    ) -> Self {
-        Self::start_full(xnat, xnat_url, policy_yaml, make_certs(), path.to_owned()).await
+    /// Credentials read from `path`, a file or a Secret directory.
+    pub fn credentials_path(mut self, path: &Path) -> Self {
+        self.credentials = CredentialsFrom::Path(path.to_owned());
+        self
     }
 
-    async fn start_full(
-        xnat: Arc<Standin>,
-        xnat_url: String,
-        policy_yaml: &str,
-        certs: TestCerts,
-        creds: PathBuf,
-    ) -> Self {
-        let policy = certs.dir.path().join("policy.yaml");
-        std::fs::write(&policy, policy_yaml).unwrap();
-        let (cert, key) = (certs.cert.clone(), certs.key.clone());
-        Self::start_files(xnat, xnat_url, policy, cert, key, creds, certs).await
+    /// This stand-in (served by the harness) instead of the demo one.
+    pub fn standin(mut self, xnat: Arc<Standin>) -> Self {
+        self.xnat = Xnat::Standin(xnat);
+        self
     }
 
-    /// Starts the webhook on files laid out by the caller (e.g. kubelet-style directories).
-    pub async fn start_files(
-        xnat: Arc<Standin>,
-        xnat_url: String,
-        policy: PathBuf,
-        tls_cert: PathBuf,
-        tls_key: PathBuf,
-        creds: PathBuf,
-        certs: TestCerts,
-    ) -> Self {
+    /// XNAT at `url` (served by the test, or nowhere); `xnat` is what the harness exposes.
+    pub fn xnat_at(mut self, xnat: Arc<Standin>, url: String) -> Self {
+        self.xnat = Xnat::At(xnat, url);
+        self
+    }
+
+    /// Serve this certificate pair, issued by the CA with `ca_pem`.
+    pub fn tls_files(mut self, cert: PathBuf, key: PathBuf, ca_pem: &str) -> Self {
+        self.tls = Some((cert, key, ca_pem.to_owned()));
+        self
+    }
+
+    /// The stand-in answers every API call this much later.
+    pub fn xnat_latency(mut self, latency: Duration) -> Self {
+        self.latency = latency;
+        self
+    }
+
+    /// The stand-in answers every API call with this fault.
+    pub fn xnat_fault(mut self, fault: Fault) -> Self {
+        self.fault = fault;
+        self
+    }
+
+    pub async fn start(self) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let (xnat, xnat_url) = match self.xnat {
+            Xnat::Standin(xnat) => {
+                let (url, _task) = xnat
+                    .spawn("127.0.0.1:0".parse().unwrap(), "/xnat")
+                    .await
+                    .unwrap();
+                (xnat, url)
+            }
+            Xnat::At(xnat, url) => (xnat, url),
+        };
+        xnat.set_latency(self.latency);
+        xnat.set_fault(self.fault);
+        let policy = self.policy_file.unwrap_or_else(|| {
+            let path = dir.path().join("policy.yaml");
+            std::fs::write(&path, self.policy.unwrap_or_default()).unwrap();
+            path
+        });
+        let credentials = match self.credentials {
+            CredentialsFrom::Path(path) => path,
+            CredentialsFrom::Text(text) => {
+                let path = dir.path().join("xnat-credentials");
+                std::fs::write(&path, text).unwrap();
+                path
+            }
+        };
+        let (tls_cert, tls_key, ca_pem) = self.tls.unwrap_or_else(|| {
+            let ca = TestCa::new();
+            let (cert, key) = ca.write_pair(dir.path());
+            (cert, key, ca.pem)
+        });
         let config = ServeConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             tls_cert,
             tls_key,
             policy,
-            xnat_credentials: creds,
+            xnat_credentials: credentials,
             xnat_url: Some(xnat_url.clone()),
             drain: Duration::from_secs(5),
             metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
@@ -222,17 +227,52 @@ impl Harness {
             },
             Duration::from_secs(5),
         ));
-        let client = https_client(&certs.ca_pem);
-        Self {
+        Harness {
             xnat,
             xnat_url,
             addr,
-            client,
-            certs,
+            client: https_client(&ca_pem),
+            ca_pem,
+            dir,
             metrics_addr,
             stop: Some(stop),
             server: Some(server),
         }
+    }
+}
+
+/// A running webhook and its XNAT stand-in; stopped when dropped.
+pub struct Harness {
+    pub xnat: Arc<Standin>,
+    pub xnat_url: String,
+    pub addr: SocketAddr,
+    /// An HTTPS client that trusts only the webhook's CA.
+    pub client: reqwest::Client,
+    pub ca_pem: String,
+    /// Where the harness keeps the policy, credentials and certificate it wrote.
+    pub dir: TempDir,
+    pub metrics_addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Harness {
+    /// The default set-up: the empty policy, the demo stand-in, the right credentials.
+    pub fn builder() -> Builder {
+        Builder {
+            policy: None,
+            policy_file: None,
+            credentials: CredentialsFrom::Text(format!("{SVC_USER}:{SVC_PASSWORD}\n")),
+            xnat: Xnat::Standin(Standin::demo(SVC_USER, SVC_PASSWORD)),
+            tls: None,
+            latency: Duration::ZERO,
+            fault: Fault::None,
+        }
+    }
+
+    /// The default set-up with `policy_yaml`.
+    pub async fn start(policy_yaml: &str) -> Self {
+        Self::builder().policy(policy_yaml).start().await
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -273,13 +313,21 @@ impl Harness {
         reqwest::get(url).await.unwrap().text().await.unwrap()
     }
 
-    /// Stops the webhook gracefully and waits for it.
+    /// Stops the webhook gracefully and waits until it has (drained, XNAT session closed).
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         if let Some(server) = self.server.take() {
             server.await.unwrap();
+        }
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
         }
     }
 }

@@ -26,6 +26,15 @@ use axum::routing::{get, post};
 use base64::Engine;
 use serde_json::{Value, json};
 
+/// The demo site's users and their groups: the users of the KubeSpawner fixtures and a few
+/// projects.
+pub const DEMO_USERS: &[(&str, &[&str])] = &[
+    ("alice", &["ALPHA_owner", "BETA_member", "ALL_DATA_ACCESS"]),
+    ("Bob.Smith@uni.edu.au", &["GAMMA_collaborator"]),
+    ("carol", &["GPU_LAB_member", "ALPHA_collaborator"]),
+    ("erin", &["BETA_owner"]),
+];
+
 /// A fault the stand-in answers API calls with instead of the real answer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Fault {
@@ -119,13 +128,12 @@ impl Standin {
         })
     }
 
-    /// The demo site `make run` serves: the users of the KubeSpawner fixtures and a few projects.
+    /// The demo site `make run` serves: [`DEMO_USERS`].
     pub fn demo(username: &str, password: &str) -> Arc<Self> {
         let s = Self::new(username, password);
-        s.set_user("alice", &["ALPHA_owner", "BETA_member", "ALL_DATA_ACCESS"]);
-        s.set_user("Bob.Smith@uni.edu.au", &["GAMMA_collaborator"]);
-        s.set_user("carol", &["GPU_LAB_member", "ALPHA_collaborator"]);
-        s.set_user("erin", &["BETA_owner"]);
+        for (user, groups) in DEMO_USERS {
+            s.set_user(user, groups);
+        }
         s
     }
 

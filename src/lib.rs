@@ -1,8 +1,10 @@
 //! A Kubernetes mutating admission webhook that gives stock KubeSpawner notebook pods read-only
 //! subPath mounts of exactly the XNAT projects their user may read.
 //!
-//! The decision is pure ([`classify`] → [`identity`] → [`mutation`]); the I/O lives at the edges
-//! ([`server`], [`tls`], [`xnat`]). [`admission`] wires the two together for one review.
+//! The decision is pure ([`classify`] → [`identity`] → [`mutation`], reading [`pod`] views and
+//! the typed [`policy`]); the I/O lives at the edges ([`server`], [`tls`], [`xnat`], [`reload`]).
+//! [`admission`] wires the two together for one review. No module imports one that imports it
+//! back (`tests/architecture.rs`); DEVELOPMENT.md says where new things go.
 
 pub mod access;
 pub mod admission;

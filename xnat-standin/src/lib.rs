@@ -499,3 +499,58 @@ async fn user_options(
         None => (StatusCode::NOT_FOUND, "User options not found.").into_response(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn call(s: &Arc<Standin>, req: Request<Body>) -> (StatusCode, String) {
+        let response = s.router("/xnat").oneshot(req).await.unwrap();
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    fn basic(user: &str, password: &str) -> String {
+        let pair = format!("{user}:{password}");
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(pair)
+        )
+    }
+
+    #[tokio::test]
+    async fn a_session_from_a_login_reads_the_demo_users_groups() {
+        let s = Standin::demo("svc", "pw");
+        let login = |password: &str| {
+            Request::post("/xnat/data/JSESSION")
+                .header(header::AUTHORIZATION, basic("svc", password))
+                .body(Body::empty())
+                .unwrap()
+        };
+        assert_eq!(call(&s, login("wrong")).await.0, StatusCode::UNAUTHORIZED);
+        let (status, session) = call(&s, login("pw")).await;
+        assert_eq!(status, StatusCode::OK);
+        let groups = |user: &str| {
+            Request::get(format!("/xnat/xapi/users/{user}/groups"))
+                .header(header::COOKIE, format!("JSESSIONID={session}"))
+                .body(Body::empty())
+                .unwrap()
+        };
+        let (status, body) = call(&s, groups("erin")).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (StatusCode::OK, "[\"BETA_owner\"]")
+        );
+        assert_eq!(call(&s, groups("nobody")).await.0, StatusCode::NOT_FOUND);
+        let c = s.counts();
+        assert_eq!((c.logins, c.groups, c.auth_failures), (2, 2, 1));
+        assert_eq!(s.calls_for("erin"), 1);
+    }
+}

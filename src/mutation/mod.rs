@@ -105,25 +105,12 @@ pub fn decide(pod: &PodView<'_>, cx: &Context<'_>, policy: &Policy) -> Decision 
     let plan = plan::Plan::build(&grant, cx, policy, launch.as_ref(), &mut warnings);
 
     let mut patch = patch::PodPatch::new();
-    let storage = &policy.storage;
-    let projects = mounts::apply(
-        &plan.mounts,
-        pod,
-        notebook,
-        storage,
-        &mut patch,
-        &mut warnings,
-    );
+    let (p, w) = (&mut patch, &mut warnings);
+    let projects = mounts::apply(plan.mounts, pod, notebook, &policy.storage, p, w);
     let joined = projects.join(",");
-    env::apply(
-        &plan.env,
-        &cx.values(&joined),
-        notebook,
-        &mut patch,
-        &mut warnings,
-    );
-    resources::apply(&plan.resources, policy.resources.mode, notebook, &mut patch);
-    placement::apply(&plan.node_selector, pod, &mut patch, &mut warnings);
+    env::apply(&plan.env, &cx.values(&joined), notebook, p, w);
+    resources::apply(&plan.resources, policy.resources.mode, notebook, p);
+    placement::apply(&plan.node_selector, pod, p, w);
 
     Decision::Allow {
         patch: patch.into_ops(),

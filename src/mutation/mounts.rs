@@ -2,7 +2,7 @@
 //! volume of our name that is not our claim means no data mounts at all (they would land in
 //! somebody else's volume); a mount already at one of our paths stays and ours is left out.
 
-use serde_json::json;
+use serde_json::{Map, Value, json};
 
 use super::patch::{At, PodPatch};
 use super::plan::{PlannedMount, same_path};
@@ -40,7 +40,7 @@ impl DataVolume {
 /// Adds the planned mounts the pod does not have yet (and the volume when needed); returns the
 /// projects the pod ends up with, mounted now or already there.
 pub fn apply(
-    planned: &[PlannedMount],
+    planned: Vec<PlannedMount>,
     pod: &PodView<'_>,
     notebook: Notebook<'_, '_>,
     storage: &Storage,
@@ -67,21 +67,21 @@ pub fn apply(
             .iter()
             .find(|m| same_path(&m.mount_path, &w.mount_path))
         {
-            Some(m) if is_same_mount(m, w, &storage.volume_name) => {
-                projects.extend(w.project.clone());
+            Some(m) if is_same_mount(m, &w, &storage.volume_name) => {
+                projects.extend(w.project);
             }
             Some(_) => warnings.push(format_args!(
                 "{} is already mounted by the pod; left as it is",
                 w.mount_path
             )),
             None => {
-                projects.extend(w.project.clone());
-                to_add.push(json!({
-                    "name": storage.volume_name,
-                    "mountPath": w.mount_path,
-                    "subPath": w.sub_path,
-                    "readOnly": w.read_only,
-                }));
+                projects.extend(w.project);
+                to_add.push(Value::Object(Map::from_iter([
+                    ("name".into(), Value::String(storage.volume_name.clone())),
+                    ("mountPath".into(), Value::String(w.mount_path)),
+                    ("subPath".into(), Value::String(w.sub_path)),
+                    ("readOnly".into(), Value::Bool(w.read_only)),
+                ])));
             }
         }
     }

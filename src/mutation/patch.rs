@@ -17,14 +17,18 @@ impl At {
 
     /// `spec.containers[index]`.
     pub fn container(index: usize) -> Self {
-        Self::spec().join("containers").join(&index.to_string())
+        Self(PointerBuf::from_tokens([
+            "spec",
+            "containers",
+            &index.to_string(),
+        ]))
     }
 
-    /// This place's child `token` (an object key or an array index, unescaped).
-    pub fn join(&self, token: &str) -> Self {
-        let mut p = self.0.clone();
-        p.push_back(token);
-        Self(p)
+    /// This place's child `token` (an object key or an array index, unescaped). Consumes the
+    /// place: clone it to name two children.
+    pub fn join(mut self, token: &str) -> Self {
+        self.0.push_back(token);
+        self
     }
 }
 
@@ -57,7 +61,7 @@ impl PodPatch {
         }
         if exists {
             for item in items {
-                self.add(at.join("-"), item);
+                self.add(at.clone().join("-"), item);
             }
         } else {
             self.add(at, Value::Array(items));
@@ -72,7 +76,7 @@ impl PodPatch {
         }
         if exists {
             for (key, value) in entries {
-                self.add(at.join(&key), value);
+                self.add(at.clone().join(&key), value);
             }
         } else {
             self.add(at, Value::Object(entries));

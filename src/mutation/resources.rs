@@ -10,21 +10,53 @@ use super::patch::{At, PodPatch};
 use crate::names::is_extended_resource;
 use crate::pod::{Notebook, StrMap};
 use crate::policy::{ResourceMode, ResourceSet};
-use crate::quantity::{Quantity, same_quantity, value_of};
+use crate::quantity::{Amount, Quantity, value_of};
+
+/// One request or limit: its text, and its exact value when it reads as a quantity (every
+/// value is read once).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Side<'a> {
+    text: &'a str,
+    amount: Option<Amount>,
+}
+
+impl<'a> Side<'a> {
+    fn pod(text: &'a str) -> Self {
+        Self {
+            text,
+            amount: value_of(text),
+        }
+    }
+
+    fn policy(q: &'a Quantity) -> Self {
+        Self {
+            text: q.as_str(),
+            amount: Some(q.value()),
+        }
+    }
+
+    /// Equal as quantities (`0.7` = `700m`): the API server may write a value in another
+    /// notation between two passes over the same pod.
+    fn same(&self, other: &Side<'_>) -> bool {
+        self.text == other.text || (self.amount.is_some() && self.amount == other.amount)
+    }
+}
 
 /// Fills in (or, in `override` mode, replaces) requests and limits. Extended resources (GPUs)
 /// are set as limits; when the pod has a request for one, it is set equal, as Kubernetes
 /// requires.
-pub fn apply(
+pub fn apply<'v>(
     want: &ResourceSet,
     mode: ResourceMode,
-    notebook: Notebook<'_, '_>,
+    notebook: Notebook<'v, '_>,
     patch: &mut PodPatch,
 ) {
     let have = notebook.container.resources.as_ref();
     let have_limits = have.and_then(|r| r.limits.as_ref());
     let have_requests = have.and_then(|r| r.requests.as_ref());
-    let get = |m: Option<&StrMap<'_>>, k: &str| m.and_then(|m| m.get(k)).map(|v| v.to_string());
+    let get = |m: Option<&'v StrMap<'_>>, k: &str| -> Option<Side<'v>> {
+        m.and_then(|m| m.get(k)).map(|v| Side::pod(v.as_ref()))
+    };
     let mut new_limits = Map::new();
     let mut new_requests = Map::new();
     let mut replaced = Vec::new();
@@ -36,22 +68,22 @@ pub fn apply(
         let name = name.as_str();
         let pod_req = get(have_requests, name);
         let pod_lim = get(have_limits, name);
-        let p_lim = want.limits.get(name).cloned();
+        let p_lim = want.limits.get(name).map(Side::policy);
         let p_req = if is_extended_resource(name) {
-            pod_req.as_ref().and(p_lim.clone())
+            pod_req.and(p_lim)
         } else {
-            want.requests.get(name).cloned()
+            want.requests.get(name).map(Side::policy)
         };
-        let (req, lim) = settle(pod_req.as_deref(), pod_lim.as_deref(), &p_req, &p_lim, mode);
+        let (req, lim) = settle(pod_req, pod_lim, p_req, p_lim, mode);
         for (target, pod_value, value, kind) in [
-            (&mut new_requests, &pod_req, req, "requests"),
-            (&mut new_limits, &pod_lim, lim, "limits"),
+            (&mut new_requests, pod_req, req, "requests"),
+            (&mut new_limits, pod_lim, lim, "limits"),
         ] {
             match (pod_value, value) {
                 (None, Some(v)) => {
-                    target.insert(name.to_owned(), Value::String(v));
+                    target.insert(name.to_owned(), Value::String(v.text.to_owned()));
                 }
-                (Some(old), Some(v)) if !same_quantity(old, &v) => replaced.push((kind, name, v)),
+                (Some(old), Some(v)) if !old.same(&v) => replaced.push((kind, name, v.text)),
                 _ => {}
             }
         }
@@ -66,13 +98,20 @@ pub fn apply(
         if !new_requests.is_empty() {
             res.insert("requests".into(), Value::Object(new_requests));
         }
-        patch.insert(at.clone(), false, res);
+        patch.insert(at, false, res);
     } else {
-        patch.insert(at.join("limits"), have_limits.is_some(), new_limits);
-        patch.insert(at.join("requests"), have_requests.is_some(), new_requests);
-    }
-    for (kind, name, v) in replaced {
-        patch.replace(at.join(kind).join(name), Value::String(v));
+        patch.insert(at.clone().join("limits"), have_limits.is_some(), new_limits);
+        patch.insert(
+            at.clone().join("requests"),
+            have_requests.is_some(),
+            new_requests,
+        );
+        for (kind, name, v) in replaced {
+            patch.replace(
+                at.clone().join(kind).join(name),
+                Value::String(v.to_owned()),
+            );
+        }
     }
 }
 
@@ -81,15 +120,13 @@ pub fn apply(
 /// `fillUnset`: the pod's values stay; a filled-in limit is raised to the pod's request, and a
 /// filled-in request lowered to the pod's limit. `override`: the policy's values win; the pod's
 /// value on the other side is moved to keep request ≤ limit.
-fn settle(
-    pod_req: Option<&str>,
-    pod_lim: Option<&str>,
-    p_req: &Option<Quantity>,
-    p_lim: &Option<Quantity>,
+fn settle<'a>(
+    pod_req: Option<Side<'a>>,
+    pod_lim: Option<Side<'a>>,
+    policy_req: Option<Side<'a>>,
+    policy_lim: Option<Side<'a>>,
     mode: ResourceMode,
-) -> (Option<String>, Option<String>) {
-    let policy_req = p_req.as_ref().map(Quantity::as_str);
-    let policy_lim = p_lim.as_ref().map(Quantity::as_str);
+) -> (Option<Side<'a>>, Option<Side<'a>>) {
     let (req, lim, req_from_policy, lim_from_policy) = match mode {
         ResourceMode::FillUnset => (
             pod_req.or(policy_req),
@@ -104,31 +141,27 @@ fn settle(
             policy_lim.is_some(),
         ),
     };
-    let (req, lim) = match (req, lim) {
-        (Some(r), Some(l)) => match (value_of(r), value_of(l)) {
-            // A quantity we cannot read is the API server's to reject, not ours to reorder.
-            (Some(rv), Some(lv)) if rv > lv => {
-                let raise_limit = match mode {
-                    ResourceMode::FillUnset => lim_from_policy,
-                    ResourceMode::Override => req_from_policy && !lim_from_policy,
-                };
-                let lower_request = match mode {
-                    ResourceMode::FillUnset => req_from_policy,
-                    ResourceMode::Override => lim_from_policy && !req_from_policy,
-                };
-                if raise_limit {
-                    (Some(r), Some(r))
-                } else if lower_request {
-                    (Some(l), Some(l))
-                } else {
-                    (Some(r), Some(l))
-                }
+    match (req, lim) {
+        // A quantity we cannot read is the API server's to reject, not ours to reorder.
+        (Some(r), Some(l)) if matches!((r.amount, l.amount), (Some(rv), Some(lv)) if rv > lv) => {
+            let raise_limit = match mode {
+                ResourceMode::FillUnset => lim_from_policy,
+                ResourceMode::Override => req_from_policy && !lim_from_policy,
+            };
+            let lower_request = match mode {
+                ResourceMode::FillUnset => req_from_policy,
+                ResourceMode::Override => lim_from_policy && !req_from_policy,
+            };
+            if raise_limit {
+                (Some(r), Some(r))
+            } else if lower_request {
+                (Some(l), Some(l))
+            } else {
+                (Some(r), Some(l))
             }
-            _ => (Some(r), Some(l)),
-        },
+        }
         other => other,
-    };
-    (req.map(str::to_owned), lim.map(str::to_owned))
+    }
 }
 
 #[cfg(test)]
@@ -137,6 +170,25 @@ mod tests {
 
     fn q(s: &str) -> Option<Quantity> {
         Some(Quantity::parse(s).unwrap())
+    }
+
+    /// `super::settle` on text: the pod's values as written, the policy's as parsed.
+    fn settle(
+        pod_req: Option<&str>,
+        pod_lim: Option<&str>,
+        p_req: &Option<Quantity>,
+        p_lim: &Option<Quantity>,
+        mode: ResourceMode,
+    ) -> (Option<String>, Option<String>) {
+        let (req, lim) = super::settle(
+            pod_req.map(Side::pod),
+            pod_lim.map(Side::pod),
+            p_req.as_ref().map(Side::policy),
+            p_lim.as_ref().map(Side::policy),
+            mode,
+        );
+        let text = |s: Option<Side<'_>>| s.map(|s| s.text.to_owned());
+        (text(req), text(lim))
     }
 
     #[test]

@@ -20,7 +20,7 @@ use kube::core::admission::Operation;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-pub use crate::pod::PodMeta;
+use crate::pod::PodMeta;
 
 const KIND: &str = "AdmissionReview";
 /// The only version registered (`admissionReviewVersions: ["v1"]`).

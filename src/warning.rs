@@ -26,11 +26,6 @@ impl Warnings {
         self.0.push(format!("{PREFIX} (audit mode): {message}"));
     }
 
-    /// Moves `other`'s warnings to the end of these.
-    pub fn extend(&mut self, other: Warnings) {
-        self.0.extend(other.0);
-    }
-
     pub fn into_vec(self) -> Vec<String> {
         self.0
     }

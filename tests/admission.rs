@@ -49,7 +49,7 @@ async fn alice_gets_exactly_her_projects_workspace_env_and_limits() {
     let pod = patched_pod(&review, &response);
     assert_eq!(pod, expected);
 
-    assert_eq!(h.xnat.calls_for("alice"), 1);
+    assert_eq!(h.xnat.lookups_for("alice"), 1);
     assert_eq!(h.xnat.counts().auth_failures, 0);
 }
 
@@ -105,8 +105,8 @@ async fn email_username_comes_from_the_annotation_not_the_slugged_name() {
         env_of(&pod, "XNAT_USER").as_deref(),
         Some("Bob.Smith@uni.edu.au")
     );
-    assert_eq!(h.xnat.calls_for("Bob.Smith@uni.edu.au"), 1);
-    assert_eq!(h.xnat.calls_for("bob-smith-uni-edu-au---4d2a158f"), 0);
+    assert_eq!(h.xnat.lookups_for("Bob.Smith@uni.edu.au"), 1);
+    assert_eq!(h.xnat.lookups_for("bob-smith-uni-edu-au---4d2a158f"), 0);
 }
 
 #[tokio::test]
@@ -130,8 +130,8 @@ async fn username_mapping_asks_xnat_for_the_mapped_name() {
         ]
     );
     assert_eq!(env_of(&pod, "XNAT_USER").as_deref(), Some("bob.smith"));
-    assert_eq!(h.xnat.calls_for("bob.smith"), 1);
-    assert_eq!(h.xnat.calls_for("Bob.Smith@uni.edu.au"), 0);
+    assert_eq!(h.xnat.lookups_for("bob.smith"), 1);
+    assert_eq!(h.xnat.lookups_for("Bob.Smith@uni.edu.au"), 0);
 }
 
 #[tokio::test]
@@ -444,9 +444,35 @@ async fn concurrent_reviews_for_one_user_share_one_xnat_request() {
         let pod = patched_pod(&review, r);
         assert_eq!(mounts_of(&pod, "xnat-data").len(), 3);
     }
-    assert_eq!(h.xnat.calls_for("alice"), 1);
+    assert_eq!(h.xnat.lookups_for("alice"), 1);
     // Inside the TTL, a second burst costs XNAT nothing.
     let again = futures::future::join_all((0..10).map(|_| h.review(&review))).await;
     assert_eq!(again.len(), 10);
     assert_eq!(h.xnat.counts().groups, 1);
+}
+
+#[tokio::test]
+async fn a_spec_it_cannot_read_is_left_alone_but_still_follows_the_outage_mode() {
+    let mut review = fixture("alice-default");
+    review["request"]["object"]["spec"]["containers"] = json!("not a list");
+    let h = Harness::start(DEFAULT_POLICY).await;
+    let response = h.review(&review).await;
+    assert_eq!(response["response"]["allowed"], true);
+    assert_eq!(decoded_patch(&response), None);
+    assert!(
+        warnings(&response)
+            .iter()
+            .any(|w| w.contains("pod spec not understood")),
+        "{:?}",
+        warnings(&response)
+    );
+    // XNAT is asked as for any notebook pod of the hub, so `onError: deny` still denies.
+    assert_eq!(h.xnat.lookups_for("alice"), 1);
+    let h = Harness::builder()
+        .policy("xnat:\n  onError: deny\n  retries: 0\n")
+        .xnat_fault(xnat_standin::Fault::Status(503))
+        .start()
+        .await;
+    let response = h.review(&review).await;
+    assert_eq!(response["response"]["allowed"], false);
 }

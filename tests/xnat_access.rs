@@ -199,7 +199,7 @@ async fn unknown_users_are_cached_briefly() {
         let response = h.review(&review).await;
         assert!(warnings(&response)[0].contains("XNAT has no user"));
     }
-    assert_eq!(h.xnat.calls_for("newcomer"), 1);
+    assert_eq!(h.xnat.lookups_for("newcomer"), 1);
     // The account is created in XNAT; within a second the webhook notices.
     h.xnat.set_user("newcomer", &["ALPHA_member"]);
     tokio::time::sleep(Duration::from_millis(1200)).await;
@@ -208,7 +208,7 @@ async fn unknown_users_are_cached_briefly() {
         project_paths(&review, &response),
         ["/data/projects/ALPHA", "/data/xnat/workspace"]
     );
-    assert_eq!(h.xnat.calls_for("newcomer"), 2);
+    assert_eq!(h.xnat.lookups_for("newcomer"), 2);
 }
 
 #[tokio::test]
@@ -252,7 +252,7 @@ async fn refresh_ahead_keeps_hot_users_current_without_waiting() {
     let h = Harness::start("xnat:\n  cacheTtl: 30s\n  refreshAhead: 300ms\n").await;
     let review = review_for("alice");
     h.review(&review).await;
-    assert_eq!(h.xnat.calls_for("alice"), 1);
+    assert_eq!(h.xnat.lookups_for("alice"), 1);
     h.xnat.set_user("alice", &["ALPHA_owner", "NEW_member"]);
     tokio::time::sleep(Duration::from_millis(400)).await;
     // Served from the cache at once (old answer), and refreshed behind it.
@@ -286,7 +286,7 @@ async fn refresh_ahead_keeps_hot_users_current_without_waiting() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // One background refresh, not a request per review (a slow machine may fit a second one).
-    let calls = h.xnat.calls_for("alice");
+    let calls = h.xnat.lookups_for("alice");
     assert!((2..=3).contains(&calls), "{calls} group calls");
 }
 
@@ -298,7 +298,7 @@ async fn a_transient_failure_is_retried_inside_the_budget() {
     let response = h.review(&review).await;
     assert_eq!(project_paths(&review, &response).len(), 3);
     assert!(warnings(&response).is_empty());
-    assert_eq!(h.xnat.calls_for("alice"), 2);
+    assert_eq!(h.xnat.lookups_for("alice"), 2);
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use super::{AccessSource, Outcome, audit};
 use crate::access::AccessOutcome;
 use crate::classify::{SkipReason, Target, classify};
 use crate::launch::UserOptions;
-use crate::mutation::{Context, Decision, Identity, decide};
+use crate::mutation::{Context, Decision, Identity, decide, decide_unreadable};
 use crate::pod::PodView;
 use crate::policy::{Mode, OnError, Policy};
 use crate::review::{Answer, Review};
@@ -30,16 +30,6 @@ pub(super) async fn admit(
         Ok(u) => u,
         Err(why) => return skip(review, SkipReason::BadUsername, Some(why), started),
     };
-    let pod = match PodView::new(target.meta, target.spec) {
-        Ok(p) => p,
-        Err(e) => {
-            let mut warnings = Warnings::new();
-            warnings.push(format_args!(
-                "pod spec not understood ({e}); left unchanged"
-            ));
-            return answer(Decision::unchanged(warnings), policy.mode);
-        }
-    };
     let (access, cache, launch) = look_up(review, &target, &xnat_user, policy, source).await;
     let cx = Context {
         who: Identity {
@@ -51,7 +41,10 @@ pub(super) async fn admit(
         launch: launch.as_ref(),
         xnat_url: policy.xnat.endpoint.url.as_str(),
     };
-    let decision = decide(&pod, &cx, policy);
+    let decision = match PodView::new(target.meta, target.spec) {
+        Ok(pod) => decide(&pod, &cx, policy),
+        Err(e) => decide_unreadable(&cx, policy, e),
+    };
     let audit = policy.mode == Mode::Audit;
     let decided = Decided {
         target: &target,

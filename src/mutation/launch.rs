@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::plan::PlannedMount;
 use crate::launch::{LaunchMount, LaunchResources, UserOptions};
 use crate::names::{
-    check_sub_path, is_env_name, is_label_value, is_qualified_name, is_safe_segment,
+    check_abs_path, is_env_name, is_label_value, is_qualified_name, is_safe_segment,
     is_valid_project_id,
 };
 use crate::policy::{MountScope, ResourceSet, UserOptionsPolicy};
@@ -73,12 +73,10 @@ fn translate(
     xnat_user: &str,
 ) -> Result<PlannedMount, String> {
     let source = m.source.trim_end_matches('/');
-    if !source.starts_with('/') || check_sub_path(&source[1..]).is_err() {
+    if check_abs_path(source).is_err() {
         return Err("source is not an absolute path without `.`/`..` segments".into());
     }
-    if !m.target.starts_with('/')
-        || check_sub_path(m.target.trim_end_matches('/').get(1..).unwrap_or("")).is_err()
-    {
+    if check_abs_path(m.target.trim_end_matches('/')).is_err() {
         return Err("target is not an absolute path without `.`/`..` segments".into());
     }
     let (mapping, rest) = policy

@@ -21,6 +21,8 @@ mod placement;
 mod plan;
 mod resources;
 
+use std::fmt;
+
 use json_patch::PatchOperation;
 
 use crate::access::AccessOutcome;
@@ -28,7 +30,6 @@ use crate::launch::UserOptions;
 use crate::pod::PodView;
 use crate::policy::{Policy, Values};
 use crate::warning::Warnings;
-pub use mounts::DataVolume;
 
 /// Who the pod is for, as the webhook established it.
 #[derive(Debug, Clone, Copy)]
@@ -88,6 +89,20 @@ impl Decision {
             rules: Vec::new(),
         }
     }
+}
+
+/// A notebook pod whose spec cannot be read: nothing is patched, but XNAT's failure modes still
+/// decide (a denial stays a denial) and the grant's warnings are given.
+pub fn decide_unreadable(cx: &Context<'_>, policy: &Policy, why: impl fmt::Display) -> Decision {
+    let mut warnings = Warnings::new();
+    if let Err(message) = grant::Grant::work_out(cx.access, cx.who.xnat_user, policy, &mut warnings)
+    {
+        return Decision::Deny { message };
+    }
+    warnings.push(format_args!(
+        "pod spec not understood ({why}); left unchanged"
+    ));
+    Decision::unchanged(warnings)
 }
 
 /// Decides what to do with a notebook pod.

@@ -10,7 +10,7 @@
 use super::Context;
 use super::grant::Grant;
 use super::launch::{self, LaunchPlan};
-use crate::names::{check_sub_path, is_safe_segment};
+use crate::names::{check_abs_path, check_sub_path, is_safe_segment};
 use crate::policy::{MountTemplate, Policy, ResourceSet, Template, Values};
 use crate::warning::Warnings;
 
@@ -258,7 +258,7 @@ fn render_mount(
     let sub_path = t.sub_path.render(values);
     let mount_path = t.mount_path.render(values);
     // Defence in depth: the template was checked at load and the values just now.
-    if check_sub_path(&sub_path).is_err() || check_sub_path(&mount_path[1..]).is_err() {
+    if check_sub_path(&sub_path).is_err() || check_abs_path(&mount_path).is_err() {
         warnings.push(format_args!("rendered path {sub_path:?} refused"));
         return None;
     }

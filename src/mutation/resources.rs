@@ -10,7 +10,7 @@ use super::patch::{At, PodPatch};
 use crate::names::is_extended_resource;
 use crate::pod::{Notebook, StrMap};
 use crate::policy::{ResourceMode, ResourceSet};
-use crate::quantity::{Amount, Quantity, value_of};
+use crate::quantity::{Amount, Quantity};
 
 /// One request or limit: its text, and its exact value when it reads as a quantity (every
 /// value is read once).
@@ -24,7 +24,7 @@ impl<'a> Side<'a> {
     fn pod(text: &'a str) -> Self {
         Self {
             text,
-            amount: value_of(text),
+            amount: Amount::parse(text),
         }
     }
 

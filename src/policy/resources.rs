@@ -103,10 +103,6 @@ impl ResourceSet {
             self.limits.insert(k.clone(), v.clone());
         }
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.requests.is_empty() && self.limits.is_empty()
-    }
 }
 
 impl ResourcesFile {

@@ -199,3 +199,33 @@ fn what_a_reload_rebuilds_is_derived_from_which_settings_changed() {
     assert_eq!(change("xnat:\n  cacheCapacity: 5\n"), XnatChange::NewCache);
     assert_eq!(change("xnat:\n  staleIfError: 0s\n"), XnatChange::NewCache);
 }
+
+#[test]
+fn several_xnat_mistakes_are_reported_in_the_documented_order() {
+    assert_eq!(
+        field_of("xnat:\n  caFile: rel\n  timeout: 30s\n"),
+        "xnat.timeout"
+    );
+    assert_eq!(
+        field_of("xnat:\n  budget: 1s\n  retries: 20\n"),
+        "xnat.budget"
+    );
+    assert_eq!(
+        field_of("xnat:\n  refreshAhead: 2m\n  staleIfError: 8d\n"),
+        "xnat.staleIfError"
+    );
+    assert_eq!(
+        field_of("xnat:\n  cacheCapacity: 0\n  roles: ['a b']\n  caFile: rel\n"),
+        "xnat.cacheCapacity"
+    );
+}
+
+#[test]
+fn requests_and_limits_compare_exactly() {
+    // 700m is 0.7 exactly: not "above" it.
+    Policy::parse("resources:\n  requests: {cpu: 700m}\n  limits: {cpu: '0.7'}\n").unwrap();
+    assert_eq!(
+        field_of("resources:\n  requests: {cpu: 701m}\n  limits: {cpu: '0.7'}\n"),
+        "resources.requests.cpu"
+    );
+}

@@ -186,11 +186,12 @@ impl XnatPolicy {
 }
 
 impl XnatFile {
+    /// Checks every field, in the documented order (a policy with several mistakes is told about
+    /// the first), then builds the settings structs.
     pub(super) fn validate(self) -> Result<XnatPolicy, PolicyError> {
-        let endpoint = self.endpoint()?;
-        let client = self.client()?;
-        let live = self.live()?;
-        let cache = self.cache_shape()?;
+        let url = self.check_url()?;
+        self.check_requests()?;
+        self.check_cache()?;
         if let Some((i, r)) = self
             .roles
             .iter()
@@ -205,18 +206,38 @@ impl XnatFile {
         if self.deny_message.trim().is_empty() {
             return Err(invalid("xnat.denyMessage", "must not be empty"));
         }
+        if self.ca_file.as_deref().is_some_and(|p| !p.starts_with('/')) {
+            return Err(invalid("xnat.caFile", "must be an absolute path"));
+        }
         Ok(XnatPolicy {
-            endpoint,
-            client,
-            cache,
-            live,
+            endpoint: Endpoint {
+                url,
+                ca_file: self.ca_file.map(Into::into),
+                project_source: self.project_source,
+            },
+            client: ClientSettings {
+                timeout: self.timeout,
+                retries: self.retries,
+                retry_backoff: self.retry_backoff,
+                max_concurrent_requests: self.max_concurrent_requests,
+            },
+            cache: CacheShape {
+                capacity: self.cache_capacity,
+                stale_if_error: self.stale_if_error,
+            },
+            live: LiveSettings {
+                ttl: self.cache_ttl,
+                negative_ttl: self.negative_cache_ttl,
+                refresh_ahead: self.refresh_ahead,
+                budget: self.budget,
+            },
             roles: self.roles,
             on_error: self.on_error,
             deny_message: self.deny_message,
         })
     }
 
-    fn endpoint(&self) -> Result<Endpoint, PolicyError> {
+    fn check_url(&self) -> Result<Url, PolicyError> {
         let url = Url::parse(&self.url)
             .map_err(|e| invalid("xnat.url", format!("{:?}: {e}", self.url)))?;
         if !matches!(url.scheme(), "http" | "https") {
@@ -234,23 +255,26 @@ impl XnatFile {
                 "must be a plain base URL (no query or fragment)",
             ));
         }
-        if self.ca_file.as_deref().is_some_and(|p| !p.starts_with('/')) {
-            return Err(invalid("xnat.caFile", "must be an absolute path"));
-        }
-        Ok(Endpoint {
-            url,
-            ca_file: self.ca_file.clone().map(Into::into),
-            project_source: self.project_source,
-        })
+        Ok(url)
     }
 
-    fn client(&self) -> Result<ClientSettings, PolicyError> {
+    /// One request's timeout, the admission's budget, concurrency and retries.
+    fn check_requests(&self) -> Result<(), PolicyError> {
         if self.timeout < Duration::from_millis(50) || self.timeout > MAX_XNAT_TIMEOUT {
             return Err(invalid(
                 "xnat.timeout",
                 format!(
                     "must be between 50ms and {}",
                     humantime::format_duration(MAX_XNAT_TIMEOUT)
+                ),
+            ));
+        }
+        if self.budget < self.timeout || self.budget > MAX_XNAT_BUDGET {
+            return Err(invalid(
+                "xnat.budget",
+                format!(
+                    "must be at least xnat.timeout and at most {}",
+                    humantime::format_duration(MAX_XNAT_BUDGET)
                 ),
             ));
         }
@@ -266,24 +290,11 @@ impl XnatFile {
         if self.retry_backoff > Duration::from_secs(2) {
             return Err(invalid("xnat.retryBackoff", "must be at most 2s"));
         }
-        Ok(ClientSettings {
-            timeout: self.timeout,
-            retries: self.retries,
-            retry_backoff: self.retry_backoff,
-            max_concurrent_requests: self.max_concurrent_requests,
-        })
+        Ok(())
     }
 
-    fn live(&self) -> Result<LiveSettings, PolicyError> {
-        if self.budget < self.timeout || self.budget > MAX_XNAT_BUDGET {
-            return Err(invalid(
-                "xnat.budget",
-                format!(
-                    "must be at least xnat.timeout and at most {}",
-                    humantime::format_duration(MAX_XNAT_BUDGET)
-                ),
-            ));
-        }
+    /// Lifetimes of cached answers, stale answers, refresh-ahead and capacity.
+    fn check_cache(&self) -> Result<(), PolicyError> {
         if self.cache_ttl < Duration::from_secs(1)
             || self.cache_ttl > Duration::from_secs(24 * 3600)
         {
@@ -295,23 +306,6 @@ impl XnatFile {
                 "must be more than 0 and at most xnat.cacheTtl",
             ));
         }
-        if let Some(r) = self.refresh_ahead
-            && (r.is_zero() || r >= self.cache_ttl)
-        {
-            return Err(invalid(
-                "xnat.refreshAhead",
-                "must be more than 0 and less than xnat.cacheTtl",
-            ));
-        }
-        Ok(LiveSettings {
-            ttl: self.cache_ttl,
-            negative_ttl: self.negative_cache_ttl,
-            refresh_ahead: self.refresh_ahead,
-            budget: self.budget,
-        })
-    }
-
-    fn cache_shape(&self) -> Result<CacheShape, PolicyError> {
         if self.stale_if_error > Duration::from_secs(7 * 24 * 3600) {
             return Err(invalid("xnat.staleIfError", "must be at most 7 days"));
         }
@@ -321,12 +315,17 @@ impl XnatFile {
                 "must be longer than xnat.cacheTtl for onError: staleThenAllow to use anything",
             ));
         }
+        if let Some(r) = self.refresh_ahead
+            && (r.is_zero() || r >= self.cache_ttl)
+        {
+            return Err(invalid(
+                "xnat.refreshAhead",
+                "must be more than 0 and less than xnat.cacheTtl",
+            ));
+        }
         if self.cache_capacity == 0 {
             return Err(invalid("xnat.cacheCapacity", "must be at least 1"));
         }
-        Ok(CacheShape {
-            capacity: self.cache_capacity,
-            stale_if_error: self.stale_if_error,
-        })
+        Ok(())
     }
 }

@@ -114,8 +114,8 @@ pub struct Builder {
     credentials: CredentialsFrom,
     xnat: Xnat,
     tls: Option<(PathBuf, PathBuf, String)>,
-    latency: Duration,
-    fault: Fault,
+    latency: Option<Duration>,
+    fault: Option<Fault>,
 }
 
 impl Builder {
@@ -163,13 +163,13 @@ impl Builder {
 
     /// The stand-in answers every API call this much later.
     pub fn xnat_latency(mut self, latency: Duration) -> Self {
-        self.latency = latency;
+        self.latency = Some(latency);
         self
     }
 
     /// The stand-in answers every API call with this fault.
     pub fn xnat_fault(mut self, fault: Fault) -> Self {
-        self.fault = fault;
+        self.fault = Some(fault);
         self
     }
 
@@ -185,8 +185,13 @@ impl Builder {
             }
             Xnat::At(xnat, url) => (xnat, url),
         };
-        xnat.set_latency(self.latency);
-        xnat.set_fault(self.fault);
+        // Only what the test asked for: a given stand-in keeps what it was set up with.
+        if let Some(latency) = self.latency {
+            xnat.set_latency(latency);
+        }
+        if let Some(fault) = self.fault {
+            xnat.set_fault(fault);
+        }
         let policy = self.policy_file.unwrap_or_else(|| {
             let path = dir.path().join("policy.yaml");
             std::fs::write(&path, self.policy.unwrap_or_default()).unwrap();
@@ -265,8 +270,8 @@ impl Harness {
             credentials: CredentialsFrom::Text(format!("{SVC_USER}:{SVC_PASSWORD}\n")),
             xnat: Xnat::Standin(Standin::demo(SVC_USER, SVC_PASSWORD)),
             tls: None,
-            latency: Duration::ZERO,
-            fault: Fault::None,
+            latency: None,
+            fault: None,
         }
     }
 

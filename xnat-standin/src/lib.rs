@@ -200,8 +200,9 @@ impl Standin {
         }
     }
 
-    /// Group or access-list requests received for one user.
-    pub fn calls_for(&self, user: &str) -> usize {
+    /// Project-list lookups (group list or access list, not user options) received for one
+    /// user.
+    pub fn lookups_for(&self, user: &str) -> usize {
         lock(&self.calls_by_user).get(user).copied().unwrap_or(0)
     }
 
@@ -551,6 +552,6 @@ mod tests {
         assert_eq!(call(&s, groups("nobody")).await.0, StatusCode::NOT_FOUND);
         let c = s.counts();
         assert_eq!((c.logins, c.groups, c.auth_failures), (2, 2, 1));
-        assert_eq!(s.calls_for("erin"), 1);
+        assert_eq!(s.lookups_for("erin"), 1);
     }
 }

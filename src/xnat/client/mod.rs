@@ -83,10 +83,6 @@ impl XnatClient {
         })
     }
 
-    pub fn base_url(&self) -> &Url {
-        &self.endpoint.url
-    }
-
     /// The user's project memberships, from the policy's project source. 404 means XNAT has no
     /// such user, which is an answer (no projects), not an outage.
     pub async fn user_access(

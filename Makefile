@@ -8,7 +8,7 @@ METRICS_PORT ?= 9090
 CARGO_TARGET_DIR ?= target
 BIN          := $(CARGO_TARGET_DIR)/debug
 
-.PHONY: help run test lint fmt fmt-check unit smoke bench dev-certs clean image schema golden \
+.PHONY: help run test lint fmt fmt-check unit smoke bench bench-instructions dev-certs clean image schema golden \
         deploy-certs deploy-render
 
 OVERLAY ?= cert-manager
@@ -69,6 +69,19 @@ smoke: ## Start `make run` on spare ports and run the README's curl against it
 
 bench: ## Admission latency and throughput, release build (see README "Performance")
 	$(CARGO) bench --bench admission
+
+# Instructions per op (callgrind: the same count whatever else the machine is doing), from the
+# difference of two runs so set-up is not counted.
+bench-instructions: ## Instructions per decide and per in-process review (needs valgrind)
+	@$(CARGO) bench --bench ops --no-run 2>/dev/null; \
+	  bin=$$($(CARGO) bench --bench ops --no-run --message-format=json 2>/dev/null \
+	    | jq -r 'select(.executable != null and .target.name == "ops") | .executable'); \
+	  for piece in decide review; do \
+	    count() { valgrind --tool=callgrind --callgrind-out-file=/dev/null "$$bin" "$$piece" "$$1" 2>&1 \
+	      | sed -n 's/.*Collected : \([0-9]*\).*/\1/p'; }; \
+	    a=$$(count 100); b=$$(count 1100); \
+	    echo "$$piece: $$(( (b - a) / 1000 )) instructions/op"; \
+	  done
 
 schema: ## Regenerate deploy/policy.schema.json from the policy types
 	$(CARGO) run --quiet --bin jupyter-xnat-webhook -- policy-schema > deploy/policy.schema.json

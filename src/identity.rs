@@ -31,14 +31,17 @@ pub struct UsernameMapping {
 
 impl UsernameMapping {
     /// Maps a JupyterHub username to an XNAT username. Borrows when no step changes anything, so
-    /// the common identity mapping allocates nothing.
+    /// the common identity mapping allocates nothing. [`Self::resolve`] is the one caller that
+    /// also checks the result.
     pub fn apply<'a>(&self, jupyter_user: &'a str) -> Cow<'a, str> {
         let mut name = Cow::Borrowed(jupyter_user);
         for step in &self.steps {
             match step {
+                // ASCII only: Unicode folding maps U+212A KELVIN SIGN to `k`, so "Karl" with a
+                // Kelvin sign would become somebody else's `karl`.
                 MappingStep::Lowercase => {
-                    if name.chars().any(char::is_uppercase) {
-                        name = Cow::Owned(name.to_lowercase());
+                    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+                        name = Cow::Owned(name.to_ascii_lowercase());
                     }
                 }
                 MappingStep::StripDomain { domains } => {
@@ -70,6 +73,9 @@ pub enum Unusable {
     Annotation,
     /// The JupyterHub username (given) maps to a name that is not safe in a URL or a path.
     Mapped(String),
+    /// The name to map (given) is not ASCII. XNAT usernames are; a mapping that turned a
+    /// non-ASCII name into an ASCII one could make it somebody else's.
+    NotAscii(String),
 }
 
 impl fmt::Display for Unusable {
@@ -81,6 +87,10 @@ impl fmt::Display for Unusable {
             Unusable::Mapped(user) => write!(
                 f,
                 "username {user:?} maps to an unusable XNAT username; no XNAT data attached"
+            ),
+            Unusable::NotAscii(user) => write!(
+                f,
+                "username {user:?} is not ASCII, as XNAT usernames are; no XNAT data attached"
             ),
         }
     }
@@ -102,7 +112,11 @@ impl UsernameMapping {
         if annotated.is_some_and(|v| !is_acceptable_username(v)) {
             return Err(Unusable::Annotation);
         }
-        let xnat_user = self.apply(annotated.unwrap_or(jupyter_user));
+        let source = annotated.unwrap_or(jupyter_user);
+        if !source.is_ascii() {
+            return Err(Unusable::NotAscii(source.to_owned()));
+        }
+        let xnat_user = self.apply(source);
         if !is_safe_segment(&xnat_user) {
             return Err(Unusable::Mapped(jupyter_user.to_owned()));
         }
@@ -154,5 +168,25 @@ mod tests {
         }]);
         assert_eq!(m.apply("9f8e7d6c@aaf.edu.au"), "aaf_9f8e7d6c");
         assert_eq!(m.apply("bob@uni.edu.au"), "bob@uni.edu.au");
+    }
+
+    #[test]
+    fn case_folding_is_ascii_only_and_non_ascii_names_are_refused() {
+        let m = mapping(vec![MappingStep::Lowercase]);
+        // U+212A KELVIN SIGN lowercases to `k` in Unicode: "Karl" must not become karl.
+        let kelvin = "\u{212A}arl";
+        assert_ne!(m.apply(kelvin), "karl");
+        let meta: PodMeta = serde_json::from_str("{}").unwrap();
+        assert!(matches!(
+            m.resolve(kelvin, &meta),
+            Err(Unusable::NotAscii(_))
+        ));
+        // A regex that keeps only ASCII cannot turn a non-ASCII name into somebody else's.
+        let strip = mapping(vec![MappingStep::Regex {
+            regex: Regex::new(r"^(?P<a>[a-z]+).*$").unwrap(),
+            replacement: "$a".into(),
+        }]);
+        assert!(strip.resolve("karl\u{00e9}", &meta).is_err());
+        assert_eq!(strip.resolve("karl", &meta).unwrap(), "karl");
     }
 }

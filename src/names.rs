@@ -20,11 +20,14 @@ pub fn is_dns_subdomain(s: &str) -> bool {
     !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
 }
 
-/// An environment variable name as Kubernetes accepts it.
+/// An environment variable name every supported Kubernetes accepts: `[-._a-zA-Z][-._a-zA-Z0-9]*`,
+/// not `.` or `..` and not starting with `..` (1.32 relaxed this; earlier versions refuse the pod).
 pub fn is_env_name(s: &str) -> bool {
     let mut bytes = s.bytes();
     matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_' || b == b'.' || b == b'-')
         && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        && s != "."
+        && !s.starts_with("..")
 }
 
 /// The name part of a label or annotation key, or a label value: at most 63 characters,
@@ -70,9 +73,10 @@ pub fn is_resource_name(name: &str) -> bool {
         || is_extended_resource_name(name)
 }
 
-/// Extended resources (`vendor/name`) must have requests equal to limits, so only limits are set.
-pub fn is_extended_resource(name: &str) -> bool {
-    name.contains('/')
+/// Extended resources (`vendor/name`) and hugepages must have requests equal to limits, so only
+/// limits are set (Kubernetes sets the request equal).
+pub fn requests_equal_limits(name: &str) -> bool {
+    name.contains('/') || name.starts_with("hugepages-")
 }
 
 /// An XNAT group role as it ends a project group id (`owner`, `member`, a custom one).
@@ -212,5 +216,16 @@ mod tests {
         assert!(!is_extended_resource_name("gpu"));
         assert!(is_resource_name("hugepages-2Mi") && is_resource_name("cpu"));
         assert!(is_env_name("XNAT_HOST") && !is_env_name("1BAD"));
+    }
+
+    #[test]
+    fn env_names_valid_on_every_supported_kubernetes() {
+        for ok in ["XNAT_HOST", "my.env-name", "_x", "-x", ".x"] {
+            assert!(is_env_name(ok), "{ok}");
+        }
+        // Before Kubernetes 1.32 relaxed them, names could not be `.`, `..` or start with `..`.
+        for bad in ["", ".", "..", "..x", "1X", "A B", "A=B", "É"] {
+            assert!(!is_env_name(bad), "{bad:?}");
+        }
     }
 }

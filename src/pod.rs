@@ -72,7 +72,55 @@ pub struct ContainerView<'a> {
     #[serde(borrow, default)]
     pub env: Option<Vec<EnvView<'a>>>,
     #[serde(borrow, default)]
+    pub env_from: Option<Vec<EnvFromView<'a>>>,
+    #[serde(borrow, default)]
     pub resources: Option<ResourcesView<'a>>,
+    #[serde(borrow, default)]
+    pub volume_devices: Option<Vec<DeviceView<'a>>>,
+}
+
+/// An `envFrom` source: every key of a ConfigMap or Secret, each name with `prefix` before it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvFromView<'a> {
+    #[serde(borrow, default)]
+    pub prefix: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub config_map_ref: Option<NameRef<'a>>,
+    #[serde(borrow, default)]
+    pub secret_ref: Option<NameRef<'a>>,
+}
+
+impl EnvFromView<'_> {
+    /// Whether this source could set `name` (its keys are not in the pod).
+    pub fn may_set(&self, name: &str) -> bool {
+        name.starts_with(self.prefix.as_deref().unwrap_or_default())
+    }
+
+    /// `configMap "x"` or `secret "y"`, for warnings.
+    pub fn describe(&self) -> String {
+        match (&self.config_map_ref, &self.secret_ref) {
+            (Some(c), _) => format!("configMap {:?}", c.name),
+            (_, Some(s)) => format!("secret {:?}", s.name),
+            _ => "an envFrom source".into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct NameRef<'a> {
+    #[serde(borrow, default)]
+    pub name: Cow<'a, str>,
+}
+
+/// A raw block device the container uses: a volume name and where it appears.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceView<'a> {
+    #[serde(borrow)]
+    pub name: Cow<'a, str>,
+    #[serde(borrow)]
+    pub device_path: Cow<'a, str>,
 }
 
 #[derive(Deserialize)]

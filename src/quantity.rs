@@ -48,7 +48,7 @@ const BINARY_SUFFIXES: [(&str, u32); 6] = [
 ];
 
 impl Amount {
-    const ZERO: Amount = Amount {
+    pub const ZERO: Amount = Amount {
         negative: false,
         coefficient: 0,
         exponent: 0,

@@ -235,3 +235,92 @@ fn an_override_the_pod_already_satisfies_in_another_notation_emits_nothing() {
         .collect();
     assert!(touched.is_empty(), "{touched:?}");
 }
+
+#[test]
+fn env_from_the_pod_may_set_our_names_so_the_pod_keeps_them() {
+    // Kubernetes lets `env` beat `envFrom`: adding ours would override what the hub set there.
+    let policy = Policy::parse("").unwrap();
+    let mut spec = alice_spec();
+    spec["containers"][0]["envFrom"] = json!([
+        {"configMapRef": {"name": "site-env"}},
+        {"prefix": "APP_", "secretRef": {"name": "app"}}
+    ]);
+    let d = run(&spec, ALICE, &access(&["ALPHA_owner"]), &policy);
+    let out = apply(&spec, &d);
+    let names: Vec<&str> = out["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert!(!names.contains(&"XNAT_HOST"), "{names:?}");
+    let Decision::Allow { warnings, .. } = &d else {
+        panic!()
+    };
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("site-env") && w.contains("XNAT_HOST")),
+        "{warnings:?}"
+    );
+    // A prefix that none of our names has is no collision.
+    spec["containers"][0]["envFrom"] = json!([{"prefix": "APP_", "secretRef": {"name": "app"}}]);
+    let out = apply(
+        &spec,
+        &run(&spec, ALICE, &access(&["ALPHA_owner"]), &policy),
+    );
+    assert!(
+        out["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "XNAT_HOST")
+    );
+}
+
+#[test]
+fn volume_devices_count_like_mounts_and_volumes() {
+    let policy = Policy::parse("").unwrap();
+    // A block device at one of our mount paths: that mount is left out.
+    let mut spec = alice_spec();
+    spec["volumes"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "raw", "persistentVolumeClaim": {"claimName": "raw-block"}}));
+    spec["containers"][0]["volumeDevices"] =
+        json!([{"name": "raw", "devicePath": "/data/projects/ALPHA"}]);
+    let d = run(
+        &spec,
+        ALICE,
+        &access(&["ALPHA_owner", "BETA_member"]),
+        &policy,
+    );
+    let out = apply(&spec, &d);
+    let paths: Vec<&str> = out["containers"][0]["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["name"] == "xnat-data")
+        .map(|m| m["mountPath"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["/data/projects/BETA", "/data/xnat/workspace"]);
+    // Our volume used as a block device: nothing is mounted from it.
+    let mut spec = alice_spec();
+    spec["volumes"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "xnat-data", "persistentVolumeClaim": {"claimName": "xnat-gpfs"}}));
+    spec["containers"][0]["volumeDevices"] = json!([{"name": "xnat-data", "devicePath": "/dev/x"}]);
+    let d = run(&spec, ALICE, &access(&["ALPHA_owner"]), &policy);
+    let Decision::Allow {
+        warnings, projects, ..
+    } = &d
+    else {
+        panic!()
+    };
+    assert!(projects.is_empty(), "{projects:?}");
+    assert!(
+        warnings.iter().any(|w| w.contains("block device")),
+        "{warnings:?}"
+    );
+}

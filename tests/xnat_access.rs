@@ -528,3 +528,39 @@ async fn an_unusable_username_annotation_never_falls_back_to_the_hub_name() {
     assert!(warnings(&response)[0].contains("annotation is not a usable username"));
     assert_eq!(h.xnat.counts().groups, 0);
 }
+
+#[tokio::test]
+async fn a_launch_mount_below_a_workspace_is_refused_even_from_a_trusted_plugin() {
+    // alice could make /workspace/alice/sub a symlink to ../../../archive/GAMMA: kubelet would
+    // follow it inside the claim and mount GAMMA, read-write.
+    let h = Harness::start("userOptions:\n  enabled: true\n  trustPlugin: true\n").await;
+    let mut options = launch_options();
+    options["task_template"]["container_spec"]["mounts"] = json!([
+        {"source": "/data/xnat/workspaces/users/alice", "target": "/workspace/alice", "read_only": false},
+        {"source": "/data/xnat/workspaces/users/alice/sub", "target": "/workspace/sub", "read_only": false},
+        {"source": "/data/xnat/archive/ALPHA/arc001", "target": "/data/projects/ALPHA/experiments", "read_only": true},
+        {"source": "/data/xnat/archive/ALPHA/resources", "target": "/data/projects/ALPHA/resources", "read_only": true}
+    ]);
+    h.xnat.set_user_options("alice", "", options);
+    let review = review_for("alice");
+    let response = h.review(&review).await;
+    assert_eq!(
+        project_paths(&review, &response),
+        [
+            "/workspace/alice",
+            "/data/projects/ALPHA/experiments",
+            "/data/projects/ALPHA/resources"
+        ]
+    );
+    let w = warnings(&response);
+    assert!(
+        w.iter()
+            .any(|w| w.contains("/workspace/sub") && w.contains("can write")),
+        "{w:?}"
+    );
+    // Two mounts of one project name it once.
+    assert_eq!(
+        env_of(&patched_pod(&review, &response), "XNAT_PROJECTS").as_deref(),
+        Some("ALPHA")
+    );
+}

@@ -1,5 +1,7 @@
 //! Applier for the notebook's env: the planned variables the container does not set yet. The
-//! pod's own value of a name always wins, with a warning when it differs.
+//! pod's own value of a name always wins, with a warning when it differs — including a name an
+//! `envFrom` source of the pod may set (its keys are not in the pod, and Kubernetes would let
+//! our `env` beat it).
 
 use serde_json::json;
 
@@ -16,7 +18,10 @@ pub fn apply(
     patch: &mut PodPatch,
     warnings: &mut Warnings,
 ) {
-    let existing = notebook.container.env.as_deref().unwrap_or_default();
+    let container = notebook.container;
+    let existing = container.env.as_deref().unwrap_or_default();
+    let sources = container.env_from.as_deref().unwrap_or_default();
+    let mut left_to_sources: Vec<Vec<&str>> = vec![Vec::new(); sources.len()];
     let mut to_add = Vec::new();
     for (name, value) in planned {
         let value = value.render(values);
@@ -25,7 +30,19 @@ pub fn apply(
             Some(_) => warnings.push(format_args!(
                 "the pod already sets env {name}; its value is kept"
             )),
-            None => to_add.push(json!({ "name": name, "value": value })),
+            None => match sources.iter().position(|s| s.may_set(name)) {
+                Some(i) => left_to_sources[i].push(name),
+                None => to_add.push(json!({ "name": name, "value": value })),
+            },
+        }
+    }
+    for (source, names) in sources.iter().zip(&left_to_sources) {
+        if !names.is_empty() {
+            warnings.push(format_args!(
+                "the pod takes env from {}, which may set {}; left to it",
+                source.describe(),
+                names.join(", ")
+            ));
         }
     }
     patch.append(

@@ -11,7 +11,7 @@ use crate::names::{
     is_valid_project_id,
 };
 use crate::policy::{MountScope, ResourceSet, UserOptionsPolicy};
-use crate::quantity::Quantity;
+use crate::quantity::{Amount, Quantity};
 use crate::warning::Warnings;
 
 /// What the launch context adds to the pod.
@@ -147,6 +147,10 @@ fn quantities(
     for (name, value, convert, resource, is_limit) in fields {
         let Some(v) = value else { continue };
         match convert(v).and_then(|s| Quantity::parse(&s).ok()) {
+            // Zero would mean "no limit" to Kubernetes, the opposite of what was asked for.
+            Some(q) if q.value() == Amount::ZERO => warnings.push(format_args!(
+                "launch resource {name} = {v} is zero (or rounds to it); left unset"
+            )),
             Some(q) if is_limit => {
                 set.limits.insert(resource.to_owned(), q);
             }
@@ -182,7 +186,7 @@ fn cpu(v: &Value) -> Option<String> {
         Value::String(s) => s.trim().parse().ok()?,
         _ => return None,
     };
-    if !(cores > 0.0 && cores <= 1024.0) {
+    if !(0.0..=1024.0).contains(&cores) {
         return None;
     }
     let millis = (cores * 1000.0).round() as u64;
@@ -197,7 +201,7 @@ fn cpu(v: &Value) -> Option<String> {
 /// pass through.
 fn memory(v: &Value) -> Option<String> {
     let s = match v {
-        Value::Number(n) => return n.as_u64().filter(|b| *b > 0).map(|b| b.to_string()),
+        Value::Number(n) => return n.as_u64().map(|b| b.to_string()),
         Value::String(s) => s.trim(),
         _ => return None,
     };
@@ -251,6 +255,7 @@ mod tests {
         assert_eq!(cpu(&json!(0.5)).as_deref(), Some("500m"));
         assert_eq!(cpu(&json!("1.25")).as_deref(), Some("1250m"));
         assert_eq!(cpu(&json!(-1)), None);
+        assert_eq!(cpu(&json!(0.0004)).as_deref(), Some("0"));
         assert_eq!(memory(&json!("8G")).as_deref(), Some("8Gi"));
         assert_eq!(memory(&json!("512m")).as_deref(), Some("512Mi"));
         assert_eq!(memory(&json!("2GB")).as_deref(), Some("2Gi"));
@@ -277,5 +282,32 @@ mod tests {
         assert_eq!(constraint("node.role==worker"), None);
         assert_eq!(constraint("engine.labels.x==y"), None);
         assert_eq!(constraint("bad key==x"), None);
+    }
+
+    #[test]
+    fn values_that_round_to_zero_are_unset_with_a_warning() {
+        let policy = crate::policy::Policy::parse("").unwrap().user_options;
+        let opts: UserOptions = serde_json::from_value(json!({"task_template": {"resources": {
+            "cpu_limit": 0.0004, "cpu_reservation": 0, "mem_limit": "0", "mem_reservation": "0G"
+        }}}))
+        .unwrap();
+        let mut warnings = Warnings::new();
+        let plan = plan(&opts, &policy, &[], "alice", &mut warnings);
+        assert!(plan.resources.limits.is_empty(), "{:?}", plan.resources);
+        assert!(plan.resources.requests.is_empty(), "{:?}", plan.resources);
+        assert_eq!(warnings.len(), 4, "{warnings:?}");
+    }
+
+    #[test]
+    fn launch_env_names_are_checked_as_kubernetes_does() {
+        let policy = crate::policy::Policy::parse("").unwrap().user_options;
+        let opts: UserOptions =
+            serde_json::from_value(json!({"task_template": {"container_spec": {
+                "env": {"..": "x", "..x": "y", "OK": "z"}
+            }}}))
+            .unwrap();
+        let mut warnings = Warnings::new();
+        let plan = plan(&opts, &policy, &[], "alice", &mut warnings);
+        assert_eq!(plan.env, [("OK".to_owned(), "z".to_owned())]);
     }
 }

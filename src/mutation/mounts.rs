@@ -19,10 +19,16 @@ pub enum DataVolume {
     Ours,
     /// Something else under our name: nothing is mounted from it.
     Foreign,
+    /// Our name is a raw block device of the container: it cannot be mounted too.
+    Device,
 }
 
 impl DataVolume {
-    fn of(pod: &PodView<'_>, storage: &Storage) -> Self {
+    fn of(pod: &PodView<'_>, notebook: Notebook<'_, '_>, storage: &Storage) -> Self {
+        let devices = notebook.container.volume_devices.iter().flatten();
+        if devices.into_iter().any(|d| d.name == storage.volume_name) {
+            return DataVolume::Device;
+        }
         match pod
             .spec
             .volumes
@@ -35,10 +41,25 @@ impl DataVolume {
             Some(_) => DataVolume::Foreign,
         }
     }
+
+    /// Why nothing can be mounted from the pod's volume of our name, if so.
+    fn unusable(self, storage: &Storage) -> Option<String> {
+        match self {
+            DataVolume::Foreign => Some(format!(
+                "pod already has a volume {:?} that is not claim {:?}",
+                storage.volume_name, storage.claim_name
+            )),
+            DataVolume::Device => Some(format!(
+                "the pod uses volume {:?} as a raw block device",
+                storage.volume_name
+            )),
+            DataVolume::Absent | DataVolume::Ours => None,
+        }
+    }
 }
 
 /// Adds the planned mounts the pod does not have yet (and the volume when needed); returns the
-/// projects the pod ends up with, mounted now or already there.
+/// projects the pod ends up with, mounted now or already there, each once.
 pub fn apply(
     planned: Vec<PlannedMount>,
     pod: &PodView<'_>,
@@ -47,19 +68,14 @@ pub fn apply(
     patch: &mut PodPatch,
     warnings: &mut Warnings,
 ) -> Vec<String> {
-    let volume = DataVolume::of(pod, storage);
-    if volume == DataVolume::Foreign {
-        warnings.push(format_args!(
-            "pod already has a volume {:?} that is not claim {:?}; no XNAT data mounts added",
-            storage.volume_name, storage.claim_name
-        ));
+    let volume = DataVolume::of(pod, notebook, storage);
+    if let Some(why) = volume.unusable(storage) {
+        warnings.push(format_args!("{why}; no XNAT data mounts added"));
         return Vec::new();
     }
-    let existing = notebook
-        .container
-        .volume_mounts
-        .as_deref()
-        .unwrap_or_default();
+    let container = notebook.container;
+    let existing = container.volume_mounts.as_deref().unwrap_or_default();
+    let devices = container.volume_devices.as_deref().unwrap_or_default();
     let mut projects = Vec::new();
     let mut to_add = Vec::new();
     for w in planned {
@@ -68,14 +84,23 @@ pub fn apply(
             .find(|m| same_path(&m.mount_path, &w.mount_path))
         {
             Some(m) if is_same_mount(m, &w, &storage.volume_name) => {
-                projects.extend(w.project);
+                add_project(&mut projects, w.project);
             }
             Some(_) => warnings.push(format_args!(
                 "{} is already mounted by the pod; left as it is",
                 w.mount_path
             )),
+            None if devices
+                .iter()
+                .any(|d| same_path(&d.device_path, &w.mount_path)) =>
+            {
+                warnings.push(format_args!(
+                    "{} is a block device of the pod; left as it is",
+                    w.mount_path
+                ));
+            }
             None => {
-                projects.extend(w.project);
+                add_project(&mut projects, w.project);
                 to_add.push(Value::Object(Map::from_iter([
                     ("name".into(), Value::String(storage.volume_name.clone())),
                     ("mountPath".into(), Value::String(w.mount_path)),
@@ -101,6 +126,15 @@ pub fn apply(
         to_add,
     );
     projects
+}
+
+/// A launch context may mount several directories of one project.
+fn add_project(projects: &mut Vec<String>, project: Option<String>) {
+    if let Some(p) = project
+        && !projects.contains(&p)
+    {
+        projects.push(p);
+    }
 }
 
 fn is_our_claim(v: &VolumeView<'_>, claim: &str) -> bool {

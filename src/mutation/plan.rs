@@ -64,6 +64,7 @@ impl<'a> Plan<'a> {
             None => project_list_mounts(&grant.readable, &base, policy, warnings),
         };
         rule_mounts(grant, &base, &mut mounts, warnings);
+        below_writable(policy, &mut mounts, warnings);
         Self {
             mounts,
             env: env(grant, policy, launch),
@@ -195,6 +196,21 @@ fn rule_mounts(
             });
         }
     }
+}
+
+/// Leaves out every mount whose subPath lies below a directory notebooks can write: a symlink
+/// the user put there would be followed by kubelet to anywhere on the claim.
+fn below_writable(policy: &Policy, mounts: &mut Vec<PlannedMount>, warnings: &mut Warnings) {
+    mounts.retain(|m| match policy.writable.below(&m.sub_path) {
+        Some(dir) => {
+            warnings.push(format_args!(
+                "{} (subPath {}) lies below a directory notebooks can write ({dir}); left out",
+                m.mount_path, m.sub_path
+            ));
+            false
+        }
+        None => true,
+    });
 }
 
 /// The policy's env, then the launch context's for names the policy does not set, then

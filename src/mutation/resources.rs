@@ -7,7 +7,7 @@
 use serde_json::{Map, Value};
 
 use super::patch::{At, PodPatch};
-use crate::names::is_extended_resource;
+use crate::names::requests_equal_limits;
 use crate::pod::{Notebook, StrMap};
 use crate::policy::{ResourceMode, ResourceSet};
 use crate::quantity::{Amount, Quantity};
@@ -69,7 +69,7 @@ pub fn apply<'v>(
         let pod_req = get(have_requests, name);
         let pod_lim = get(have_limits, name);
         let p_lim = want.limits.get(name).map(Side::policy);
-        let p_req = if is_extended_resource(name) {
+        let p_req = if requests_equal_limits(name) {
             pod_req.and(p_lim)
         } else {
             want.requests.get(name).map(Side::policy)

@@ -9,6 +9,7 @@ mod rules;
 mod storage;
 pub mod template;
 mod user_options;
+mod writable;
 mod xnat;
 
 use std::path::Path;
@@ -22,8 +23,9 @@ pub use pods::{PodSelector, PodsFile};
 pub use resources::{QuantityText, ResourceMode, ResourcePolicy, ResourceSet, ResourcesFile};
 pub use rules::{Rule, RuleFile, RuleMount};
 pub use storage::{MountFile, MountTemplate, Storage, StorageFile};
-pub use template::{Template, Values, Var};
+pub use template::{Piece, Template, Values, Var};
 pub use user_options::{MountScope, PathMapping, UserOptionsFile, UserOptionsPolicy};
+pub use writable::WritableDirs;
 pub use xnat::{
     CacheShape, ClientSettings, Endpoint, LiveSettings, OnError, ProjectSource, XnatChange,
     XnatFile, XnatPolicy,
@@ -100,6 +102,8 @@ pub struct Policy {
     pub resources: ResourcePolicy,
     pub user_options: UserOptionsPolicy,
     pub rules: Vec<Rule>,
+    /// Where notebooks can write, so that nothing is mounted from below it.
+    pub writable: WritableDirs,
 }
 
 impl PolicyFile {
@@ -160,24 +164,54 @@ impl Policy {
     /// Validates a parsed document into the typed policy.
     pub fn from_file(f: PolicyFile) -> Result<Self, PolicyError> {
         let xnat = f.xnat.validate()?;
-        let rules = f
+        let rules: Vec<Rule> = f
             .rules
             .into_iter()
             .enumerate()
             .map(|(i, r)| r.validate(i, &xnat.roles))
             .collect::<Result<_, _>>()?;
+        let storage = f.storage.validate()?;
+        let writable = writable_dirs(&storage, &rules)?;
         Ok(Self {
             mode: f.mode,
             pods: f.pods.validate()?,
             identity: f.identity.validate()?,
             xnat,
-            storage: f.storage.validate()?,
+            storage,
             env: env::env_at("env", f.env.0)?,
             resources: f.resources.validate()?,
             user_options: f.user_options.validate()?,
             rules,
+            writable,
         })
     }
+}
+
+/// The read-write mounts' directories, with every other mount template checked against them.
+fn writable_dirs(storage: &Storage, rules: &[Rule]) -> Result<WritableDirs, PolicyError> {
+    let rule_mounts = || {
+        rules.iter().enumerate().flat_map(|(i, r)| {
+            r.mounts
+                .iter()
+                .enumerate()
+                .map(move |(j, m)| (format!("rules[{i}].mounts[{j}]"), m))
+        })
+    };
+    let read_write = storage
+        .workspace
+        .iter()
+        .map(|w| ("storage.workspace".to_owned(), w))
+        .chain(
+            rule_mounts()
+                .filter(|(_, m)| !m.read_only)
+                .map(|(f, m)| (f, &m.template)),
+        );
+    let dirs = WritableDirs::of(read_write)?;
+    dirs.check("storage.projects", &storage.projects)?;
+    for (field, m) in rule_mounts() {
+        dirs.check(&field, &m.template)?;
+    }
+    Ok(dirs)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{PolicyError, invalid};
-use crate::names::{is_extended_resource, is_resource_name};
+use crate::names::{is_resource_name, requests_equal_limits};
 use crate::quantity::Quantity;
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
@@ -141,10 +141,10 @@ pub(super) fn resource_set(
         limits: parse("limits", limits)?,
     };
     for (name, r) in &set.requests {
-        if is_extended_resource(name) {
+        if requests_equal_limits(name) {
             return Err(invalid(
                 format!("{field}.requests.{name}"),
-                "extended resources take limits only (Kubernetes sets the request equal)",
+                "extended resources and hugepages take limits only (Kubernetes sets the request equal)",
             ));
         }
         if let Some(l) = set.limits.get(name)

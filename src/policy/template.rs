@@ -46,6 +46,13 @@ impl Var {
     }
 }
 
+/// One piece of a template, as [`Template::pieces`] gives them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Piece<'a> {
+    Text(&'a str),
+    Var(Var),
+}
+
 #[derive(Debug, Clone, PartialEq)]
 enum Part {
     Literal(String),
@@ -147,6 +154,14 @@ impl Template {
 
     pub fn uses(&self, var: Var) -> bool {
         self.parts.contains(&Part::Var(var))
+    }
+
+    /// The template's pieces in order: literal text and placeholders.
+    pub fn pieces(&self) -> impl Iterator<Item = Piece<'_>> + '_ {
+        self.parts.iter().map(|p| match p {
+            Part::Literal(s) => Piece::Text(s),
+            Part::Var(v) => Piece::Var(*v),
+        })
     }
 
     /// The placeholders this template uses.

@@ -229,3 +229,36 @@ fn requests_and_limits_compare_exactly() {
         "resources.requests.cpu"
     );
 }
+
+#[test]
+fn hugepages_take_limits_only_like_extended_resources() {
+    // Kubernetes requires hugepages requests to equal limits; a different request would make
+    // every patched pod invalid.
+    assert_eq!(
+        field_of("resources:\n  requests: {hugepages-2Mi: 1Gi}\n  limits: {hugepages-2Mi: 2Gi}\n"),
+        "resources.requests.hugepages-2Mi"
+    );
+    Policy::parse("resources:\n  limits: {hugepages-2Mi: 2Gi}\n").unwrap();
+}
+
+#[test]
+fn env_names_must_be_valid_before_kubernetes_1_32_too() {
+    assert_eq!(field_of("env:\n  '..x': y\n"), "env...x");
+    assert_eq!(field_of("env:\n  '..': y\n"), "env...");
+}
+
+#[test]
+fn no_mount_may_lie_below_a_directory_notebooks_can_write() {
+    // The user owns workspaces/users/{xnat_user}: a symlink they put there would redirect a
+    // mount below it anywhere in the claim, read-write.
+    let below = "rules:\n  - name: r\n    match: {projects: ['*']}\n    mounts:\n      - {subPath: 'workspaces/users/{xnat_user}/datasets', mountPath: /d}\n";
+    assert_eq!(field_of(below), "rules[0].mounts[0].subPath");
+    // A writable directory itself is safe from that: its name lives where nobody writes.
+    Policy::parse("rules:\n  - name: r\n    match: {projects: ['*']}\n    mounts:\n      - {subPath: workspaces/users/shared, mountPath: /d}\n").unwrap();
+    let projects = "storage:\n  projects: {subPath: 'workspaces/users/alice/{project}', mountPath: '/p/{project}'}\n";
+    assert_eq!(field_of(projects), "storage.projects.subPath");
+    // Beside the workspaces is fine, and so is a read-write rule mount's own area.
+    Policy::parse("rules:\n  - name: r\n    match: {projects: ['*']}\n    mounts:\n      - {subPath: datasets/imagenet, mountPath: /d}\n").unwrap();
+    let scratch = "rules:\n  - name: r\n    match: {projects: ['*']}\n    mounts:\n      - {subPath: scratch, mountPath: /s, readOnly: false}\n      - {subPath: scratch/ro, mountPath: /r}\n";
+    assert_eq!(field_of(scratch), "rules[0].mounts[1].subPath");
+}

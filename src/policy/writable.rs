@@ -1,0 +1,70 @@
+//! Directories of the claim that notebooks can write: the workspace and every read-write rule
+//! mount, each user their own. Kubelet resolves a mount's subPath — symlinks included — inside
+//! the volume, so a subPath *below* such a directory can be pointed anywhere on the claim by a
+//! symlink the user makes there (read-write, if the mount is). Such mounts are refused: templates
+//! at load, rendered and launch-context paths at admission. A writable directory itself is safe
+//! to mount: its own name lives in a directory no notebook can write.
+
+use regex::Regex;
+
+use super::storage::MountTemplate;
+use super::template::{Piece, Template};
+use super::{PolicyError, invalid};
+
+/// The writable directories, as patterns of subPaths strictly below them.
+#[derive(Debug, Clone, Default)]
+pub struct WritableDirs(Vec<(String, Regex)>);
+
+impl WritableDirs {
+    /// From the read-write mount templates, each named by its policy field.
+    pub(super) fn of<'a>(
+        read_write: impl IntoIterator<Item = (String, &'a MountTemplate)>,
+    ) -> Result<Self, PolicyError> {
+        read_write
+            .into_iter()
+            .map(|(field, t)| {
+                let pattern = below(&t.sub_path).map_err(|e| invalid(&field, e.to_string()))?;
+                Ok((field, pattern))
+            })
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+
+    /// The field of the writable directory `sub_path` lies strictly below, if any.
+    pub fn below(&self, sub_path: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(_, pattern)| pattern.is_match(sub_path))
+            .map(|(field, _)| field.as_str())
+    }
+
+    /// Refuses a mount template that would lie below a writable directory for some user.
+    pub(super) fn check(&self, field: &str, t: &MountTemplate) -> Result<(), PolicyError> {
+        // Every placeholder as one plain segment: what any user's values would look like.
+        match self.below(&t.sub_path.render_with("x")) {
+            Some(dir) => Err(invalid(
+                format!("{field}.subPath"),
+                format!(
+                    "{:?} lies below {dir}, a directory notebooks can write: a symlink there could \
+                     point the mount anywhere on the claim",
+                    t.sub_path.source()
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `^{the template, each placeholder one or more characters of a segment}/.+$`.
+fn below(t: &Template) -> Result<Regex, regex::Error> {
+    let mut pattern = String::from("^");
+    for piece in t.pieces() {
+        match piece {
+            Piece::Text(literal) => pattern.push_str(&regex::escape(literal)),
+            // Placeholder values are single safe segments (checked at admission).
+            Piece::Var(_) => pattern.push_str("[^/]+"),
+        }
+    }
+    pattern.push_str("/.+$");
+    Regex::new(&pattern)
+}

@@ -11,6 +11,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
+use crate::echo::without_url_credentials;
 use crate::watch::Changes;
 
 /// What `/readyz` reports about one reloadable input.
@@ -75,10 +76,12 @@ impl ReloadStatus {
         crate::metrics::reload(input.as_str(), true);
     }
 
+    /// Records a rejected version. The error is shown by `/readyz`, which needs no credentials,
+    /// so URL credentials in it are redacted.
     pub fn rejected(&self, input: Input, error: String) {
         let mut s = self.slot(input);
         s.failed_reloads += 1;
-        s.last_error = Some(error);
+        s.last_error = Some(without_url_credentials(&error));
         crate::metrics::reload(input.as_str(), false);
     }
 
@@ -109,8 +112,9 @@ pub async fn reload_on_change(
     mut current: Vec<u8>,
     input: Input,
     status: Arc<ReloadStatus>,
-    apply: impl Fn(&[u8]) -> Result<(), String> + Send,
+    apply: impl Fn(&[u8]) -> Result<(), String> + Send + Sync + 'static,
 ) {
+    let apply = Arc::new(apply);
     // The last rejected version and when: not retried on every signal, but once a minute, in
     // case what it needs (a CA file, say) appears.
     let mut rejected: Option<(Vec<u8>, std::time::Instant)> = None;
@@ -143,9 +147,14 @@ pub async fn reload_on_change(
             continue;
         }
         let version = version_of(&bytes);
-        // A bug must not end reloading for good: a panic counts as a rejection.
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| apply(&bytes)))
-            .unwrap_or_else(|_| Err("internal error while applying it".into()));
+        // Parsing and validating is CPU work: off the async workers. A bug must not end
+        // reloading for good: a panic counts as a rejection.
+        let result = {
+            let (apply, bytes) = (apply.clone(), bytes.clone());
+            tokio::task::spawn_blocking(move || apply(&bytes))
+                .await
+                .unwrap_or_else(|_| Err("internal error while applying it".into()))
+        };
         match result {
             Ok(()) => {
                 tracing::info!(input = input.as_str(), version, "reloaded");
@@ -166,17 +175,33 @@ pub async fn reload_on_change(
 /// How often a rejected version is tried again while it stays on disk.
 const RETRY_REJECTED: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// The files' content, read twice a moment apart; `None` while it is still changing (an
-/// in-place write in progress), so a half-written file is never applied. Content equal to
-/// `current` needs no second look: the periodic check stays one read.
+/// How long a changed content must stay the same before it is applied. An in-place write that
+/// pauses (an editor, `cat > file` from a slow pipe) must not be applied half-written; kubelet's
+/// symlink swaps are atomic and only wait this once.
+const STABLE_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long a file may keep changing before this signal gives up (the next one looks again).
+const STABLE_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The files' content once it has stayed the same for [`STABLE_FOR`]; `None` while it keeps
+/// changing. Content equal to `current` needs no wait: the periodic check stays one read.
 async fn read_stable(files: &[PathBuf], current: &[u8]) -> std::io::Result<Option<Vec<u8>>> {
-    let first = read_all(files).await?;
-    if first == current {
-        return Ok(Some(first));
+    let mut seen = read_all(files).await?;
+    if seen == current {
+        return Ok(Some(seen));
     }
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    let second = read_all(files).await?;
-    Ok((first == second).then_some(second))
+    let started = std::time::Instant::now();
+    let mut since = started;
+    while since.elapsed() < STABLE_FOR {
+        if started.elapsed() > STABLE_WITHIN {
+            return Ok(None);
+        }
+        tokio::time::sleep(STABLE_FOR / 4).await;
+        let now = read_all(files).await?;
+        if now != seen {
+            (seen, since) = (now, std::time::Instant::now());
+        }
+    }
+    Ok(Some(seen))
 }
 
 /// The content of `files`, concatenated.
@@ -186,4 +211,20 @@ pub async fn read_all(files: &[PathBuf]) -> std::io::Result<Vec<u8>> {
         out.extend(tokio::fs::read(f).await?);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readyz_never_shows_url_credentials() {
+        let status = ReloadStatus::default();
+        status.rejected(
+            Input::Policy,
+            "xnat.url \"https://svc:hunter2@x y\": invalid".into(),
+        );
+        let shown = status.get(Input::Policy).last_error.unwrap();
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
 }

@@ -20,6 +20,7 @@ use kube::core::admission::Operation;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::echo::echo;
 use crate::pod::PodMeta;
 
 const KIND: &str = "AdmissionReview";
@@ -37,6 +38,20 @@ pub enum ReviewError {
     Kind(String),
     #[error("AdmissionReview has no request")]
     NoRequest,
+    #[error(
+        "request.uid {0:?} is not a UID (letters, digits and `-`, at most {MAX_UID_LEN} of them)"
+    )]
+    Uid(String),
+}
+
+/// The longest `request.uid` answered: the API server sends a UUID (36 characters), and the uid
+/// is echoed in the answer and the log.
+pub const MAX_UID_LEN: usize = 128;
+
+fn is_uid(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_UID_LEN
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
 #[derive(Deserialize)]
@@ -105,10 +120,12 @@ pub struct Pod<'a> {
     pub spec: Option<&'a RawValue>,
 }
 
-fn malformed(path: impl Into<String>, message: impl ToString) -> ReviewError {
+/// Both parts come from the request (keys, fragments of values): bounded and escaped here, once,
+/// for the answer and the log alike.
+fn malformed(path: impl AsRef<str>, message: impl ToString) -> ReviewError {
     ReviewError::Malformed {
-        path: path.into(),
-        message: message.to_string(),
+        path: echo(path.as_ref()).to_string(),
+        message: echo(&message.to_string()).to_string(),
     }
 }
 
@@ -117,12 +134,15 @@ fn malformed(path: impl Into<String>, message: impl ToString) -> ReviewError {
 pub fn parse(body: &[u8]) -> Result<Review<'_>, ReviewError> {
     let review: ReviewIn<'_> = from_json(body)?;
     if review.api_version != API_VERSION {
-        return Err(ReviewError::Version(review.api_version.into_owned()));
+        return Err(ReviewError::Version(echo(&review.api_version).to_string()));
     }
     if review.kind != KIND {
-        return Err(ReviewError::Kind(review.kind.into_owned()));
+        return Err(ReviewError::Kind(echo(&review.kind).to_string()));
     }
     let request = review.request.ok_or(ReviewError::NoRequest)?;
+    if !is_uid(&request.uid) {
+        return Err(ReviewError::Uid(echo(&request.uid).to_string()));
+    }
     let pod = match request.object {
         Some(raw) if request.is_core_pod() => Some(
             from_json::<Pod<'_>>(raw.get().as_bytes()).map_err(|e| match e {

@@ -2,7 +2,7 @@
 //! a real pod (`review`, through the very decision code the server runs), and the policy's JSON
 //! Schema for editors (`policy-schema`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -82,6 +82,12 @@ pub async fn review(
     access: ReviewAccess,
     body: &[u8],
 ) -> Result<String, ToolError> {
+    let policy_env: HashSet<String> = policy
+        .env
+        .iter()
+        .chain(policy.rules.iter().flat_map(|r| r.env.iter()))
+        .map(|v| v.name.clone())
+        .collect();
     let admission = match access {
         ReviewAccess::Table(t) => Admission::new(policy, AccessSource::Static(Arc::new(t)), None),
         ReviewAccess::Xnat(credentials) => {
@@ -95,16 +101,16 @@ pub async fn review(
         serde_json::from_slice(&response).map_err(|e| ToolError::Input(e.to_string()))?;
     let request: Value =
         serde_json::from_slice(body).map_err(|e| ToolError::Input(e.to_string()))?;
+    describe(&response, &request, &policy_env)
+}
 
-    let mut out = String::new();
-    let pretty =
-        |v: &Value| serde_json::to_string_pretty(&redact_secrets(v.clone())).unwrap_or_default();
-    // The patch is shown decoded below; its base64 would only repeat it (secrets included).
-    let mut shown = response.clone();
-    if shown["response"]["patch"].is_string() {
-        shown["response"]["patch"] = Value::String("<base64 of the patch below>".into());
-    }
-    let _ = writeln!(out, "# AdmissionResponse\n{}", pretty(&shown));
+/// The response (its base64 patch elided), the decoded patch and the pod after it, with every
+/// env value that may be secret redacted.
+fn describe(
+    response: &Value,
+    request: &Value,
+    policy_env: &HashSet<String>,
+) -> Result<String, ToolError> {
     let patch = response["response"]["patch"]
         .as_str()
         .map(|p| {
@@ -115,12 +121,21 @@ pub async fn review(
                 .map_err(|e| ToolError::Input(e.to_string()))
         })
         .transpose()?;
+    let patch_json = serde_json::to_value(&patch).unwrap_or_default();
+    let redactor = Redactor::new(&patch_json, policy_env);
+    let pretty = |v: &Value| serde_json::to_string_pretty(&redactor.apply(v)).unwrap_or_default();
+    let mut out = String::new();
+    // The patch is shown decoded below; its base64 would only repeat it (secrets included).
+    let mut shown = response.clone();
+    if shown["response"]["patch"].is_string() {
+        shown["response"]["patch"] = Value::String("<base64 of the patch below>".into());
+    }
+    let _ = writeln!(out, "# AdmissionResponse\n{}", pretty(&shown));
     match patch {
         None => {
             let _ = writeln!(out, "\n# Patch\nnone: the pod is admitted unchanged");
         }
         Some(patch) => {
-            let patch_json = serde_json::to_value(&patch).unwrap_or_default();
             let _ = writeln!(out, "\n# Patch (decoded)\n{}", pretty(&patch_json));
             let mut pod = request["request"]["object"].clone();
             json_patch::patch(&mut pod, &patch)
@@ -131,25 +146,132 @@ pub async fn review(
     Ok(out)
 }
 
-/// Env values whose names say they are secrets (`XNAT_PASS` from a launch context, `*TOKEN*`,
-/// `*SECRET*`, `*PASSWORD*`) become `<redacted>`: the output is for reading and sharing.
-fn redact_secrets(mut v: Value) -> Value {
-    fn walk(v: &mut Value) {
+/// Words of env var names that say the value is a secret (a name's words are split at `_`, `.`,
+/// `-` and lower-to-upper case; compared ignoring case): `review` never prints such a value.
+/// Documented in the README (Admin tools).
+pub const SECRET_NAME_WORDS: &[&str] = &[
+    "PASS",
+    "PASSWORD",
+    "PASSWD",
+    "PASSPHRASE",
+    "TOKEN",
+    "SECRET",
+    "KEY",
+    "APIKEY",
+    "ALIAS",
+    "CREDENTIAL",
+    "CREDENTIALS",
+    "AUTH",
+    "PRIVATE",
+];
+
+/// A name's words: `MY_API_KEY` → MY, API, KEY; `apiKey` → api, Key.
+fn name_words(name: &str) -> Vec<&str> {
+    let mut words = Vec::new();
+    let mut start = 0;
+    let bytes = name.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        let boundary = !b.is_ascii_alphanumeric()
+            || (i > 0 && b.is_ascii_uppercase() && bytes[i - 1].is_ascii_lowercase());
+        if boundary {
+            if start < i {
+                words.push(&name[start..i]);
+            }
+            start = if b.is_ascii_alphanumeric() { i } else { i + 1 };
+        }
+    }
+    if start < name.len() {
+        words.push(&name[start..]);
+    }
+    words
+}
+
+/// Which env values `review` hides: every variable the patch adds that the policy does not set
+/// (a launch context's, which can carry the user's alias token), and every name with a word of
+/// [`SECRET_NAME_WORDS`].
+struct Redactor {
+    launch_env: HashSet<String>,
+}
+
+impl Redactor {
+    fn new(patch: &Value, policy_env: &HashSet<String>) -> Self {
+        let mut launch_env = HashSet::new();
+        for op in patch.as_array().into_iter().flatten() {
+            if !op["path"].as_str().is_some_and(|p| p.contains("/env")) {
+                continue;
+            }
+            let vars: Vec<&Value> = match &op["value"] {
+                Value::Array(items) => items.iter().collect(),
+                one => vec![one],
+            };
+            for name in vars.iter().filter_map(|v| v["name"].as_str()) {
+                if !policy_env.contains(name) {
+                    launch_env.insert(name.to_owned());
+                }
+            }
+        }
+        Self { launch_env }
+    }
+
+    fn is_secret(&self, name: &str) -> bool {
+        self.launch_env.contains(name)
+            || name_words(name)
+                .iter()
+                .any(|w| SECRET_NAME_WORDS.iter().any(|s| s.eq_ignore_ascii_case(w)))
+    }
+
+    fn apply(&self, v: &Value) -> Value {
+        let mut v = v.clone();
+        self.walk(&mut v);
+        v
+    }
+
+    fn walk(&self, v: &mut Value) {
         match v {
             Value::Object(map) => {
-                let secret = map.get("name").and_then(Value::as_str).is_some_and(|n| {
-                    let n = n.to_ascii_uppercase();
-                    ["PASS", "TOKEN", "SECRET"].iter().any(|s| n.contains(s))
-                });
+                let secret = map
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .is_some_and(|n| self.is_secret(n));
                 if secret && let Some(value) = map.get_mut("value") {
                     *value = Value::String("<redacted>".into());
                 }
-                map.values_mut().for_each(walk);
+                map.values_mut().for_each(|v| self.walk(v));
             }
-            Value::Array(items) => items.iter_mut().for_each(walk),
+            Value::Array(items) => items.iter_mut().for_each(|v| self.walk(v)),
             _ => {}
         }
     }
-    walk(&mut v);
-    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_looking_names_by_their_words() {
+        let r = Redactor {
+            launch_env: HashSet::from(["PLAIN".to_owned()]),
+        };
+        for secret in [
+            "XNAT_PASS",
+            "XNAT_ALIAS",
+            "MY_API_KEY",
+            "apiKey",
+            "JUPYTERHUB_API_TOKEN",
+            "db.password",
+            "PLAIN",
+        ] {
+            assert!(r.is_secret(secret), "{secret}");
+        }
+        for shown in [
+            "XNAT_HOST",
+            "JUPYTERHUB_OAUTH_SCOPES",
+            "JUPYTERHUB_COOKIE_HOST_PREFIX_ENABLED",
+            "KEYBOARD",
+            "MONKEY",
+        ] {
+            assert!(!r.is_secret(shown), "{shown}");
+        }
+    }
 }

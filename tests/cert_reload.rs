@@ -125,3 +125,55 @@ async fn a_renewed_certificate_is_served_without_a_failed_request() {
     }
     assert!(readyz().await["certificate"].get("lastError").is_none());
 }
+
+#[tokio::test]
+async fn an_expired_certificate_or_one_for_another_name_is_refused() {
+    let ca = TestCa::new();
+    let (cert, key, der) = ca.issue();
+    let secret = KubeletDir::new(&[("tls.crt", cert.as_bytes()), ("tls.key", key.as_bytes())]);
+    let h = Harness::builder()
+        .tls_files(secret.path("tls.crt"), secret.path("tls.key"), &ca.pem)
+        .start()
+        .await;
+    let failures = async || {
+        metric(
+            &h.metrics().await,
+            "xnat_webhook_reloads_total{input=\"certificate\",result=\"failure\"}",
+        )
+    };
+    let before = failures().await;
+    for (what, (bad_cert, bad_key, _), needle) in [
+        ("expired", ca.issue_for("localhost", true), "expired"),
+        (
+            "another name",
+            ca.issue_for("evil.example", false),
+            "localhost",
+        ),
+    ] {
+        secret.swap(&[
+            ("tls.crt", bad_cert.as_bytes()),
+            ("tls.key", bad_key.as_bytes()),
+        ]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let ready = h.readyz().await;
+            let error = ready["certificate"]["lastError"]
+                .as_str()
+                .unwrap_or_default();
+            if error.contains(needle) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what} was never refused: {ready}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            served_cert(h.addr, &ca.pem).await,
+            der,
+            "{what}: the old pair serves"
+        );
+    }
+    assert!(failures().await >= before + 2.0);
+}

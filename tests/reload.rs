@@ -171,3 +171,34 @@ async fn a_reload_keeps_cached_answers_unless_they_no_longer_mean_the_same() {
     assert_eq!(project_paths(&review, &response).len(), 3);
     assert_eq!(h.xnat.counts().access, 1);
 }
+
+#[tokio::test]
+async fn an_in_place_write_that_pauses_is_applied_only_once_complete() {
+    let config_map = KubeletDir::new(&[("policy.yaml", policy("a").as_bytes())]);
+    let h = Harness::builder()
+        .policy_file(config_map.path("policy.yaml"))
+        .start()
+        .await;
+    let review = fixture("alice-default");
+    let target = std::fs::canonicalize(config_map.path("policy.yaml")).unwrap();
+    // The first half is a valid policy by itself (env only, the default claim): applying it
+    // would give every notebook the wrong volume until the rest arrives.
+    let whole = policy("b");
+    let (first, rest) = whole.split_at(whole.find("env:").unwrap());
+    let mut file = std::fs::File::create(&target).unwrap();
+    std::io::Write::write_all(&mut file, rest.as_bytes()).unwrap();
+    file.sync_all().unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    std::io::Write::write_all(&mut file, first.as_bytes()).unwrap();
+    file.sync_all().unwrap();
+    drop(file);
+    wait_for("policy b", async || {
+        fingerprint(&h.review(&review).await) == ("claim-b".to_string(), "b".to_string())
+    })
+    .await;
+    assert_eq!(
+        h.readyz().await["policy"]["reloads"],
+        1,
+        "the half was applied"
+    );
+}

@@ -218,3 +218,30 @@ async fn an_idle_connection_is_closed() {
         200
     );
 }
+
+#[tokio::test]
+async fn what_a_request_echoes_is_bounded_and_escaped() {
+    let h = Harness::start("").await;
+    // A uid is echoed in the answer and every log line: a UUID-like token only.
+    for uid in [
+        json!("db1e1916\nINFO forged=1"),
+        json!("x".repeat(200)),
+        json!(""),
+    ] {
+        let mut review = fixture("alice-default");
+        review["request"]["uid"] = uid.clone();
+        let (status, body) = h.post_raw(serde_json::to_vec(&review).unwrap()).await;
+        let text = String::from_utf8_lossy(&body);
+        assert_eq!(status, 400, "{uid}: {text}");
+        assert!(text.contains("request.uid"), "{text}");
+        assert_eq!(text.trim_end().lines().count(), 1, "one line: {text:?}");
+    }
+    // A key of the request in an error message: escaped, one line.
+    let mut review = fixture("alice-default");
+    review["request"]["object"]["metadata"]["labels"]["evil\nINFO forged=1"] = json!(5);
+    let (status, body) = h.post_raw(serde_json::to_vec(&review).unwrap()).await;
+    let text = String::from_utf8_lossy(&body);
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("evil"), "{text}");
+    assert_eq!(text.trim_end().lines().count(), 1, "one line: {text:?}");
+}

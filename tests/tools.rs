@@ -177,3 +177,67 @@ fn serve_with_a_bad_start_says_why_in_one_line() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn review_redacts_launch_context_env_and_secret_looking_names() {
+    let xnat = xnat_standin::Standin::demo("svc", "pw");
+    xnat.set_user_options(
+        "alice",
+        "",
+        serde_json::json!({"task_template": {"container_spec": {
+            "env": {"PLAIN": "plain-value-9", "XNAT_ALIAS": "alias-123"}, "mounts": []
+        }}}),
+    );
+    let (url, _task) = xnat
+        .spawn("127.0.0.1:0".parse().unwrap(), "/xnat")
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (policy, creds, input) = (
+        dir.path().join("policy.yaml"),
+        dir.path().join("creds"),
+        dir.path().join("review.json"),
+    );
+    std::fs::write(&policy, "userOptions:\n  enabled: true\n").unwrap();
+    std::fs::write(&creds, "svc:pw\n").unwrap();
+    // The hub's own env may carry secrets too.
+    let mut review: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(root().join("tests/fixtures/kubespawner-7.1/alice-default.json")).unwrap(),
+    )
+    .unwrap();
+    review["request"]["object"]["spec"]["containers"][0]["env"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"name": "MY_API_KEY", "value": "key-456"}));
+    std::fs::write(&input, serde_json::to_vec(&review).unwrap()).unwrap();
+    let args: Vec<String> = [
+        "review",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--xnat-url",
+        &url,
+        "--xnat-credentials",
+        creds.to_str().unwrap(),
+    ]
+    .map(String::from)
+    .into();
+    let out = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(&args, Some(&input))
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("\"PLAIN\"") && stdout.contains("<redacted>"),
+        "{stdout}"
+    );
+    for secret in ["plain-value-9", "alias-123", "key-456"] {
+        assert!(!stdout.contains(secret), "{secret} shown:\n{stdout}");
+    }
+}

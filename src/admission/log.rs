@@ -3,6 +3,7 @@
 use std::time::Instant;
 
 use crate::classify::{SkipReason, Target, USERNAME_ANNOTATION};
+use crate::echo::echo;
 use crate::mutation::Decision;
 use crate::review::Review;
 use crate::xnat::CacheStatus;
@@ -19,14 +20,15 @@ pub(super) fn skipped(review: &Review<'_>, reason: SkipReason, started: Instant)
     let user = meta
         .and_then(|m| m.annotation(USERNAME_ANNOTATION))
         .unwrap_or_default();
-    let namespace = req.namespace.as_deref().unwrap_or_default();
+    let namespace = echo(req.namespace.as_deref().unwrap_or_default());
+    let (pod, user, requester) = (echo(name), echo(user), echo(requester));
     let duration_us = started.elapsed().as_micros() as u64;
     let decision = Outcome::Skipped(reason).label();
     if reason.warning().is_some() {
-        tracing::warn!(uid = %req.uid, namespace, pod = name, user, requester, decision,
+        tracing::warn!(uid = %echo(&req.uid), %namespace, %pod, %user, %requester, decision,
             reason = reason.as_str(), projects = 0, duration_us, "admission");
     } else {
-        tracing::info!(uid = %req.uid, namespace, pod = name, user, requester, decision,
+        tracing::info!(uid = %echo(&req.uid), %namespace, %pod, %user, %requester, decision,
             reason = reason.as_str(), projects = 0, duration_us, "admission");
     }
 }
@@ -56,12 +58,12 @@ pub(super) fn decided(review: &Review<'_>, d: &Decided<'_>, decision: &Decision)
             Decision::Deny { .. } => (0, 0, &[], &[]),
         };
     tracing::info!(
-        uid = %req.uid,
-        namespace = req.namespace.as_deref().unwrap_or_default(),
-        pod = d.target.pod_name,
-        user = d.target.jupyter_user,
-        server = d.target.server_name,
-        xnat_user = d.xnat_user,
+        uid = %echo(&req.uid),
+        namespace = %echo(req.namespace.as_deref().unwrap_or_default()),
+        pod = %echo(d.target.pod_name),
+        user = %echo(d.target.jupyter_user),
+        server = %echo(d.target.server_name),
+        xnat_user = %echo(d.xnat_user),
         decision = outcome.label(),
         audit = d.audit,
         projects,

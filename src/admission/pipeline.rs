@@ -7,6 +7,7 @@ use super::log::{self, Decided};
 use super::{AccessSource, Outcome, audit};
 use crate::access::AccessOutcome;
 use crate::classify::{SkipReason, Target, classify};
+use crate::echo::echo;
 use crate::launch::UserOptions;
 use crate::mutation::{Context, Decision, Identity, decide, decide_unreadable};
 use crate::pod::PodView;
@@ -56,7 +57,7 @@ pub(super) async fn admit(
     };
     log::decided(review, &decided, &decision);
     if let (true, Decision::Allow { patch, .. }) = (audit, &decision) {
-        tracing::info!(uid = %review.request.uid, pod = target.pod_name,
+        tracing::info!(uid = %echo(&review.request.uid), pod = %echo(target.pod_name),
             patch = %audit::redacted(patch), "audit mode: the patch that would have been applied");
     }
     answer(decision, policy.mode)
@@ -91,7 +92,7 @@ async fn look_up(
     policy: &Policy,
     source: &AccessSource,
 ) -> (AccessOutcome, CacheStatus, Option<UserOptions>) {
-    let uid = &review.request.uid;
+    let uid = echo(&review.request.uid);
     let deadline = tokio::time::Instant::now() + policy.xnat.live.budget;
     let allow_stale = policy.xnat.on_error == OnError::StaleThenAllow;
     let access = source.lookup(xnat_user, deadline, allow_stale);

@@ -106,9 +106,30 @@ pub struct Policy {
     pub writable: WritableDirs,
 }
 
+/// The largest policy document read: real ones are a few kilobytes.
+pub const MAX_POLICY_BYTES: usize = 256 * 1024;
+/// The deepest `[`/`{` nesting read. The YAML scanner's time grows with the square of it (50,000
+/// brackets, 100 KB, took 8 s); a policy needs three.
+const MAX_FLOW_DEPTH: usize = 32;
+
 impl PolicyFile {
     /// Parses a policy document; an empty document is the default policy.
     pub fn parse(yaml: &str) -> Result<Self, PolicyError> {
+        if yaml.len() > MAX_POLICY_BYTES {
+            return Err(invalid(
+                "(document)",
+                format!(
+                    "is {} bytes; at most {MAX_POLICY_BYTES} are read",
+                    yaml.len()
+                ),
+            ));
+        }
+        if flow_depth(yaml) > MAX_FLOW_DEPTH {
+            return Err(invalid(
+                "(document)",
+                format!("nests `[` or `{{` more than {MAX_FLOW_DEPTH} deep"),
+            ));
+        }
         let value: serde_yaml_ng::Value = serde_yaml_ng::from_str(yaml)
             .map_err(|e| invalid("(document)", format!("not valid YAML: {e}")))?;
         if value.is_null() {
@@ -185,6 +206,36 @@ impl Policy {
             writable,
         })
     }
+}
+
+/// The deepest nesting of YAML flow collections, outside quoted scalars and comments (an
+/// over-estimate elsewhere is harmless: real policies stay far below the limit).
+fn flow_depth(yaml: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let mut quote: Option<char> = None;
+    let mut comment = false;
+    let mut previous = '\n';
+    let mut chars = yaml.chars();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            _ if comment => comment = c != '\n',
+            (Some('"'), '\\') => {
+                chars.next();
+            }
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '#') if previous.is_whitespace() => comment = true,
+            (None, '[' | '{') => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            (None, ']' | '}') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        previous = c;
+    }
+    deepest
 }
 
 /// The read-write mounts' directories, with every other mount template checked against them.

@@ -262,3 +262,33 @@ fn no_mount_may_lie_below_a_directory_notebooks_can_write() {
     let scratch = "rules:\n  - name: r\n    match: {projects: ['*']}\n    mounts:\n      - {subPath: scratch, mountPath: /s, readOnly: false}\n      - {subPath: scratch/ro, mountPath: /r}\n";
     assert_eq!(field_of(scratch), "rules[0].mounts[1].subPath");
 }
+
+#[test]
+fn an_xnat_url_error_never_shows_the_credentials_in_it() {
+    let e = Policy::parse("xnat:\n  url: 'http://svc:hunter2@xnat example/xnat'\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("xnat.url") && !e.contains("hunter2"), "{e}");
+}
+
+#[test]
+fn huge_or_deeply_nested_documents_are_refused_before_parsing() {
+    // The YAML scanner takes seconds on tens of thousands of nested brackets.
+    let deep = format!("pods: {}{}\n", "[".repeat(20_000), "]".repeat(20_000));
+    let e = Policy::parse(&deep).unwrap_err().to_string();
+    assert!(e.contains("(document)") && e.contains("deep"), "{e}");
+    let huge = format!("# {}\n", "x".repeat(MAX_POLICY_BYTES));
+    let e = Policy::parse(&huge).unwrap_err().to_string();
+    assert!(e.contains("bytes"), "{e}");
+    // Brackets in quotes and comments do not count; real policies pass.
+    Policy::parse(&format!(
+        "# {}\nidentity:\n  mapping:\n    - regex: {{pattern: '{}', replacement: x}}\n",
+        "[".repeat(100),
+        "[a]".repeat(40)
+    ))
+    .unwrap();
+    assert_eq!(
+        flow_depth("a: [b, {c: [d]}] # [[[[\nb: '[[[' \"[[\\\"[\""),
+        3
+    );
+}

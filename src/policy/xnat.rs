@@ -11,6 +11,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{PolicyError, invalid};
+use crate::echo::without_url_credentials;
 use crate::names::is_group_role;
 use crate::timeouts::{MAX_XNAT_BUDGET, MAX_XNAT_TIMEOUT};
 
@@ -238,8 +239,10 @@ impl XnatFile {
     }
 
     fn check_url(&self) -> Result<Url, PolicyError> {
-        let url = Url::parse(&self.url)
-            .map_err(|e| invalid("xnat.url", format!("{:?}: {e}", self.url)))?;
+        // Never echo credentials a mistaken URL may carry: the error reaches /readyz.
+        let shown = without_url_credentials(&self.url);
+        let url =
+            Url::parse(&self.url).map_err(|e| invalid("xnat.url", format!("{shown:?}: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(invalid("xnat.url", "must be an http:// or https:// URL"));
         }

@@ -77,8 +77,17 @@ impl TestCa {
 
     /// A new key and a certificate for localhost: (cert PEM, key PEM, cert DER).
     pub fn issue(&self) -> (String, String, Vec<u8>) {
+        self.issue_for("localhost", false)
+    }
+
+    /// A new key and a certificate for `name`, expired long ago when `expired`.
+    pub fn issue_for(&self, name: &str, expired: bool) -> (String, String, Vec<u8>) {
         let key = KeyPair::generate().unwrap();
-        let params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        let mut params = CertificateParams::new(vec![name.to_string()]).unwrap();
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        }
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         (cert.pem(), key.serialize_pem(), cert.der().to_vec())
     }

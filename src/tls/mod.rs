@@ -13,6 +13,9 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
+mod leaf;
+pub use leaf::Leaf;
+
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("cannot read certificate {path}: {message}")]
@@ -25,15 +28,24 @@ pub enum TlsError {
         key: String,
         message: String,
     },
+    #[error("certificate {path} is not usable: {message}")]
+    Unusable { path: String, message: String },
+    #[error("certificate {path} does not cover {missing:?}, which the served one does")]
+    Names { path: String, missing: Vec<String> },
     #[error("TLS configuration: {0}")]
     Config(String),
 }
+
+/// The result of every fallible step here.
+pub type Result<T, E = TlsError> = std::result::Result<T, E>;
 
 /// The serving certificate and key, reloadable.
 pub struct CertStore {
     cert_path: PathBuf,
     key_path: PathBuf,
     current: ArcSwap<CertifiedKey>,
+    /// What the served certificate says: a renewal must cover the same names.
+    leaf: ArcSwap<Leaf>,
 }
 
 impl fmt::Debug for CertStore {
@@ -46,24 +58,40 @@ impl fmt::Debug for CertStore {
 }
 
 impl CertStore {
-    pub fn load(cert_path: &Path, key_path: &Path) -> Result<Arc<Self>, TlsError> {
-        let pair = read_pair(cert_path, key_path)?;
+    /// Loads the pair; refuses a certificate that is not valid now.
+    pub fn load(cert_path: &Path, key_path: &Path) -> Result<Arc<Self>> {
+        let (pair, leaf) = read_pair(cert_path, key_path)?;
         Ok(Arc::new(Self {
             cert_path: cert_path.to_owned(),
             key_path: key_path.to_owned(),
             current: ArcSwap::from_pointee(pair),
+            leaf: ArcSwap::from_pointee(leaf),
         }))
     }
 
-    /// Re-reads the files; on any error the current pair keeps serving.
-    pub fn reload(&self) -> Result<(), TlsError> {
-        let pair = read_pair(&self.cert_path, &self.key_path)?;
+    /// Re-reads the files. A pair that does not load, is not valid now, or does not cover every
+    /// name the served certificate covers is refused, and the current pair keeps serving.
+    pub fn reload(&self) -> Result<()> {
+        let (pair, leaf) = read_pair(&self.cert_path, &self.key_path)?;
+        let missing = leaf.missing_names(&self.leaf.load());
+        if !missing.is_empty() {
+            return Err(TlsError::Names {
+                path: self.cert_path.display().to_string(),
+                missing,
+            });
+        }
         self.current.store(Arc::new(pair));
+        self.leaf.store(Arc::new(leaf));
         Ok(())
     }
 
+    /// When the served certificate expires.
+    pub fn not_after(&self) -> std::time::SystemTime {
+        self.leaf.load().not_after
+    }
+
     /// A rustls server config (TLS 1.2 and 1.3, HTTP/2 and HTTP/1.1) that serves this store.
-    pub fn server_config(self: &Arc<Self>) -> Result<Arc<ServerConfig>, TlsError> {
+    pub fn server_config(self: &Arc<Self>) -> Result<Arc<ServerConfig>> {
         crate::install_crypto_provider();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = ServerConfig::builder_with_provider(provider)
@@ -82,7 +110,8 @@ impl ResolvesServerCert for CertStore {
     }
 }
 
-fn read_pair(cert_path: &Path, key_path: &Path) -> Result<CertifiedKey, TlsError> {
+/// The pair, and what its leaf certificate says (which must be valid now).
+fn read_pair(cert_path: &Path, key_path: &Path) -> Result<(CertifiedKey, Leaf)> {
     let cert_err = |message: String| TlsError::Cert {
         path: cert_path.display().to_string(),
         message,
@@ -91,18 +120,25 @@ fn read_pair(cert_path: &Path, key_path: &Path) -> Result<CertifiedKey, TlsError
         .map_err(|e| cert_err(e.to_string()))?
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| cert_err(e.to_string()))?;
-    if chain.is_empty() {
+    let Some(first) = chain.first() else {
         return Err(cert_err("no CERTIFICATE block found".into()));
-    }
+    };
+    let unusable = |message: String| TlsError::Unusable {
+        path: cert_path.display().to_string(),
+        message,
+    };
+    let leaf = Leaf::parse(first).map_err(unusable)?;
+    leaf.check_valid_at(std::time::SystemTime::now())
+        .map_err(unusable)?;
     let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| TlsError::Key {
         path: key_path.display().to_string(),
         message: e.to_string(),
     })?;
-    CertifiedKey::from_der(chain, key, &rustls::crypto::ring::default_provider()).map_err(|e| {
-        TlsError::Pair {
+    let pair = CertifiedKey::from_der(chain, key, &rustls::crypto::ring::default_provider())
+        .map_err(|e| TlsError::Pair {
             cert: cert_path.display().to_string(),
             key: key_path.display().to_string(),
             message: e.to_string(),
-        }
-    })
+        })?;
+    Ok((pair, leaf))
 }

@@ -59,7 +59,7 @@ lint: ## Clippy on every target of the workspace, warnings are errors
 # cargo-nextest when installed (parallel per test), else cargo test.
 unit:
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
-	  $(CARGO) nextest run --workspace --no-fail-fast; \
+	  $(CARGO) nextest run --workspace --no-fail-fast --test-threads 8; \
 	else \
 	  $(CARGO) test --workspace --no-fail-fast; \
 	fi

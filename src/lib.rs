@@ -9,7 +9,6 @@
 pub mod access;
 pub mod admission;
 pub mod classify;
-pub mod conn;
 pub mod echo;
 pub mod identity;
 pub mod launch;

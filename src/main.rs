@@ -99,17 +99,18 @@ struct ServeArgs {
     /// How often the policy and certificate files are re-checked besides file events.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     reload_interval: Duration,
-    /// Close a connection whose client sends nothing between requests for this long (at least
-    /// 10s; a new connection must send within 10s of its handshake).
+    /// Close a connection with no request in flight for this long (at least 2m: the API server
+    /// keeps idle connections for 90s; a new connection must send a request within 10s).
     #[arg(long, default_value = "5m", value_parser = parse_idle)]
     idle_timeout: Duration,
 }
 
-/// Below the request timeout an idle close could cut a review waiting on XNAT.
+/// The API server keeps an idle connection for up to 90 s and reuses it without retrying a
+/// failed POST: the server must keep it longer, or a reuse could land on a closing connection.
 fn parse_idle(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
-    if d < Duration::from_secs(10) {
-        return Err("must be at least 10s (a review may wait 9s on XNAT)".into());
+    if d < Duration::from_secs(120) {
+        return Err("must be at least 2m (the API server keeps idle connections for 90s)".into());
     }
     Ok(d)
 }

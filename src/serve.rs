@@ -11,8 +11,8 @@ use tokio::net::TcpListener;
 use crate::admission::{AccessSource, Admission};
 use crate::policy::{Overrides, Policy};
 use crate::reload::{Input, ReloadStatus, read_all, reload_on_change, version_of};
-use crate::server::AppState;
-use crate::tls::CertStore;
+use crate::server::{AppState, Gate, Listener, lifetimes, listen};
+use crate::tls::{CertStore, TlsSource};
 use crate::watch::Changes;
 use crate::xnat::{CredentialSource, Credentials};
 
@@ -60,6 +60,9 @@ pub fn admission(policy: Policy, credentials: CredentialSource) -> Result<Admiss
     Ok(Admission::new(policy, access, Some(credentials)))
 }
 
+/// Metrics connections idle this long are closed (Prometheus scrapes every 15–60 s).
+const METRICS_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// A webhook bound to its ports, not yet serving; lets callers learn the addresses first.
 pub struct Bound {
     pub listener: TcpListener,
@@ -67,7 +70,7 @@ pub struct Bound {
     pub admission: Arc<Admission>,
     pub status: Arc<ReloadStatus>,
     pub app: axum::Router,
-    pub tls: Arc<rustls::ServerConfig>,
+    pub tls: Arc<TlsSource>,
     pub certs: Arc<CertStore>,
     reloaders: Vec<tokio::task::JoinHandle<()>>,
     idle_timeout: Duration,
@@ -84,23 +87,39 @@ impl Bound {
 
     /// Serves until `shutdown`, drains in-flight reviews, then ends the XNAT session.
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()>, drain: Duration) {
-        let metrics = self.metrics_listener.map(|l| {
-            tokio::spawn(async move {
-                if let Err(e) = axum::serve(l, crate::server::metrics_router()).await {
-                    tracing::error!(error = %e, "metrics server failed");
-                }
-            })
+        let (stop_metrics, metrics_stopped) = tokio::sync::watch::channel(());
+        let metrics = self.metrics_listener.map(|tcp| {
+            let listener = Listener {
+                tcp,
+                tls: None,
+                max_connections: listen::METRICS_CONNECTIONS,
+                per_peer: listen::METRICS_PER_PEER,
+                lifetimes: lifetimes(METRICS_IDLE_TIMEOUT),
+            };
+            let mut stopped = metrics_stopped.clone();
+            let stop = async move {
+                let _ = stopped.changed().await;
+            };
+            tokio::spawn(listen::serve(
+                listener,
+                crate::server::metrics_router(),
+                stop,
+                Duration::from_secs(1),
+            ))
         });
-        crate::server::serve_tls(
-            self.listener,
-            self.tls,
-            self.app,
-            shutdown,
-            drain,
-            self.idle_timeout,
-        )
-        .await;
-        for task in self.reloaders.iter().chain(metrics.iter()) {
+        let listener = Listener {
+            tcp: self.listener,
+            tls: Some(self.tls),
+            max_connections: listen::WEBHOOK_CONNECTIONS,
+            per_peer: listen::WEBHOOK_PER_PEER,
+            lifetimes: lifetimes(self.idle_timeout),
+        };
+        listen::serve(listener, self.app, shutdown, drain).await;
+        drop(stop_metrics);
+        if let Some(metrics) = metrics {
+            let _ = metrics.await;
+        }
+        for task in &self.reloaders {
             task.abort();
         }
         self.admission.close().await;
@@ -125,7 +144,7 @@ pub async fn bind(config: &ServeConfig) -> Result<Bound, StartError> {
     let cert_files = vec![config.tls_cert.clone(), config.tls_key.clone()];
     let cert_bytes = read_all(&cert_files).await.unwrap_or_default();
     let certs = CertStore::load(&config.tls_cert, &config.tls_key)?;
-    let tls = certs.server_config()?;
+    let tls = Arc::new(TlsSource::fixed(certs.server_config()?));
     tracing::info!(
         xnat = %policy.xnat.endpoint.url,
         xnat_user = credentials.username(),
@@ -159,6 +178,7 @@ pub async fn bind(config: &ServeConfig) -> Result<Bound, StartError> {
         app: crate::server::router(AppState {
             admission: admission.clone(),
             status: status.clone(),
+            gate: Gate::default(),
         }),
         admission,
         status,

@@ -10,7 +10,7 @@ use base64::Engine;
 use serde_json::Value;
 
 use crate::access::UserAccess;
-use crate::admission::{AccessSource, Admission};
+use crate::admission::{AccessSource, Admission, Caller};
 use crate::policy::{Policy, PolicyError, PolicyFile};
 use crate::xnat::CredentialSource;
 
@@ -95,7 +95,7 @@ pub async fn review(
             Admission::new(policy, source, Some(credentials))
         }
     };
-    let response = admission.review(body).await?;
+    let response = admission.review(body, &Caller::offline()).await?;
     admission.close().await;
     let response: Value =
         serde_json::from_slice(&response).map_err(|e| ToolError::Input(e.to_string()))?;

@@ -8,10 +8,10 @@ use crate::mutation::Decision;
 use crate::review::Review;
 use crate::xnat::CacheStatus;
 
-use super::Outcome;
+use super::{Caller, Outcome};
 
 /// A review that was not ours, or not safely ours.
-pub(super) fn skipped(review: &Review<'_>, reason: SkipReason, started: Instant) {
+pub(super) fn skipped(review: &Review<'_>, caller: &Caller, reason: SkipReason, started: Instant) {
     let req = &review.request;
     let meta = review.pod.as_ref().map(|p| &p.metadata);
     let name = meta.and_then(|m| m.name.as_deref()).unwrap_or(&req.name);
@@ -24,17 +24,19 @@ pub(super) fn skipped(review: &Review<'_>, reason: SkipReason, started: Instant)
     let (pod, user, requester) = (echo(name), echo(user), echo(requester));
     let duration_us = started.elapsed().as_micros() as u64;
     let decision = Outcome::Skipped(reason).label();
+    let (addr, verified) = (caller.addr, caller.verified);
     if reason.warning().is_some() {
-        tracing::warn!(uid = %echo(&req.uid), %namespace, %pod, %user, %requester, decision,
-            reason = reason.as_str(), projects = 0, duration_us, "admission");
+        tracing::warn!(uid = %echo(&req.uid), caller = %addr, verified, %namespace, %pod, %user,
+            %requester, decision, reason = reason.as_str(), projects = 0, duration_us, "admission");
     } else {
-        tracing::info!(uid = %echo(&req.uid), %namespace, %pod, %user, %requester, decision,
-            reason = reason.as_str(), projects = 0, duration_us, "admission");
+        tracing::info!(uid = %echo(&req.uid), caller = %addr, verified, %namespace, %pod, %user,
+            %requester, decision, reason = reason.as_str(), projects = 0, duration_us, "admission");
     }
 }
 
 /// What one decided review is logged with besides the decision itself.
 pub(super) struct Decided<'a> {
+    pub caller: &'a Caller,
     pub target: &'a Target<'a>,
     pub xnat_user: &'a str,
     pub launch_context: bool,
@@ -59,6 +61,8 @@ pub(super) fn decided(review: &Review<'_>, d: &Decided<'_>, decision: &Decision)
         };
     tracing::info!(
         uid = %echo(&req.uid),
+        caller = %d.caller.addr,
+        verified = d.caller.verified,
         namespace = %echo(req.namespace.as_deref().unwrap_or_default()),
         pod = %echo(d.target.pod_name),
         user = %echo(d.target.jupyter_user),

@@ -24,6 +24,24 @@ use crate::policy::Policy;
 use crate::review::{self, ReviewError};
 use crate::xnat::CredentialSource;
 
+/// Who sent a review: the peer address, and whether it presented a client certificate the
+/// configured client CA verified (`--client-ca`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    pub addr: std::net::SocketAddr,
+    pub verified: bool,
+}
+
+impl Caller {
+    /// The offline tools: no network, nobody to verify.
+    pub fn offline() -> Self {
+        Self {
+            addr: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+            verified: false,
+        }
+    }
+}
+
 /// The webhook's state: the current policy and its XNAT access, replaced atomically on reload.
 pub struct Admission {
     state: ArcSwap<State>,
@@ -57,15 +75,16 @@ impl Admission {
 
     /// Answers one AdmissionReview body with the response body. `Err` only for a body that is
     /// not a review; a denial is an answer.
-    pub async fn review(&self, body: &[u8]) -> Result<Vec<u8>, ReviewError> {
+    pub async fn review(&self, body: &[u8], caller: &Caller) -> Result<Vec<u8>, ReviewError> {
         let started = Instant::now();
         let review = review::parse(body).inspect_err(|e| {
-            tracing::warn!(error = %e, bytes = body.len(), "rejected a malformed admission review");
+            tracing::warn!(caller = %caller.addr, error = %e, bytes = body.len(),
+                "rejected a malformed admission review");
             Outcome::Errored(ErrorKind::MalformedReview).record(started.elapsed());
         })?;
         let state = self.state.load_full();
         let (answer, outcome) =
-            pipeline::admit(&review, &state.policy, &state.access, started).await;
+            pipeline::admit(&review, caller, &state.policy, &state.access, started).await;
         outcome.record(started.elapsed());
         let req = &review.request;
         Ok(review::response_json(

@@ -25,6 +25,10 @@ pub enum Outcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
     MalformedReview,
+    /// Refused at the gate: too many reviews or body bytes in flight.
+    Busy,
+    /// Refused at the gate: larger than a review may be.
+    TooLarge,
 }
 
 impl Outcome {
@@ -54,6 +58,8 @@ impl Outcome {
         match self {
             Outcome::Skipped(r) => r.as_str(),
             Outcome::Errored(ErrorKind::MalformedReview) => "malformed_review",
+            Outcome::Errored(ErrorKind::Busy) => "busy",
+            Outcome::Errored(ErrorKind::TooLarge) => "too_large",
             _ => "",
         }
     }

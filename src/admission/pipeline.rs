@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use super::log::{self, Decided};
-use super::{AccessSource, Outcome, audit};
+use super::{AccessSource, Caller, Outcome, audit};
 use crate::access::AccessOutcome;
 use crate::classify::{SkipReason, Target, classify};
 use crate::echo::echo;
@@ -19,17 +19,18 @@ use crate::xnat::CacheStatus;
 /// Answers one parsed review.
 pub(super) async fn admit(
     review: &Review<'_>,
+    caller: &Caller,
     policy: &Policy,
     source: &AccessSource,
     started: Instant,
 ) -> (Answer, Outcome) {
     let target = match classify(review, &policy.pods) {
         Ok(t) => t,
-        Err(reason) => return skip(review, reason, reason.warning(), started),
+        Err(reason) => return skip(review, caller, reason, reason.warning(), started),
     };
     let xnat_user = match policy.identity.resolve(target.jupyter_user, target.meta) {
         Ok(u) => u,
-        Err(why) => return skip(review, SkipReason::BadUsername, Some(why), started),
+        Err(why) => return skip(review, caller, SkipReason::BadUsername, Some(why), started),
     };
     let (access, cache, launch) = look_up(review, &target, &xnat_user, policy, source).await;
     let cx = Context {
@@ -48,6 +49,7 @@ pub(super) async fn admit(
     };
     let audit = policy.mode == Mode::Audit;
     let decided = Decided {
+        caller,
         target: &target,
         xnat_user: &xnat_user,
         launch_context: launch.is_some(),
@@ -66,11 +68,12 @@ pub(super) async fn admit(
 /// Passes the review unchanged, saying why when a person should hear about it.
 fn skip(
     review: &Review<'_>,
+    caller: &Caller,
     reason: SkipReason,
     warning: Option<impl std::fmt::Display>,
     started: Instant,
 ) -> (Answer, Outcome) {
-    log::skipped(review, reason, started);
+    log::skipped(review, caller, reason, started);
     let mut warnings = Warnings::new();
     if let Some(w) = warning {
         warnings.push(w);

@@ -39,6 +39,26 @@ pub enum TlsError {
 /// The result of every fallible step here.
 pub type Result<T, E = TlsError> = std::result::Result<T, E>;
 
+/// The TLS configuration each new connection gets. The serving certificate inside it is swapped
+/// by [`CertStore`]; the configuration itself is swapped when what it verifies changes.
+pub struct TlsSource {
+    config: ArcSwap<ServerConfig>,
+}
+
+impl TlsSource {
+    /// A configuration that never changes.
+    pub fn fixed(config: Arc<ServerConfig>) -> Self {
+        Self {
+            config: ArcSwap::new(config),
+        }
+    }
+
+    /// An acceptor for one new connection, with the configuration current now.
+    pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        tokio_rustls::TlsAcceptor::from(self.config.load_full())
+    }
+}
+
 /// The serving certificate and key, reloadable.
 pub struct CertStore {
     cert_path: PathBuf,

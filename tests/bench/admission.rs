@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jupyter_xnat_webhook::access::{AccessOutcome, UserAccess};
+use jupyter_xnat_webhook::admission::Caller;
 use jupyter_xnat_webhook::mutation::{Context, Identity, decide};
 use jupyter_xnat_webhook::pod::{PodMeta, PodView};
 use jupyter_xnat_webhook::policy::{Overrides, Policy};
@@ -120,11 +121,16 @@ async fn bench_in_process(body: &[u8], xnat: &Arc<Standin>) {
         CredentialSource::Fixed(credentials),
     )
     .unwrap();
-    admission.review(body).await.unwrap();
+    admission.review(body, &Caller::offline()).await.unwrap();
     let n = 50_000;
     let t = Instant::now();
     for _ in 0..n {
-        black_box(admission.review(black_box(body)).await.unwrap());
+        black_box(
+            admission
+                .review(black_box(body), &Caller::offline())
+                .await
+                .unwrap(),
+        );
     }
     println!("review (in process, cached)   {}", per_op(t.elapsed(), n));
 }

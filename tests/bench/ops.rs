@@ -10,7 +10,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use jupyter_xnat_webhook::access::{AccessOutcome, UserAccess};
-use jupyter_xnat_webhook::admission::{AccessSource, Admission};
+use jupyter_xnat_webhook::admission::{AccessSource, Admission, Caller};
 use jupyter_xnat_webhook::mutation::{Context, Identity, decide};
 use jupyter_xnat_webhook::pod::{PodMeta, PodView};
 use jupyter_xnat_webhook::policy::Policy;
@@ -72,7 +72,12 @@ fn review_n(body: &[u8], n: usize) {
         .unwrap();
     rt.block_on(async {
         for _ in 0..n {
-            black_box(admission.review(black_box(body)).await.unwrap());
+            black_box(
+                admission
+                    .review(black_box(body), &Caller::offline())
+                    .await
+                    .unwrap(),
+            );
         }
     });
 }

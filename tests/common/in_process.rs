@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use jupyter_xnat_webhook::access::UserAccess;
-use jupyter_xnat_webhook::admission::{AccessSource, Admission};
+use jupyter_xnat_webhook::admission::{AccessSource, Admission, Caller};
 use jupyter_xnat_webhook::policy::Policy;
 use serde_json::Value;
 
@@ -34,7 +34,11 @@ impl InProcess {
     /// Answers a review as the server would, as raw JSON.
     pub async fn review(&self, review: &Value) -> Value {
         let body = serde_json::to_vec(review).unwrap();
-        let response = self.admission.review(&body).await.unwrap();
+        let response = self
+            .admission
+            .review(&body, &Caller::offline())
+            .await
+            .unwrap();
         serde_json::from_slice(&response).unwrap()
     }
 }

@@ -125,6 +125,7 @@ pub struct Builder {
     tls: Option<(PathBuf, PathBuf, String)>,
     latency: Option<Duration>,
     fault: Option<Fault>,
+    idle_timeout: Duration,
 }
 
 impl Builder {
@@ -173,6 +174,12 @@ impl Builder {
     /// The stand-in answers every API call this much later.
     pub fn xnat_latency(mut self, latency: Duration) -> Self {
         self.latency = Some(latency);
+        self
+    }
+
+    /// Connections with no request in flight are closed after this (default 5 s).
+    pub fn idle_timeout(mut self, idle: Duration) -> Self {
+        self.idle_timeout = idle;
         self
     }
 
@@ -229,7 +236,7 @@ impl Builder {
             drain: Duration::from_secs(5),
             metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
             reload_interval: Duration::from_millis(200),
-            idle_timeout: Duration::from_secs(5),
+            idle_timeout: self.idle_timeout,
         };
         let bound = serve::bind(&config).await.unwrap();
         let addr = bound.local_addr().unwrap();
@@ -281,6 +288,7 @@ impl Harness {
             tls: None,
             latency: None,
             fault: None,
+            idle_timeout: Duration::from_secs(5),
         }
     }
 

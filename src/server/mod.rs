@@ -1,0 +1,151 @@
+//! The webhook's HTTP side: routes over [`Admission`] (`/mutate`, `/healthz`, `/readyz`; and
+//! `/metrics` on its own port), served by one accept loop ([`listen`]) with bounded connections
+//! ([`slots`], [`conn`]) and bounded reviews in flight ([`gate`]).
+
+mod conn;
+pub mod gate;
+pub mod listen;
+mod service;
+mod slots;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, http::HeaderValue};
+use rustls::ServerConfig;
+use tokio::net::TcpListener;
+use tower_http::timeout::TimeoutLayer;
+
+pub use gate::{Gate, MAX_REVIEW_BYTES, Refused};
+pub use listen::{Listener, lifetimes};
+
+use crate::admission::{Admission, Caller, ErrorKind, Outcome};
+use crate::reload::{Input, ReloadStatus};
+use crate::timeouts::REQUEST_TIMEOUT;
+use crate::tls::TlsSource;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub admission: Arc<Admission>,
+    pub status: Arc<ReloadStatus>,
+    pub gate: Gate,
+}
+
+/// The webhook's routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/mutate", post(mutate))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            REQUEST_TIMEOUT,
+        ))
+        .with_state(state)
+}
+
+async fn mutate(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    request: Request,
+) -> Response {
+    let started = std::time::Instant::now();
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let admitted = match state.gate.admit(declared, request.into_body()).await {
+        Ok(a) => a,
+        Err(refused) => return refusal(refused, caller, started),
+    };
+    match state.admission.review(&admitted.body, &caller).await {
+        Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
+        Err(e) => text(StatusCode::BAD_REQUEST, &e.to_string()),
+    }
+}
+
+/// A fast, clear refusal the API server logs; counted, and logged at most once a second.
+fn refusal(refused: Refused, caller: Caller, started: std::time::Instant) -> Response {
+    let (status, kind) = match refused {
+        Refused::Busy | Refused::Bytes => (StatusCode::SERVICE_UNAVAILABLE, ErrorKind::Busy),
+        Refused::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, ErrorKind::TooLarge),
+        Refused::Unreadable => (StatusCode::BAD_REQUEST, ErrorKind::MalformedReview),
+    };
+    Outcome::Errored(kind).record(started.elapsed());
+    static LAST_WARNING: AtomicU64 = AtomicU64::new(0);
+    let second = std::time::UNIX_EPOCH.elapsed().map_or(0, |d| d.as_secs());
+    if LAST_WARNING.swap(second, Ordering::Relaxed) != second {
+        tracing::warn!(caller = %caller.addr, "{refused} (logged at most once a second)");
+    }
+    let mut response = text(status, &refused.to_string());
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}
+
+fn text(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{message}\n"),
+    )
+        .into_response()
+}
+
+/// Ready while serving: a rejected policy or certificate keeps the old one in use, so it is
+/// reported here (and in the log and metrics) without taking the webhook out of service.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let body = serde_json::json!({
+        "status": "ok",
+        "policy": state.status.get(Input::Policy),
+        "certificate": state.status.get(Input::Certificate),
+    });
+    axum::Json(body).into_response()
+}
+
+/// The metrics port's routes: plain HTTP, `/metrics` only.
+pub fn metrics_router() -> Router {
+    Router::new().route(
+        "/metrics",
+        get(|| async {
+            (
+                [(
+                    header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )],
+                crate::metrics::render(),
+            )
+        }),
+    )
+}
+
+/// Serves any router over TLS with the webhook port's limits (tests serve the XNAT stand-in
+/// this way).
+pub async fn serve_tls(
+    tcp: TcpListener,
+    tls: Arc<ServerConfig>,
+    app: Router,
+    shutdown: impl Future<Output = ()>,
+    drain: Duration,
+    idle: Duration,
+) {
+    let listener = Listener {
+        tcp,
+        tls: Some(Arc::new(TlsSource::fixed(tls))),
+        max_connections: listen::WEBHOOK_CONNECTIONS,
+        per_peer: listen::WEBHOOK_PER_PEER,
+        lifetimes: lifetimes(idle),
+    };
+    listen::serve(listener, app, shutdown, drain).await;
+}

@@ -76,6 +76,10 @@ struct ServeArgs {
     /// PEM private key of that certificate.
     #[arg(long, env = "TLS_KEY", default_value = "/etc/webhook/tls/tls.key")]
     tls_key: PathBuf,
+    /// PEM CA(s) whose client certificates are accepted; every other client is refused at the
+    /// TLS handshake. Reloaded when the file changes. Without it, any client is answered.
+    #[arg(long, env = "CLIENT_CA")]
+    client_ca: Option<PathBuf>,
     /// The policy YAML (the ConfigMap key, mounted as a file).
     #[arg(
         long,
@@ -150,6 +154,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 listen: a.listen,
                 tls_cert: a.tls_cert,
                 tls_key: a.tls_key,
+                client_ca: a.client_ca,
                 policy: a.policy,
                 xnat_credentials: a.xnat_credentials,
                 xnat_url: a.xnat_url,

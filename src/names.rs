@@ -145,6 +145,55 @@ pub fn is_valid_project_id(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
+/// Words of env var names that say the value is a secret (a name's words are split at `_`, `.`,
+/// `-` and lower-to-upper case; compared ignoring case): `review` never prints such a value, and
+/// `userOptions.secrets` decides whether a launch context's reach the pod. Documented in the
+/// README.
+pub const SECRET_NAME_WORDS: &[&str] = &[
+    "PASS",
+    "PASSWORD",
+    "PASSWD",
+    "PASSPHRASE",
+    "TOKEN",
+    "SECRET",
+    "KEY",
+    "APIKEY",
+    "ALIAS",
+    "CREDENTIAL",
+    "CREDENTIALS",
+    "AUTH",
+    "PRIVATE",
+];
+
+/// A name's words: `MY_API_KEY` → MY, API, KEY; `apiKey` → api, Key.
+fn name_words(name: &str) -> Vec<&str> {
+    let mut words = Vec::new();
+    let mut start = 0;
+    let bytes = name.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        let boundary = !b.is_ascii_alphanumeric()
+            || (i > 0 && b.is_ascii_uppercase() && bytes[i - 1].is_ascii_lowercase());
+        if boundary {
+            if start < i {
+                words.push(&name[start..i]);
+            }
+            start = if b.is_ascii_alphanumeric() { i } else { i + 1 };
+        }
+    }
+    if start < name.len() {
+        words.push(&name[start..]);
+    }
+    words
+}
+
+/// Whether an env var's name says its value is a secret: one of its words is in
+/// [`SECRET_NAME_WORDS`].
+pub fn is_secret_name(name: &str) -> bool {
+    name_words(name)
+        .iter()
+        .any(|w| SECRET_NAME_WORDS.iter().any(|s| s.eq_ignore_ascii_case(w)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -29,17 +29,20 @@ pub struct InputStatus {
     pub last_error: Option<String>,
 }
 
-/// The reload state of the policy and the certificate.
+/// The reload state of the policy, the serving certificate and the client CA.
 #[derive(Debug, Default)]
 pub struct ReloadStatus {
     policy: Mutex<InputStatus>,
     certificate: Mutex<InputStatus>,
+    client_ca: Mutex<InputStatus>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Input {
     Policy,
     Certificate,
+    /// `--client-ca`, when set.
+    ClientCa,
 }
 
 impl Input {
@@ -47,6 +50,7 @@ impl Input {
         match self {
             Input::Policy => "policy",
             Input::Certificate => "certificate",
+            Input::ClientCa => "client_ca",
         }
     }
 }
@@ -56,6 +60,7 @@ impl ReloadStatus {
         let m = match input {
             Input::Policy => &self.policy,
             Input::Certificate => &self.certificate,
+            Input::ClientCa => &self.client_ca,
         };
         m.lock().unwrap_or_else(|e| e.into_inner())
     }

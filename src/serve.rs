@@ -22,6 +22,8 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     pub tls_cert: PathBuf,
     pub tls_key: PathBuf,
+    /// When set, every client must present a certificate this CA (PEM) issued.
+    pub client_ca: Option<PathBuf>,
     pub policy: PathBuf,
     pub xnat_credentials: PathBuf,
     /// Replaces the policy's `xnat.url` (for local runs against a stand-in).
@@ -102,7 +104,7 @@ impl Bound {
             };
             tokio::spawn(listen::serve(
                 listener,
-                crate::server::metrics_router(),
+                crate::server::metrics_router(self.status.clone()),
                 stop,
                 Duration::from_secs(1),
             ))
@@ -144,7 +146,11 @@ pub async fn bind(config: &ServeConfig) -> Result<Bound, StartError> {
     let cert_files = vec![config.tls_cert.clone(), config.tls_key.clone()];
     let cert_bytes = read_all(&cert_files).await.unwrap_or_default();
     let certs = CertStore::load(&config.tls_cert, &config.tls_key)?;
-    let tls = Arc::new(TlsSource::fixed(certs.server_config()?));
+    let tls = Arc::new(TlsSource::new(&certs, config.client_ca.as_deref())?);
+    let client_ca_bytes = match &config.client_ca {
+        Some(ca) => Some(read_all(std::slice::from_ref(ca)).await.unwrap_or_default()),
+        None => None,
+    };
     tracing::info!(
         xnat = %policy.xnat.endpoint.url,
         xnat_user = credentials.username(),
@@ -167,10 +173,17 @@ pub async fn bind(config: &ServeConfig) -> Result<Bound, StartError> {
     let status = Arc::new(ReloadStatus::default());
     status.loaded(Input::Policy, version_of(&policy_bytes));
     status.loaded(Input::Certificate, version_of(&cert_bytes));
-    let reloaders = vec![
+    let mut reloaders = vec![
         reload_policy(config, overrides, policy_bytes, &admission, &status),
         reload_certificate(config, cert_files, cert_bytes, &certs, &status),
     ];
+    match (&config.client_ca, client_ca_bytes) {
+        (Some(ca), Some(bytes)) => {
+            status.loaded(Input::ClientCa, version_of(&bytes));
+            reloaders.push(reload_client_ca(config, ca, bytes, &tls, &status));
+        }
+        _ => warn_unauthenticated_callers(&admission.policy()),
+    }
 
     Ok(Bound {
         listener,
@@ -231,6 +244,43 @@ fn reload_certificate(
         status.clone(),
         move |_| store.reload().map_err(|e| e.to_string()),
     ))
+}
+
+/// Watches the client CA file; a CA that loads is used for every new connection.
+fn reload_client_ca(
+    config: &ServeConfig,
+    ca: &std::path::Path,
+    current: Vec<u8>,
+    tls: &Arc<TlsSource>,
+    status: &Arc<ReloadStatus>,
+) -> tokio::task::JoinHandle<()> {
+    let changes = Changes::new(&[ca], config.reload_interval);
+    let tls = tls.clone();
+    tokio::spawn(reload_on_change(
+        vec![ca.to_owned()],
+        changes,
+        current,
+        Input::ClientCa,
+        status.clone(),
+        move |_| tls.reload_client_ca().map_err(|e| e.to_string()),
+    ))
+}
+
+/// Says plainly, at start, what anyone who can reach the port can do without `--client-ca`.
+fn warn_unauthenticated_callers(policy: &Policy) {
+    let secrets = policy.user_options.enabled
+        && policy.user_options.secrets == crate::policy::SecretsPolicy::Pass;
+    tracing::warn!(
+        "no --client-ca: the webhook cannot tell the API server from any other client. Anyone \
+         who can reach its port can send a forged review and read back any user's XNAT project \
+         list{}. Restrict the port to the control plane (deploy/overlays/control-plane-only) or \
+         have the API server present a client certificate (README: Caller authentication)",
+        if secrets {
+            ", and with userOptions.secrets: pass, the XNAT token of a user's launch context"
+        } else {
+            ""
+        }
+    );
 }
 
 async fn bind_port(addr: SocketAddr) -> Result<TcpListener, StartError> {

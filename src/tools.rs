@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::access::UserAccess;
 use crate::admission::{AccessSource, Admission, Caller};
+use crate::names::is_secret_name;
 use crate::policy::{Policy, PolicyError, PolicyFile};
 use crate::xnat::CredentialSource;
 
@@ -146,49 +147,9 @@ fn describe(
     Ok(out)
 }
 
-/// Words of env var names that say the value is a secret (a name's words are split at `_`, `.`,
-/// `-` and lower-to-upper case; compared ignoring case): `review` never prints such a value.
-/// Documented in the README (Admin tools).
-pub const SECRET_NAME_WORDS: &[&str] = &[
-    "PASS",
-    "PASSWORD",
-    "PASSWD",
-    "PASSPHRASE",
-    "TOKEN",
-    "SECRET",
-    "KEY",
-    "APIKEY",
-    "ALIAS",
-    "CREDENTIAL",
-    "CREDENTIALS",
-    "AUTH",
-    "PRIVATE",
-];
-
-/// A name's words: `MY_API_KEY` → MY, API, KEY; `apiKey` → api, Key.
-fn name_words(name: &str) -> Vec<&str> {
-    let mut words = Vec::new();
-    let mut start = 0;
-    let bytes = name.as_bytes();
-    for (i, &b) in bytes.iter().enumerate() {
-        let boundary = !b.is_ascii_alphanumeric()
-            || (i > 0 && b.is_ascii_uppercase() && bytes[i - 1].is_ascii_lowercase());
-        if boundary {
-            if start < i {
-                words.push(&name[start..i]);
-            }
-            start = if b.is_ascii_alphanumeric() { i } else { i + 1 };
-        }
-    }
-    if start < name.len() {
-        words.push(&name[start..]);
-    }
-    words
-}
-
 /// Which env values `review` hides: every variable the patch adds that the policy does not set
-/// (a launch context's, which can carry the user's alias token), and every name with a word of
-/// [`SECRET_NAME_WORDS`].
+/// (a launch context's, which can carry the user's alias token), and every name
+/// [`is_secret_name`] says is a secret.
 struct Redactor {
     launch_env: HashSet<String>,
 }
@@ -214,10 +175,7 @@ impl Redactor {
     }
 
     fn is_secret(&self, name: &str) -> bool {
-        self.launch_env.contains(name)
-            || name_words(name)
-                .iter()
-                .any(|w| SECRET_NAME_WORDS.iter().any(|s| s.eq_ignore_ascii_case(w)))
+        self.launch_env.contains(name) || is_secret_name(name)
     }
 
     fn apply(&self, v: &Value) -> Value {

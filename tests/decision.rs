@@ -28,6 +28,7 @@ fn run(spec: &Value, who: Identity<'_>, access: &AccessOutcome, policy: &Policy)
         access,
         launch: None,
         xnat_url: "http://xnat/xnat",
+        caller_verified: false,
     };
     let spec = serde_json::value::to_raw_value(spec).unwrap();
     let meta: PodMeta = serde_json::from_str("{}").unwrap();

@@ -115,11 +115,21 @@ impl Site {
 
     /// Renders `deploy` with `components: [deploy/overlays/<overlay>]`.
     fn render(&self, overlay: &str) -> Rendered {
+        self.render_with(&[overlay], "")
+    }
+
+    /// Renders `deploy` with several components and `extra` kustomization lines (a site's own
+    /// patches).
+    fn render_with(&self, overlays: &[&str], extra: &str) -> Rendered {
         let site = self.tmp.path().join("site");
         std::fs::create_dir_all(&site).expect("cannot make the site dir");
+        let components: String = overlays
+            .iter()
+            .map(|o| format!("  - ../deploy/overlays/{o}\n"))
+            .collect();
         let kustomization = format!(
             "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n\
-             resources:\n  - ../deploy\ncomponents:\n  - ../deploy/overlays/{overlay}\n"
+             resources:\n  - ../deploy\ncomponents:\n{components}{extra}"
         );
         std::fs::write(site.join("kustomization.yaml"), kustomization)
             .expect("cannot write the site kustomization");
@@ -677,15 +687,17 @@ fn check_ports_and_probes(pod: &PodSpec, container: &Container) {
             .and_then(|p| p.http_get.as_ref())
             .unwrap_or_else(|| panic!("an httpGet probe on {path}"));
         assert_eq!(get.path.as_deref(), Some(path));
+        // kubelet presents no client certificate: with --client-ca the webhook port would
+        // refuse it, so probes use the plain metrics port, which serves them too.
         assert_eq!(
-            get.scheme.as_deref(),
-            Some("HTTPS"),
-            "{path} is served over TLS only"
+            get.scheme.as_deref().unwrap_or("HTTP"),
+            "HTTP",
+            "{path} is probed on the plain metrics port"
         );
         assert_eq!(
             port_number(container, &get.port),
-            socket_port(&listen),
-            "{path} is probed on the --listen port"
+            socket_port(&metrics),
+            "{path} is probed on the --metrics-listen port"
         );
     }
 
@@ -1282,6 +1294,7 @@ fn serves_with(cert: &Path, key: &Path, ca_bundle: &[u8], name: &str) {
         listen: "127.0.0.1:0".parse().expect("address"),
         tls_cert: cert.to_owned(),
         tls_key: key.to_owned(),
+        client_ca: None,
         policy: repo().join("deploy/policy.yaml"),
         xnat_credentials: creds,
         xnat_url: Some("http://127.0.0.1:9/xnat".into()),
@@ -1410,5 +1423,186 @@ fn the_image_build_context_holds_every_workspace_manifest() {
         out.status.success(),
         "the build context misses a workspace manifest:\n{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The client-auth component mounts the ConfigMap certs/apiserver-client-certs.sh writes and
+/// passes --client-ca; the script's client certificate is answered and nothing else is; its
+/// kubeconfig names the webhook Service's namespace and its admission file names the kubeconfig.
+#[test]
+fn client_auth_takes_the_api_servers_certificate_and_nothing_else() {
+    let site = Site::new();
+    let r = site.render_with(&["cert-manager", "client-auth"], "");
+    let checked = check_common(&r);
+    let deployment: Deployment = r.one("Deployment");
+    let (pod, container) = webhook_container(&deployment);
+    let ca_file = flag(container, "client-ca", "CLIENT_CA").expect("--client-ca is set");
+    let config_map = volume(pod, container, &parent(&ca_file))
+        .config_map
+        .as_ref()
+        .expect("the client CA comes from a ConfigMap")
+        .name
+        .clone();
+
+    let out = site.tmp.path().join("apiserver-client");
+    let status = Command::new("bash")
+        .arg(repo().join("certs/apiserver-client-certs.sh"))
+        .args(["--out", out.to_str().expect("utf-8 path")])
+        .args(["--namespace", &checked.namespace])
+        .status()
+        .expect("bash");
+    assert!(status.success(), "apiserver-client-certs.sh failed");
+    let generated: ConfigMap = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(out.join("client-ca-configmap.yaml")).expect("configmap"),
+    )
+    .expect("the ConfigMap parses");
+    assert_eq!(
+        generated.metadata.name.as_deref(),
+        Some(config_map.as_str())
+    );
+    assert!(
+        generated
+            .data
+            .unwrap_or_default()
+            .contains_key(&file_name(&ca_file))
+    );
+    let kubeconfig = std::fs::read_to_string(out.join("kubeconfig")).expect("kubeconfig");
+    assert!(
+        kubeconfig.contains(&format!("\"*.{}.svc\"", checked.namespace)),
+        "{kubeconfig}"
+    );
+    let admission = std::fs::read_to_string(out.join("admission.yaml")).expect("admission");
+    assert!(admission.contains("kind: WebhookAdmissionConfiguration"));
+    assert!(admission.contains("/kubeconfig"));
+
+    let identity = [
+        std::fs::read(out.join("client.crt")).expect("client.crt"),
+        std::fs::read(out.join("client.key")).expect("client.key"),
+    ]
+    .concat();
+    answers_only(&out.join("client-ca.crt"), &identity);
+}
+
+/// Starts the real server with `--client-ca` and checks who gets an answer.
+fn answers_only(client_ca: &Path, identity: &[u8]) {
+    use jupyter_xnat_webhook::serve::{self, ServeConfig};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (cert, key, ca) = serving_pair(dir.path());
+    std::fs::write(dir.path().join("creds"), "svc:pw\n").expect("write creds");
+    let config = ServeConfig {
+        listen: "127.0.0.1:0".parse().expect("address"),
+        tls_cert: cert,
+        tls_key: key,
+        client_ca: Some(client_ca.to_owned()),
+        policy: repo().join("deploy/policy.yaml"),
+        xnat_credentials: dir.path().join("creds"),
+        xnat_url: Some("http://127.0.0.1:9/xnat".into()),
+        drain: Duration::from_secs(1),
+        metrics_listen: None,
+        reload_interval: Duration::from_secs(60),
+        idle_timeout: Duration::from_secs(300),
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    runtime.block_on(async {
+        let bound = serve::bind(&config).await.expect("the webhook starts");
+        let addr = bound.local_addr().expect("address");
+        tokio::spawn(bound.serve(std::future::pending(), Duration::from_secs(1)));
+        jupyter_xnat_webhook::install_crypto_provider();
+        let get = |identity: Option<&[u8]>| {
+            let mut b = reqwest::Client::builder()
+                .tls_certs_only([reqwest::Certificate::from_pem(&ca).expect("CA PEM")]);
+            if let Some(pem) = identity {
+                b = b.identity(reqwest::Identity::from_pem(pem).expect("identity PEM"));
+            }
+            let client = b.build().expect("client");
+            async move {
+                client
+                    .get(format!("https://localhost:{}/healthz", addr.port()))
+                    .send()
+                    .await
+            }
+        };
+        let answered = get(Some(identity))
+            .await
+            .expect("the API server's certificate");
+        assert_eq!(answered.status(), 200);
+        assert!(
+            get(None).await.is_err(),
+            "a client without a certificate was answered"
+        );
+    });
+}
+
+/// A CA and a serving certificate for localhost, written by certs/gen-certs.sh (openssl).
+fn serving_pair(dir: &Path) -> (PathBuf, PathBuf, Vec<u8>) {
+    let status = Command::new("bash")
+        .arg(repo().join("certs/gen-certs.sh"))
+        .args([
+            "--out",
+            dir.to_str().expect("utf-8 path"),
+            "--dns",
+            "localhost",
+        ])
+        .status()
+        .expect("bash");
+    assert!(status.success(), "gen-certs.sh failed");
+    let ca = std::fs::read(dir.join("ca.crt")).expect("ca.crt");
+    (dir.join("tls.crt"), dir.join("tls.key"), ca)
+}
+
+/// The control-plane-only component keeps the webhook port to the addresses a site gives it and
+/// the metrics port (probes, Prometheus) open.
+#[test]
+fn control_plane_only_keeps_the_webhook_port_to_the_given_addresses() {
+    let site = Site::new();
+    let r = site.render("control-plane-only");
+    let np: NetworkPolicy = r.one("NetworkPolicy");
+    let rules = np.spec.expect("spec").ingress.expect("ingress rules");
+    let sources = |port: i32| -> Vec<String> {
+        rules
+            .iter()
+            .filter(|rule| {
+                rule.ports
+                    .iter()
+                    .flatten()
+                    .any(|p| p.port == Some(IntOrString::Int(port)))
+            })
+            .flat_map(|rule| match &rule.from {
+                None => vec!["anywhere".to_string()],
+                Some(peers) => peers
+                    .iter()
+                    .map(|p| {
+                        p.ip_block
+                            .as_ref()
+                            .map_or("not a CIDR".into(), |b| b.cidr.clone())
+                    })
+                    .collect(),
+            })
+            .collect()
+    };
+    assert_eq!(
+        sources(8443),
+        ["192.0.2.0/24"],
+        "a placeholder that matches nothing"
+    );
+    assert_eq!(sources(9090), ["anywhere"]);
+
+    // The README's site patch replaces the placeholder.
+    let patch = "patches:\n  - target: {kind: NetworkPolicy, name: jupyter-xnat-webhook}\n    \
+                 patch: |-\n      - op: replace\n        path: /spec/ingress/0/from\n        \
+                 value: [{ipBlock: {cidr: 10.0.0.0/28}}]\n";
+    let r = site.render_with(&["cert-manager", "control-plane-only"], patch);
+    check_common(&r);
+    let np: NetworkPolicy = r.one("NetworkPolicy");
+    let from = np.spec.expect("spec").ingress.expect("ingress")[0]
+        .from
+        .clone();
+    assert_eq!(
+        from.expect("from")[0]
+            .ip_block
+            .as_ref()
+            .expect("ipBlock")
+            .cidr,
+        "10.0.0.0/28"
     );
 }

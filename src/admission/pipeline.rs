@@ -42,6 +42,7 @@ pub(super) async fn admit(
         access: &access,
         launch: launch.as_ref(),
         xnat_url: policy.xnat.endpoint.url.as_str(),
+        caller_verified: caller.verified,
     };
     let decision = match PodView::new(target.meta, target.spec) {
         Ok(pod) => decide(&pod, &cx, policy),

@@ -8,9 +8,9 @@ use super::plan::PlannedMount;
 use crate::launch::{LaunchMount, LaunchResources, UserOptions};
 use crate::names::{
     check_abs_path, is_env_name, is_label_value, is_qualified_name, is_safe_segment,
-    is_valid_project_id,
+    is_secret_name, is_valid_project_id,
 };
-use crate::policy::{MountScope, ResourceSet, UserOptionsPolicy};
+use crate::policy::{MountScope, ResourceSet, SecretsPolicy, UserOptionsPolicy};
 use crate::quantity::{Amount, Quantity};
 use crate::warning::Warnings;
 
@@ -31,6 +31,7 @@ pub fn plan(
     policy: &UserOptionsPolicy,
     readable: &[&str],
     xnat_user: &str,
+    caller_verified: bool,
     warnings: &mut Warnings,
 ) -> LaunchPlan {
     let mut out = LaunchPlan::default();
@@ -47,11 +48,25 @@ pub fn plan(
             )),
         }
     }
+    let secrets_ok = match policy.secrets {
+        SecretsPolicy::Pass => true,
+        SecretsPolicy::VerifiedCaller => caller_verified,
+        SecretsPolicy::Drop => false,
+    };
     for (name, value) in &spec.env {
-        if is_env_name(name) {
-            out.env.push((name.clone(), value.clone()));
-        } else {
+        if !is_env_name(name) {
             warnings.push(format_args!("launch env name {name:?} refused"));
+        } else if is_secret_name(name) && !secrets_ok {
+            warnings.push(format_args!(
+                "launch env {name} not passed on: it holds a secret and the policy passes \
+                 secrets {}",
+                match policy.secrets {
+                    SecretsPolicy::Drop => "to nobody",
+                    _ => "only to a caller with a verified client certificate",
+                }
+            ));
+        } else {
+            out.env.push((name.clone(), value.clone()));
         }
     }
     out.resources = quantities(&opts.task_template.resources, policy, warnings);
@@ -292,7 +307,7 @@ mod tests {
         }}}))
         .unwrap();
         let mut warnings = Warnings::new();
-        let plan = plan(&opts, &policy, &[], "alice", &mut warnings);
+        let plan = plan(&opts, &policy, &[], "alice", false, &mut warnings);
         assert!(plan.resources.limits.is_empty(), "{:?}", plan.resources);
         assert!(plan.resources.requests.is_empty(), "{:?}", plan.resources);
         assert_eq!(warnings.len(), 4, "{warnings:?}");
@@ -307,7 +322,7 @@ mod tests {
             }}}))
             .unwrap();
         let mut warnings = Warnings::new();
-        let plan = plan(&opts, &policy, &[], "alice", &mut warnings);
+        let plan = plan(&opts, &policy, &[], "alice", false, &mut warnings);
         assert_eq!(plan.env, [("OK".to_owned(), "z".to_owned())]);
     }
 }

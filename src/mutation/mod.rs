@@ -47,6 +47,8 @@ pub struct Context<'a> {
     /// The plugin's launch context, when the policy enables it and XNAT has one.
     pub launch: Option<&'a UserOptions>,
     pub xnat_url: &'a str,
+    /// The review came with a client certificate the webhook verified (`--client-ca`).
+    pub caller_verified: bool,
 }
 
 impl<'a> Context<'a> {

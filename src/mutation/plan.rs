@@ -303,6 +303,7 @@ pub fn launch_plan(
         &policy.user_options,
         &grant.readable,
         cx.who.xnat_user,
+        cx.caller_verified,
         warnings,
     ))
 }

@@ -24,7 +24,9 @@ pub use resources::{QuantityText, ResourceMode, ResourcePolicy, ResourceSet, Res
 pub use rules::{Rule, RuleFile, RuleMount};
 pub use storage::{MountFile, MountTemplate, Storage, StorageFile};
 pub use template::{Piece, Template, Values, Var};
-pub use user_options::{MountScope, PathMapping, UserOptionsFile, UserOptionsPolicy};
+pub use user_options::{
+    MountScope, PathMapping, SecretsPolicy, UserOptionsFile, UserOptionsPolicy,
+};
 pub use writable::WritableDirs;
 pub use xnat::{
     CacheShape, ClientSettings, Endpoint, LiveSettings, OnError, ProjectSource, XnatChange,

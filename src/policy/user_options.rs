@@ -17,6 +17,22 @@ pub struct UserOptionsFile {
     pub gpu_resource: String,
     /// XNAT-side path prefixes and the subPaths of the data claim they live at.
     pub path_mappings: Vec<PathMappingFile>,
+    /// Launch-context env vars whose names say they hold secrets (XNAT_PASS, *TOKEN*, …):
+    /// passed on always, only to reviews from a caller whose client certificate was verified
+    /// (`--client-ca`), or never.
+    pub secrets: SecretsPolicy,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum SecretsPolicy {
+    /// Always pass them on, as the plugin's own hub hook does.
+    Pass,
+    /// Only when the review came with a client certificate the webhook verified: a forged
+    /// review can then never read a user's token back.
+    VerifiedCaller,
+    /// Never pass them on.
+    Drop,
 }
 
 impl Default for UserOptionsFile {
@@ -37,6 +53,7 @@ impl Default for UserOptionsFile {
                     scope: MountScope::User,
                 },
             ],
+            secrets: SecretsPolicy::VerifiedCaller,
         }
     }
 }
@@ -67,6 +84,7 @@ pub struct UserOptionsPolicy {
     pub trust_plugin: bool,
     pub gpu_resource: String,
     pub path_mappings: Vec<PathMapping>,
+    pub secrets: SecretsPolicy,
 }
 
 #[derive(Debug, Clone)]
@@ -99,6 +117,7 @@ impl UserOptionsFile {
             trust_plugin: self.trust_plugin,
             gpu_resource: self.gpu_resource,
             path_mappings,
+            secrets: self.secrets,
         })
     }
 }

@@ -59,13 +59,10 @@ impl Default for Gate {
 }
 
 impl Gate {
-    /// Lets a review in and reads its body, or says why not. `declared` is its Content-Length.
+    /// Reads a review's body within the byte budget, then lets it in if a review slot is free,
+    /// or says why not. `declared` is its Content-Length. The slot is taken only once the body
+    /// is in, so a client that uploads slowly holds bytes (bounded), never a review slot.
     pub async fn admit(&self, declared: Option<u64>, body: Body) -> Result<Admitted, Refused> {
-        let review = self
-            .reviews
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| Refused::Busy)?;
         if declared.is_some_and(|n| n > MAX_REVIEW_BYTES as u64) {
             return Err(Refused::TooLarge);
         }
@@ -84,6 +81,11 @@ impl Gate {
             Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(Refused::TooLarge),
             Err(_) => return Err(Refused::Unreadable),
         };
+        let review = self
+            .reviews
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Refused::Busy)?;
         Ok(Admitted {
             body,
             _review: review,

@@ -44,7 +44,10 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/mutate", post(mutate))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
+        .route(
+            "/readyz",
+            get(|State(state): State<AppState>| readyz(State(state.status))),
+        )
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             REQUEST_TIMEOUT,
@@ -105,29 +108,39 @@ fn text(status: StatusCode, message: &str) -> Response {
 
 /// Ready while serving: a rejected policy or certificate keeps the old one in use, so it is
 /// reported here (and in the log and metrics) without taking the webhook out of service.
-async fn readyz(State(state): State<AppState>) -> Response {
-    let body = serde_json::json!({
+async fn readyz(State(status): State<Arc<ReloadStatus>>) -> Response {
+    let mut body = serde_json::json!({
         "status": "ok",
-        "policy": state.status.get(Input::Policy),
-        "certificate": state.status.get(Input::Certificate),
+        "policy": status.get(Input::Policy),
+        "certificate": status.get(Input::Certificate),
     });
+    let client_ca = status.get(Input::ClientCa);
+    if !client_ca.version.is_empty() {
+        body["clientCa"] = serde_json::json!(client_ca);
+    }
     axum::Json(body).into_response()
 }
 
-/// The metrics port's routes: plain HTTP, `/metrics` only.
-pub fn metrics_router() -> Router {
-    Router::new().route(
-        "/metrics",
-        get(|| async {
-            (
-                [(
-                    header::CONTENT_TYPE,
-                    "text/plain; version=0.0.4; charset=utf-8",
-                )],
-                crate::metrics::render(),
-            )
-        }),
-    )
+/// The metrics port's routes, plain HTTP: `/metrics`, and `/healthz` and `/readyz` for kubelet's
+/// probes (which present no client certificate, so they cannot use the webhook port when it
+/// requires one).
+pub fn metrics_router(status: Arc<ReloadStatus>) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(|| async {
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    crate::metrics::render(),
+                )
+            }),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(status)
 }
 
 /// Serves any router over TLS with the webhook port's limits (tests serve the XNAT stand-in

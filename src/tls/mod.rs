@@ -32,6 +32,8 @@ pub enum TlsError {
     Unusable { path: String, message: String },
     #[error("certificate {path} does not cover {missing:?}, which the served one does")]
     Names { path: String, missing: Vec<String> },
+    #[error("client CA {path} is not usable: {message}")]
+    ClientCa { path: String, message: String },
     #[error("TLS configuration: {0}")]
     Config(String),
 }
@@ -40,9 +42,11 @@ pub enum TlsError {
 pub type Result<T, E = TlsError> = std::result::Result<T, E>;
 
 /// The TLS configuration each new connection gets. The serving certificate inside it is swapped
-/// by [`CertStore`]; the configuration itself is swapped when what it verifies changes.
+/// by [`CertStore`]; the configuration itself is rebuilt when the client CA file changes.
 pub struct TlsSource {
     config: ArcSwap<ServerConfig>,
+    /// With `--client-ca`: the CA file and the store the rebuilt configuration serves.
+    clients: Option<(PathBuf, Arc<CertStore>)>,
 }
 
 impl TlsSource {
@@ -50,13 +54,59 @@ impl TlsSource {
     pub fn fixed(config: Arc<ServerConfig>) -> Self {
         Self {
             config: ArcSwap::new(config),
+            clients: None,
         }
+    }
+
+    /// Serves `certs`; with `client_ca`, every client must present a certificate that CA
+    /// issued, or it gets no answer at all (the handshake fails).
+    pub fn new(certs: &Arc<CertStore>, client_ca: Option<&Path>) -> Result<Self> {
+        let Some(ca) = client_ca else {
+            return Ok(Self::fixed(certs.server_config()?));
+        };
+        let config = certs.server_config_verifying(Some(client_verifier(ca)?))?;
+        Ok(Self {
+            config: ArcSwap::new(config),
+            clients: Some((ca.to_owned(), certs.clone())),
+        })
+    }
+
+    /// Re-reads the client CA file; one that does not load keeps the current one in use.
+    pub fn reload_client_ca(&self) -> Result<()> {
+        let Some((ca, certs)) = &self.clients else {
+            return Ok(());
+        };
+        let config = certs.server_config_verifying(Some(client_verifier(ca)?))?;
+        self.config.store(config);
+        Ok(())
     }
 
     /// An acceptor for one new connection, with the configuration current now.
     pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
         tokio_rustls::TlsAcceptor::from(self.config.load_full())
     }
+}
+
+/// Verifies client certificates against the CAs in `path` (PEM); the API server's own
+/// certificate is the one expected.
+fn client_verifier(path: &Path) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>> {
+    let unusable = |message: String| TlsError::ClientCa {
+        path: path.display().to_string(),
+        message,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| unusable(e.to_string()))? {
+        roots
+            .add(cert.map_err(|e| unusable(e.to_string()))?)
+            .map_err(|e| unusable(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(unusable("no CERTIFICATE block found".into()));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+        .build()
+        .map_err(|e| unusable(e.to_string()))
 }
 
 /// The serving certificate and key, reloadable.
@@ -110,15 +160,27 @@ impl CertStore {
         self.leaf.load().not_after
     }
 
-    /// A rustls server config (TLS 1.2 and 1.3, HTTP/2 and HTTP/1.1) that serves this store.
+    /// A rustls server config (TLS 1.2 and 1.3, HTTP/2 and HTTP/1.1) that serves this store and
+    /// asks for no client certificate.
     pub fn server_config(self: &Arc<Self>) -> Result<Arc<ServerConfig>> {
+        self.server_config_verifying(None)
+    }
+
+    /// The same, requiring a client certificate that `clients` verifies when given.
+    fn server_config_verifying(
+        self: &Arc<Self>,
+        clients: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+    ) -> Result<Arc<ServerConfig>> {
         crate::install_crypto_provider();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = ServerConfig::builder_with_provider(provider)
+        let builder = ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .map_err(|e| TlsError::Config(e.to_string()))?
-            .with_no_client_auth()
-            .with_cert_resolver(self.clone());
+            .map_err(|e| TlsError::Config(e.to_string()))?;
+        let builder = match clients {
+            Some(verifier) => builder.with_client_cert_verifier(verifier),
+            None => builder.with_no_client_auth(),
+        };
+        let mut config = builder.with_cert_resolver(self.clone());
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(config))
     }

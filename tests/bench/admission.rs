@@ -80,6 +80,7 @@ fn bench_decide(body: &[u8]) {
         access: &access,
         launch: None,
         xnat_url: "http://xnat/xnat",
+        caller_verified: false,
     };
     let read_and_decide = |spec: &RawValue| {
         let pod = PodView::new(&meta, Some(spec)).unwrap();

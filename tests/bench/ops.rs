@@ -50,6 +50,7 @@ fn decide_n(body: &[u8], n: usize) {
         access: &access,
         launch: None,
         xnat_url: "http://xnat/xnat",
+        caller_verified: false,
     };
     for _ in 0..n {
         let pod = PodView::new(&meta, Some(black_box(&spec))).unwrap();

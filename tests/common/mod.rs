@@ -92,6 +92,16 @@ impl TestCa {
         (cert.pem(), key.serialize_pem(), cert.der().to_vec())
     }
 
+    /// A client certificate (what the API server presents with `--client-ca`), as one PEM with
+    /// its key, for `reqwest::Identity::from_pem`.
+    pub fn issue_client(&self, name: &str) -> String {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec![name.to_string()]).unwrap();
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        format!("{}{}", cert.pem(), key.serialize_pem())
+    }
+
     /// A certificate for localhost written as `tls.crt`/`tls.key` into `dir`.
     pub fn write_pair(&self, dir: &Path) -> (PathBuf, PathBuf) {
         let (cert, key, _) = self.issue();
@@ -126,6 +136,7 @@ pub struct Builder {
     latency: Option<Duration>,
     fault: Option<Fault>,
     idle_timeout: Duration,
+    client_ca: Option<PathBuf>,
 }
 
 impl Builder {
@@ -183,6 +194,12 @@ impl Builder {
         self
     }
 
+    /// Require client certificates from the CA in this PEM file (`--client-ca`).
+    pub fn client_ca(mut self, path: PathBuf) -> Self {
+        self.client_ca = Some(path);
+        self
+    }
+
     /// The stand-in answers every API call with this fault.
     pub fn xnat_fault(mut self, fault: Fault) -> Self {
         self.fault = Some(fault);
@@ -230,6 +247,7 @@ impl Builder {
             listen: "127.0.0.1:0".parse().unwrap(),
             tls_cert,
             tls_key,
+            client_ca: self.client_ca,
             policy,
             xnat_credentials: credentials,
             xnat_url: Some(xnat_url.clone()),
@@ -289,6 +307,7 @@ impl Harness {
             latency: None,
             fault: None,
             idle_timeout: Duration::from_secs(5),
+            client_ca: None,
         }
     }
 

@@ -325,3 +325,47 @@ fn volume_devices_count_like_mounts_and_volumes() {
         "{warnings:?}"
     );
 }
+
+#[test]
+fn a_launch_limit_below_the_policys_request_lowers_the_request() {
+    // Found by tests/decision_properties.rs: request 0.7 from the policy and a launch profile's
+    // limit of 0.5 made a pod the API server rejects (request above limit).
+    let launch: jupyter_xnat_webhook::launch::UserOptions = serde_json::from_value(json!({
+        "task_template": {"resources": {"cpu_limit": 0.5, "mem_reservation": "12G"}}
+    }))
+    .unwrap();
+    for mode in ["override", "fillUnset"] {
+        let policy = Policy::parse(&format!(
+            "resources:\n  mode: {mode}\n  requests: {{cpu: '0.7', memory: 1Gi}}\n  \
+             limits: {{cpu: 2, memory: 8Gi}}\nuserOptions: {{enabled: true}}\n"
+        ))
+        .unwrap();
+        let cx = Context {
+            who: ALICE,
+            access: &access(&["ALPHA_owner"]),
+            launch: Some(&launch),
+            xnat_url: "http://xnat/xnat",
+            caller_verified: false,
+        };
+        let spec = alice_spec();
+        let raw = serde_json::value::to_raw_value(&spec).unwrap();
+        let meta: PodMeta = serde_json::from_str("{}").unwrap();
+        let d = decide(&PodView::new(&meta, Some(&raw)).unwrap(), &cx, &policy);
+        let out = apply(&spec, &d);
+        let resources = &out["containers"][0]["resources"];
+        // The launch's side wins and the policy's other side follows it.
+        assert_eq!(resources["limits"]["cpu"], "500m", "{mode}: {resources}");
+        assert_eq!(resources["requests"]["cpu"], "500m", "{mode}: {resources}");
+        assert_eq!(resources["limits"]["memory"], "12Gi", "{mode}: {resources}");
+        // The hub's own memory request (1 GiB) stays in fillUnset mode.
+        let memory = if mode == "override" {
+            "12Gi"
+        } else {
+            "1073741824"
+        };
+        assert_eq!(
+            resources["requests"]["memory"], memory,
+            "{mode}: {resources}"
+        );
+    }
+}

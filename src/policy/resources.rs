@@ -94,13 +94,28 @@ pub struct ResourceSet {
 }
 
 impl ResourceSet {
-    /// `other`'s values replace this set's, key by key.
+    /// `other`'s values replace this set's, key by key, and each request stays at or below its
+    /// limit: the side `other` set wins and the other side follows it (a launch profile's
+    /// `cpu_limit: 0.5` lowers the policy's request of `0.7` to `0.5`, or the API server would
+    /// reject the pod). Where `other` sets both the wrong way round, its limit wins.
     pub fn overlay(&mut self, other: &ResourceSet) {
         for (k, v) in &other.requests {
             self.requests.insert(k.clone(), v.clone());
         }
         for (k, v) in &other.limits {
             self.limits.insert(k.clone(), v.clone());
+        }
+        for (k, limit) in &mut self.limits {
+            let Some(request) = self.requests.get_mut(k) else {
+                continue;
+            };
+            if request.value() > limit.value() {
+                if other.requests.contains_key(k) && !other.limits.contains_key(k) {
+                    *limit = request.clone();
+                } else {
+                    *request = limit.clone();
+                }
+            }
         }
     }
 }

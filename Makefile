@@ -8,7 +8,7 @@ METRICS_PORT ?= 9090
 CARGO_TARGET_DIR ?= target
 BIN          := $(CARGO_TARGET_DIR)/debug
 
-.PHONY: help run test lint fmt fmt-check unit smoke bench bench-instructions dev-certs clean image schema golden \
+.PHONY: help run test lint fmt fmt-check unit smoke fuzz fuzz-smoke attack bench bench-instructions dev-certs clean image schema golden \
         deploy-certs deploy-render
 
 OVERLAY ?= cert-manager
@@ -45,7 +45,7 @@ $(DEV)/xnat-credentials:
 	@echo "wrote $@ (dev-only XNAT stand-in credentials)"
 
 # Everything CI checks: formatting, lints, unit + integration tests, then the README's run/curl path.
-test: fmt-check lint unit smoke ## Format check, clippy, all tests, and a smoke run of `make run`
+test: fmt-check lint unit fuzz-smoke smoke ## Format check, clippy, all tests, a short fuzz run, and a smoke run of `make run`
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -66,6 +66,15 @@ unit:
 
 smoke: ## Start `make run` on spare ports and run the README's curl against it
 	tests/smoke.sh
+
+# Coverage-guided fuzzing with libFuzzer on stable Rust (fuzz/run; needs g++ for libFuzzer itself).
+# Crashes are kept in target/fuzz/artifacts/TARGET/, the growing corpus in target/fuzz/corpus/.
+FUZZ_SECONDS ?= 600
+fuzz: ## Fuzz the review, policy, stored-options and XNAT-answer parsers, FUZZ_SECONDS (600) per target
+	fuzz/run $(FUZZ_SECONDS)
+
+fuzz-smoke: ## The seeds and 10 s of fuzzing per target, from a faster, less optimized build
+	FUZZ_PROFILE=fuzz-smoke fuzz/run 10
 
 bench: ## Admission latency and throughput, release build (see README "Performance")
 	$(CARGO) bench --bench admission

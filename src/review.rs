@@ -132,6 +132,8 @@ fn malformed(path: impl AsRef<str>, message: impl ToString) -> ReviewError {
 /// Parses a review body. The happy path is a plain borrowed parse; only a body that fails is
 /// parsed again with path tracking, to say where it is wrong.
 pub fn parse(body: &[u8]) -> Result<Review<'_>, ReviewError> {
+    // JSON is UTF-8; serde skips the fields it does not read without checking them.
+    let body = std::str::from_utf8(body).map_err(|e| malformed(".", format!("not UTF-8: {e}")))?;
     let review: ReviewIn<'_> = from_json(body)?;
     if review.api_version != API_VERSION {
         return Err(ReviewError::Version(echo(&review.api_version).to_string()));
@@ -144,8 +146,8 @@ pub fn parse(body: &[u8]) -> Result<Review<'_>, ReviewError> {
         return Err(ReviewError::Uid(echo(&request.uid).to_string()));
     }
     let pod = match request.object {
-        Some(raw) if request.is_core_pod() => Some(
-            from_json::<Pod<'_>>(raw.get().as_bytes()).map_err(|e| match e {
+        Some(raw) if request.is_core_pod() => {
+            Some(from_json::<Pod<'_>>(raw.get()).map_err(|e| match e {
                 ReviewError::Malformed { path, message } if path == "." => {
                     malformed("request.object", message)
                 }
@@ -153,8 +155,8 @@ pub fn parse(body: &[u8]) -> Result<Review<'_>, ReviewError> {
                     malformed(format!("request.object.{path}"), message)
                 }
                 other => other,
-            })?,
-        ),
+            })?)
+        }
         _ => None,
     };
     Ok(Review {
@@ -164,9 +166,9 @@ pub fn parse(body: &[u8]) -> Result<Review<'_>, ReviewError> {
     })
 }
 
-fn from_json<'a, T: Deserialize<'a>>(json: &'a [u8]) -> Result<T, ReviewError> {
-    serde_json::from_slice(json).map_err(|plain| {
-        let mut de = serde_json::Deserializer::from_slice(json);
+fn from_json<'a, T: Deserialize<'a>>(json: &'a str) -> Result<T, ReviewError> {
+    serde_json::from_str(json).map_err(|plain| {
+        let mut de = serde_json::Deserializer::from_str(json);
         match serde_path_to_error::deserialize::<_, T>(&mut de) {
             Err(e) => malformed(e.path().to_string(), e.into_inner()),
             // Only trailing bytes fail the plain parse but not this one.

@@ -60,6 +60,16 @@ async fn malformed_reviews_get_a_400_with_a_clear_message() {
     bad_operation["request"]["operation"] = json!(42);
     let mut trailing = serde_json::to_vec(&good).unwrap();
     trailing.extend_from_slice(b" garbage");
+    // Found by fuzz/ (review): a byte that is not UTF-8 in a field the webhook does not read
+    // was skipped, and such a body answered as a review although it is not JSON.
+    let mut marked = good.clone();
+    marked["request"]["unread"] = json!("MARK");
+    let not_utf8 = serde_json::to_string(&marked)
+        .unwrap()
+        .replace("MARK", "\u{1}")
+        .bytes()
+        .map(|b| if b == 1 { 0xfa } else { b })
+        .collect::<Vec<u8>>();
 
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("not JSON", b"hello".to_vec(), "not a valid AdmissionReview"),
@@ -92,6 +102,7 @@ async fn malformed_reviews_get_a_400_with_a_clear_message() {
             "request.operation",
         ),
         ("trailing bytes", trailing, "trailing characters"),
+        ("not UTF-8", not_utf8, "not UTF-8"),
     ];
     for (what, body, needle) in cases {
         let (status, body) = h.post_raw(body).await;

@@ -1,0 +1,83 @@
+//! Any bytes as what XNAT answers, read by the parsers the client uses (the first byte picks
+//! one): the group list (`GET /xapi/users/{u}/groups`), the admin access list
+//! (`GET /xapi/access/{u}/projects`), and the quantities the plugin's launch resources and the
+//! policy become. Whatever XNAT says, access holds only mountable project ids and project-group
+//! roles, sorted and distinct; a quantity's canonical spelling reads back as the same value.
+
+use jupyter_xnat_webhook::access::{AccessEntry, UserAccess};
+use jupyter_xnat_webhook::names::{is_group_role, is_safe_segment, is_valid_project_id};
+use jupyter_xnat_webhook::quantity::{Amount, Quantity};
+
+fn access(access: &UserAccess) {
+    for pair in access.groups.windows(2) {
+        assert!(
+            pair[0] < pair[1],
+            "groups not sorted and distinct: {:?}",
+            access.groups
+        );
+    }
+    for g in &access.groups {
+        assert!(
+            is_valid_project_id(&g.project) && is_safe_segment(&g.project),
+            "{g:?}"
+        );
+        assert!(is_group_role(&g.role), "{g:?}");
+    }
+    let roles = ["owner".to_owned(), "member".to_owned()];
+    let readable = access.readable_projects(&roles);
+    for pair in readable.windows(2) {
+        assert!(pair[0] < pair[1], "readable projects repeat: {readable:?}");
+    }
+    for p in &readable {
+        assert!(
+            access
+                .groups
+                .iter()
+                .any(|g| g.project == *p && roles.contains(&g.role))
+        );
+    }
+}
+
+fn quantity(text: &str) {
+    let Some(amount) = Amount::parse(text) else {
+        assert!(
+            Quantity::parse(text).is_err(),
+            "{text:?}: Quantity reads what Amount does not"
+        );
+        return;
+    };
+    let canonical = amount.canonical();
+    assert_eq!(
+        Amount::parse(&canonical),
+        Some(amount),
+        "{text:?} → {canonical:?} reads back differently"
+    );
+    assert_eq!(
+        Amount::parse(&canonical).map(|a| a.canonical()),
+        Some(canonical)
+    );
+}
+
+/// Panics when the input breaks a promise.
+pub fn check(bytes: &[u8]) {
+    let Some((&pick, body)) = bytes.split_first() else {
+        return;
+    };
+    match pick % 3 {
+        0 => {
+            if let Ok(ids) = serde_json::from_slice::<Vec<String>>(body) {
+                access(&UserAccess::from_group_ids(&ids));
+            }
+        }
+        1 => {
+            if let Ok(entries) = serde_json::from_slice::<Vec<AccessEntry>>(body) {
+                access(&UserAccess::from_access_list(&entries));
+            }
+        }
+        _ => {
+            if let Ok(text) = std::str::from_utf8(body) {
+                quantity(text);
+            }
+        }
+    }
+}

@@ -76,6 +76,11 @@ fuzz: ## Fuzz the review, policy, stored-options and XNAT-answer parsers, FUZZ_S
 fuzz-smoke: ## The seeds and 10 s of fuzzing per target, from a faster, less optimized build
 	FUZZ_PROFILE=fuzz-smoke fuzz/run 10
 
+# The adversarial review's memory and connection attacks against a release server in its own
+# process (tests/bench/attack.rs), each bounded in time (about 2 minutes in all).
+attack: ## Attacks on a release server: peak RSS per attack vs the Deployment's 256 MiB limit
+	$(CARGO) bench --bench attack
+
 bench: ## Admission latency and throughput, release build (see README "Performance")
 	$(CARGO) bench --bench admission
 

@@ -46,9 +46,10 @@ pub fn without_url_credentials(text: &str) -> String {
     while let Some(i) = rest.find("://") {
         let (head, tail) = rest.split_at(i + 3);
         out.push_str(head);
-        // The authority ends at the first `/`, `?`, `#`, quote or whitespace.
+        // A password may hold `/`, `?` or `#` (a URL that then fails to parse): everything up to
+        // the last `@` before a quote or whitespace goes, a path's `@` with it.
         let end = tail
-            .find(|c: char| matches!(c, '/' | '?' | '#' | '"' | '\'') || c.is_whitespace())
+            .find(|c: char| matches!(c, '"' | '\'') || c.is_whitespace())
             .unwrap_or(tail.len());
         match tail[..end].rfind('@') {
             Some(at) => {

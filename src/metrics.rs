@@ -47,6 +47,14 @@ pub struct ReloadLabels {
     pub result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabels {
+    /// `webhook` or `metrics`.
+    pub port: &'static str,
+    /// `per_address` (the address holds the most one may) or `busy` (every slot is busy).
+    pub reason: &'static str,
+}
+
 #[derive(Clone)]
 struct Buckets(&'static [f64]);
 
@@ -70,6 +78,7 @@ struct Metrics {
     xnat_seconds: Family<EndpointLabels, Histogram, Buckets>,
     cache: Family<CacheLabels, Counter>,
     reloads: Family<ReloadLabels, Counter>,
+    refused: Family<RefusedLabels, Counter>,
 }
 
 fn metrics() -> &'static Metrics {
@@ -112,8 +121,15 @@ fn metrics() -> &'static Metrics {
             "Reloads of the policy and the certificate, by result",
             reloads.clone(),
         );
+        let refused = Family::<RefusedLabels, Counter>::default();
+        registry.register(
+            "connections_refused",
+            "Connections closed at once for want of a slot, by port and reason",
+            refused.clone(),
+        );
         Metrics {
             registry,
+            refused,
             admissions,
             admission_seconds,
             xnat_requests,
@@ -151,6 +167,13 @@ pub fn reload(input: &'static str, ok: bool) {
     metrics()
         .reloads
         .get_or_create(&ReloadLabels { input, result })
+        .inc();
+}
+
+pub fn connection_refused(port: &'static str, reason: &'static str) {
+    metrics()
+        .refused
+        .get_or_create(&RefusedLabels { port, reason })
         .inc();
 }
 

@@ -194,9 +194,41 @@ pub fn is_secret_name(name: &str) -> bool {
         .any(|w| SECRET_NAME_WORDS.iter().any(|s| s.eq_ignore_ascii_case(w)))
 }
 
+/// Whether an env var's name *may* say its value is a secret: one of
+/// [`SECRET_NAME_WORDS`] appears anywhere in it, in any case (`XNATPASS`, `DB_PASSWORD2`, and
+/// `KEYBOARD` too). Used where passing a secret on would be worse than holding back a harmless
+/// value: a launch context's env for a caller that was not verified.
+pub fn may_be_secret_name(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    SECRET_NAME_WORDS.iter().any(|w| upper.contains(w))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_words_anywhere_may_be_secrets() {
+        for name in [
+            "XNAT_PASS",
+            "XNATPASS",
+            "GITHUBTOKEN",
+            "DB_PASSWORD2",
+            "apikey",
+            "KEYBOARD",
+        ] {
+            assert!(may_be_secret_name(name), "{name}");
+        }
+        for name in [
+            "XNAT_HOST",
+            "XNAT_DATA",
+            "XNAT_ITEM_ID",
+            "NB_USER",
+            "XDG_CONFIG_HOME",
+        ] {
+            assert!(!may_be_secret_name(name), "{name}");
+        }
+    }
 
     #[test]
     fn safe_segments() {

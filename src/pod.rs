@@ -100,8 +100,8 @@ impl EnvFromView<'_> {
     /// `configMap "x"` or `secret "y"`, for warnings.
     pub fn describe(&self) -> String {
         match (&self.config_map_ref, &self.secret_ref) {
-            (Some(c), _) => format!("configMap {:?}", c.name),
-            (_, Some(s)) => format!("secret {:?}", s.name),
+            (Some(c), _) => format!("configMap {:?}", crate::echo::echo(&c.name)),
+            (_, Some(s)) => format!("secret {:?}", crate::echo::echo(&s.name)),
             _ => "an envFrom source".into(),
         }
     }

@@ -194,6 +194,7 @@ async fn post_on<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     );
     stream.write_all(head.as_bytes()).await.unwrap();
     stream.write_all(body).await.unwrap();
+    stream.flush().await.unwrap();
     let mut buf = vec![0u8; 4096];
     let n = stream.read(&mut buf).await.unwrap();
     let text = String::from_utf8_lossy(&buf[..n]).into_owned();
@@ -271,6 +272,39 @@ async fn a_body_over_one_mebibyte_is_refused() {
         Value::String("x".repeat(2 * 1024 * 1024));
     let (status, body) = h.post_raw(serde_json::to_vec(&review).unwrap()).await;
     assert_eq!(status, 413, "{}", String::from_utf8_lossy(&body));
+}
+
+#[tokio::test]
+async fn bodies_announced_but_not_sent_hold_nothing() {
+    let h = Harness::start("").await;
+    // 40 requests announce 1 MiB each (more than the 32 MiB budget) and send none of it.
+    let head = "POST /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+                Content-Length: 1048576\r\n\r\n";
+    let mut stalled = Vec::new();
+    for _ in 0..40 {
+        let mut s = tls_stream(&h, &[b"http/1.1"]).await;
+        s.write_all(head.as_bytes()).await.unwrap();
+        s.flush().await.unwrap();
+        stalled.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A real review is still let in (it got 503 while announced bytes were held)…
+    let review = fixture("alice-default");
+    let response = h.review(&review).await;
+    let paths = project_paths(&review, &response);
+    assert!(paths.iter().any(|p| p.ends_with("/ALPHA")), "{response}");
+    // …and the stalled ones are told so once the body deadline passes.
+    let started = Instant::now();
+    for s in &mut stalled {
+        let mut buf = vec![0u8; 1024];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("answered within the deadline")
+            .unwrap();
+        let text = String::from_utf8_lossy(&buf[..n]);
+        assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    }
+    assert!(started.elapsed() < Duration::from_secs(4));
 }
 
 #[tokio::test]

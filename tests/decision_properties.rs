@@ -18,7 +18,7 @@ use jupyter_xnat_webhook::access::{AccessOutcome, UserAccess};
 use jupyter_xnat_webhook::launch::UserOptions;
 use jupyter_xnat_webhook::mutation::{Context, Decision, Identity, decide};
 use jupyter_xnat_webhook::pod::{PodMeta, PodView};
-use jupyter_xnat_webhook::policy::Policy;
+use jupyter_xnat_webhook::policy::{Policy, SecretsPolicy};
 use jupyter_xnat_webhook::quantity::Amount;
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -319,6 +319,23 @@ fn added_mounts(before: &Value, after: &Value) -> Vec<(String, bool)> {
         .collect()
 }
 
+/// subPaths of the data volume mounted read-write.
+fn writable_sub_paths(spec: &Value) -> Vec<String> {
+    let mounts = spec["containers"][0]["volumeMounts"].as_array();
+    mounts
+        .into_iter()
+        .flatten()
+        .filter(|m| m["name"] == "xnat-data" && m["readOnly"] != true)
+        .filter_map(|m| m["subPath"].as_str().map(str::to_owned))
+        .collect()
+}
+
+fn env_value(spec: &Value, name: &str) -> Option<String> {
+    let env = spec["containers"][0]["env"].as_array()?;
+    let var = env.iter().find(|e| e["name"] == name)?;
+    var["value"].as_str().map(str::to_owned)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: 400,
@@ -364,9 +381,23 @@ proptest! {
                 let user = rest.split('/').next().unwrap_or_default();
                 prop_assert!(trusted || user == "alice", "{} is not alice's", sub_path);
             }
+            // Worked out here, not by the policy's own check: below no read-write mount of the
+            // claim in the patched pod, and below no user's directory of the `user` mapping.
+            let below = |dir: &str| sub_path.starts_with(&format!("{dir}/"));
             prop_assert!(
-                policy.writable.below(&sub_path).is_none(),
-                "{} lies below a directory notebooks can write", sub_path
+                !writable_sub_paths(&after).iter().any(|d| below(d)),
+                "{} lies below a read-write mount", sub_path
+            );
+            let user_dir = sub_path.strip_prefix("workspaces/users/").map(|r| r.contains('/'));
+            prop_assert!(user_dir != Some(true), "{} lies below a user's directory", sub_path);
+        }
+
+        // A launch context's token only reaches the pod as `userOptions.secrets` says.
+        let token = env_value(&after, "XNAT_PASS");
+        if token.as_deref() == Some("token-1") {
+            prop_assert!(
+                case.verified || policy.user_options.secrets == SecretsPolicy::Pass,
+                "the token reached an unverified caller's pod"
             );
         }
     }

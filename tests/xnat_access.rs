@@ -532,8 +532,18 @@ async fn an_unusable_username_annotation_never_falls_back_to_the_hub_name() {
 #[tokio::test]
 async fn a_launch_mount_below_a_workspace_is_refused_even_from_a_trusted_plugin() {
     // alice could make /workspace/alice/sub a symlink to ../../../archive/GAMMA: kubelet would
-    // follow it inside the claim and mount GAMMA, read-write.
-    let h = Harness::start("userOptions:\n  enabled: true\n  trustPlugin: true\n").await;
+    // follow it inside the claim and mount GAMMA, read-write. Her directory below the `user`
+    // mapping is writable whether or not the policy mounts a workspace of its own.
+    for storage in ["", "storage:\n  workspace: null\n"] {
+        launch_below_a_workspace(&format!(
+            "userOptions:\n  enabled: true\n  trustPlugin: true\n{storage}"
+        ))
+        .await;
+    }
+}
+
+async fn launch_below_a_workspace(policy: &str) {
+    let h = Harness::start(policy).await;
     let mut options = launch_options();
     options["task_template"]["container_spec"]["mounts"] = json!([
         {"source": "/data/xnat/workspaces/users/alice", "target": "/workspace/alice", "read_only": false},

@@ -10,7 +10,7 @@ use std::sync::{Arc, LazyLock};
 use jupyter_xnat_webhook::access::{AccessOutcome, UserAccess};
 use jupyter_xnat_webhook::launch::UserOptions;
 use jupyter_xnat_webhook::mutation::{Context, Decision, Identity, decide};
-use jupyter_xnat_webhook::names::is_secret_name;
+use jupyter_xnat_webhook::names::may_be_secret_name;
 use jupyter_xnat_webhook::pod::{PodMeta, PodView};
 use jupyter_xnat_webhook::policy::{Policy, SecretsPolicy};
 use serde_json::{Value, json};
@@ -136,7 +136,7 @@ pub fn check(bytes: &[u8]) {
     for var in added(&setup.spec, &after, "env") {
         let name = var["name"].as_str().unwrap_or_default();
         assert!(
-            !is_secret_name(name) || policy.user_options.secrets == SecretsPolicy::Pass,
+            !may_be_secret_name(name) || policy.user_options.secrets == SecretsPolicy::Pass,
             "{name} passed on under secrets: {:?}",
             policy.user_options.secrets
         );

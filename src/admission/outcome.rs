@@ -29,6 +29,8 @@ pub enum ErrorKind {
     Busy,
     /// Refused at the gate: larger than a review may be.
     TooLarge,
+    /// Refused at the gate: the body did not arrive in time.
+    Slow,
 }
 
 impl Outcome {
@@ -60,6 +62,7 @@ impl Outcome {
             Outcome::Errored(ErrorKind::MalformedReview) => "malformed_review",
             Outcome::Errored(ErrorKind::Busy) => "busy",
             Outcome::Errored(ErrorKind::TooLarge) => "too_large",
+            Outcome::Errored(ErrorKind::Slow) => "slow_body",
             _ => "",
         }
     }

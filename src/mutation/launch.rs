@@ -8,7 +8,7 @@ use super::plan::PlannedMount;
 use crate::launch::{LaunchMount, LaunchResources, UserOptions};
 use crate::names::{
     check_abs_path, is_env_name, is_label_value, is_qualified_name, is_safe_segment,
-    is_secret_name, is_valid_project_id,
+    is_valid_project_id, may_be_secret_name,
 };
 use crate::policy::{MountScope, ResourceSet, SecretsPolicy, UserOptionsPolicy};
 use crate::quantity::{Amount, Quantity};
@@ -56,10 +56,10 @@ pub fn plan(
     for (name, value) in &spec.env {
         if !is_env_name(name) {
             warnings.push(format_args!("launch env name {name:?} refused"));
-        } else if is_secret_name(name) && !secrets_ok {
+        } else if may_be_secret_name(name) && !secrets_ok {
             warnings.push(format_args!(
-                "launch env {name} not passed on: it holds a secret and the policy passes \
-                 secrets {}",
+                "launch env {name} not passed on: its name says it may hold a secret and the \
+                 policy passes secrets {}",
                 match policy.secrets {
                     SecretsPolicy::Drop => "to nobody",
                     _ => "only to a caller with a verified client certificate",

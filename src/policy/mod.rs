@@ -194,7 +194,8 @@ impl Policy {
             .map(|(i, r)| r.validate(i, &xnat.roles))
             .collect::<Result<_, _>>()?;
         let storage = f.storage.validate()?;
-        let writable = writable_dirs(&storage, &rules)?;
+        let user_options = f.user_options.validate()?;
+        let writable = writable_dirs(&storage, &rules, &user_options)?;
         Ok(Self {
             mode: f.mode,
             pods: f.pods.validate()?,
@@ -203,7 +204,7 @@ impl Policy {
             storage,
             env: env::env_at("env", f.env.0)?,
             resources: f.resources.validate()?,
-            user_options: f.user_options.validate()?,
+            user_options,
             rules,
             writable,
         })
@@ -241,7 +242,11 @@ fn flow_depth(yaml: &str) -> usize {
 }
 
 /// The read-write mounts' directories, with every other mount template checked against them.
-fn writable_dirs(storage: &Storage, rules: &[Rule]) -> Result<WritableDirs, PolicyError> {
+fn writable_dirs(
+    storage: &Storage,
+    rules: &[Rule],
+    user_options: &UserOptionsPolicy,
+) -> Result<WritableDirs, PolicyError> {
     let rule_mounts = || {
         rules.iter().enumerate().flat_map(|(i, r)| {
             r.mounts
@@ -259,7 +264,13 @@ fn writable_dirs(storage: &Storage, rules: &[Rule]) -> Result<WritableDirs, Poli
                 .filter(|(_, m)| !m.read_only)
                 .map(|(f, m)| (f, &m.template)),
         );
-    let dirs = WritableDirs::of(read_write)?;
+    let mut dirs = WritableDirs::of(read_write)?;
+    for (i, m) in user_options.path_mappings.iter().enumerate() {
+        if m.scope == MountScope::User {
+            let field = format!("userOptions.pathMappings[{i}]");
+            dirs = dirs.with_user_dirs(field, &m.sub_path)?;
+        }
+    }
     dirs.check("storage.projects", &storage.projects)?;
     for (field, m) in rule_mounts() {
         dirs.check(&field, &m.template)?;

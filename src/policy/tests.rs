@@ -265,10 +265,20 @@ fn no_mount_may_lie_below_a_directory_notebooks_can_write() {
 
 #[test]
 fn an_xnat_url_error_never_shows_the_credentials_in_it() {
-    let e = Policy::parse("xnat:\n  url: 'http://svc:hunter2@xnat example/xnat'\n")
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("xnat.url") && !e.contains("hunter2"), "{e}");
+    for url in [
+        "http://svc:hunter2@xnat example/xnat",
+        "https://svc:hun/ter2@xnat/xnat",
+        "https://svc:hun#ter2@xnat",
+        "https://svc:hun?ter2@xnat",
+        "//svc:hunter2@xnat/xnat",
+    ] {
+        let e = Policy::parse(&format!("xnat:\n  url: '{url}'\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("xnat.url") && !e.contains("ter2"), "{e}");
+    }
+    let shown = crate::echo::without_url_credentials("GET https://svc:p/ss@xnat/x failed");
+    assert_eq!(shown, "GET https://<redacted>@xnat/x failed");
 }
 
 #[test]

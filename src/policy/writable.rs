@@ -1,5 +1,5 @@
-//! Directories of the claim that notebooks can write: the workspace and every read-write rule
-//! mount, each user their own. Kubelet resolves a mount's subPath — symlinks included — inside
+//! Directories of the claim that notebooks can write: the workspace, every read-write rule
+//! mount and every user's directory below a `user`-scope launch mapping, each user their own. Kubelet resolves a mount's subPath — symlinks included — inside
 //! the volume, so a subPath *below* such a directory can be pointed anywhere on the claim by a
 //! symlink the user makes there (read-write, if the mount is). Such mounts are refused: templates
 //! at load, rendered and launch-context paths at admission. A writable directory itself is safe
@@ -28,6 +28,23 @@ impl WritableDirs {
             })
             .collect::<Result<_, _>>()
             .map(Self)
+    }
+
+    /// Adds every user's directory below a `user`-scope launch mapping's `prefix` (each user's
+    /// own may be mounted read-write).
+    pub(super) fn with_user_dirs(
+        mut self,
+        field: String,
+        prefix: &str,
+    ) -> Result<Self, PolicyError> {
+        let prefix = match prefix {
+            "" => String::new(),
+            p => format!("{}/", regex::escape(p)),
+        };
+        let pattern = Regex::new(&format!("^{prefix}[^/]+/.+$"))
+            .map_err(|e| invalid(&field, e.to_string()))?;
+        self.0.push((field, pattern));
+        Ok(self)
     }
 
     /// The field of the writable directory `sub_path` lies strictly below, if any.

@@ -239,10 +239,16 @@ impl XnatFile {
     }
 
     fn check_url(&self) -> Result<Url, PolicyError> {
-        // Never echo credentials a mistaken URL may carry: the error reaches /readyz.
-        let shown = without_url_credentials(&self.url);
-        let url =
-            Url::parse(&self.url).map_err(|e| invalid("xnat.url", format!("{shown:?}: {e}")))?;
+        // Never echo credentials a mistaken URL may carry: the error reaches /readyz. One that
+        // does not parse is not shown at all when it has an `@`.
+        let url = Url::parse(&self.url).map_err(|e| {
+            let shown = if self.url.contains('@') {
+                "(not shown: it has an `@`, so it may hold credentials)".to_owned()
+            } else {
+                format!("{:?}", without_url_credentials(&self.url))
+            };
+            invalid("xnat.url", format!("{shown}: {e}"))
+        })?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(invalid("xnat.url", "must be an http:// or https:// URL"));
         }

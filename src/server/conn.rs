@@ -8,7 +8,9 @@
 //! - no request has been in flight for the idle time (longer than the API server's 90 s);
 //! - a request's answer has not been sent within the request lifetime (a client that never
 //!   reads its answer, or never opens its HTTP/2 window, holds nothing past that);
-//! - the connection slots are full and it is the one idle longest (evicted for a new one).
+//! - the connection slots are full and it is the one to make room (evicted for a new one): one
+//!   that never served a request (still in its handshake, say) before one that did, the idle
+//!   longest first; one with a request in flight or arriving is wound down after it instead.
 //!
 //! Past the maximum age an HTTP/1 connection's next answer carries `Connection: close` and an
 //! HTTP/2 connection gets a GOAWAY: the client moves on without a request ever being cut.
@@ -28,7 +30,7 @@ use tokio::time::Instant;
 /// Timeouts and ages of one listener's connections.
 #[derive(Debug, Clone, Copy)]
 pub struct Lifetimes {
-    /// From the end of the TLS handshake to a first request.
+    /// From accepting the connection (its TLS handshake included) to a first request.
     pub first_request: Duration,
     /// From an HTTP/1 request's first byte to its complete headers.
     pub headers: Duration,
@@ -62,6 +64,7 @@ pub struct ConnState {
     /// The first byte read while idle: a request is arriving (HTTP/1). `NONE` otherwise.
     pending_since: AtomicU64,
     evicted: AtomicBool,
+    http2: AtomicBool,
     changed: Notify,
 }
 
@@ -75,6 +78,7 @@ impl ConnState {
             idle_since: AtomicU64::new(0),
             pending_since: AtomicU64::new(NONE),
             evicted: AtomicBool::new(false),
+            http2: AtomicBool::new(false),
             changed: Notify::new(),
         })
     }
@@ -91,8 +95,17 @@ impl ConnState {
         self.requests.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The connection speaks HTTP/2: bytes between requests are pings and settings, never the
+    /// start of a request.
+    pub fn set_http2(&self) {
+        self.http2.store(true, Ordering::Relaxed);
+    }
+
     /// Bytes arrived from the client.
     fn read(&self) {
+        if self.http2.load(Ordering::Relaxed) {
+            return;
+        }
         if self.pending_since.load(Ordering::Relaxed) == NONE && self.requests().is_empty() {
             self.pending_since.store(self.now_ms(), Ordering::Relaxed);
             self.changed.notify_one();
@@ -116,11 +129,24 @@ impl ConnState {
         self.base.elapsed()
     }
 
-    /// Idle since when, if no request is in flight.
+    /// Idle since when, if no request is in flight or arriving.
     pub fn idle_since(&self) -> Option<Instant> {
-        self.requests()
-            .is_empty()
+        let arriving = self.pending_since.load(Ordering::Relaxed) != NONE;
+        (self.requests().is_empty() && !arriving)
             .then(|| self.at(self.idle_since.load(Ordering::Relaxed)))
+    }
+
+    /// Whether a request was ever served on it (a connection still in its TLS handshake has
+    /// served none).
+    pub fn has_served(&self) -> bool {
+        self.served.load(Ordering::Relaxed) > 0
+    }
+
+    /// Returns once the connection has been evicted.
+    pub async fn evicted(&self) {
+        while !self.is_evicted() {
+            self.changed().await;
+        }
     }
 
     /// Asks the watchdog to close the connection (its slot is wanted).
@@ -145,13 +171,16 @@ impl ConnState {
         http1: bool,
         wound_down: bool,
     ) -> (Option<Verdict>, Instant) {
-        if self.is_evicted() {
-            return (
-                Some(Verdict::Close("evicted for a new connection")),
-                Instant::now(),
-            );
-        }
         let now = Instant::now();
+        if self.is_evicted() {
+            // A request in flight or arriving is finished first: the API server does not
+            // retry a POST its connection lost.
+            return match self.idle_since() {
+                Some(_) => (Some(Verdict::Close("evicted for a new connection")), now),
+                None if !wound_down => (Some(Verdict::WindDown), now),
+                None => (None, now + l.request),
+            };
+        }
         let mut next = now + l.idle;
         let mut due = |deadline: Instant, v: Verdict| -> Option<Verdict> {
             if deadline <= now {
@@ -330,9 +359,31 @@ mod tests {
         drop(s.request_started());
         // Bytes that do not make a request (an HTTP/2 ping) do not keep it open.
         tokio::time::advance(Duration::from_secs(200)).await;
+        s.set_http2();
         s.read();
+        assert!(s.idle_since().is_some(), "a ping makes no request");
         tokio::time::advance(Duration::from_secs(101)).await;
         assert!(s.verdict(&L, false, false).0.is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_evicted_connection_finishes_its_request_first() {
+        let s = ConnState::new();
+        let request = s.request_started();
+        s.evict();
+        assert_eq!(s.verdict(&L, true, false).0, Some(Verdict::WindDown));
+        assert_eq!(s.verdict(&L, true, true).0, None);
+        drop(request);
+        assert_eq!(
+            s.verdict(&L, true, true).0,
+            Some(Verdict::Close("evicted for a new connection"))
+        );
+        // A request arriving (HTTP/1 bytes read while idle) counts as busy too.
+        let s = ConnState::new();
+        s.read();
+        assert!(s.idle_since().is_none());
+        s.evict();
+        assert_eq!(s.verdict(&L, true, false).0, Some(Verdict::WindDown));
     }
 
     #[tokio::test(start_paused = true)]

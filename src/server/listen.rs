@@ -79,6 +79,7 @@ pub async fn serve(
     drain: Duration,
 ) {
     let slots = Slots::new(listener.max_connections, listener.per_peer);
+    let last_warning = std::sync::atomic::AtomicU64::new(0);
     let (draining, drained) = watch::channel(false);
     let mut tasks = JoinSet::new();
     tokio::pin!(shutdown);
@@ -103,7 +104,18 @@ pub async fn serve(
         let slot = match slots.admit(peer.ip(), state.clone()) {
             Ok(slot) => slot,
             Err(why) => {
-                tracing::warn!(%peer, connections = slots.len(), "connection refused: {why}");
+                let port = if listener.tls.is_some() {
+                    "webhook"
+                } else {
+                    "metrics"
+                };
+                crate::metrics::connection_refused(port, why.label());
+                // A flood of them is one line a second; the metric counts them all.
+                let second = std::time::UNIX_EPOCH.elapsed().map_or(0, |d| d.as_secs());
+                if last_warning.swap(second, std::sync::atomic::Ordering::Relaxed) != second {
+                    tracing::warn!(%peer, port, connections = slots.len(),
+                        "connection refused: {why} (logged at most once a second)");
+                }
                 continue;
             }
         };
@@ -151,7 +163,14 @@ impl Conn {
             };
             return self.http(tcp, false, caller).await;
         };
-        let accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor().accept(tcp)).await;
+        let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor().accept(tcp));
+        let accepted = tokio::select! {
+            accepted = handshake => accepted,
+            // Its slot was wanted: a handshake holds nothing worth finishing.
+            () = self.state.evicted() => {
+                return tracing::debug!(%peer, "evicted during the TLS handshake");
+            }
+        };
         let stream = match accepted {
             Ok(Ok(stream)) => stream,
             Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
@@ -171,6 +190,9 @@ impl Conn {
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        if h2 {
+            self.state.set_http2();
+        }
         let io = TokioIo::new(Watched::new(io, self.state.clone()));
         let service = TowerToHyperService::new(ConnService::new(
             self.app.clone(),

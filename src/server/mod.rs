@@ -65,7 +65,11 @@ async fn mutate(
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    let admitted = match state.gate.admit(declared, request.into_body()).await {
+    let admitted = match state
+        .gate
+        .admit(caller.addr.ip(), declared, request.into_body())
+        .await
+    {
         Ok(a) => a,
         Err(refused) => return refusal(refused, caller, started),
     };
@@ -80,6 +84,7 @@ fn refusal(refused: Refused, caller: Caller, started: std::time::Instant) -> Res
     let (status, kind) = match refused {
         Refused::Busy | Refused::Bytes => (StatusCode::SERVICE_UNAVAILABLE, ErrorKind::Busy),
         Refused::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, ErrorKind::TooLarge),
+        Refused::Slow => (StatusCode::REQUEST_TIMEOUT, ErrorKind::Slow),
         Refused::Unreadable => (StatusCode::BAD_REQUEST, ErrorKind::MalformedReview),
     };
     Outcome::Errored(kind).record(started.elapsed());

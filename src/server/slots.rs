@@ -18,6 +18,16 @@ pub enum NoSlot {
     Busy,
 }
 
+impl NoSlot {
+    /// The metric's `reason` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            NoSlot::Peer => "per_address",
+            NoSlot::Busy => "busy",
+        }
+    }
+}
+
 pub struct Slots {
     max: usize,
     per_peer: usize,
@@ -60,12 +70,14 @@ impl Slots {
         }
         let live = inner.conns.values().filter(|c| !c.is_evicted()).count();
         if live >= self.max {
+            // Connections that never served a request go first: a client stalling handshakes
+            // cannot push out the API server's keep-alive connections.
             let idle_longest = inner
                 .conns
                 .values()
                 .filter(|c| !c.is_evicted())
-                .filter_map(|c| Some((c.idle_since()?, c)))
-                .min_by_key(|(since, _)| *since);
+                .filter_map(|c| Some(((c.has_served(), c.idle_since()?), c)))
+                .min_by_key(|(key, _)| *key);
             match idle_longest {
                 Some((_, c)) => c.evict(),
                 None => return Err(NoSlot::Busy),
@@ -120,6 +132,20 @@ mod tests {
             .admit("10.0.0.2".parse().unwrap(), ConnState::new())
             .unwrap();
         assert!(b.is_evicted() && !a.is_evicted());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn connections_that_never_served_go_before_ones_that_did() {
+        let slots = Slots::new(2, 4);
+        let served = ConnState::new();
+        drop(served.request_started());
+        tokio::time::advance(std::time::Duration::from_secs(10)).await;
+        let fresh = ConnState::new();
+        let _a = slots.admit("10.0.0.1".parse().unwrap(), served.clone());
+        let _b = slots.admit("10.0.0.2".parse().unwrap(), fresh.clone());
+        // `served` has been idle longer, but `fresh` (a handshake, say) never served anyone.
+        let _c = slots.admit("10.0.0.3".parse().unwrap(), ConnState::new());
+        assert!(fresh.is_evicted() && !served.is_evicted());
     }
 
     #[test]

@@ -362,6 +362,38 @@ async fn http1_big_bodies(server: &Server, conns: usize) -> String {
     tally.to_string()
 }
 
+/// `conns` HTTP/1.1 requests that announce a 1 MiB body and send none of it; a normal review is
+/// sent while they wait.
+async fn announced_bodies(server: &Server, conns: usize) -> String {
+    let head = "POST /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+                Content-Length: 1048576\r\n\r\n";
+    let mut stalled = Vec::new();
+    for _ in 0..conns {
+        let Ok(mut s) = server.tls(b"http/1.1").await else {
+            continue;
+        };
+        if s.write_all(head.as_bytes()).await.is_ok() && s.flush().await.is_ok() {
+            stalled.push(s);
+        }
+    }
+    server.still_serves("announcing bodies").await;
+    let mut tally = Tally::default();
+    for s in &mut stalled {
+        let mut buf = vec![0u8; 1024];
+        let answer = match tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => {
+                let text = String::from_utf8_lossy(&buf[..n]);
+                let status = text.split(' ').nth(1).and_then(|c| c.parse().ok());
+                status.ok_or_else(|| "no status".to_owned())
+            }
+            Ok(_) => Err("closed".to_owned()),
+            Err(_) => Err("no answer within 10 s".to_owned()),
+        };
+        tally.add(answer);
+    }
+    tally.to_string()
+}
+
 /// `sockets` idle TCP connections to the metrics port from one address, held for `hold`, with a
 /// review sent to the webhook port in the middle of it.
 async fn metrics_flood(server: &Server, sockets: usize, hold: Duration) -> String {
@@ -481,6 +513,10 @@ fn main() {
         attack!(
             "HTTP/1.1: 300 connections x 1 MB bodies at once",
             http1_big_bodies(&server, 300)
+        );
+        attack!(
+            "HTTP/1.1: 64 requests announcing 1 MiB, sending nothing",
+            announced_bodies(&server, 64)
         );
         attack!(
             "metrics port: 18000 idle sockets from one address, 15 s",

@@ -42,6 +42,9 @@ pub struct SpecView<'a> {
     pub containers: Vec<ContainerView<'a>>,
     #[serde(borrow, default)]
     pub node_selector: Option<StrMap<'a>>,
+    /// Read whole: small, and only compared when a launch asks for node affinity.
+    #[serde(default)]
+    pub affinity: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -77,6 +80,27 @@ pub struct ContainerView<'a> {
     pub resources: Option<ResourcesView<'a>>,
     #[serde(borrow, default)]
     pub volume_devices: Option<Vec<DeviceView<'a>>>,
+    #[serde(borrow, default)]
+    pub image: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub image_pull_policy: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub command: Option<Vec<Cow<'a, str>>>,
+    #[serde(borrow, default)]
+    pub args: Option<Vec<Cow<'a, str>>>,
+    #[serde(borrow, default)]
+    pub working_dir: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub ports: Option<Vec<PortView>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PortView {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub container_port: Option<i64>,
 }
 
 /// An `envFrom` source: every key of a ConfigMap or Secret, each name with `prefix` before it.

@@ -154,7 +154,13 @@ pub async fn bind(config: &ServeConfig) -> Result<Bound, StartError> {
     tracing::info!(
         xnat = %policy.xnat.endpoint.url,
         xnat_user = credentials.username(),
-        claim = %policy.storage.claim_name,
+        claims = %policy
+            .storage
+            .volumes
+            .iter()
+            .map(|v| v.claim_name.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
         mode = ?policy.mode,
         "policy loaded"
     );

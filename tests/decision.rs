@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use common::fixture;
 use jupyter_xnat_webhook::access::{AccessOutcome, UserAccess};
+use jupyter_xnat_webhook::launch::Launch;
 use jupyter_xnat_webhook::mutation::{Context, Decision, Identity, decide};
 use jupyter_xnat_webhook::pod::{PodMeta, PodView};
 use jupyter_xnat_webhook::policy::Policy;
@@ -26,7 +27,7 @@ fn run(spec: &Value, who: Identity<'_>, access: &AccessOutcome, policy: &Policy)
     let cx = Context {
         who,
         access,
-        launch: None,
+        launch: Launch::None,
         xnat_url: "http://xnat/xnat",
         caller_verified: false,
     };
@@ -343,7 +344,7 @@ fn a_launch_limit_below_the_policys_request_lowers_the_request() {
         let cx = Context {
             who: ALICE,
             access: &access(&["ALPHA_owner"]),
-            launch: Some(&launch),
+            launch: Launch::Stored(&launch),
             xnat_url: "http://xnat/xnat",
             caller_verified: false,
         };

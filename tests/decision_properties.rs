@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use jupyter_xnat_webhook::access::{AccessOutcome, UserAccess};
-use jupyter_xnat_webhook::launch::UserOptions;
+use jupyter_xnat_webhook::launch::{Launch, UserOptions};
 use jupyter_xnat_webhook::mutation::{Context, Decision, Identity, decide};
 use jupyter_xnat_webhook::pod::{PodMeta, PodView};
 use jupyter_xnat_webhook::policy::{Policy, SecretsPolicy};
@@ -222,7 +222,7 @@ fn run(case: &Case, policy: &Policy, spec: &Value) -> Decision {
             xnat_user: "alice",
         },
         access: &access,
-        launch: launch.as_ref(),
+        launch: launch.as_ref().map_or(Launch::None, Launch::Stored),
         xnat_url: "http://xnat/xnat",
         caller_verified: case.verified,
     };

@@ -86,6 +86,23 @@ fn review_of_a_pod_it_does_not_touch_says_so() {
 }
 
 #[test]
+fn every_preset_passes_check_policy_and_means_itself() {
+    let presets = std::fs::read_dir("deploy/presets").unwrap();
+    let mut seen = 0;
+    for entry in presets {
+        let path = entry.unwrap().path();
+        let out = run(&["check-policy", path.to_str().unwrap()], None);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{}: {stderr}", path.display());
+        let effective = String::from_utf8(out.stdout).unwrap();
+        let again = jupyter_xnat_webhook::tools::check_policy(&effective).unwrap();
+        assert_eq!(again, effective, "{}", path.display());
+        seen += 1;
+    }
+    assert!(seen >= 1);
+}
+
+#[test]
 fn check_policy_prints_effective_values_or_names_the_field() {
     let out = run(&["check-policy", "deploy/policy.yaml"], None);
     assert!(

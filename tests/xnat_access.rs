@@ -418,7 +418,11 @@ async fn no_launch_context_falls_back_to_the_project_list_and_named_servers_are_
     h.xnat.set_user_options("carol", "gpu-analysis", options);
     let named = fixture("named-server");
     let response = h.review(&named).await;
-    assert_eq!(project_paths(&named, &response), ["/data/gpu-lab"]);
+    // The launch's mounts replace the project list's; the policy's workspace stays.
+    assert_eq!(
+        project_paths(&named, &response),
+        ["/data/gpu-lab", "/data/xnat/workspace"]
+    );
 
     // carol's default server has no stored options: the project list.
     let review = review_for("carol");

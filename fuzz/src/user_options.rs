@@ -8,7 +8,7 @@
 use std::sync::{Arc, LazyLock};
 
 use jupyter_xnat_webhook::access::{AccessOutcome, UserAccess};
-use jupyter_xnat_webhook::launch::UserOptions;
+use jupyter_xnat_webhook::launch::{Launch, UserOptions};
 use jupyter_xnat_webhook::mutation::{Context, Decision, Identity, decide};
 use jupyter_xnat_webhook::names::may_be_secret_name;
 use jupyter_xnat_webhook::pod::{PodMeta, PodView};
@@ -61,7 +61,7 @@ fn run(policy: &Policy, launch: &UserOptions, spec: &Value) -> Decision {
             xnat_user: "alice",
         },
         access: &setup.access,
-        launch: Some(launch),
+        launch: Launch::Stored(launch),
         xnat_url: "http://xnat/xnat",
         caller_verified: false,
     };
@@ -114,7 +114,7 @@ pub fn check(bytes: &[u8]) {
         }
         let sub_path = mount["subPath"].as_str().unwrap_or_default();
         assert!(
-            policy.writable.below(sub_path).is_none(),
+            policy.writable.below("xnat-data", sub_path).is_none(),
             "{sub_path} lies below a writable directory"
         );
         if let Some(rest) = sub_path.strip_prefix("archive/") {

@@ -8,7 +8,7 @@ use super::{AccessSource, Caller, Outcome, audit};
 use crate::access::AccessOutcome;
 use crate::classify::{SkipReason, Target, classify};
 use crate::echo::echo;
-use crate::launch::UserOptions;
+use crate::launch::{Launch, UserOptions};
 use crate::mutation::{Context, Decision, Identity, decide, decide_unreadable};
 use crate::pod::PodView;
 use crate::policy::{Mode, OnError, Policy};
@@ -40,7 +40,11 @@ pub(super) async fn admit(
             xnat_user: &xnat_user,
         },
         access: &access,
-        launch: launch.as_ref(),
+        launch: match &launch {
+            None => Launch::None,
+            Some(Ok(opts)) => Launch::Stored(opts),
+            Some(Err(why)) => Launch::Unreadable(why),
+        },
         xnat_url: policy.xnat.endpoint.url.as_str(),
         caller_verified: caller.verified,
     };
@@ -53,7 +57,7 @@ pub(super) async fn admit(
         caller,
         target: &target,
         xnat_user: &xnat_user,
-        launch_context: launch.is_some(),
+        launch_context: matches!(launch, Some(Ok(_))),
         cache,
         audit,
         started,
@@ -95,7 +99,11 @@ async fn look_up(
     xnat_user: &str,
     policy: &Policy,
     source: &AccessSource,
-) -> (AccessOutcome, CacheStatus, Option<UserOptions>) {
+) -> (
+    AccessOutcome,
+    CacheStatus,
+    Option<Result<UserOptions, String>>,
+) {
     let uid = echo(&review.request.uid);
     let deadline = tokio::time::Instant::now() + policy.xnat.live.budget;
     let allow_stale = policy.xnat.on_error == OnError::StaleThenAllow;
@@ -108,11 +116,11 @@ async fn look_up(
             .user_options(xnat_user, target.server_name, deadline)
             .await
         {
-            Ok(opts) => opts,
+            Ok(opts) => opts.map(Ok),
             Err(e) => {
                 tracing::warn!(%uid, xnat_user, error = %e,
                     "cannot read the launch context; using the project list");
-                None
+                Some(Err(e.to_string()))
             }
         }
     };

@@ -12,8 +12,10 @@
 //! know — reaches the API server untouched. What is already in the pod is compared first, so
 //! running the webhook on its own output adds nothing (`reinvocationPolicy: IfNeeded` is safe).
 
+mod container;
 mod env;
 mod grant;
+mod labels;
 mod launch;
 mod mounts;
 mod patch;
@@ -26,7 +28,7 @@ use std::fmt;
 use json_patch::PatchOperation;
 
 use crate::access::AccessOutcome;
-use crate::launch::UserOptions;
+use crate::launch::Launch;
 use crate::pod::PodView;
 use crate::policy::{Policy, Values};
 use crate::warning::Warnings;
@@ -45,7 +47,7 @@ pub struct Context<'a> {
     pub who: Identity<'a>,
     pub access: &'a AccessOutcome,
     /// The plugin's launch context, when the policy enables it and XNAT has one.
-    pub launch: Option<&'a UserOptions>,
+    pub launch: Launch<'a>,
     pub xnat_url: &'a str,
     /// The review came with a client certificate the webhook verified (`--client-ca`).
     pub caller_verified: bool,
@@ -127,7 +129,9 @@ pub fn decide(pod: &PodView<'_>, cx: &Context<'_>, policy: &Policy) -> Decision 
     let joined = projects.join(",");
     env::apply(&plan.env, &cx.values(&joined), notebook, p, w);
     resources::apply(&plan.resources, policy.resources.mode, notebook, p);
-    placement::apply(&plan.node_selector, pod, p, w);
+    container::apply(&plan.container, notebook, p, w);
+    placement::apply(&plan.node_selector, plan.node_affinity, pod, p, w);
+    labels::apply(plan.labels, pod, p, w);
 
     Decision::Allow {
         patch: patch.into_ops(),

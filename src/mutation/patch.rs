@@ -15,6 +15,10 @@ impl At {
         Self(PointerBuf::from_tokens(["spec"]))
     }
 
+    pub fn metadata() -> Self {
+        Self(PointerBuf::from_tokens(["metadata"]))
+    }
+
     /// `spec.containers[index]`.
     pub fn container(index: usize) -> Self {
         Self(PointerBuf::from_tokens([
@@ -44,6 +48,15 @@ impl PodPatch {
     pub fn add(&mut self, at: At, value: Value) {
         self.0
             .push(PatchOperation::Add(AddOperation { path: at.0, value }));
+    }
+
+    /// Sets the value at `at`: replaced when it `exists`, else added.
+    pub fn set(&mut self, at: At, exists: bool, value: Value) {
+        if exists {
+            self.replace(at, value);
+        } else {
+            self.add(at, value);
+        }
     }
 
     pub fn replace(&mut self, at: At, value: Value) {

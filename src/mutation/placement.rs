@@ -1,13 +1,29 @@
 //! Applier for node placement: the launch context's node selector entries the pod does not
-//! have. The pod's own value of a key wins, with a warning when it differs.
+//! have (the pod's own value of a key wins, with a warning when it differs), and its node
+//! affinity expressions merged into the pod's required node affinity — added to every term the
+//! pod has, since terms are alternatives and ours must hold in each — never replacing it.
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
+use super::launch::NodeExpression;
 use super::patch::{At, PodPatch};
 use crate::pod::PodView;
 use crate::warning::Warnings;
 
 pub fn apply(
+    planned: &[(String, String)],
+    affinity: &[NodeExpression],
+    pod: &PodView<'_>,
+    patch: &mut PodPatch,
+    warnings: &mut Warnings,
+) {
+    node_selector(planned, pod, patch, warnings);
+    if !affinity.is_empty() {
+        node_affinity(affinity, pod, patch);
+    }
+}
+
+fn node_selector(
     planned: &[(String, String)],
     pod: &PodView<'_>,
     patch: &mut PodPatch,
@@ -27,4 +43,55 @@ pub fn apply(
         }
     }
     patch.insert(At::spec().join("nodeSelector"), have.is_some(), add);
+}
+
+fn node_affinity(exprs: &[NodeExpression], pod: &PodView<'_>, patch: &mut PodPatch) {
+    let ours: Vec<Value> = exprs
+        .iter()
+        .map(|e| json!({"key": e.key, "operator": e.operator, "values": e.values}))
+        .collect();
+    let affinity = pod.spec.affinity.as_ref();
+    let node = affinity.and_then(|a| a.get("nodeAffinity"));
+    let required = node.and_then(|n| n.get("requiredDuringSchedulingIgnoredDuringExecution"));
+    let terms = required
+        .and_then(|r| r.get("nodeSelectorTerms"))
+        .and_then(Value::as_array)
+        .filter(|t| !t.is_empty());
+    let Some(terms) = terms else {
+        let whole = json!({"nodeSelectorTerms": [{"matchExpressions": ours}]});
+        let at = At::spec().join("affinity");
+        match (affinity, node, required) {
+            (None, ..) => patch.add(
+                at,
+                json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": whole}}),
+            ),
+            (Some(_), None, _) => patch.add(
+                at.join("nodeAffinity"),
+                json!({"requiredDuringSchedulingIgnoredDuringExecution": whole}),
+            ),
+            (Some(_), Some(_), _) => patch.set(
+                at.join("nodeAffinity")
+                    .join("requiredDuringSchedulingIgnoredDuringExecution"),
+                required.is_some(),
+                whole,
+            ),
+        }
+        return;
+    };
+    for (i, term) in terms.iter().enumerate() {
+        let have = term.get("matchExpressions").and_then(Value::as_array);
+        let missing: Vec<Value> = ours
+            .iter()
+            .filter(|e| !have.is_some_and(|h| h.contains(e)))
+            .cloned()
+            .collect();
+        let at = At::spec()
+            .join("affinity")
+            .join("nodeAffinity")
+            .join("requiredDuringSchedulingIgnoredDuringExecution")
+            .join("nodeSelectorTerms")
+            .join(&i.to_string())
+            .join("matchExpressions");
+        patch.append(at, have.is_some(), missing);
+    }
 }

@@ -3,20 +3,26 @@
 //! with the pod.
 //!
 //! Precedence, key by key (one mount path, one env var, one resource of requests or limits):
-//! the base policy (`storage`, `env`, `resources`) < the launch context < matching rules in file
-//! order, the later winning. A launch context's mounts *replace* the project list's; they were
-//! checked against it. The pod's own values are the appliers' business.
+//! the base policy (`storage`, `env`, `resources`) < the launch context (the plugin's values,
+//! then the policy's `userOptions.env`) < matching rules in file order, the later winning. The
+//! plugin's token pair (`XNAT_USER`, `XNAT_PASS`) is never split: when the launch context
+//! supplies it, neither the policy nor a rule sets either. A launch context's mounts *replace*
+//! the project list's (they were checked against it); the policy's workspace stays. The pod's
+//! own values are the appliers' business.
 
 use super::Context;
 use super::grant::Grant;
-use super::launch::{self, LaunchPlan};
+use super::launch::{self, LaunchGrant, LaunchPlan, NodeExpression, TOKEN_PAIR};
+use crate::launch::Launch;
 use crate::names::{check_abs_path, check_sub_path, is_safe_segment};
 use crate::policy::{MountTemplate, Policy, ResourceSet, Template, Values};
 use crate::warning::Warnings;
 
-/// A mount of the data claim, already checked.
+/// A mount of one of the policy's volumes, already checked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlannedMount {
+    /// The policy volume's name.
+    pub volume: String,
     pub sub_path: String,
     pub mount_path: String,
     pub read_only: bool,
@@ -48,6 +54,18 @@ pub struct Plan<'a> {
     pub env: Vec<(&'a str, EnvValue<'a>)>,
     pub resources: ResourceSet,
     pub node_selector: Vec<(String, String)>,
+    pub node_affinity: &'a [NodeExpression],
+    /// The notebook container's image, command (KubeSpawner's `cmd`) and working directory.
+    pub container: ContainerPlan<'a>,
+    pub labels: &'a [(String, String)],
+}
+
+/// What a launch context sets on the notebook container itself.
+#[derive(Debug, Default)]
+pub struct ContainerPlan<'a> {
+    pub image: Option<&'a str>,
+    pub command: Option<&'a [String]>,
+    pub working_dir: Option<String>,
 }
 
 impl<'a> Plan<'a> {
@@ -60,24 +78,46 @@ impl<'a> Plan<'a> {
     ) -> Self {
         let base = cx.values("");
         let mut mounts = match launch {
-            Some(l) => launch_mounts(l, policy, warnings),
+            Some(l) => launch_mounts(l, &base, policy, warnings),
             None => project_list_mounts(&grant.readable, &base, policy, warnings),
         };
         rule_mounts(grant, &base, &mut mounts, warnings);
         below_writable(policy, &mut mounts, warnings);
+        let working_dir = launch.and_then(|_| {
+            let t = policy.user_options.working_dir.as_ref()?;
+            render_path(t, &base, warnings)
+        });
         Self {
             mounts,
-            env: env(grant, policy, launch),
+            env: env(grant, policy, launch, warnings),
             resources: resources(grant, policy, launch),
             node_selector: launch.map(|l| l.node_selector.clone()).unwrap_or_default(),
+            node_affinity: launch.map_or(&[], |l| l.node_affinity.as_slice()),
+            container: ContainerPlan {
+                image: launch.and_then(|l| l.image.as_deref()),
+                command: launch.and_then(|l| l.command.as_deref()),
+                working_dir,
+            },
+            labels: launch.map_or(&[], |l| l.labels.as_slice()),
         }
     }
 }
 
 /// The launch context's mounts less the site's never-mount projects, capped like the project
 /// list.
-fn launch_mounts(l: &LaunchPlan, policy: &Policy, warnings: &mut Warnings) -> Vec<PlannedMount> {
+fn launch_mounts(
+    l: &LaunchPlan,
+    base: &Values<'_>,
+    policy: &Policy,
+    warnings: &mut Warnings,
+) -> Vec<PlannedMount> {
     let storage = &policy.storage;
+    // The policy's workspace stays, as the chart's does (z2jh mounts it); a plugin mount at
+    // its path gave way to it already.
+    let workspace = storage
+        .workspace
+        .as_ref()
+        .and_then(|ws| render_mount(ws, base, warnings));
     let mut mounts: Vec<PlannedMount> = l
         .mounts
         .iter()
@@ -116,6 +156,18 @@ fn launch_mounts(l: &LaunchPlan, policy: &Policy, warnings: &mut Warnings) -> Ve
             left_out.join(", ")
         ));
     }
+    // Unless a launch mount already shows the same directory (a Swarm-style user mapping).
+    if let Some(w) = workspace {
+        let shown = mounts
+            .iter()
+            .any(|m| m.volume == w.volume && m.sub_path == w.sub_path);
+        let taken = mounts
+            .iter()
+            .any(|m| same_path(&m.mount_path, &w.mount_path));
+        if !shown && !taken {
+            mounts.push(w);
+        }
+    }
     mounts
 }
 
@@ -141,29 +193,22 @@ fn project_list_mounts(
             project: Some(project),
             ..*base
         };
-        if let Some((sub_path, mount_path)) = render_mount(&storage.projects, &values, warnings) {
-            out.push(PlannedMount {
-                mount_path,
-                sub_path,
-                read_only: true,
-                project: Some((*project).to_owned()),
-            });
+        if let Some(mut m) = render_mount(&storage.projects, &values, warnings) {
+            m.read_only = true;
+            m.project = Some((*project).to_owned());
+            out.push(m);
         }
     }
     if let Some(ws) = &storage.workspace
-        && let Some((sub_path, mount_path)) = render_mount(ws, base, warnings)
+        && let Some(w) = render_mount(ws, base, warnings)
     {
-        if out.iter().any(|m| m.mount_path == mount_path) {
+        if out.iter().any(|m| m.mount_path == w.mount_path) {
             warnings.push(format_args!(
-                "workspace mount path {mount_path} is taken by a project; workspace not mounted"
+                "workspace mount path {} is taken by a project; workspace not mounted",
+                w.mount_path
             ));
         } else {
-            out.push(PlannedMount {
-                mount_path,
-                sub_path,
-                read_only: false,
-                project: None,
-            });
+            out.push(w);
         }
     }
     out
@@ -178,22 +223,21 @@ fn rule_mounts(
 ) {
     for rule in &grant.rules {
         for m in &rule.mounts {
-            let Some((sub_path, mount_path)) = render_mount(&m.template, base, warnings) else {
+            let Some(mut planned) = render_mount(&m.template, base, warnings) else {
                 continue;
             };
-            if mounts.iter().any(|w| same_path(&w.mount_path, &mount_path)) {
+            if mounts
+                .iter()
+                .any(|w| same_path(&w.mount_path, &planned.mount_path))
+            {
                 warnings.push(format_args!(
-                    "rule {:?} mount {mount_path} is taken; left out",
-                    rule.name
+                    "rule {:?} mount {} is taken; left out",
+                    rule.name, planned.mount_path
                 ));
                 continue;
             }
-            mounts.push(PlannedMount {
-                sub_path,
-                mount_path,
-                read_only: m.read_only,
-                project: None,
-            });
+            planned.read_only = m.read_only;
+            mounts.push(planned);
         }
     }
 }
@@ -201,7 +245,7 @@ fn rule_mounts(
 /// Leaves out every mount whose subPath lies below a directory notebooks can write: a symlink
 /// the user put there would be followed by kubelet to anywhere on the claim.
 fn below_writable(policy: &Policy, mounts: &mut Vec<PlannedMount>, warnings: &mut Warnings) {
-    mounts.retain(|m| match policy.writable.below(&m.sub_path) {
+    mounts.retain(|m| match policy.writable.below(&m.volume, &m.sub_path) {
         Some(dir) => {
             warnings.push(format_args!(
                 "{} (subPath {}) lies below a directory notebooks can write ({dir}); left out",
@@ -213,29 +257,51 @@ fn below_writable(policy: &Policy, mounts: &mut Vec<PlannedMount>, warnings: &mu
     });
 }
 
-/// The policy's env, then the launch context's for names the policy does not set, then
-/// matching rules in order (a later rule wins).
+/// The policy's env, then the launch context's (the plugin's values, then the policy's
+/// `userOptions.env`), then matching rules in order (a later rule wins). The plugin's token pair
+/// is set by nobody else.
 fn env<'a>(
     grant: &Grant<'a>,
     policy: &'a Policy,
     launch: Option<&'a LaunchPlan>,
+    warnings: &mut Warnings,
 ) -> Vec<(&'a str, EnvValue<'a>)> {
-    let mut env: Vec<(&str, EnvValue<'_>)> = policy
-        .env
-        .iter()
-        .map(|v| (v.name.as_str(), EnvValue::Template(&v.value)))
-        .collect();
-    for (name, value) in launch.iter().flat_map(|l| l.env.iter()) {
-        if !env.iter().any(|(n, _)| n == name) {
-            env.push((name, EnvValue::Text(value)));
+    let pair_from_launch = launch.is_some_and(|l| l.owns_token_pair);
+    let mut env: Vec<(&str, EnvValue<'_>)> = Vec::new();
+    let mut set =
+        |name: &'a str, value: EnvValue<'a>| match env.iter_mut().find(|(n, _)| *n == name) {
+            Some(slot) => slot.1 = value,
+            None => env.push((name, value)),
+        };
+    for v in &policy.env {
+        if !(pair_from_launch && TOKEN_PAIR.contains(&v.name.as_str())) {
+            set(&v.name, EnvValue::Template(&v.value));
         }
     }
-    for var in grant.rules.iter().flat_map(|r| r.env.iter()) {
-        let value = EnvValue::Template(&var.value);
-        match env.iter_mut().find(|(n, _)| *n == var.name) {
-            Some(slot) => slot.1 = value,
-            None => env.push((&var.name, value)),
+    if let Some(l) = launch {
+        for (name, value) in &l.env {
+            set(name, EnvValue::Text(value));
         }
+        for v in &policy.user_options.env {
+            if !(pair_from_launch && TOKEN_PAIR.contains(&v.name.as_str())) {
+                set(&v.name, EnvValue::Template(&v.value));
+            }
+        }
+    }
+    for (rule, var) in grant
+        .rules
+        .iter()
+        .flat_map(|r| r.env.iter().map(move |v| (r, v)))
+    {
+        if pair_from_launch && TOKEN_PAIR.contains(&var.name.as_str()) {
+            warnings.push(format_args!(
+                "rule {:?} sets {}, but the launch context's XNAT_USER/XNAT_PASS are a pair; \
+                 kept the launch's",
+                rule.name, var.name
+            ));
+            continue;
+        }
+        set(&var.name, EnvValue::Template(&var.value));
     }
     env
 }
@@ -252,33 +318,44 @@ fn resources(grant: &Grant<'_>, policy: &Policy, launch: Option<&LaunchPlan>) ->
     set
 }
 
-/// Renders a mount's subPath and mountPath, or explains why it cannot be mounted: every value a
-/// path template uses must be a safe single path segment.
+/// Renders a mount (read-write, of no project: callers say otherwise), or explains why it
+/// cannot be mounted: every value a path template uses must be a safe single path segment.
 fn render_mount(
     t: &MountTemplate,
     values: &Values<'_>,
     warnings: &mut Warnings,
-) -> Option<(String, String)> {
-    for var in t.sub_path.vars().chain(t.mount_path.vars()) {
-        // Path templates only admit path placeholders (checked at load).
-        let value = values.get(var);
-        if !is_safe_segment(value) {
-            warnings.push(format_args!(
-                "{{{}}} = {value:?} is not a safe path segment; mount {} skipped",
-                var.name(),
-                t.mount_path.source()
-            ));
-            return None;
-        }
-    }
-    let sub_path = t.sub_path.render(values);
-    let mount_path = t.mount_path.render(values);
+) -> Option<PlannedMount> {
+    let sub_path = render_path(&t.sub_path, values, warnings)?;
+    let mount_path = render_path(&t.mount_path, values, warnings)?;
     // Defence in depth: the template was checked at load and the values just now.
     if check_sub_path(&sub_path).is_err() || check_abs_path(&mount_path).is_err() {
         warnings.push(format_args!("rendered path {sub_path:?} refused"));
         return None;
     }
-    Some((sub_path, mount_path))
+    Some(PlannedMount {
+        volume: t.volume.clone(),
+        sub_path,
+        mount_path,
+        read_only: false,
+        project: None,
+    })
+}
+
+/// Renders a path template whose every value is a safe single path segment.
+fn render_path(t: &Template, values: &Values<'_>, warnings: &mut Warnings) -> Option<String> {
+    for var in t.vars() {
+        // Path templates only admit path placeholders (checked at load).
+        let value = values.get(var);
+        if !is_safe_segment(value) {
+            warnings.push(format_args!(
+                "{{{}}} = {value:?} is not a safe path segment; {} skipped",
+                var.name(),
+                t.source()
+            ));
+            return None;
+        }
+    }
+    Some(t.render(values))
 }
 
 /// Whether two mount paths name the same directory (`/a//b/./c/` = `/a/b/c`): the kubelet
@@ -290,20 +367,46 @@ pub(super) fn same_path(a: &str, b: &str) -> bool {
     a == b || parts(a).eq(parts(b))
 }
 
-/// Translates the launch context, when the policy uses one and XNAT has one.
+/// Translates the launch context, when the policy uses one and XNAT has one; says so when XNAT
+/// has one that could not be read.
 pub fn launch_plan(
     cx: &Context<'_>,
     grant: &Grant<'_>,
     policy: &Policy,
     warnings: &mut Warnings,
 ) -> Option<LaunchPlan> {
-    let opts = cx.launch.filter(|_| policy.user_options.enabled)?;
+    if !policy.user_options.enabled {
+        return None;
+    }
+    let opts = match cx.launch {
+        Launch::None => return None,
+        Launch::Unreadable(why) => {
+            warnings.push(format_args!(
+                "the launch context XNAT stored for this server could not be read ({why}); \
+                 the projects you may read are mounted instead"
+            ));
+            return None;
+        }
+        Launch::Stored(opts) => opts,
+    };
+    let workspace_path = policy.storage.workspace.as_ref().and_then(|ws| {
+        let values = cx.values("");
+        ws.mount_path
+            .vars()
+            .all(|v| is_safe_segment(values.get(v)))
+            .then(|| ws.mount_path.render(&values))
+    });
+    let launch_grant = LaunchGrant {
+        readable: &grant.readable,
+        xnat_user: cx.who.xnat_user,
+        server_name: cx.who.server_name,
+        caller_verified: cx.caller_verified,
+        workspace_path,
+    };
     Some(launch::plan(
         opts,
         &policy.user_options,
-        &grant.readable,
-        cx.who.xnat_user,
-        cx.caller_verified,
+        &launch_grant,
         warnings,
     ))
 }

@@ -22,10 +22,10 @@ pub use identity::{IdentityFile, MappingStepFile};
 pub use pods::{PodSelector, PodsFile};
 pub use resources::{QuantityText, ResourceMode, ResourcePolicy, ResourceSet, ResourcesFile};
 pub use rules::{Rule, RuleFile, RuleMount};
-pub use storage::{MountFile, MountTemplate, Storage, StorageFile};
+pub use storage::{MountFile, MountTemplate, Storage, StorageFile, Volume};
 pub use template::{Piece, Template, Values, Var};
 pub use user_options::{
-    MountScope, PathMapping, SecretsPolicy, UserOptionsFile, UserOptionsPolicy,
+    MountScope, PathMapping, SecretsPolicy, SourcePath, UserOptionsFile, UserOptionsPolicy,
 };
 pub use writable::WritableDirs;
 pub use xnat::{
@@ -187,14 +187,14 @@ impl Policy {
     /// Validates a parsed document into the typed policy.
     pub fn from_file(f: PolicyFile) -> Result<Self, PolicyError> {
         let xnat = f.xnat.validate()?;
+        let storage = f.storage.validate()?;
         let rules: Vec<Rule> = f
             .rules
             .into_iter()
             .enumerate()
-            .map(|(i, r)| r.validate(i, &xnat.roles))
+            .map(|(i, r)| r.validate(i, &xnat.roles, &storage.volumes))
             .collect::<Result<_, _>>()?;
-        let storage = f.storage.validate()?;
-        let user_options = f.user_options.validate()?;
+        let user_options = f.user_options.validate(&storage.volumes)?;
         let writable = writable_dirs(&storage, &rules, &user_options)?;
         Ok(Self {
             mode: f.mode,
@@ -264,11 +264,11 @@ fn writable_dirs(
                 .filter(|(_, m)| !m.read_only)
                 .map(|(f, m)| (f, &m.template)),
         );
-    let mut dirs = WritableDirs::of(read_write)?;
+    let mut dirs = WritableDirs::of(&storage.volumes, read_write)?;
     for (i, m) in user_options.path_mappings.iter().enumerate() {
         if m.scope == MountScope::User {
             let field = format!("userOptions.pathMappings[{i}]");
-            dirs = dirs.with_user_dirs(field, &m.sub_path)?;
+            dirs = dirs.with_user_dirs(field, &m.volume, &m.sub_path)?;
         }
     }
     dirs.check("storage.projects", &storage.projects)?;

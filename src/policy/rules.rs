@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::env::{EnvVar, env_at};
 use super::resources::{QuantityText, ResourceSet, resource_set};
-use super::storage::{MountFile, MountTemplate, WORKSPACE_VARS};
+use super::storage::{MountFile, MountTemplate, Volume, WORKSPACE_VARS, check_writable};
 use super::{PolicyError, invalid};
 use crate::names::is_valid_project_id;
 
@@ -40,6 +40,9 @@ pub struct RuleMatchFile {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RuleMountFile {
+    /// The volume (of `storage.volumes`) it comes from; default the first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<String>,
     pub sub_path: String,
     pub mount_path: String,
     #[serde(default = "yes")]
@@ -78,7 +81,12 @@ pub struct RuleMount {
 
 impl RuleFile {
     /// Validates the rule at `rules[i]`; its roles must be among the policy's `roles`.
-    pub(super) fn validate(self, i: usize, policy_roles: &[String]) -> Result<Rule, PolicyError> {
+    pub(super) fn validate(
+        self,
+        i: usize,
+        policy_roles: &[String],
+        volumes: &[Volume],
+    ) -> Result<Rule, PolicyError> {
         let field = format!("rules[{i}]");
         if self.name.trim().is_empty() {
             return Err(invalid(format!("{field}.name"), "must not be empty"));
@@ -101,11 +109,16 @@ impl RuleFile {
             .into_iter()
             .enumerate()
             .map(|(j, m)| {
+                let at = format!("{field}.mounts[{j}]");
                 let template = MountFile {
+                    volume: m.volume,
                     sub_path: m.sub_path,
                     mount_path: m.mount_path,
                 }
-                .validate(&format!("{field}.mounts[{j}]"), WORKSPACE_VARS)?;
+                .validate(&at, WORKSPACE_VARS, volumes)?;
+                if !m.read_only {
+                    check_writable(&at, &template, volumes)?;
+                }
                 Ok(RuleMount {
                     template,
                     read_only: m.read_only,

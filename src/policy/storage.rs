@@ -1,5 +1,6 @@
-//! `storage`: the shared claim, where each project and the workspace are mounted from and to, and
-//! what is never mounted.
+//! `storage`: the claims mounts come from, where each project and the workspace are mounted from
+//! and to, and what is never mounted. Every mount names its volume; the first volume is the
+//! default, so a one-claim policy names none.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -23,10 +24,16 @@ pub(super) const WORKSPACE_VARS: &[Var] = &[Var::XnatUser, Var::JupyterUser, Var
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct StorageFile {
-    /// Name of the pod volume that refers to the shared claim.
-    pub volume_name: String,
-    /// The shared PVC that holds the XNAT archive and workspaces.
-    pub claim_name: String,
+    /// The claims mounts come from, each a pod volume; the first is the default of every mount
+    /// that names none. Default: one volume `xnat-data` of claim `xnat-gpfs`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volumes: Option<Vec<VolumeFile>>,
+    /// One-claim form (not with `volumes`): the pod volume's name (default `xnat-data`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volume_name: Option<String>,
+    /// One-claim form (not with `volumes`): the claim (default `xnat-gpfs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub claim_name: Option<String>,
     /// One read-only mount per authorised project.
     pub projects: MountFile,
     /// The user's read-write workspace; `null` for none.
@@ -40,13 +47,16 @@ pub struct StorageFile {
 impl Default for StorageFile {
     fn default() -> Self {
         Self {
-            volume_name: "xnat-data".into(),
-            claim_name: "xnat-gpfs".into(),
+            volumes: None,
+            volume_name: None,
+            claim_name: None,
             projects: MountFile {
+                volume: None,
                 sub_path: "archive/{project}".into(),
                 mount_path: "/data/projects/{project}".into(),
             },
             workspace: Some(MountFile {
+                volume: None,
                 sub_path: "workspaces/users/{xnat_user}".into(),
                 mount_path: "/data/xnat/workspace".into(),
             }),
@@ -56,17 +66,34 @@ impl Default for StorageFile {
     }
 }
 
+/// A claim and the pod volume that refers to it.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VolumeFile {
+    /// The pod volume's name (a DNS-1123 label).
+    pub name: String,
+    /// The PersistentVolumeClaim, in the notebooks' namespace.
+    pub claim_name: String,
+    /// Read-only at the volume level: every mount of it is read-only, and no writable mount
+    /// (workspace, read-write rule mount) may use it.
+    #[serde(default)]
+    pub read_only: bool,
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MountFile {
+    /// The volume (of `storage.volumes`) it comes from; default the first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<String>,
     pub sub_path: String,
     pub mount_path: String,
 }
 
 #[derive(Debug, Clone)]
 pub struct Storage {
-    pub volume_name: String,
-    pub claim_name: String,
+    /// At least one, names unique; the first is the default.
+    pub volumes: Vec<Volume>,
     pub projects: MountTemplate,
     pub workspace: Option<MountTemplate>,
     /// Exact ids, or prefixes written `ABC*`.
@@ -74,7 +101,19 @@ pub struct Storage {
     pub max_project_mounts: usize,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Volume {
+    pub name: String,
+    pub claim_name: String,
+    pub read_only: bool,
+}
+
 impl Storage {
+    /// The volume of this name (every name a validated mount uses is one).
+    pub fn volume(&self, name: &str) -> Option<&Volume> {
+        self.volumes.iter().find(|v| v.name == name)
+    }
+
     /// Whether the site's deny list rules this project out.
     pub fn is_never_mounted(&self, project: &str) -> bool {
         self.never_mount.iter().any(|p| match p.strip_suffix('*') {
@@ -84,28 +123,20 @@ impl Storage {
     }
 }
 
-/// A subPath of the claim and where it is mounted, both templates.
+/// A volume, a subPath of its claim and where it is mounted (both templates).
 #[derive(Debug, Clone)]
 pub struct MountTemplate {
+    pub volume: String,
     pub sub_path: Template,
     pub mount_path: Template,
 }
 
 impl StorageFile {
     pub(super) fn validate(self) -> Result<Storage, PolicyError> {
-        if !is_dns_label(&self.volume_name) {
-            return Err(invalid(
-                "storage.volumeName",
-                format!("{:?} is not a DNS-1123 label", self.volume_name),
-            ));
-        }
-        if !is_dns_subdomain(&self.claim_name) {
-            return Err(invalid(
-                "storage.claimName",
-                format!("{:?} is not a PVC name", self.claim_name),
-            ));
-        }
-        let projects = self.projects.validate("storage.projects", PROJECT_VARS)?;
+        let volumes = self.volumes()?;
+        let projects = self
+            .projects
+            .validate("storage.projects", PROJECT_VARS, &volumes)?;
         for (field, t) in [
             ("storage.projects.subPath", &projects.sub_path),
             ("storage.projects.mountPath", &projects.mount_path),
@@ -119,15 +150,16 @@ impl StorageFile {
         }
         let workspace = self
             .workspace
-            .map(|w| w.validate("storage.workspace", WORKSPACE_VARS))
+            .map(|w| w.validate("storage.workspace", WORKSPACE_VARS, &volumes))
             .transpose()?;
-        if let Some(w) = &workspace
-            && !(w.sub_path.uses(Var::XnatUser) || w.sub_path.uses(Var::JupyterUser))
-        {
-            return Err(invalid(
-                "storage.workspace.subPath",
-                "must contain {xnat_user} or {jupyter_user}, or users would share one workspace",
-            ));
+        if let Some(w) = &workspace {
+            if !(w.sub_path.uses(Var::XnatUser) || w.sub_path.uses(Var::JupyterUser)) {
+                return Err(invalid(
+                    "storage.workspace.subPath",
+                    "must contain {xnat_user} or {jupyter_user}, or users would share one workspace",
+                ));
+            }
+            check_writable("storage.workspace", w, &volumes)?;
         }
         for (i, p) in self.never_mount.iter().enumerate() {
             if !is_valid_project_id(p.strip_suffix('*').unwrap_or(p)) {
@@ -144,20 +176,99 @@ impl StorageFile {
             ));
         }
         Ok(Storage {
-            volume_name: self.volume_name,
-            claim_name: self.claim_name,
+            volumes,
             projects,
             workspace,
             never_mount: self.never_mount,
             max_project_mounts: self.max_project_mounts,
         })
     }
+
+    /// `volumes`, or the one-claim form's single volume.
+    fn volumes(&self) -> Result<Vec<Volume>, PolicyError> {
+        let files = match (&self.volumes, &self.volume_name, &self.claim_name) {
+            (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+                return Err(invalid(
+                    "storage.volumes",
+                    "give either volumes or the one-claim volumeName/claimName, not both",
+                ));
+            }
+            (Some(v), None, None) => v.clone(),
+            (None, name, claim) => vec![VolumeFile {
+                name: name.clone().unwrap_or_else(|| "xnat-data".into()),
+                claim_name: claim.clone().unwrap_or_else(|| "xnat-gpfs".into()),
+                read_only: false,
+            }],
+        };
+        // The one-claim form's errors name its own fields.
+        let one_claim = self.volumes.is_none();
+        if files.is_empty() {
+            return Err(invalid("storage.volumes", "must name at least one volume"));
+        }
+        let mut volumes: Vec<Volume> = Vec::with_capacity(files.len());
+        for (i, v) in files.into_iter().enumerate() {
+            let (name_field, claim_field) = if one_claim {
+                (
+                    "storage.volumeName".to_owned(),
+                    "storage.claimName".to_owned(),
+                )
+            } else {
+                (
+                    format!("storage.volumes[{i}].name"),
+                    format!("storage.volumes[{i}].claimName"),
+                )
+            };
+            if !is_dns_label(&v.name) {
+                return Err(invalid(
+                    name_field,
+                    format!("{:?} is not a DNS-1123 label", v.name),
+                ));
+            }
+            if volumes.iter().any(|o| o.name == v.name) {
+                return Err(invalid(name_field, format!("{:?} is named twice", v.name)));
+            }
+            if !is_dns_subdomain(&v.claim_name) {
+                return Err(invalid(
+                    claim_field,
+                    format!("{:?} is not a PVC name", v.claim_name),
+                ));
+            }
+            volumes.push(Volume {
+                name: v.name,
+                claim_name: v.claim_name,
+                read_only: v.read_only,
+            });
+        }
+        Ok(volumes)
+    }
+}
+
+/// Refuses a writable mount of a volume that is read-only.
+pub(super) fn check_writable(
+    field: &str,
+    t: &MountTemplate,
+    volumes: &[Volume],
+) -> Result<(), PolicyError> {
+    match volumes.iter().find(|v| v.name == t.volume) {
+        Some(v) if v.read_only => Err(invalid(
+            format!("{field}.volume"),
+            format!("{:?} is read-only; this mount must be writable", v.name),
+        )),
+        _ => Ok(()),
+    }
 }
 
 impl MountFile {
     /// Parses both templates (only `vars` allowed) and checks their fixed shape: a relative
-    /// subPath and an absolute mountPath, neither with empty, `.` or `..` segments.
-    pub(super) fn validate(self, field: &str, vars: &[Var]) -> Result<MountTemplate, PolicyError> {
+    /// subPath and an absolute mountPath, neither with empty, `.` or `..` segments, from one of
+    /// `volumes` (the first when it names none).
+    pub(super) fn validate(
+        self,
+        field: &str,
+        vars: &[Var],
+        volumes: &[Volume],
+    ) -> Result<MountTemplate, PolicyError> {
+        let volume = volume_of(self.volume, field, volumes)?;
         let sub_field = format!("{field}.subPath");
         let sub_path = Template::parse(&self.sub_path, vars).map_err(|m| invalid(&sub_field, m))?;
         check_sub_path(&sub_path.render_with("x")).map_err(|m| invalid(&sub_field, m))?;
@@ -166,8 +277,25 @@ impl MountFile {
             Template::parse(&self.mount_path, vars).map_err(|m| invalid(&mount_field, m))?;
         check_abs_path(&mount_path.render_with("x")).map_err(|m| invalid(&mount_field, m))?;
         Ok(MountTemplate {
+            volume,
             sub_path,
             mount_path,
         })
+    }
+}
+
+/// The volume a mount names, checked against `volumes`; the first when it names none.
+pub(super) fn volume_of(
+    named: Option<String>,
+    field: &str,
+    volumes: &[Volume],
+) -> Result<String, PolicyError> {
+    match named {
+        None => Ok(volumes[0].name.clone()),
+        Some(n) if volumes.iter().any(|v| v.name == n) => Ok(n),
+        Some(n) => Err(invalid(
+            format!("{field}.volume"),
+            format!("{n:?} is not one of storage.volumes"),
+        )),
     }
 }

@@ -16,7 +16,7 @@ fn empty_document_is_the_default_policy() {
     let p = Policy::parse("").unwrap();
     assert_eq!(p.pods.name_prefix, "jupyter-");
     assert_eq!(p.pods.requesters, ["system:serviceaccount:jupyter:hub"]);
-    assert_eq!(p.storage.claim_name, "xnat-gpfs");
+    assert_eq!(p.storage.volumes[0].claim_name, "xnat-gpfs");
     assert_eq!(p.xnat.roles, ["owner", "member", "collaborator"]);
     assert_eq!(p.resources.mode, ResourceMode::FillUnset);
     assert_eq!(p.resources.set.limits["memory"].as_str(), "8Gi");
@@ -97,7 +97,7 @@ fn errors_name_the_field() {
     );
     assert_eq!(
         field_of(
-            "userOptions:\n  pathMappings:\n    - {xnatPath: rel, subPath: a, scope: project}\n"
+            "userOptions:\n  pathMappings:\n    - {xnatPath: ../rel, subPath: a, scope: project}\n"
         ),
         "userOptions.pathMappings[0].xnatPath"
     );

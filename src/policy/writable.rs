@@ -7,34 +7,47 @@
 
 use regex::Regex;
 
-use super::storage::MountTemplate;
+use super::storage::{MountTemplate, Volume};
 use super::template::{Piece, Template};
 use super::{PolicyError, invalid};
 
-/// The writable directories, as patterns of subPaths strictly below them.
+/// The writable directories, as patterns of subPaths strictly below them, each on its claim
+/// (two volumes of one claim are one file system).
 #[derive(Debug, Clone, Default)]
-pub struct WritableDirs(Vec<(String, Regex)>);
+pub struct WritableDirs {
+    /// (volume name, claim) of every volume.
+    claims: Vec<(String, String)>,
+    /// (field, claim, pattern).
+    dirs: Vec<(String, String, Regex)>,
+}
 
 impl WritableDirs {
     /// From the read-write mount templates, each named by its policy field.
     pub(super) fn of<'a>(
+        volumes: &[Volume],
         read_write: impl IntoIterator<Item = (String, &'a MountTemplate)>,
     ) -> Result<Self, PolicyError> {
-        read_write
-            .into_iter()
-            .map(|(field, t)| {
-                let pattern = below(&t.sub_path).map_err(|e| invalid(&field, e.to_string()))?;
-                Ok((field, pattern))
-            })
-            .collect::<Result<_, _>>()
-            .map(Self)
+        let mut dirs = Self {
+            claims: volumes
+                .iter()
+                .map(|v| (v.name.clone(), v.claim_name.clone()))
+                .collect(),
+            dirs: Vec::new(),
+        };
+        for (field, t) in read_write {
+            let pattern = below(&t.sub_path).map_err(|e| invalid(&field, e.to_string()))?;
+            let claim = dirs.claim(&t.volume).to_owned();
+            dirs.dirs.push((field, claim, pattern));
+        }
+        Ok(dirs)
     }
 
-    /// Adds every user's directory below a `user`-scope launch mapping's `prefix` (each user's
-    /// own may be mounted read-write).
+    /// Adds every user's directory below a `user`-scope launch mapping's `prefix` in `volume`
+    /// (each user's own may be mounted read-write).
     pub(super) fn with_user_dirs(
         mut self,
         field: String,
+        volume: &str,
         prefix: &str,
     ) -> Result<Self, PolicyError> {
         let prefix = match prefix {
@@ -43,22 +56,32 @@ impl WritableDirs {
         };
         let pattern = Regex::new(&format!("^{prefix}[^/]+/.+$"))
             .map_err(|e| invalid(&field, e.to_string()))?;
-        self.0.push((field, pattern));
+        let claim = self.claim(volume).to_owned();
+        self.dirs.push((field, claim, pattern));
         Ok(self)
     }
 
-    /// The field of the writable directory `sub_path` lies strictly below, if any.
-    pub fn below(&self, sub_path: &str) -> Option<&str> {
-        self.0
+    /// The claim of a volume of the policy (a name it does not have stands for itself).
+    fn claim<'s>(&'s self, volume: &'s str) -> &'s str {
+        self.claims
             .iter()
-            .find(|(_, pattern)| pattern.is_match(sub_path))
-            .map(|(field, _)| field.as_str())
+            .find(|(name, _)| name == volume)
+            .map_or(volume, |(_, claim)| claim.as_str())
+    }
+
+    /// The field of the writable directory `sub_path` of `volume` lies strictly below, if any.
+    pub fn below(&self, volume: &str, sub_path: &str) -> Option<&str> {
+        let claim = self.claim(volume);
+        self.dirs
+            .iter()
+            .find(|(_, c, pattern)| c == claim && pattern.is_match(sub_path))
+            .map(|(field, _, _)| field.as_str())
     }
 
     /// Refuses a mount template that would lie below a writable directory for some user.
     pub(super) fn check(&self, field: &str, t: &MountTemplate) -> Result<(), PolicyError> {
         // Every placeholder as one plain segment: what any user's values would look like.
-        match self.below(&t.sub_path.render_with("x")) {
+        match self.below(&t.volume, &t.sub_path.render_with("x")) {
             Some(dir) => Err(invalid(
                 format!("{field}.subPath"),
                 format!(

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use jupyter_xnat_webhook::access::{AccessOutcome, UserAccess};
 use jupyter_xnat_webhook::admission::Caller;
+use jupyter_xnat_webhook::launch::Launch;
 use jupyter_xnat_webhook::mutation::{Context, Identity, decide};
 use jupyter_xnat_webhook::pod::{PodMeta, PodView};
 use jupyter_xnat_webhook::policy::{Overrides, Policy};
@@ -78,7 +79,7 @@ fn bench_decide(body: &[u8]) {
             xnat_user: "alice",
         },
         access: &access,
-        launch: None,
+        launch: Launch::None,
         xnat_url: "http://xnat/xnat",
         caller_verified: false,
     };

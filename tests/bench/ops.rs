@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use jupyter_xnat_webhook::access::{AccessOutcome, UserAccess};
 use jupyter_xnat_webhook::admission::{AccessSource, Admission, Caller};
+use jupyter_xnat_webhook::launch::Launch;
 use jupyter_xnat_webhook::mutation::{Context, Identity, decide};
 use jupyter_xnat_webhook::pod::{PodMeta, PodView};
 use jupyter_xnat_webhook::policy::Policy;
@@ -48,7 +49,7 @@ fn decide_n(body: &[u8], n: usize) {
             xnat_user: "alice",
         },
         access: &access,
-        launch: None,
+        launch: Launch::None,
         xnat_url: "http://xnat/xnat",
         caller_verified: false,
     };

@@ -137,6 +137,7 @@ pub struct Builder {
     fault: Option<Fault>,
     idle_timeout: Duration,
     client_ca: Option<PathBuf>,
+    called_by_api_server: bool,
 }
 
 impl Builder {
@@ -200,6 +201,13 @@ impl Builder {
         self
     }
 
+    /// Require client certificates (`--client-ca`) and have the harness's client present one, as
+    /// the API server does once it is set up for it: reviews then come from a verified caller.
+    pub fn called_by_api_server(mut self) -> Self {
+        self.called_by_api_server = true;
+        self
+    }
+
     /// The stand-in answers every API call with this fault.
     pub fn xnat_fault(mut self, fault: Fault) -> Self {
         self.fault = Some(fault);
@@ -243,11 +251,26 @@ impl Builder {
             let (cert, key) = ca.write_pair(dir.path());
             (cert, key, ca.pem)
         });
+        let mut client = https_client(&ca_pem);
+        let mut client_ca = self.client_ca;
+        if self.called_by_api_server {
+            let clients = TestCa::new();
+            let path = dir.path().join("client-ca.crt");
+            std::fs::write(&path, &clients.pem).unwrap();
+            client_ca = Some(path);
+            let identity = clients.issue_client("kube-apiserver");
+            client = reqwest::Client::builder()
+                .tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap()])
+                .identity(reqwest::Identity::from_pem(identity.as_bytes()).unwrap())
+                .timeout(Duration::from_secs(20))
+                .build()
+                .unwrap();
+        }
         let config = ServeConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             tls_cert,
             tls_key,
-            client_ca: self.client_ca,
+            client_ca,
             policy,
             xnat_credentials: credentials,
             xnat_url: Some(xnat_url.clone()),
@@ -270,7 +293,7 @@ impl Builder {
             xnat,
             xnat_url,
             addr,
-            client: https_client(&ca_pem),
+            client,
             ca_pem,
             dir,
             metrics_addr,
@@ -308,6 +331,7 @@ impl Harness {
             fault: None,
             idle_timeout: Duration::from_secs(5),
             client_ca: None,
+            called_by_api_server: false,
         }
     }
 

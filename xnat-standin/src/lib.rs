@@ -495,9 +495,15 @@ async fn user_options(
         Ok(g) => g,
         Err(r) => return r,
     };
+    // The plugin's two 404 texts (`JupyterHubApi`): the default server's, then a named one's.
+    let missing = if server.is_empty() {
+        "Jupyter server configuration not found."
+    } else {
+        "User options not found."
+    };
     match lock(&s.user_options).get(&(user, server)) {
         Some(v) => axum::Json(v.clone()).into_response(),
-        None => (StatusCode::NOT_FOUND, "User options not found.").into_response(),
+        None => (StatusCode::NOT_FOUND, missing).into_response(),
     }
 }
 

@@ -22,6 +22,7 @@ pub mod reload;
 pub mod review;
 pub mod serve;
 pub mod server;
+pub mod sharing;
 pub mod telemetry;
 pub mod timeouts;
 pub mod tls;

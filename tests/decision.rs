@@ -11,6 +11,7 @@ use jupyter_xnat_webhook::launch::Launch;
 use jupyter_xnat_webhook::mutation::{Context, Decision, Identity, decide};
 use jupyter_xnat_webhook::pod::{PodMeta, PodView};
 use jupyter_xnat_webhook::policy::Policy;
+use jupyter_xnat_webhook::sharing::Confirmed;
 use serde_json::{Value, json};
 
 const ALICE: Identity<'static> = Identity {
@@ -28,6 +29,7 @@ fn run(spec: &Value, who: Identity<'_>, access: &AccessOutcome, policy: &Policy)
         who,
         access,
         launch: Launch::None,
+        confirmed: &Confirmed::NONE,
         xnat_url: "http://xnat/xnat",
         caller_verified: false,
     };
@@ -345,6 +347,7 @@ fn a_launch_limit_below_the_policys_request_lowers_the_request() {
             who: ALICE,
             access: &access(&["ALPHA_owner"]),
             launch: Launch::Stored(&launch),
+            confirmed: &Confirmed::NONE,
             xnat_url: "http://xnat/xnat",
             caller_verified: false,
         };

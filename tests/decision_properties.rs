@@ -20,6 +20,7 @@ use jupyter_xnat_webhook::mutation::{Context, Decision, Identity, decide};
 use jupyter_xnat_webhook::pod::{PodMeta, PodView};
 use jupyter_xnat_webhook::policy::{Policy, SecretsPolicy};
 use jupyter_xnat_webhook::quantity::Amount;
+use jupyter_xnat_webhook::sharing::Confirmed;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -223,6 +224,7 @@ fn run(case: &Case, policy: &Policy, spec: &Value) -> Decision {
         },
         access: &access,
         launch: launch.as_ref().map_or(Launch::None, Launch::Stored),
+        confirmed: &Confirmed::NONE,
         xnat_url: "http://xnat/xnat",
         caller_verified: case.verified,
     };

@@ -13,6 +13,7 @@ use jupyter_xnat_webhook::launch::{Launch, UserOptions};
 use jupyter_xnat_webhook::mutation::{Context, Decision, Identity, decide};
 use jupyter_xnat_webhook::pod::{PodMeta, PodView};
 use jupyter_xnat_webhook::policy::Policy;
+use jupyter_xnat_webhook::sharing::Confirmed;
 use serde_json::{Value, json};
 
 /// alice's KubeSpawner pod (no args: the hub sets no `cmd`).
@@ -37,6 +38,7 @@ fn decide_with(
         },
         access: &access,
         launch,
+        confirmed: &Confirmed::NONE,
         xnat_url: "http://xnat/xnat",
         caller_verified: verified,
     };

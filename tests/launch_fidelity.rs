@@ -314,6 +314,11 @@ async fn both_pods(options: Value) -> (Value, Value, Vec<String>) {
         .called_by_api_server()
         .start()
         .await;
+    both_pods_on(&h, options).await
+}
+
+/// [`both_pods`] on a running harness (whose stand-in the test has set up).
+async fn both_pods_on(h: &Harness, options: Value) -> (Value, Value, Vec<String>) {
     h.xnat.set_user_options("alice", EVENT, options.clone());
     let review = chart_review(EVENT);
     let response = h.review(&review).await;
@@ -557,4 +562,112 @@ async fn null_members_and_a_bad_mount_leave_the_rest_of_the_launch() {
         ours["image"],
         "quay.io/jupyterhub/k8s-singleuser-sample:4.0.0"
     );
+}
+
+fn mount_paths(view: &Value) -> Vec<&str> {
+    view["mounts"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect()
+}
+
+#[tokio::test]
+async fn an_experiment_shared_into_a_readable_project_is_mounted_once_xnat_confirms_it() {
+    let h = Harness::builder()
+        .policy(&site_policy())
+        .called_by_api_server()
+        .start()
+        .await;
+    // GAMMA's session, shared into ALPHA (alice's) under another label; the plugin mounts it
+    // from its primary project's archive, under the primary project's id and label.
+    h.xnat
+        .set_experiment("XNAT_E00007", "GAMMA", "G01_MR1", &[("ALPHA", "A_MR1")]);
+    h.xnat
+        .set_experiment("XNAT_E00008", "GAMMA", "G02_MR1", &[("DELTA", "D_MR1")]);
+    let launch = |id: &str, label: &str| {
+        stored(
+            "ALPHA",
+            "xnat:experimentData",
+            id,
+            json!({"mounts": [workspace_mount(), {
+                "source": format!("./GAMMA/arc001/{label}/"),
+                "target": format!("/data/projects/GAMMA/experiments/{label}"),
+                "type": "bind", "read_only": true}]}),
+            json!({}),
+        )
+    };
+    let (ours, hook, warnings) = both_pods_on(&h, launch("XNAT_E00007", "G01_MR1")).await;
+    assert_eq!(
+        ours_less_preset_extras(ours),
+        hook,
+        "warnings: {warnings:?}"
+    );
+    assert_eq!(h.xnat.counts().experiments, 1);
+    // Cached: the second pass (and any review within cacheTtl) asks nothing more.
+    both_pods_on(&h, launch("XNAT_E00007", "G01_MR1")).await;
+    assert_eq!(h.xnat.counts().experiments, 1);
+
+    // Another directory of GAMMA, or an experiment shared only into a project alice may not
+    // read: refused.
+    for (id, label) in [("XNAT_E00007", "G09_MR1"), ("XNAT_E00008", "G02_MR1")] {
+        let (ours, _, warnings) = both_pods_on(&h, launch(id, label)).await;
+        assert!(
+            !mount_paths(&ours).iter().any(|p| p.contains("GAMMA")),
+            "{ours}"
+        );
+        assert!(
+            warnings.iter().any(|w| w.contains("project GAMMA")),
+            "{warnings:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_public_project_is_mounted_once_xnat_says_it_is_public() {
+    let h = Harness::builder()
+        .policy(&site_policy())
+        .called_by_api_server()
+        .start()
+        .await;
+    h.xnat.set_accessibility("OPENDATA", "public");
+    h.xnat.set_accessibility("CLOSED", "private");
+    // A stored-search launch mounts every readable project, public ones included.
+    let mut mounts = project_mounts("ALPHA");
+    mounts.extend(project_mounts("OPENDATA"));
+    mounts.extend(project_mounts("CLOSED"));
+    let options = stored(
+        "ALPHA",
+        "xdat:stored_search",
+        "xs1",
+        json!({"mounts": mounts}),
+        json!({}),
+    );
+    let (ours, hook, warnings) = both_pods_on(&h, options.clone()).await;
+    let shown = mount_paths(&ours);
+    assert!(
+        shown.contains(&"/data/projects/OPENDATA/experiments"),
+        "{shown:?}"
+    );
+    assert!(!shown.iter().any(|p| p.contains("CLOSED")), "{shown:?}");
+    assert_eq!(
+        warnings
+            .iter()
+            .filter(|w| w.contains("project CLOSED"))
+            .count(),
+        3,
+        "{warnings:?}"
+    );
+    // Apart from CLOSED (which the hook mounts), the hook's pod.
+    let mut hook = hook;
+    hook["mounts"]
+        .as_object_mut()
+        .unwrap()
+        .retain(|k, _| !k.contains("CLOSED"));
+    assert_eq!(ours_less_preset_extras(ours), hook);
+    // One question per project, cached.
+    assert_eq!(h.xnat.counts().accessibility, 2);
+    both_pods_on(&h, options).await;
+    assert_eq!(h.xnat.counts().accessibility, 2);
 }

@@ -13,6 +13,7 @@ use jupyter_xnat_webhook::mutation::{Context, Decision, Identity, decide};
 use jupyter_xnat_webhook::names::may_be_secret_name;
 use jupyter_xnat_webhook::pod::{PodMeta, PodView};
 use jupyter_xnat_webhook::policy::{Policy, SecretsPolicy};
+use jupyter_xnat_webhook::sharing::Confirmed;
 use serde_json::{Value, json};
 
 const GRANTED: &[&str] = &["ALPHA", "BETA"];
@@ -62,6 +63,7 @@ fn run(policy: &Policy, launch: &UserOptions, spec: &Value) -> Decision {
         },
         access: &setup.access,
         launch: Launch::Stored(launch),
+        confirmed: &Confirmed::NONE,
         xnat_url: "http://xnat/xnat",
         caller_verified: false,
     };

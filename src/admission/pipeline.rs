@@ -9,10 +9,12 @@ use crate::access::AccessOutcome;
 use crate::classify::{SkipReason, Target, classify};
 use crate::echo::echo;
 use crate::launch::{Launch, UserOptions};
+use crate::mutation::launch::to_confirm;
 use crate::mutation::{Context, Decision, Identity, decide, decide_unreadable};
 use crate::pod::PodView;
 use crate::policy::{Mode, OnError, Policy};
 use crate::review::{Answer, Review};
+use crate::sharing::Confirmed;
 use crate::warning::Warnings;
 use crate::xnat::CacheStatus;
 
@@ -32,7 +34,21 @@ pub(super) async fn admit(
         Ok(u) => u,
         Err(why) => return skip(review, caller, SkipReason::BadUsername, Some(why), started),
     };
-    let (access, cache, launch) = look_up(review, &target, &xnat_user, policy, source).await;
+    let deadline = tokio::time::Instant::now() + policy.xnat.live.budget;
+    let (access, cache, launch) =
+        look_up(review, &target, &xnat_user, policy, source, deadline).await;
+    let confirmed = match (&launch, &access) {
+        (Some(Ok(opts)), AccessOutcome::Known(a) | AccessOutcome::Stale { access: a, .. }) => {
+            let readable = a.readable_projects(&policy.xnat.roles);
+            let asks = to_confirm(opts, &policy.user_options, &readable);
+            if asks.is_empty() {
+                Confirmed::NONE
+            } else {
+                source.confirm(&asks, deadline).await
+            }
+        }
+        _ => Confirmed::NONE,
+    };
     let cx = Context {
         who: Identity {
             jupyter_user: target.jupyter_user,
@@ -45,6 +61,7 @@ pub(super) async fn admit(
             Some(Ok(opts)) => Launch::Stored(opts),
             Some(Err(why)) => Launch::Unreadable(why),
         },
+        confirmed: &confirmed,
         xnat_url: policy.xnat.endpoint.url.as_str(),
         caller_verified: caller.verified,
     };
@@ -99,13 +116,13 @@ async fn look_up(
     xnat_user: &str,
     policy: &Policy,
     source: &AccessSource,
+    deadline: tokio::time::Instant,
 ) -> (
     AccessOutcome,
     CacheStatus,
     Option<Result<UserOptions, String>>,
 ) {
     let uid = echo(&review.request.uid);
-    let deadline = tokio::time::Instant::now() + policy.xnat.live.budget;
     let allow_stale = policy.xnat.on_error == OnError::StaleThenAllow;
     let access = source.lookup(xnat_user, deadline, allow_stale);
     let launch = async {

@@ -9,6 +9,7 @@ use tokio::time::Instant;
 use crate::access::{AccessOutcome, UserAccess};
 use crate::launch::UserOptions;
 use crate::policy::Policy;
+use crate::sharing::{Asks, Confirmed};
 use crate::xnat::{AccessCache, CacheStatus, CredentialSource, XnatClient, XnatError};
 
 #[derive(Clone)]
@@ -63,6 +64,14 @@ impl AccessSource {
                     .await
             }
             AccessSource::Static(_) => Ok(None),
+        }
+    }
+
+    /// What XNAT confirms for a launch beyond the user's projects; nothing from a fixed table.
+    pub(super) async fn confirm(&self, asks: &Asks, deadline: Instant) -> Confirmed {
+        match self {
+            AccessSource::Xnat(cache) => cache.confirm(asks, deadline).await,
+            AccessSource::Static(_) => Confirmed::NONE,
         }
     }
 

@@ -16,7 +16,7 @@ mod container;
 mod env;
 mod grant;
 mod labels;
-mod launch;
+pub mod launch;
 mod mounts;
 mod patch;
 mod placement;
@@ -31,6 +31,7 @@ use crate::access::AccessOutcome;
 use crate::launch::Launch;
 use crate::pod::PodView;
 use crate::policy::{Policy, Values};
+use crate::sharing::Confirmed;
 use crate::warning::Warnings;
 
 /// Who the pod is for, as the webhook established it.
@@ -48,6 +49,8 @@ pub struct Context<'a> {
     pub access: &'a AccessOutcome,
     /// The plugin's launch context, when the policy enables it and XNAT has one.
     pub launch: Launch<'a>,
+    /// What XNAT confirmed for the launch beyond the user's projects.
+    pub confirmed: &'a Confirmed,
     pub xnat_url: &'a str,
     /// The review came with a client certificate the webhook verified (`--client-ca`).
     pub caller_verified: bool,

@@ -402,6 +402,7 @@ pub fn launch_plan(
         server_name: cx.who.server_name,
         caller_verified: cx.caller_verified,
         workspace_path,
+        confirmed: cx.confirmed,
     };
     Some(launch::plan(
         opts,

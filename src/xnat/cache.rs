@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use super::XnatClient;
 use crate::access::{AccessOutcome, UserAccess};
 use crate::policy::{CacheShape, LiveSettings};
+use crate::sharing::{Asks, Confirmed, SharedExperiment};
 
 /// Where one review's answer came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,8 +86,27 @@ impl Expiry<String, Entry> for Lifetimes {
     }
 }
 
+/// `cacheTtl` as it is when an answer is stored (confirmations of public projects and shared
+/// experiments).
+struct LiveTtl(Arc<ArcSwap<LiveSettings>>);
+
+impl<V> Expiry<String, V> for LiveTtl {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        _value: &V,
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(self.0.load().ttl)
+    }
+}
+
 struct Inner {
     client: ArcSwap<XnatClient>,
+    /// Public projects (true/false), fresh for `cacheTtl`.
+    public: Cache<String, bool>,
+    /// Experiments by id (`None`: XNAT does not know it), fresh for `cacheTtl`.
+    experiments: Cache<String, Option<Arc<SharedExperiment>>>,
     fresh: Cache<String, Entry>,
     last_good: Option<Cache<String, Entry>>,
     stale_if_error: Duration,
@@ -113,9 +133,19 @@ impl AccessCache {
                 .time_to_live(shape.stale_if_error)
                 .build()
         });
+        let public = Cache::builder()
+            .max_capacity(shape.capacity)
+            .expire_after(LiveTtl(live.clone()))
+            .build();
+        let experiments = Cache::builder()
+            .max_capacity(shape.capacity)
+            .expire_after(LiveTtl(live.clone()))
+            .build();
         Self {
             inner: Arc::new(Inner {
                 client: ArcSwap::from_pointee(client),
+                public,
+                experiments,
                 fresh,
                 last_good,
                 stale_if_error: shape.stale_if_error,
@@ -134,6 +164,55 @@ impl AccessCache {
     /// concurrency), keeping every cached answer; returns the old client to close.
     pub fn replace_client(&self, client: XnatClient) -> Arc<XnatClient> {
         self.inner.client.swap(Arc::new(client))
+    }
+
+    /// What XNAT confirms of `asks`, from the cache or from XNAT before `deadline`, all asked at
+    /// once. A question XNAT did not answer confirms nothing (and is not cached): the mount it
+    /// was for is refused, never mounted on a guess.
+    pub async fn confirm(&self, asks: &Asks, deadline: Instant) -> Confirmed {
+        let client = self.client();
+        let inner = &self.inner;
+        let public = asks.projects.iter().map(|p| {
+            let client = client.clone();
+            async move {
+                let answer = inner
+                    .public
+                    .try_get_with(p.clone(), async { client.project_is_public(p, deadline).await })
+                    .await;
+                match answer {
+                    Ok(true) => Some(p.clone()),
+                    Ok(false) => None,
+                    Err(e) => {
+                        tracing::warn!(project = %p, error = %e, "cannot ask XNAT whether a project is public");
+                        None
+                    }
+                }
+            }
+        });
+        let experiment = async {
+            let id = asks.experiment.as_ref()?;
+            let answer = inner
+                .experiments
+                .try_get_with(id.clone(), async {
+                    client
+                        .experiment(id, deadline)
+                        .await
+                        .map(|e| e.map(Arc::new))
+                })
+                .await;
+            match answer {
+                Ok(e) => e.map(|e| (*e).clone()),
+                Err(e) => {
+                    tracing::warn!(experiment = %id, error = %e, "cannot ask XNAT about an experiment");
+                    None
+                }
+            }
+        };
+        let (public, experiment) = tokio::join!(futures_util::future::join_all(public), experiment);
+        Confirmed {
+            public: public.into_iter().flatten().collect(),
+            experiment,
+        }
     }
 
     /// Applies reloaded TTLs, refresh-ahead and budget; cached answers stay.

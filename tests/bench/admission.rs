@@ -23,6 +23,7 @@ use jupyter_xnat_webhook::mutation::{Context, Identity, decide};
 use jupyter_xnat_webhook::pod::{PodMeta, PodView};
 use jupyter_xnat_webhook::policy::{Overrides, Policy};
 use jupyter_xnat_webhook::serve;
+use jupyter_xnat_webhook::sharing::Confirmed;
 use jupyter_xnat_webhook::xnat::{CredentialSource, Credentials};
 use serde_json::value::RawValue;
 use xnat_standin::Standin;
@@ -80,6 +81,7 @@ fn bench_decide(body: &[u8]) {
         },
         access: &access,
         launch: Launch::None,
+        confirmed: &Confirmed::NONE,
         xnat_url: "http://xnat/xnat",
         caller_verified: false,
     };

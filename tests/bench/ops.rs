@@ -15,6 +15,7 @@ use jupyter_xnat_webhook::launch::Launch;
 use jupyter_xnat_webhook::mutation::{Context, Identity, decide};
 use jupyter_xnat_webhook::pod::{PodMeta, PodView};
 use jupyter_xnat_webhook::policy::Policy;
+use jupyter_xnat_webhook::sharing::Confirmed;
 
 const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -50,6 +51,7 @@ fn decide_n(body: &[u8], n: usize) {
         },
         access: &access,
         launch: Launch::None,
+        confirmed: &Confirmed::NONE,
         xnat_url: "http://xnat/xnat",
         caller_verified: false,
     };

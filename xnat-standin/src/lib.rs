@@ -8,7 +8,12 @@
 //! - `GET /xapi/access/{user}/projects` → `[{"ID", "secondary_ID", "name", "description", "role",
 //!   "group_id", "URI"}]`, 404 for an unknown user;
 //! - `GET /xapi/jupyterhub/users/{user}/server/user-options` and
-//!   `…/server/{servername}/user-options` → the plugin's stored launch context, 404 when none.
+//!   `…/server/{servername}/user-options` → the plugin's stored launch context, 404 when none;
+//! - `GET /data/projects/{id}/accessibility` → `public`, `protected` or `private` as plain text
+//!   (`ProjectAccessibilityResource`), 404 for a project it was not told about;
+//! - `GET /data/experiments/{id}?format=json` → the item JSON of an experiment
+//!   (`ItemJSONBuilder`: `items[0].data_fields` `ID`/`project`/`label`, shares as items of the
+//!   `sharing/share` child), 404 "Unable to find the specified experiment.".
 //!
 //! Every API call accepts the `JSESSIONID` cookie of a live session or HTTP basic credentials.
 
@@ -68,6 +73,8 @@ struct Counters {
     groups: AtomicUsize,
     access: AtomicUsize,
     user_options: AtomicUsize,
+    accessibility: AtomicUsize,
+    experiments: AtomicUsize,
     basic_api_calls: AtomicUsize,
     auth_failures: AtomicUsize,
     max_in_flight: AtomicUsize,
@@ -87,6 +94,10 @@ pub struct Counts {
     pub access: usize,
     /// `GET …/user-options`.
     pub user_options: usize,
+    /// `GET /data/projects/{id}/accessibility`.
+    pub accessibility: usize,
+    /// `GET /data/experiments/{id}`.
+    pub experiments: usize,
     /// API calls authenticated with basic credentials instead of a session.
     pub basic_api_calls: usize,
     /// Requests refused for missing or wrong credentials or an unknown session.
@@ -100,6 +111,8 @@ pub struct Standin {
     credentials: Mutex<HashSet<(String, String)>>,
     users: Mutex<HashMap<String, Vec<String>>>,
     user_options: Mutex<HashMap<(String, String), Value>>,
+    accessibility: Mutex<HashMap<String, String>>,
+    experiments: Mutex<HashMap<String, Value>>,
     sessions: Mutex<HashSet<String>>,
     session_rejection: Mutex<SessionRejection>,
     fault: Mutex<Fault>,
@@ -117,6 +130,8 @@ impl Standin {
             credentials: Mutex::new(HashSet::from([(username.to_owned(), password.to_owned())])),
             users: Mutex::default(),
             user_options: Mutex::default(),
+            accessibility: Mutex::default(),
+            experiments: Mutex::default(),
             sessions: Mutex::default(),
             session_rejection: Mutex::default(),
             fault: Mutex::default(),
@@ -149,6 +164,28 @@ impl Standin {
             .map(|(u, p)| (u.to_string(), p.to_string()))
             .collect();
         self.expire_sessions();
+    }
+
+    /// A project's accessibility: `public`, `protected` or `private`.
+    pub fn set_accessibility(&self, project: &str, accessibility: &str) {
+        lock(&self.accessibility).insert(project.to_owned(), accessibility.to_owned());
+    }
+
+    /// An experiment `id` of `project` labelled `label`, shared into `shares` (project, label).
+    pub fn set_experiment(&self, id: &str, project: &str, label: &str, shares: &[(&str, &str)]) {
+        let share_items: Vec<Value> = shares
+            .iter()
+            .map(|(p, l)| {
+                json!({"meta": {"xsi:type": "xnat:experimentData_share", "isHistory": false},
+                       "data_fields": {"project": p, "label": l}, "children": []})
+            })
+            .collect();
+        let item = json!({"items": [{
+            "meta": {"xsi:type": "xnat:mrSessionData", "isHistory": false},
+            "data_fields": {"ID": id, "project": project, "label": label},
+            "children": [{"field": "sharing/share", "items": share_items}]
+        }]});
+        lock(&self.experiments).insert(id.to_owned(), item);
     }
 
     /// Stores the plugin's user options for a user's server (`""` for the default server).
@@ -194,6 +231,8 @@ impl Standin {
             groups: n(&c.groups),
             access: n(&c.access),
             user_options: n(&c.user_options),
+            accessibility: n(&c.accessibility),
+            experiments: n(&c.experiments),
             basic_api_calls: n(&c.basic_api_calls),
             auth_failures: n(&c.auth_failures),
             max_in_flight: n(&c.max_in_flight),
@@ -220,6 +259,8 @@ impl Standin {
                 "/xapi/jupyterhub/users/{user}/server/{server}/user-options",
                 get(named_user_options),
             )
+            .route("/data/projects/{project}/accessibility", get(accessibility))
+            .route("/data/experiments/{id}", get(experiment))
             .with_state(self.clone());
         if context_path.is_empty() || context_path == "/" {
             api
@@ -504,6 +545,46 @@ async fn user_options(
     match lock(&s.user_options).get(&(user, server)) {
         Some(v) => axum::Json(v.clone()).into_response(),
         None => (StatusCode::NOT_FOUND, missing).into_response(),
+    }
+}
+
+async fn accessibility(
+    State(s): State<Arc<Standin>>,
+    Path(project): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    s.counters.accessibility.fetch_add(1, Ordering::SeqCst);
+    let _guard = match s.api_call(&headers).await {
+        Ok(g) => g,
+        Err(r) => return r,
+    };
+    match lock(&s.accessibility).get(&project) {
+        Some(a) => ([(header::CONTENT_TYPE, "text/plain")], a.clone()).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            format!("Could not find the project with ID '{project}'"),
+        )
+            .into_response(),
+    }
+}
+
+async fn experiment(
+    State(s): State<Arc<Standin>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    s.counters.experiments.fetch_add(1, Ordering::SeqCst);
+    let _guard = match s.api_call(&headers).await {
+        Ok(g) => g,
+        Err(r) => return r,
+    };
+    match lock(&s.experiments).get(&id) {
+        Some(v) => axum::Json(v.clone()).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            "Unable to find the specified experiment.",
+        )
+            .into_response(),
     }
 }
 

@@ -18,6 +18,7 @@ use super::{CredentialSource, XnatError};
 use crate::access::{AccessEntry, UserAccess};
 use crate::names::is_safe_segment;
 use crate::policy::{ClientSettings, Endpoint, ProjectSource};
+use crate::sharing::SharedExperiment;
 use session::{RefusedLogin, Session};
 
 /// Everything but RFC 3986's unreserved characters is percent-encoded in a path segment.
@@ -134,6 +135,39 @@ impl XnatClient {
         self.get_json("user_options", &path, deadline).await
     }
 
+    /// Whether XNAT calls `project` public (`GET /data/projects/{id}/accessibility`, plain
+    /// text); a project XNAT does not know (404) is not.
+    pub async fn project_is_public(
+        &self,
+        project: &str,
+        deadline: Instant,
+    ) -> Result<bool, XnatError> {
+        check_id(project)?;
+        let url = self.url(&["data", "projects", project, "accessibility"]);
+        let body = self.get_body("accessibility", url, deadline).await?;
+        Ok(body.is_some_and(|b| crate::sharing::is_public(&String::from_utf8_lossy(&b))))
+    }
+
+    /// Where an experiment lives and which projects it is shared into
+    /// (`GET /data/experiments/{id}?format=json`); `None` when XNAT does not know it (404).
+    pub async fn experiment(
+        &self,
+        id: &str,
+        deadline: Instant,
+    ) -> Result<Option<SharedExperiment>, XnatError> {
+        check_id(id)?;
+        let mut url = self.url(&["data", "experiments", id]);
+        url.set_query(Some("format=json"));
+        let Some(body) = self.get_body("experiment", url, deadline).await? else {
+            return Ok(None);
+        };
+        let v: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| XnatError::BadJson(e.to_string()))?;
+        SharedExperiment::from_item_json(&v)
+            .map(Some)
+            .ok_or_else(|| XnatError::BadJson("not an experiment's item JSON".into()))
+    }
+
     /// Joins path segments onto the base URL, keeping its context path and percent-encoding
     /// every byte of a segment but `A-Z a-z 0-9 - . _ ~`: a username can add neither a segment
     /// (`/`) nor a path parameter (`;`, which Tomcat strips before routing).
@@ -146,6 +180,17 @@ impl XnatClient {
         let mut url = self.endpoint.url.clone();
         url.set_path(&path);
         url
+    }
+}
+
+/// Project and experiment ids are XNAT ids: letters, digits, `_` and `-`.
+fn check_id(id: &str) -> Result<(), XnatError> {
+    if crate::names::is_valid_project_id(id) {
+        Ok(())
+    } else {
+        Err(XnatError::Request(format!(
+            "refusing to ask XNAT about id {id:?}"
+        )))
     }
 }
 

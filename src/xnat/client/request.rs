@@ -22,18 +22,28 @@ impl XnatClient {
         path: &[&str],
         deadline: Instant,
     ) -> Result<Option<T>, XnatError> {
-        let url = self.url(path);
+        match self.get_body(endpoint, self.url(path), deadline).await? {
+            Some(body) => serde_json::from_slice(&body)
+                .map(Some)
+                .map_err(|e| XnatError::BadJson(e.to_string())),
+            None => Ok(None),
+        }
+    }
+
+    /// GETs a body (at most [`MAX_BODY_BYTES`]); `None` for 404. Retries as [`Self::get_json`].
+    pub(super) async fn get_body(
+        &self,
+        endpoint: &'static str,
+        url: Url,
+        deadline: Instant,
+    ) -> Result<Option<Vec<u8>>, XnatError> {
         let mut tries = 0;
         let mut relogged = false;
         loop {
             let (session, result) = self.get_once(endpoint, &url, deadline).await?;
             let err = match result {
                 Ok(Some(body)) if looks_like_html(&body) => Rejected::Session,
-                Ok(Some(body)) => {
-                    return serde_json::from_slice(&body)
-                        .map(Some)
-                        .map_err(|e| XnatError::BadJson(e.to_string()));
-                }
+                Ok(Some(body)) => return Ok(Some(body)),
                 Ok(None) => return Ok(None),
                 Err(Rejected::Session) => Rejected::Session,
                 Err(Rejected::Other(e)) => Rejected::Other(e),

@@ -3,24 +3,21 @@
 //! placement — but never wider than what the user may read unless the policy trusts the plugin,
 //! and each bad entry refused on its own with a warning that names it.
 
+mod placement;
+mod quantities;
+mod sources;
+
 use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::plan::{PlannedMount, same_path};
-use crate::launch::{LaunchMount, LaunchResources, UserOptions};
-use crate::names::{
-    check_abs_path, is_env_name, is_extended_resource_name, is_label_value, is_qualified_name,
-    is_safe_segment, is_valid_project_id, may_be_secret_name,
-};
-use crate::policy::{MountScope, ResourceSet, SecretsPolicy, SourcePath, UserOptionsPolicy};
-use crate::quantity::{Amount, Quantity};
+use super::plan::PlannedMount;
+use crate::launch::UserOptions;
+use crate::names::{is_env_name, is_label_value, is_qualified_name, may_be_secret_name};
+use crate::policy::{ResourceSet, SecretsPolicy, UserOptionsPolicy};
+use crate::sharing::Confirmed;
 use crate::warning::Warnings;
-
-/// The plugin's directory of a project's shared-in data: `{archive}/` this, then
-/// `jupyter-notebooks/{eventTrackingId}` (hard links or copies XNAT makes of what the user may
-/// read, removed when the server stops).
-pub const SHARED_DATA_DIR: &str = "SHARED.PROJECT.DATA.STORAGE.DIRECTORY";
+pub use sources::{MAX_ASKED_PROJECTS, SHARED_DATA_DIR, to_confirm};
 
 /// The plugin's token pair: `XNAT_USER` is the alias of a fresh token of the user's, `XNAT_PASS`
 /// its secret. Never split: both come from the launch context, or neither does.
@@ -70,6 +67,8 @@ pub struct LaunchGrant<'a> {
     /// Where the policy mounts the user's workspace: a plugin mount there is the workspace
     /// too, and gives way to the policy's (as the chart's hook leaves it to z2jh).
     pub workspace_path: Option<String>,
+    /// What XNAT confirmed beyond the user's projects (public projects, a shared experiment).
+    pub confirmed: &'a Confirmed,
 }
 
 /// Translates user options into a plan. Unless the policy trusts the plugin, no mount reaches
@@ -82,12 +81,12 @@ pub fn plan(
 ) -> LaunchPlan {
     let spec = &opts.task_template.container_spec;
     let mut out = LaunchPlan {
-        mounts: mounts(&spec.mounts, opts, policy, grant, warnings),
-        resources: quantities(&opts.task_template.resources, policy, warnings),
+        mounts: sources::mounts(&spec.mounts, opts, policy, grant, warnings),
+        resources: quantities::quantities(&opts.task_template.resources, policy, warnings),
         ..LaunchPlan::default()
     };
     env(&spec.env, policy, grant, &mut out, warnings);
-    placement(
+    placement::placement(
         &opts.task_template.placement.constraints,
         &mut out,
         warnings,
@@ -152,135 +151,6 @@ fn is_reserved_label(key: &str) -> bool {
         || prefix.ends_with(".k8s.io")
 }
 
-fn mounts(
-    stored: &[Value],
-    opts: &UserOptions,
-    policy: &UserOptionsPolicy,
-    grant: &LaunchGrant<'_>,
-    warnings: &mut Warnings,
-) -> Vec<PlannedMount> {
-    let mut out: Vec<PlannedMount> = Vec::new();
-    for v in stored {
-        let m = match LaunchMount::read(v) {
-            Ok(m) => m,
-            Err(why) => {
-                warnings.push(format_args!("launch mount {v} refused: {why}"));
-                continue;
-            }
-        };
-        if let Some(ws) = &grant.workspace_path
-            && same_path(ws, &m.target)
-        {
-            continue;
-        }
-        match translate(&m, opts, policy, grant) {
-            Ok(p) if out.iter().any(|o| o.mount_path == p.mount_path) => {
-                warnings.push(format_args!("launch mount {} listed twice", p.mount_path));
-            }
-            Ok(p) => out.push(p),
-            Err(why) => warnings.push(format_args!(
-                "launch mount {:?} → {:?} refused: {why}",
-                m.source, m.target
-            )),
-        }
-    }
-    out
-}
-
-fn translate(
-    m: &LaunchMount,
-    opts: &UserOptions,
-    policy: &UserOptionsPolicy,
-    grant: &LaunchGrant<'_>,
-) -> Result<PlannedMount, String> {
-    let target = m.target.trim_end_matches('/');
-    if check_abs_path(target).is_err() {
-        return Err("target is not an absolute path without `.`/`..` segments".into());
-    }
-    let source = SourcePath::parse(&m.source);
-    if let Some(bad) = source.segments.iter().find(|s| !is_safe_segment(s)) {
-        return Err(format!("path segment {bad:?} is not safe"));
-    }
-    let (mapping, rest) = policy
-        .path_mappings
-        .iter()
-        .filter_map(|p| Some((p, p.strip(&source)?)))
-        .max_by_key(|(p, _)| p.segments.len())
-        .ok_or("source is outside every userOptions.pathMappings prefix")?;
-    let first = *rest
-        .first()
-        .ok_or("source is a mapping's root, not a project's or user's directory")?;
-    let (read_only, project) = match mapping.scope {
-        MountScope::Project if first == SHARED_DATA_DIR => (
-            true,
-            Some(shared_data(&rest, opts, grant, policy.trust_plugin)?),
-        ),
-        MountScope::Project => {
-            if !is_valid_project_id(first) {
-                return Err(format!("{first:?} is not a project id"));
-            }
-            if !policy.trust_plugin && !grant.readable.contains(&first) {
-                return Err(format!("XNAT does not list project {first} for this user"));
-            }
-            (true, Some(first.to_owned()))
-        }
-        MountScope::User => {
-            if !policy.trust_plugin && first != grant.xnat_user {
-                return Err(format!("{first:?} is not this user's own directory"));
-            }
-            (m.is_read_only(), None)
-        }
-    };
-    let sub_path = match mapping.sub_path.as_str() {
-        "" => rest.join("/"),
-        prefix => format!("{prefix}/{}", rest.join("/")),
-    };
-    Ok(PlannedMount {
-        volume: mapping.volume.clone(),
-        sub_path,
-        mount_path: target.to_owned(),
-        read_only,
-        project,
-    })
-}
-
-/// `SHARED.PROJECT.DATA.STORAGE.DIRECTORY/jupyter-notebooks/{eventTrackingId}`: the launch's
-/// own shared-data directory, for a project the user may read. Returns that project.
-fn shared_data(
-    rest: &[&str],
-    opts: &UserOptions,
-    grant: &LaunchGrant<'_>,
-    trusted: bool,
-) -> Result<String, String> {
-    let event = opts.event_tracking_id.as_deref().unwrap_or_default();
-    let [_, "jupyter-notebooks", dir] = rest else {
-        return Err("not a launch's shared-data directory".into());
-    };
-    if event.is_empty() || *dir != event {
-        return Err(format!(
-            "shared data of another launch than this one ({event:?})"
-        ));
-    }
-    if !grant.server_name.is_empty() && grant.server_name != event {
-        return Err(format!(
-            "shared data of launch {event:?}, but this server is {:?}",
-            grant.server_name
-        ));
-    }
-    let project = opts.project_id.as_deref().unwrap_or_default();
-    if !is_valid_project_id(project) {
-        return Err(format!(
-            "the launch's project {project:?} is not a project id"
-        ));
-    }
-    if !trusted && !grant.readable.contains(&project) {
-        return Err(format!(
-            "XNAT does not list project {project} for this user"
-        ));
-    }
-    Ok(project.to_owned())
-}
-
 /// The plugin's env, less bad names and, as the policy says, names that may hold a secret; the
 /// token pair as one.
 fn env(
@@ -343,199 +213,10 @@ fn env(
     }
 }
 
-/// One key with one allowed value → nodeSelector (as the hook sets it); several allowed values
-/// → one `In`, values ruled out → `NotIn`, in one required affinity term.
-fn placement(stored: &[Value], out: &mut LaunchPlan, warnings: &mut Warnings) {
-    let mut by_key: BTreeMap<String, (Vec<String>, Vec<String>)> = BTreeMap::new();
-    for c in stored {
-        let parsed = c.as_str().and_then(constraint);
-        match parsed {
-            Some((key, equal, value)) => {
-                let (is, not) = by_key.entry(key).or_default();
-                let list = if equal { is } else { not };
-                if !list.contains(&value) {
-                    list.push(value);
-                }
-            }
-            None => warnings.push(format_args!(
-                "placement constraint {c} is not `label==value` or `label!=value` of a node \
-                 label; ignored"
-            )),
-        }
-    }
-    for (key, (is, not)) in by_key {
-        if let ([value], []) = (is.as_slice(), not.as_slice()) {
-            out.node_selector.push((key, value.clone()));
-            continue;
-        }
-        if !is.is_empty() {
-            out.node_affinity.push(NodeExpression {
-                key: key.clone(),
-                operator: "In",
-                values: is,
-            });
-        }
-        if !not.is_empty() {
-            out.node_affinity.push(NodeExpression {
-                key,
-                operator: "NotIn",
-                values: not,
-            });
-        }
-    }
-}
-
-fn quantities(
-    r: &LaunchResources,
-    policy: &UserOptionsPolicy,
-    warnings: &mut Warnings,
-) -> ResourceSet {
-    let mut set = ResourceSet::default();
-    let fields = [
-        (
-            "cpu_limit",
-            &r.cpu_limit,
-            cpu as fn(&Value) -> Option<String>,
-            "cpu",
-            true,
-        ),
-        ("cpu_reservation", &r.cpu_reservation, cpu, "cpu", false),
-        ("mem_limit", &r.mem_limit, memory, "memory", true),
-        (
-            "mem_reservation",
-            &r.mem_reservation,
-            memory,
-            "memory",
-            false,
-        ),
-    ];
-    for (name, value, convert, resource, is_limit) in fields {
-        let Some(v) = value else { continue };
-        match convert(v).and_then(|s| Quantity::parse(&s).ok()) {
-            // Zero would mean "no limit" to Kubernetes, the opposite of what was asked for.
-            Some(q) if q.value() == Amount::ZERO => warnings.push(format_args!(
-                "launch resource {name} = {v} is zero (or rounds to it); left unset"
-            )),
-            Some(q) if is_limit => {
-                set.limits.insert(resource.to_owned(), q);
-            }
-            Some(q) => {
-                set.requests.insert(resource.to_owned(), q);
-            }
-            None => warnings.push(format_args!(
-                "launch resource {name} = {v} not understood; ignored"
-            )),
-        }
-    }
-    for (name, count) in &r.generic_resources {
-        let resource = if name == "gpu" {
-            policy.gpu_resource.as_str()
-        } else if is_extended_resource_name(name) && !is_kubernetes_domain(name) {
-            name.as_str()
-        } else {
-            warnings.push(format_args!(
-                "launch resource {name:?} is not an extended resource name (domain/name); ignored"
-            ));
-            continue;
-        };
-        let n = match count {
-            Value::Null => continue,
-            Value::Number(n) => n.as_u64(),
-            Value::String(s) => s.trim().parse::<u64>().ok(),
-            _ => None,
-        };
-        match n.map(|n| (n, Quantity::parse(&n.to_string()))) {
-            Some((0, _)) => {}
-            Some((n, Ok(q))) if n <= 1024 => {
-                set.limits.insert(resource.to_owned(), q);
-            }
-            _ => warnings.push(format_args!(
-                "launch resource {name} = {count} is not a whole count; ignored"
-            )),
-        }
-    }
-    set
-}
-
-/// Extended resources may not be in Kubernetes' own domains.
-fn is_kubernetes_domain(name: &str) -> bool {
-    name.split_once('/')
-        .is_some_and(|(domain, _)| domain == "kubernetes.io" || domain.ends_with(".kubernetes.io"))
-}
-
-/// Cores as a number (`2.0`, `0.5`) or a string → `2`, `500m`.
-fn cpu(v: &Value) -> Option<String> {
-    let cores = match v {
-        Value::Number(n) => n.as_f64()?,
-        Value::String(s) => s.trim().parse().ok()?,
-        _ => return None,
-    };
-    if !(0.0..=1024.0).contains(&cores) {
-        return None;
-    }
-    let millis = (cores * 1000.0).round() as u64;
-    Some(if millis.is_multiple_of(1000) {
-        (millis / 1000).to_string()
-    } else {
-        format!("{millis}m")
-    })
-}
-
-/// Docker-style sizes (`8G`, `512m`, `1024`, `2GB`) are binary units; Kubernetes forms (`8Gi`)
-/// pass through.
-fn memory(v: &Value) -> Option<String> {
-    let s = match v {
-        Value::Number(n) => return n.as_u64().map(|b| b.to_string()),
-        Value::String(s) => s.trim(),
-        _ => return None,
-    };
-    if s.ends_with('i') {
-        return Some(s.to_owned());
-    }
-    let s = s.strip_suffix(['b', 'B']).unwrap_or(s);
-    let (num, unit) = s.split_at(s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len()));
-    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-        return None;
-    }
-    let suffix = match unit.to_ascii_lowercase().as_str() {
-        "" => "",
-        "k" => "Ki",
-        "m" => "Mi",
-        "g" => "Gi",
-        "t" => "Ti",
-        _ => return None,
-    };
-    Some(format!("{num}{suffix}"))
-}
-
-/// `key==value` or `key!=value`, a Docker Swarm key mapped: `node.labels.key` is the label,
-/// `node.hostname`/`node.platform.os`/`node.platform.arch` the well-known labels; other `node.*`
-/// and `engine.*` attributes (role, id) have no Kubernetes label and are refused.
-fn constraint(c: &str) -> Option<(String, bool, String)> {
-    let (k, equal, v) = match c.split_once("==") {
-        Some((k, v)) => (k, true, v),
-        None => {
-            let (k, v) = c.split_once("!=")?;
-            (k, false, v)
-        }
-    };
-    let k = k.trim();
-    let k = match k {
-        "node.hostname" => "kubernetes.io/hostname",
-        "node.platform.os" => "kubernetes.io/os",
-        "node.platform.arch" => "kubernetes.io/arch",
-        _ => match k.strip_prefix("node.labels.") {
-            Some(label) => label,
-            None if k.starts_with("node.") || k.starts_with("engine.") => return None,
-            None => k,
-        },
-    };
-    let v = v.trim();
-    (is_qualified_name(k) && is_label_value(v)).then(|| (k.to_owned(), equal, v.to_owned()))
-}
-
 #[cfg(test)]
 mod tests {
+    use super::placement::constraint;
+    use super::quantities::{cpu, memory};
     use super::*;
     use serde_json::json;
 
@@ -617,6 +298,7 @@ mod tests {
         server_name: "",
         caller_verified: false,
         workspace_path: None,
+        confirmed: &Confirmed::NONE,
     };
 
     #[test]

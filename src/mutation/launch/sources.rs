@@ -1,0 +1,217 @@
+//! Where a launch's mounts come from: each stored source translated through the policy's path
+//! mappings into a volume and subPath, and checked against what the user may read — or what XNAT
+//! confirmed beyond that (a public project, the launched experiment shared into a readable
+//! project, the launch's own shared-data directory).
+
+use serde_json::Value;
+
+use super::LaunchGrant;
+use crate::launch::{LaunchMount, UserOptions};
+use crate::mutation::plan::{PlannedMount, same_path};
+use crate::names::{check_abs_path, is_safe_segment, is_valid_project_id};
+use crate::policy::{MountScope, SourcePath, UserOptionsPolicy};
+use crate::sharing::Asks;
+use crate::warning::Warnings;
+
+/// The plugin's directory of a project's shared-in data: `{archive}/` this, then
+/// `jupyter-notebooks/{eventTrackingId}` (hard links or copies XNAT makes of what the user may
+/// read, removed when the server stops).
+pub const SHARED_DATA_DIR: &str = "SHARED.PROJECT.DATA.STORAGE.DIRECTORY";
+
+/// Most projects asked about for one launch: a stored search names every readable project, so
+/// the ones the user cannot read are the public ones, and few.
+pub const MAX_ASKED_PROJECTS: usize = 16;
+
+/// What XNAT must confirm before `opts`' mounts outside the user's projects could be mounted.
+pub fn to_confirm(opts: &UserOptions, policy: &UserOptionsPolicy, readable: &[&str]) -> Asks {
+    let mut asks = Asks::default();
+    if policy.trust_plugin {
+        return asks;
+    }
+    for v in &opts.task_template.container_spec.mounts {
+        let Ok(m) = LaunchMount::read(v) else {
+            continue;
+        };
+        let source = SourcePath::parse(&m.source);
+        let Some((mapping, rest)) = policy
+            .path_mappings
+            .iter()
+            .filter_map(|p| Some((p, p.strip(&source)?)))
+            .max_by_key(|(p, _)| p.segments.len())
+        else {
+            continue;
+        };
+        let Some(&first) = rest.first() else { continue };
+        if mapping.scope == MountScope::Project
+            && is_valid_project_id(first)
+            && !readable.contains(&first)
+            && !asks.projects.iter().any(|p| p == first)
+            && asks.projects.len() < MAX_ASKED_PROJECTS
+        {
+            asks.projects.push(first.to_owned());
+        }
+    }
+    let item = opts.item_id.as_deref().unwrap_or_default();
+    if !asks.projects.is_empty() && is_experiment_launch(opts) && is_valid_project_id(item) {
+        asks.experiment = Some(item.to_owned());
+    }
+    asks
+}
+
+/// The plugin stores every experiment type as `xnat:experimentData` (dashboards may send the
+/// specific type, e.g. `xnat:mrSessionData`).
+fn is_experiment_launch(opts: &UserOptions) -> bool {
+    let t = opts.xsi_type.as_deref().unwrap_or_default();
+    t == "xnat:experimentData" || t.ends_with("SessionData")
+}
+
+pub(super) fn mounts(
+    stored: &[Value],
+    opts: &UserOptions,
+    policy: &UserOptionsPolicy,
+    grant: &LaunchGrant<'_>,
+    warnings: &mut Warnings,
+) -> Vec<PlannedMount> {
+    let mut out: Vec<PlannedMount> = Vec::new();
+    for v in stored {
+        let m = match LaunchMount::read(v) {
+            Ok(m) => m,
+            Err(why) => {
+                warnings.push(format_args!("launch mount {v} refused: {why}"));
+                continue;
+            }
+        };
+        if let Some(ws) = &grant.workspace_path
+            && same_path(ws, &m.target)
+        {
+            continue;
+        }
+        match translate(&m, opts, policy, grant) {
+            Ok(p) if out.iter().any(|o| o.mount_path == p.mount_path) => {
+                warnings.push(format_args!("launch mount {} listed twice", p.mount_path));
+            }
+            Ok(p) => out.push(p),
+            Err(why) => warnings.push(format_args!(
+                "launch mount {:?} → {:?} refused: {why}",
+                m.source, m.target
+            )),
+        }
+    }
+    out
+}
+
+fn translate(
+    m: &LaunchMount,
+    opts: &UserOptions,
+    policy: &UserOptionsPolicy,
+    grant: &LaunchGrant<'_>,
+) -> Result<PlannedMount, String> {
+    let target = m.target.trim_end_matches('/');
+    if check_abs_path(target).is_err() {
+        return Err("target is not an absolute path without `.`/`..` segments".into());
+    }
+    let source = SourcePath::parse(&m.source);
+    if let Some(bad) = source.segments.iter().find(|s| !is_safe_segment(s)) {
+        return Err(format!("path segment {bad:?} is not safe"));
+    }
+    let (mapping, rest) = policy
+        .path_mappings
+        .iter()
+        .filter_map(|p| Some((p, p.strip(&source)?)))
+        .max_by_key(|(p, _)| p.segments.len())
+        .ok_or("source is outside every userOptions.pathMappings prefix")?;
+    let first = *rest
+        .first()
+        .ok_or("source is a mapping's root, not a project's or user's directory")?;
+    let (read_only, project) = match mapping.scope {
+        MountScope::Project if first == SHARED_DATA_DIR => (
+            true,
+            Some(shared_data(&rest, opts, grant, policy.trust_plugin)?),
+        ),
+        MountScope::Project => {
+            if !is_valid_project_id(first) {
+                return Err(format!("{first:?} is not a project id"));
+            }
+            if !policy.trust_plugin && !grant.readable.contains(&first) {
+                confirmed_elsewhere(&rest, grant)?;
+            }
+            (true, Some(first.to_owned()))
+        }
+        MountScope::User => {
+            if !policy.trust_plugin && first != grant.xnat_user {
+                return Err(format!("{first:?} is not this user's own directory"));
+            }
+            (m.is_read_only(), None)
+        }
+    };
+    let sub_path = match mapping.sub_path.as_str() {
+        "" => rest.join("/"),
+        prefix => format!("{prefix}/{}", rest.join("/")),
+    };
+    Ok(PlannedMount {
+        volume: mapping.volume.clone(),
+        sub_path,
+        mount_path: target.to_owned(),
+        read_only,
+        project,
+    })
+}
+
+/// A project the user may not read may still be mounted from when XNAT says it is public, or
+/// the mount is the launched experiment's own directory (`{project}/{arc}/{label}…`) in its
+/// primary project and XNAT says it is shared into a project the user may read.
+fn confirmed_elsewhere(rest: &[&str], grant: &LaunchGrant<'_>) -> Result<(), String> {
+    let project = rest[0];
+    if grant.confirmed.public.iter().any(|p| p == project) {
+        return Ok(());
+    }
+    if let Some(e) = &grant.confirmed.experiment
+        && e.project == project
+        && rest.get(2) == Some(&e.label.as_str())
+        && e.shared_into
+            .iter()
+            .any(|p| grant.readable.contains(&p.as_str()))
+    {
+        return Ok(());
+    }
+    Err(format!(
+        "XNAT does not list project {project} for this user"
+    ))
+}
+
+/// `SHARED.PROJECT.DATA.STORAGE.DIRECTORY/jupyter-notebooks/{eventTrackingId}`: the launch's
+/// own shared-data directory, for a project the user may read. Returns that project.
+fn shared_data(
+    rest: &[&str],
+    opts: &UserOptions,
+    grant: &LaunchGrant<'_>,
+    trusted: bool,
+) -> Result<String, String> {
+    let event = opts.event_tracking_id.as_deref().unwrap_or_default();
+    let [_, "jupyter-notebooks", dir] = rest else {
+        return Err("not a launch's shared-data directory".into());
+    };
+    if event.is_empty() || *dir != event {
+        return Err(format!(
+            "shared data of another launch than this one ({event:?})"
+        ));
+    }
+    if !grant.server_name.is_empty() && grant.server_name != event {
+        return Err(format!(
+            "shared data of launch {event:?}, but this server is {:?}",
+            grant.server_name
+        ));
+    }
+    let project = opts.project_id.as_deref().unwrap_or_default();
+    if !is_valid_project_id(project) {
+        return Err(format!(
+            "the launch's project {project:?} is not a project id"
+        ));
+    }
+    if !trusted && !grant.readable.contains(&project) {
+        return Err(format!(
+            "XNAT does not list project {project} for this user"
+        ));
+    }
+    Ok(project.to_owned())
+}

@@ -80,11 +80,13 @@ impl UserAccess {
     }
 }
 
-/// One entry of `GET /xapi/access/{user}/projects`.
+/// One entry of `GET /xapi/access/{user}/projects`. XNAT lists *every* group of the user (a
+/// LEFT JOIN on the group's project): site groups such as `ALL_DATA_ACCESS` and `ALL_DATA_ADMIN`
+/// come with `ID` null and are skipped — they grant no project mount.
 #[derive(Debug, Deserialize)]
 pub struct AccessEntry {
-    #[serde(rename = "ID")]
-    id: String,
+    #[serde(rename = "ID", default)]
+    id: Option<String>,
     #[serde(default)]
     role: Option<String>,
     #[serde(default)]
@@ -97,12 +99,11 @@ fn group_ids_of(entries: &[AccessEntry]) -> Vec<String> {
     entries
         .iter()
         .filter_map(|e| {
+            let id = e.id.as_deref()?;
             // The group id counts only when it is exactly `{ID}_{role}` with no `_` in the role:
             // `ALPHA_BETA_owner` for project ALPHA is a custom group, not BETA's owners.
             if let Some(g) = &e.group_id
-                && let Some(role) = g
-                    .strip_prefix(e.id.as_str())
-                    .and_then(|r| r.strip_prefix('_'))
+                && let Some(role) = g.strip_prefix(id).and_then(|r| r.strip_prefix('_'))
                 && !role.is_empty()
                 && !role.contains('_')
             {
@@ -114,7 +115,7 @@ fn group_ids_of(entries: &[AccessEntry]) -> Vec<String> {
                 "collaborators" | "collaborator" => "collaborator",
                 _ => return None,
             };
-            Some(format!("{}_{role}", e.id))
+            Some(format!("{id}_{role}"))
         })
         .collect()
 }
@@ -179,7 +180,7 @@ mod tests {
 
     fn entry(id: &str, role: Option<&str>, group: Option<&str>) -> AccessEntry {
         AccessEntry {
-            id: id.into(),
+            id: Some(id.into()),
             role: role.map(Into::into),
             group_id: group.map(Into::into),
         }
@@ -197,5 +198,19 @@ mod tests {
             entry("ALPHA", Some("Custom"), Some("ALPHA_BETA_owner")),
         ]);
         assert_eq!(ids, ["ALPHA_owner", "BETA_member", "GAMMA_collaborator"]);
+    }
+
+    /// As XNAT writes the access list of an all-data user: site groups with `ID` null.
+    #[test]
+    fn site_groups_without_a_project_are_skipped() {
+        let entries: Vec<AccessEntry> = serde_json::from_value(serde_json::json!([
+            {"ID": null, "secondary_ID": null, "name": null, "description": null,
+             "role": "ALL_DATA_ADMIN", "group_id": "ALL_DATA_ADMIN", "URI": null},
+            {"ID": "ALPHA", "secondary_ID": "ALPHA", "name": "Alpha", "description": "",
+             "role": "Owners", "group_id": "ALPHA_owner", "URI": "/data/projects/ALPHA"},
+            {"role": "ALL_DATA_ACCESS", "group_id": "ALL_DATA_ACCESS"}
+        ]))
+        .unwrap();
+        assert_eq!(group_ids_of(&entries), ["ALPHA_owner"]);
     }
 }

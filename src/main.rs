@@ -63,6 +63,10 @@ struct ReviewArgs {
     /// to XNAT.
     #[arg(long)]
     access: Vec<String>,
+    /// A stored launch context (JSON, as `GET …/user-options` answers it) for the review's
+    /// server; with `userOptions.enabled` it is used as XNAT's plugin stored it.
+    #[arg(long, conflicts_with = "xnat_url")]
+    user_options: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -190,7 +194,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let policy = Policy::load(&a.policy, &overrides)?;
             let access = match a.xnat_credentials {
                 Some(path) => tools::ReviewAccess::Xnat(CredentialSource::File(path)),
-                None => tools::ReviewAccess::Table(tools::access_table(&a.access, &policy)?),
+                None => {
+                    let launch = match &a.user_options {
+                        Some(file) => {
+                            let text = std::fs::read(file)
+                                .with_context(|| format!("cannot read {}", file.display()))?;
+                            Some(serde_json::from_slice(&text).with_context(|| {
+                                format!("{} is not a stored launch context", file.display())
+                            })?)
+                        }
+                        None => None,
+                    };
+                    tools::ReviewAccess::Table(
+                        tools::access_table(&a.access, &policy)?,
+                        launch.map(Box::new),
+                    )
+                }
             };
             let mut body = Vec::new();
             std::io::Read::read_to_end(&mut std::io::stdin(), &mut body)

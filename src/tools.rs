@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::access::UserAccess;
 use crate::admission::{AccessSource, Admission, Caller};
+use crate::launch::UserOptions;
 use crate::names::is_secret_name;
 use crate::policy::{Policy, PolicyError, PolicyFile};
 use crate::xnat::CredentialSource;
@@ -72,7 +73,8 @@ pub fn access_table(
 
 /// Where `review` gets access from.
 pub enum ReviewAccess {
-    Table(HashMap<String, Arc<UserAccess>>),
+    /// A fixed table, and the launch context every server has (as XNAT's GET answers it).
+    Table(HashMap<String, Arc<UserAccess>>, Option<Box<UserOptions>>),
     Xnat(CredentialSource),
 }
 
@@ -86,11 +88,15 @@ pub async fn review(
     let policy_env: HashSet<String> = policy
         .env
         .iter()
+        .chain(policy.user_options.env.iter())
         .chain(policy.rules.iter().flat_map(|r| r.env.iter()))
         .map(|v| v.name.clone())
         .collect();
     let admission = match access {
-        ReviewAccess::Table(t) => Admission::new(policy, AccessSource::Static(Arc::new(t)), None),
+        ReviewAccess::Table(t, launch) => {
+            let source = AccessSource::Static(Arc::new(t), launch.map(|l| Arc::new(*l)));
+            Admission::new(policy, source, None)
+        }
         ReviewAccess::Xnat(credentials) => {
             let source = AccessSource::xnat(&policy, credentials.clone())?;
             Admission::new(policy, source, Some(credentials))

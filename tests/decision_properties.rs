@@ -246,57 +246,8 @@ fn patched(spec: &Value, decision: &Decision) -> Result<Option<Value>, TestCaseE
 }
 
 fn valid(spec: &Value) -> Result<(), TestCaseError> {
-    let pod: k8s_openapi::api::core::v1::Pod =
-        serde_json::from_value(json!({"apiVersion": "v1", "kind": "Pod", "spec": spec}))
-            .map_err(|e| TestCaseError::fail(format!("not a Pod: {e}")))?;
-    let spec = pod.spec.unwrap();
-    let volumes: Vec<&str> = spec
-        .volumes
-        .iter()
-        .flatten()
-        .map(|v| v.name.as_str())
-        .collect();
-    prop_assert_eq!(
-        volumes.len(),
-        volumes.iter().collect::<BTreeSet<_>>().len(),
-        "volume names"
-    );
-    for c in &spec.containers {
-        let mounts: Vec<&str> = c
-            .volume_mounts
-            .iter()
-            .flatten()
-            .map(|m| m.mount_path.as_str())
-            .collect();
-        prop_assert_eq!(
-            mounts.len(),
-            mounts.iter().collect::<BTreeSet<_>>().len(),
-            "mount paths"
-        );
-        for m in c.volume_mounts.iter().flatten() {
-            prop_assert!(
-                volumes.contains(&m.name.as_str()),
-                "mount of a missing volume {}",
-                m.name
-            );
-        }
-        let env: Vec<&str> = c.env.iter().flatten().map(|e| e.name.as_str()).collect();
-        prop_assert_eq!(
-            env.len(),
-            env.iter().collect::<BTreeSet<_>>().len(),
-            "env names"
-        );
-        let resources = c.resources.clone().unwrap_or_default();
-        for (name, request) in resources.requests.iter().flatten() {
-            let limit = resources.limits.as_ref().and_then(|l| l.get(name));
-            if let (Some(r), Some(l)) = (
-                Amount::parse(&request.0),
-                limit.and_then(|l| Amount::parse(&l.0)),
-            ) {
-                prop_assert!(r <= l, "{name}: request {} above limit", request.0);
-            }
-        }
-    }
+    let problems = common::pod_rules::pod_problems(spec);
+    prop_assert!(problems.is_empty(), "{:?}", problems);
     Ok(())
 }
 

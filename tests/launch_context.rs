@@ -54,6 +54,8 @@ fn decide_with(
     };
     let mut out = pod.clone();
     json_patch::patch(&mut out, &patch).unwrap();
+    let problems = common::pod_rules::pod_problems(&out["spec"]);
+    assert!(problems.is_empty(), "{problems:?}");
     // Idempotent: a second pass over the patched pod adds nothing.
     let meta_text = out["metadata"].to_string();
     let meta: PodMeta = serde_json::from_str(&meta_text).unwrap();

@@ -331,6 +331,8 @@ async fn both_pods_on(h: &Harness, options: Value) -> (Value, Value, Vec<String>
         None,
         "a second pass changed the pod"
     );
+    let problems = common::pod_rules::pod_problems(&ours["spec"]);
+    assert!(problems.is_empty(), "the webhook's pod: {problems:?}");
     let hook = hook_pod(&review["request"]["object"]["spec"], &options);
     (view(&ours["spec"]), view(&hook), warnings(&response))
 }
@@ -407,7 +409,7 @@ async fn constraints_with_several_values_become_node_affinity_not_the_last_value
             "instance-type!=spot", "zone==z1"
         ]}}),
     );
-    let (ours, hook, _) = both_pods(options).await;
+    let (ours, hook, _) = both_pods(options.clone()).await;
     // The hook keeps the last value of `project` and turns `!=` into a label key Kubernetes
     // refuses (`instance-type!=spot`): that pod would not even be created.
     assert_eq!(
@@ -416,6 +418,13 @@ async fn constraints_with_several_values_become_node_affinity_not_the_last_value
                "zone": "z1"})
     );
     assert_eq!(ours["nodeSelector"], json!({"zone": "z1"}));
+    let review = chart_review(EVENT);
+    let hook_spec = hook_pod(&review["request"]["object"]["spec"], &options);
+    let problems = common::pod_rules::pod_problems(&hook_spec);
+    assert!(
+        problems.iter().any(|p| p.contains("instance-type!=spot")),
+        "{problems:?}"
+    );
     assert_eq!(
         ours["affinity"],
         json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {

@@ -188,7 +188,7 @@ async fn an_in_place_write_that_pauses_is_applied_only_once_complete() {
     let mut file = std::fs::File::create(&target).unwrap();
     std::io::Write::write_all(&mut file, rest.as_bytes()).unwrap();
     file.sync_all().unwrap();
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(250)).await;
     std::io::Write::write_all(&mut file, first.as_bytes()).unwrap();
     file.sync_all().unwrap();
     drop(file);

@@ -70,6 +70,34 @@ fn review_prints_the_response_the_patch_and_the_patched_pod() {
     }
 }
 
+/// A launch from XNAT's UI on NrgXnat's Kubernetes set-up, under its preset, offline: the stored
+/// options (`tests/fixtures/launch/`, shaped as tests/launch_fidelity.rs says) for alice's named
+/// server on the chart's z2jh pod.
+#[test]
+fn review_shows_a_launch_context_under_the_nrgxnat_preset() {
+    let args = [
+        "review",
+        "--policy",
+        "deploy/presets/nrgxnat-k8s.yaml",
+        "--access",
+        "alice=ALPHA,BETA",
+        "--user-options",
+        "tests/fixtures/launch/nrgxnat-project-launch.json",
+    ];
+    let input = Path::new("tests/fixtures/launch/alice-chart-named-server.json");
+    let out = run(&args, Some(input));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    // Offline, the caller is not verified: the token pair is held back, and never printed.
+    assert!(!stdout.contains("token-secret-9f"), "{stdout}");
+    assert!(stdout.contains("\"subPath\": \"ALPHA/arc001\""), "{stdout}");
+    golden("tests/golden/review-nrgxnat-project-launch.txt", &stdout);
+}
+
 #[test]
 fn review_of_a_pod_it_does_not_touch_says_so() {
     let out = run(

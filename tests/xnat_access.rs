@@ -185,7 +185,19 @@ async fn the_admin_access_list_can_be_the_project_source() {
     );
     assert_eq!(h.xnat.counts().access, 1);
     assert_eq!(h.xnat.counts().groups, 0);
-    // Unknown users are a 404 there too: no projects, workspace only.
+    // XNAT lists an all-data user's site groups with `ID` null (alice is in ALL_DATA_ACCESS):
+    // skipped, not an outage.
+    let review = review_for("alice");
+    let response = h.review(&review).await;
+    assert_eq!(
+        project_paths(&review, &response),
+        [
+            "/data/projects/ALPHA",
+            "/data/projects/BETA",
+            "/data/xnat/workspace"
+        ]
+    );
+    // An unknown user is `200 []` there: no projects, workspace only.
     let review = review_for("nobody");
     let response = h.review(&review).await;
     assert_eq!(project_paths(&review, &response), ["/data/xnat/workspace"]);

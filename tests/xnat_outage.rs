@@ -128,3 +128,16 @@ async fn deny_mode_refuses_the_pod_with_the_policys_message() {
         3
     );
 }
+
+#[tokio::test]
+async fn a_service_account_without_the_administrator_role_starts_pods_without_project_data() {
+    // XNAT answers another user's groups and access list with 403 and an empty body when the
+    // service account is not a site Administrator (`UsersApi`, `DataAccessApi`).
+    for source in ["groups", "access"] {
+        let h = Harness::start(&format!("xnat:\n  projectSource: {source}\n")).await;
+        h.xnat.set_service_admin(false);
+        let review = fixture("alice-default");
+        let response = h.review(&review).await;
+        assert_started_without_projects(&review, &response, source);
+    }
+}

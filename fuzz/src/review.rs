@@ -68,7 +68,7 @@ static WEBHOOK: LazyLock<(tokio::runtime::Runtime, Admission)> = LazyLock::new(|
         .enable_all()
         .build()
         .unwrap();
-    let admission = Admission::new(policy, AccessSource::Static(Arc::new(table)), None);
+    let admission = Admission::new(policy, AccessSource::Static(Arc::new(table), None), None);
     (runtime, admission)
 });
 

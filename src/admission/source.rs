@@ -17,7 +17,11 @@ pub enum AccessSource {
     /// XNAT, through the cache.
     Xnat(AccessCache),
     /// A fixed table: XNAT username → access. Users not in it are unknown to XNAT.
-    Static(Arc<HashMap<String, Arc<UserAccess>>>),
+    /// A fixed access table, and the launch context every server has (`review --user-options`).
+    Static(
+        Arc<HashMap<String, Arc<UserAccess>>>,
+        Option<Arc<UserOptions>>,
+    ),
 }
 
 impl AccessSource {
@@ -40,7 +44,7 @@ impl AccessSource {
     ) -> (AccessOutcome, CacheStatus) {
         match self {
             AccessSource::Xnat(cache) => cache.lookup(xnat_user, deadline, allow_stale).await,
-            AccessSource::Static(table) => {
+            AccessSource::Static(table, _) => {
                 let access = table
                     .get(xnat_user)
                     .cloned()
@@ -63,7 +67,7 @@ impl AccessSource {
                     .user_options(xnat_user, server_name, deadline)
                     .await
             }
-            AccessSource::Static(_) => Ok(None),
+            AccessSource::Static(_, launch) => Ok(launch.as_deref().cloned()),
         }
     }
 
@@ -71,7 +75,7 @@ impl AccessSource {
     pub(super) async fn confirm(&self, asks: &Asks, deadline: Instant) -> Confirmed {
         match self {
             AccessSource::Xnat(cache) => cache.confirm(asks, deadline).await,
-            AccessSource::Static(_) => Confirmed::NONE,
+            AccessSource::Static(..) => Confirmed::NONE,
         }
     }
 

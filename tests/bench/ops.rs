@@ -68,7 +68,7 @@ fn review_n(body: &[u8], n: usize) {
     )]);
     let admission = Admission::new(
         Policy::parse("").unwrap(),
-        AccessSource::Static(Arc::new(table)),
+        AccessSource::Static(Arc::new(table), None),
         None,
     );
     let rt = tokio::runtime::Builder::new_current_thread()

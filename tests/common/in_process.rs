@@ -25,7 +25,7 @@ impl InProcess {
             );
         }
         let policy = Policy::parse(policy_yaml).unwrap();
-        let source = AccessSource::Static(Arc::new(table));
+        let source = AccessSource::Static(Arc::new(table), None);
         Self {
             admission: Admission::new(policy, source, None),
         }

@@ -10,6 +10,7 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 pub mod in_process;
+pub mod pod_rules;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

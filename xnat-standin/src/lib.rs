@@ -6,7 +6,9 @@
 //! - `POST /data/JSESSION` (basic auth) → session id as text, `DELETE /data/JSESSION`;
 //! - `GET /xapi/users/{user}/groups` → `["ALPHA_owner", …]`, 404 for an unknown user;
 //! - `GET /xapi/access/{user}/projects` → `[{"ID", "secondary_ID", "name", "description", "role",
-//!   "group_id", "URI"}]`, 404 for an unknown user;
+//!   "group_id", "URI"}]` for every group (site groups with `ID` null), `200 []` for an unknown
+//!   user;
+//! - both `403` with an empty body when the service account is not a site Administrator;
 //! - `GET /xapi/jupyterhub/users/{user}/server/user-options` and
 //!   `…/server/{servername}/user-options` → the plugin's stored launch context, 404 when none;
 //! - `GET /data/projects/{id}/accessibility` → `public`, `protected` or `private` as plain text
@@ -113,6 +115,7 @@ pub struct Standin {
     user_options: Mutex<HashMap<(String, String), Value>>,
     accessibility: Mutex<HashMap<String, String>>,
     experiments: Mutex<HashMap<String, Value>>,
+    service_admin: Mutex<bool>,
     sessions: Mutex<HashSet<String>>,
     session_rejection: Mutex<SessionRejection>,
     fault: Mutex<Fault>,
@@ -132,6 +135,7 @@ impl Standin {
             user_options: Mutex::default(),
             accessibility: Mutex::default(),
             experiments: Mutex::default(),
+            service_admin: Mutex::new(true),
             sessions: Mutex::default(),
             session_rejection: Mutex::default(),
             fault: Mutex::default(),
@@ -282,6 +286,17 @@ impl Standin {
             let _ = axum::serve(listener, app).await;
         });
         Ok((base, task))
+    }
+
+    /// Whether the service account is a site Administrator (default yes). Without the role,
+    /// another user's groups and access list are `403` with an empty body (`UsersApi`,
+    /// `DataAccessApi`): a missing role, not bad credentials.
+    pub fn set_service_admin(&self, admin: bool) {
+        *lock(&self.service_admin) = admin;
+    }
+
+    fn refuse_other_user(&self, _user: &str) -> Option<Response> {
+        (!*lock(&self.service_admin)).then(|| StatusCode::FORBIDDEN.into_response())
     }
 
     fn basic_ok(&self, headers: &HeaderMap) -> bool {
@@ -453,6 +468,32 @@ async fn logout(State(s): State<Arc<Standin>>, headers: HeaderMap) -> Response {
     StatusCode::OK.into_response()
 }
 
+/// One row of the admin access list for group `g`, as `RoleHolder.QUERY_USER_PROJECT_ROLES`
+/// builds it: a project group has its project's fields and the group's display name as `role`;
+/// a site group (`ALL_DATA_ACCESS`, `ALL_DATA_ADMIN`) has no project, so those fields are null.
+fn access_row(g: &str) -> Value {
+    let site_group = matches!(g, "ALL_DATA_ACCESS" | "ALL_DATA_ADMIN");
+    match g.rsplit_once('_').filter(|_| !site_group) {
+        Some((project, role)) => {
+            let display = match role {
+                "owner" => "Owners",
+                "member" => "Members",
+                "collaborator" => "Collaborators",
+                custom => custom,
+            };
+            json!({
+                "ID": project, "secondary_ID": project, "name": format!("Project {project}"),
+                "description": "", "role": display, "group_id": g,
+                "URI": format!("/data/projects/{project}"),
+            })
+        }
+        None => json!({
+            "ID": null, "secondary_ID": null, "name": null, "description": null,
+            "role": g, "group_id": g, "URI": null,
+        }),
+    }
+}
+
 async fn groups(
     State(s): State<Arc<Standin>>,
     Path(user): Path<String>,
@@ -464,6 +505,9 @@ async fn groups(
         Ok(g) => g,
         Err(r) => return r,
     };
+    if let Some(refused) = s.refuse_other_user(&user) {
+        return refused;
+    }
     match lock(&s.users).get(&user) {
         Some(groups) => axum::Json(groups.clone()).into_response(),
         None => (StatusCode::NOT_FOUND, format!("User {user} not found.")).into_response(),
@@ -482,30 +526,12 @@ async fn access_projects(
         Ok(g) => g,
         Err(r) => return r,
     };
-    let Some(groups) = lock(&s.users).get(&user).cloned() else {
-        return (StatusCode::NOT_FOUND, format!("User {user} not found.")).into_response();
-    };
-    let list: Vec<Value> = groups
-        .iter()
-        .filter_map(|g| {
-            let (project, role) = g.rsplit_once('_')?;
-            let display = match role {
-                "owner" => "Owners",
-                "member" => "Members",
-                "collaborator" => "Collaborators",
-                _ => return None,
-            };
-            Some(json!({
-                "ID": project,
-                "secondary_ID": project,
-                "name": format!("Project {project}"),
-                "description": "",
-                "role": display,
-                "group_id": g,
-                "URI": format!("/data/projects/{project}"),
-            }))
-        })
-        .collect();
+    if let Some(refused) = s.refuse_other_user(&user) {
+        return refused;
+    }
+    // An unknown user is `200 []` here (the query simply finds no groups), not 404.
+    let groups = lock(&s.users).get(&user).cloned().unwrap_or_default();
+    let list: Vec<Value> = groups.iter().map(|g| access_row(g)).collect();
     axum::Json(list).into_response()
 }
 

@@ -295,3 +295,47 @@ fn a_launch_context_that_cannot_be_read_is_said_and_the_project_list_used() {
         "{warnings:?}"
     );
 }
+
+#[test]
+fn a_swarm_style_absolute_source_maps_through_its_prefix_onto_its_volume() {
+    // A Swarm-style translation keeps absolute paths; this site keeps its archive on its own
+    // claim, mounted at the claim's root.
+    let policy = "  pathMappings:\n    - {xnatPath: /data/xnat/archive/, volume: archive, subPath: '', scope: project}\n\
+                  storage:\n  volumes:\n    - {name: xnat-data, claimName: xnat-gpfs}\n    \
+                  - {name: archive, claimName: archive, readOnly: true}\n";
+    let launch = options(
+        json!({"mounts": [
+            {"source": "/data/xnat/archive//ALPHA/arc001/", "target": "/data/projects/ALPHA/experiments",
+             "type": "bind", "read_only": true},
+            {"source": "./ALPHA/resources", "target": "/data/projects/ALPHA/resources",
+             "type": "bind", "read_only": true}
+        ]}),
+        json!({}),
+    );
+    let (pod, warnings) = decide_with(&alice_pod(), Launch::Stored(&launch), policy, false);
+    let mounts = &pod["spec"]["containers"][0]["volumeMounts"];
+    assert!(
+        mounts
+            .as_array()
+            .unwrap()
+            .contains(&json!({"name": "archive", "mountPath":
+            "/data/projects/ALPHA/experiments", "subPath": "ALPHA/arc001", "readOnly": true})),
+        "{mounts}"
+    );
+    // A relative source matches no absolute prefix.
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("./ALPHA/resources") && w.contains("outside")),
+        "{warnings:?}"
+    );
+    let volumes = &pod["spec"]["volumes"];
+    assert!(
+        volumes
+            .as_array()
+            .unwrap()
+            .contains(&json!({"name": "archive",
+            "persistentVolumeClaim": {"claimName": "archive", "readOnly": true}})),
+        "{volumes}"
+    );
+}

@@ -1,12 +1,14 @@
 //! Any bytes as what XNAT answers, read by the parsers the client uses (the first byte picks
 //! one): the group list (`GET /xapi/users/{u}/groups`), the admin access list
-//! (`GET /xapi/access/{u}/projects`), and the quantities the plugin's launch resources and the
+//! (`GET /xapi/access/{u}/projects`), an experiment's item JSON (`GET /data/experiments/{id}`),
+//! and the quantities the plugin's launch resources and the
 //! policy become. Whatever XNAT says, access holds only mountable project ids and project-group
 //! roles, sorted and distinct; a quantity's canonical spelling reads back as the same value.
 
 use jupyter_xnat_webhook::access::{AccessEntry, UserAccess};
 use jupyter_xnat_webhook::names::{is_group_role, is_safe_segment, is_valid_project_id};
 use jupyter_xnat_webhook::quantity::{Amount, Quantity};
+use jupyter_xnat_webhook::sharing::SharedExperiment;
 
 fn access(access: &UserAccess) {
     for pair in access.groups.windows(2) {
@@ -63,7 +65,7 @@ pub fn check(bytes: &[u8]) {
     let Some((&pick, body)) = bytes.split_first() else {
         return;
     };
-    match pick % 3 {
+    match pick % 4 {
         0 => {
             if let Ok(ids) = serde_json::from_slice::<Vec<String>>(body) {
                 access(&UserAccess::from_group_ids(&ids));
@@ -72,6 +74,18 @@ pub fn check(bytes: &[u8]) {
         1 => {
             if let Ok(entries) = serde_json::from_slice::<Vec<AccessEntry>>(body) {
                 access(&UserAccess::from_access_list(&entries));
+            }
+        }
+        3 => {
+            // `GET /data/experiments/{id}?format=json`: whatever it says, reading it never
+            // panics, and what is read is the first item's own fields.
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body)
+                && let Some(e) = SharedExperiment::from_item_json(&v)
+            {
+                let fields = &v["items"][0]["data_fields"];
+                assert_eq!(fields["project"].as_str(), Some(e.project.as_str()));
+                assert_eq!(fields["label"].as_str(), Some(e.label.as_str()));
+                assert_eq!(fields["ID"].as_str(), Some(e.id.as_str()));
             }
         }
         _ => {

@@ -105,6 +105,15 @@ impl Amount {
         Self::new(negative, coefficient, exponent)
     }
 
+    /// The value as a whole number, if it is one (bytes, as KubeSpawner writes `MEM_LIMIT`).
+    pub fn as_integer(&self) -> Option<u128> {
+        if self.negative || self.exponent < 0 {
+            return None;
+        }
+        let shift = u32::try_from(self.exponent).ok()?;
+        self.coefficient.checked_mul(10u128.checked_pow(shift)?)
+    }
+
     /// A canonical spelling, the same for equal values: decimal SI (`700m`, `1073741824`, `8k`)
     /// when the value fits a suffix, else a decimal exponent (`5e-12`).
     pub fn canonical(&self) -> String {

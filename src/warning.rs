@@ -7,9 +7,14 @@ use std::ops::Deref;
 /// How every warning starts, so a user or admin can tell whose it is.
 pub const PREFIX: &str = "xnat-webhook";
 
+/// Most warnings one review keeps, and most characters of one: a launch context can hold
+/// thousands of bad entries, and each answer and log line stays readable and bounded.
+pub const MAX_WARNINGS: usize = 32;
+pub const MAX_WARNING_CHARS: usize = 512;
+
 /// The warnings of one review, in the order they arose.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Warnings(Vec<String>);
+pub struct Warnings(Vec<String>, usize);
 
 impl Warnings {
     pub fn new() -> Self {
@@ -18,15 +23,32 @@ impl Warnings {
 
     /// Adds `xnat-webhook: {message}`.
     pub fn push(&mut self, message: impl fmt::Display) {
-        self.0.push(format!("{PREFIX}: {message}"));
+        self.add(format!("{PREFIX}: {message}"));
     }
 
     /// Adds `xnat-webhook (audit mode): {message}`.
     pub fn push_audit(&mut self, message: impl fmt::Display) {
-        self.0.push(format!("{PREFIX} (audit mode): {message}"));
+        self.add(format!("{PREFIX} (audit mode): {message}"));
     }
 
-    pub fn into_vec(self) -> Vec<String> {
+    fn add(&mut self, mut text: String) {
+        if self.0.len() >= MAX_WARNINGS {
+            self.1 += 1;
+            return;
+        }
+        if let Some((cut, _)) = text.char_indices().nth(MAX_WARNING_CHARS) {
+            text.truncate(cut);
+            text.push('…');
+        }
+        self.0.push(text);
+    }
+
+    /// The warnings, and a last one counting those left out past [`MAX_WARNINGS`].
+    pub fn into_vec(mut self) -> Vec<String> {
+        if self.1 > 0 {
+            self.0
+                .push(format!("{PREFIX}: {} more warnings left out", self.1));
+        }
         self.0
     }
 }
@@ -42,6 +64,18 @@ impl Deref for Warnings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn warnings_are_bounded_in_number_and_length() {
+        let mut w = Warnings::new();
+        for i in 0..1000 {
+            w.push(format_args!("{i} {}", "x".repeat(2000)));
+        }
+        let v = w.into_vec();
+        assert_eq!(v.len(), MAX_WARNINGS + 1);
+        assert!(v.iter().all(|w| w.chars().count() <= MAX_WARNING_CHARS + 1));
+        assert_eq!(v[MAX_WARNINGS], "xnat-webhook: 968 more warnings left out");
+    }
 
     #[test]
     fn the_prefix_is_added_once() {

@@ -339,3 +339,42 @@ fn a_swarm_style_absolute_source_maps_through_its_prefix_onto_its_volume() {
         "{volumes}"
     );
 }
+
+#[test]
+fn the_pair_is_not_split_by_a_pods_own_half() {
+    let launch = options(
+        json!({"env": {"XNAT_USER": "alias-1", "XNAT_PASS": "secret-1"}}),
+        json!({}),
+    );
+    let mut pod = alice_pod();
+    pod["spec"]["containers"][0]["env"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "XNAT_USER", "value": "from-the-hub"}));
+    let (out, warnings) = decide_with(&pod, Launch::Stored(&launch), "", true);
+    assert_eq!(env(&out, "XNAT_USER").as_deref(), Some("from-the-hub"));
+    assert_eq!(env(&out, "XNAT_PASS"), None, "a secret without its alias");
+    assert!(
+        warnings.iter().any(|w| w.contains("stay a pair")),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn shared_data_is_only_ever_this_named_servers() {
+    // alice's default server ("") with stored options naming a launch's shared-data directory.
+    let launch: UserOptions = serde_json::from_value(json!({
+        "projectId": "ALPHA", "eventTrackingId": "20240621T123456789Z",
+        "task_template": {"container_spec": {"mounts": [{
+            "source": "/data/xnat/archive/SHARED.PROJECT.DATA.STORAGE.DIRECTORY/jupyter-notebooks/20240621T123456789Z",
+            "target": "/data/projects/ALPHA", "type": "bind", "read_only": true}]}}
+    }))
+    .unwrap();
+    let (out, warnings) = decide_with(&alice_pod(), Launch::Stored(&launch), "", false);
+    let mounts = out["spec"]["containers"][0]["volumeMounts"].to_string();
+    assert!(!mounts.contains("SHARED"), "{mounts}");
+    assert!(
+        warnings.iter().any(|w| w.contains("this server is")),
+        "{warnings:?}"
+    );
+}

@@ -70,8 +70,9 @@ fn plugin_env(xsi_type: &str, item: &str) -> Value {
     })
 }
 
-/// A stored launch: `mounts` and `resources`/`placement`/`image`/`command` as given, every other
-/// member of the task template `null`.
+/// A stored launch: `mounts` and `resources`/`placement`/`image`/`command` as given, the rest as
+/// `toTaskTemplate` writes them when unset (`null` values; an empty generic-resource map and
+/// constraint list, which it always builds).
 fn stored(project: &str, xsi_type: &str, item: &str, container: Value, rest: Value) -> Value {
     let mut spec = json!({
         "image": "xnat/datascience-notebook:latest", "command": null,
@@ -83,8 +84,8 @@ fn stored(project: &str, xsi_type: &str, item: &str, container: Value, rest: Val
     let mut template = json!({
         "container_spec": spec,
         "resources": {"cpu_limit": null, "cpu_reservation": null, "mem_limit": null,
-                      "mem_reservation": null, "generic_resources": null},
-        "placement": {"constraints": null}
+                      "mem_reservation": null, "generic_resources": {}},
+        "placement": {"constraints": []}
     });
     for (k, v) in rest.as_object().unwrap() {
         template[k] = v.clone();
@@ -135,6 +136,7 @@ fn hook_pod(spec: &Value, options: &Value) -> Value {
     }
     // resources: limits and guarantees when set; generic resources as both, gpu renamed.
     let r = &t["resources"];
+    let mut spawner_env: Vec<(&str, String)> = Vec::new();
     let mut limits = c["resources"]["limits"]
         .as_object()
         .cloned()
@@ -152,6 +154,18 @@ fn hook_pod(spec: &Value, options: &Value) -> Value {
         if let Some(v) = r.get(field).filter(|v| !v.is_null()) {
             let map = if is_limit { &mut limits } else { &mut requests };
             map.insert(name.to_owned(), kubespawner_quantity(v));
+            // JupyterHub's Spawner.get_env(): str() of the value the spawner was given.
+            let var = match field {
+                "cpu_limit" => "CPU_LIMIT",
+                "cpu_reservation" => "CPU_GUARANTEE",
+                "mem_limit" => "MEM_LIMIT",
+                _ => "MEM_GUARANTEE",
+            };
+            let text = match kubespawner_quantity(v) {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            spawner_env.push((var, text));
         }
     }
     for (k, v) in r["generic_resources"].as_object().into_iter().flatten() {
@@ -181,6 +195,9 @@ fn hook_pod(spec: &Value, options: &Value) -> Value {
         set_env(c, k, v);
     }
     set_env(c, "JUPYTERHUB_SINGLEUSER_EXTENSION", "0");
+    for (k, v) in &spawner_env {
+        set_env(c, k, v);
+    }
     // Every mount whose target does not contain /workspace/ → volume `archive`, subPath = the
     // stored source, readOnly = read_only.
     let mut archive_used = false;
@@ -201,7 +218,8 @@ fn hook_pod(spec: &Value, options: &Value) -> Value {
             .unwrap()
             .push(json!({"name": "archive", "persistentVolumeClaim": {"claimName": "archive"}}));
     }
-    if !selector.is_empty() {
+    // `spawner.node_selector = {…}` replaces the hub's selector whenever constraints are stored.
+    if t["placement"]["constraints"].is_array() {
         spec["nodeSelector"] = Value::Object(selector);
     }
     spec
@@ -300,7 +318,12 @@ fn view(spec: &Value) -> Value {
     json!({
         "mounts": mounts, "env": env, "limits": limits, "requests": requests,
         "image": c["image"], "imagePullPolicy": c["imagePullPolicy"], "args": c["args"],
-        "workingDir": c["workingDir"], "nodeSelector": spec["nodeSelector"],
+        "workingDir": c["workingDir"],
+        // No selector and an empty one select the same nodes.
+        "nodeSelector": match &spec["nodeSelector"] {
+            Value::Object(m) if m.is_empty() => Value::Null,
+            other => other.clone(),
+        },
         "affinity": spec["affinity"]
     })
 }
@@ -618,6 +641,15 @@ async fn an_experiment_shared_into_a_readable_project_is_mounted_once_xnat_confi
     both_pods_on(&h, launch("XNAT_E00007", "G01_MR1")).await;
     assert_eq!(h.xnat.counts().experiments, 1);
 
+    // A directory of the same name elsewhere in GAMMA (not its archive): refused.
+    let mut elsewhere = launch("XNAT_E00007", "G01_MR1");
+    elsewhere["task_template"]["container_spec"]["mounts"][1]["source"] =
+        json!("./GAMMA/resources/G01_MR1");
+    let (ours, _, _) = both_pods_on(&h, elsewhere).await;
+    assert!(
+        !mount_paths(&ours).iter().any(|p| p.contains("GAMMA")),
+        "{ours}"
+    );
     // Another directory of GAMMA, or an experiment shared only into a project alice may not
     // read: refused.
     for (id, label) in [("XNAT_E00007", "G09_MR1"), ("XNAT_E00008", "G02_MR1")] {

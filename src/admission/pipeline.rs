@@ -10,8 +10,10 @@ use crate::classify::{SkipReason, Target, classify};
 use crate::echo::echo;
 use crate::launch::{Launch, UserOptions};
 use crate::mutation::launch::to_confirm;
+use crate::mutation::workspace_path;
 use crate::mutation::{Context, Decision, Identity, decide, decide_unreadable};
 use crate::pod::PodView;
+use crate::policy::Values;
 use crate::policy::{Mode, OnError, Policy};
 use crate::review::{Answer, Review};
 use crate::sharing::Confirmed;
@@ -40,7 +42,16 @@ pub(super) async fn admit(
     let confirmed = match (&launch, &access) {
         (Some(Ok(opts)), AccessOutcome::Known(a) | AccessOutcome::Stale { access: a, .. }) => {
             let readable = a.readable_projects(&policy.xnat.roles);
-            let asks = to_confirm(opts, &policy.user_options, &readable);
+            let values = Values {
+                project: None,
+                xnat_user: &xnat_user,
+                jupyter_user: target.jupyter_user,
+                server_name: target.server_name,
+                projects: "",
+                xnat_url: policy.xnat.endpoint.url.as_str(),
+            };
+            let workspace = workspace_path(policy, &values);
+            let asks = to_confirm(opts, &policy.user_options, &readable, workspace.as_deref());
             if asks.is_empty() {
                 Confirmed::NONE
             } else {

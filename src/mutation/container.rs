@@ -48,6 +48,22 @@ pub fn apply(
             patch.set(at().join("imagePullPolicy"), exists, "IfNotPresent".into());
         }
     }
+    if let Some(env) = &c.env {
+        for (name, value) in plan.resource_env {
+            match env.iter().position(|e| e.name == *name) {
+                // An entry with `valueFrom` (no `value`) is the hub's own choice: left alone.
+                Some(i) if env[i].value.is_some() && env[i].value.as_deref() != Some(value) => {
+                    let at = at().join("env").join(&i.to_string()).join("value");
+                    patch.replace(at, Value::String(value.clone()));
+                }
+                Some(_) => {}
+                None => patch.add(
+                    at().join("env").join("-"),
+                    serde_json::json!({"name": name, "value": value}),
+                ),
+            }
+        }
+    }
     if let Some(words) = plan.command
         && let Some(args) = args_for(words, c)
     {

@@ -5,6 +5,7 @@
 
 use serde_json::json;
 
+use super::launch::TOKEN_PAIR;
 use super::patch::{At, PodPatch};
 use super::plan::EnvValue;
 use crate::pod::Notebook;
@@ -23,7 +24,32 @@ pub fn apply(
     let sources = container.env_from.as_deref().unwrap_or_default();
     let mut left_to_sources: Vec<Vec<&str>> = vec![Vec::new(); sources.len()];
     let mut to_add = Vec::new();
+    // The token pair is one value: if the pod has (or may have) either half its own way, adding
+    // the other would give the notebook an alias with another's secret, or a secret without it.
+    let pair_planned = TOKEN_PAIR
+        .iter()
+        .all(|n| planned.iter().any(|(p, _)| p == n));
+    let pair_blocked = pair_planned
+        && TOKEN_PAIR.iter().any(|n| {
+            let want = planned
+                .iter()
+                .find(|(p, _)| p == n)
+                .map(|(_, v)| v.render(values));
+            let pod_differs = existing
+                .iter()
+                .any(|e| e.name == *n && e.value.as_deref() != want.as_deref());
+            pod_differs || sources.iter().any(|s| s.may_set(n))
+        });
+    if pair_blocked {
+        warnings.push(
+            "the pod sets (or an envFrom source may set) XNAT_USER or XNAT_PASS its own way: \
+             the launch's token pair is not added, so the two stay a pair",
+        );
+    }
     for (name, value) in planned {
+        if pair_blocked && TOKEN_PAIR.contains(name) {
+            continue;
+        }
         let value = value.render(values);
         match existing.iter().find(|e| e.name == *name) {
             Some(e) if e.value.as_deref() == Some(value.as_str()) => {}

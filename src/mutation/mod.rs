@@ -21,6 +21,8 @@ mod mounts;
 mod patch;
 mod placement;
 mod plan;
+
+pub use plan::workspace_path;
 mod resources;
 
 use std::fmt;

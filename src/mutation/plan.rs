@@ -15,7 +15,7 @@ use super::grant::Grant;
 use super::launch::{self, LaunchGrant, LaunchPlan, NodeExpression, TOKEN_PAIR};
 use crate::launch::Launch;
 use crate::names::{check_abs_path, check_sub_path, is_safe_segment};
-use crate::policy::{MountTemplate, Policy, ResourceSet, Template, Values};
+use crate::policy::{MountTemplate, Policy, ResourceMode, ResourceSet, Template, Values};
 use crate::warning::Warnings;
 
 /// A mount of one of the policy's volumes, already checked.
@@ -64,6 +64,9 @@ pub struct Plan<'a> {
 #[derive(Debug, Default)]
 pub struct ContainerPlan<'a> {
     pub image: Option<&'a str>,
+    /// `CPU_LIMIT`, `MEM_LIMIT`, … for the launch's resources, when they replace the pod's
+    /// (`override` mode): KubeSpawner wrote them for the hub's values.
+    pub resource_env: &'a [(String, String)],
     pub command: Option<&'a [String]>,
     pub working_dir: Option<String>,
 }
@@ -95,6 +98,10 @@ impl<'a> Plan<'a> {
             node_affinity: launch.map_or(&[], |l| l.node_affinity.as_slice()),
             container: ContainerPlan {
                 image: launch.and_then(|l| l.image.as_deref()),
+                resource_env: match launch {
+                    Some(l) if policy.resources.mode == ResourceMode::Override => &l.resource_env,
+                    _ => &[],
+                },
                 command: launch.and_then(|l| l.command.as_deref()),
                 working_dir,
             },
@@ -367,6 +374,15 @@ pub(super) fn same_path(a: &str, b: &str) -> bool {
     a == b || parts(a).eq(parts(b))
 }
 
+/// Where the policy mounts this user's workspace, if it does (and the values make a safe path).
+pub fn workspace_path(policy: &Policy, values: &Values<'_>) -> Option<String> {
+    let ws = policy.storage.workspace.as_ref()?;
+    ws.mount_path
+        .vars()
+        .all(|v| is_safe_segment(values.get(v)))
+        .then(|| ws.mount_path.render(values))
+}
+
 /// Translates the launch context, when the policy uses one and XNAT has one; says so when XNAT
 /// has one that could not be read.
 pub fn launch_plan(
@@ -389,13 +405,7 @@ pub fn launch_plan(
         }
         Launch::Stored(opts) => opts,
     };
-    let workspace_path = policy.storage.workspace.as_ref().and_then(|ws| {
-        let values = cx.values("");
-        ws.mount_path
-            .vars()
-            .all(|v| is_safe_segment(values.get(v)))
-            .then(|| ws.mount_path.render(&values))
-    });
+    let workspace_path = workspace_path(policy, &cx.values(""));
     let launch_grant = LaunchGrant {
         readable: &grant.readable,
         xnat_user: cx.who.xnat_user,

@@ -31,6 +31,34 @@ fn the_sample_policy_in_deploy_is_valid() {
 }
 
 #[test]
+fn volume_and_launch_errors_name_the_field() {
+    for (yaml, field) in [
+        (
+            "userOptions:\n  allowedImages: [registry.example.org]\n",
+            "userOptions.allowedImages[0]",
+        ),
+        (
+            "storage:\n  volumes:\n    - {name: a, claimName: c, readOnly: true}\n",
+            "storage.workspace.volume",
+        ),
+        (
+            "storage:\n  volumeName: v\n  volumes: [{name: a, claimName: c}]\n",
+            "storage.volumes",
+        ),
+        (
+            "storage:\n  projects: {volume: nope, subPath: '{project}', mountPath: '/p/{project}'}\n",
+            "storage.projects.volume",
+        ),
+        (
+            "userOptions:\n  pathMappings: [{xnatPath: /, subPath: a, scope: project}]\n",
+            "userOptions.pathMappings[0].xnatPath",
+        ),
+    ] {
+        assert_eq!(field_of(yaml), field, "{yaml}");
+    }
+}
+
+#[test]
 fn errors_name_the_field() {
     assert_eq!(field_of("xnat:\n  timeout: 30s\n"), "xnat.timeout");
     assert_eq!(field_of("xnat:\n  timeout: soon\n"), "xnat.timeout");

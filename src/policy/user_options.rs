@@ -202,10 +202,16 @@ impl UserOptionsFile {
             ));
         }
         for (i, p) in self.allowed_images.iter().enumerate() {
-            if p.is_empty() || p.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            // A prefix ends at a boundary of the name: `registry.example.org` would also admit
+            // `registry.example.org.evil.io/x`, and `…/xnat` would admit `…/xnat-evil`.
+            let bounded = p == "*" || p.ends_with(['/', ':', '@']);
+            if !bounded || p.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 return Err(invalid(
                     format!("userOptions.allowedImages[{i}]"),
-                    format!("{p:?} is not an image prefix (or `*`)"),
+                    format!(
+                        "{p:?} is not an image prefix ending in `/`, `:` or `@` (or `*`): e.g. \
+                         `registry.example.org/xnat/`"
+                    ),
                 ));
             }
         }

@@ -23,6 +23,9 @@ pub use sources::{MAX_ASKED_PROJECTS, SHARED_DATA_DIR, to_confirm};
 /// its secret. Never split: both come from the launch context, or neither does.
 pub const TOKEN_PAIR: [&str; 2] = ["XNAT_USER", "XNAT_PASS"];
 
+/// Most env entries, labels and constraints read from one launch context.
+pub const MAX_LIST_ENTRIES: usize = 512;
+
 /// Most words a command may have, and most characters of an image name.
 const MAX_COMMAND_WORDS: usize = 256;
 const MAX_IMAGE_CHARS: usize = 1024;
@@ -37,6 +40,8 @@ pub struct LaunchPlan {
     pub owns_token_pair: bool,
     /// Replaces the policy's values key by key.
     pub resources: ResourceSet,
+    /// `CPU_LIMIT`, `MEM_LIMIT`, … as JupyterHub writes them for the launch's resources.
+    pub resource_env: Vec<(String, String)>,
     /// A constraint key with one allowed value (as the chart's hook sets it).
     pub node_selector: Vec<(String, String)>,
     /// Constraints nodeSelector cannot say: several allowed values, or values ruled out.
@@ -80,11 +85,18 @@ pub fn plan(
     warnings: &mut Warnings,
 ) -> LaunchPlan {
     let spec = &opts.task_template.container_spec;
+    let mut resource_env = Vec::new();
     let mut out = LaunchPlan {
         mounts: sources::mounts(&spec.mounts, opts, policy, grant, warnings),
-        resources: quantities::quantities(&opts.task_template.resources, policy, warnings),
+        resources: quantities::quantities(
+            &opts.task_template.resources,
+            policy,
+            &mut resource_env,
+            warnings,
+        ),
         ..LaunchPlan::default()
     };
+    out.resource_env = resource_env;
     env(&spec.env, policy, grant, &mut out, warnings);
     placement::placement(
         &opts.task_template.placement.constraints,
@@ -125,7 +137,7 @@ pub fn plan(
         }
     }
     if policy.labels {
-        for (k, v) in &spec.labels {
+        for (k, v) in spec.labels.iter().take(MAX_LIST_ENTRIES) {
             match v.as_str() {
                 Some(v) if is_qualified_name(k) && is_label_value(v) && !is_reserved_label(k) => {
                     out.labels.push((k.clone(), v.to_owned()));
@@ -185,7 +197,7 @@ fn env(
         [None, None] => {}
         _ => warnings.push("launch env has only one of XNAT_USER/XNAT_PASS; neither passed on"),
     }
-    for (name, value) in stored {
+    for (name, value) in stored.iter().take(MAX_LIST_ENTRIES) {
         if TOKEN_PAIR.contains(&name.as_str()) {
             continue;
         }

@@ -12,7 +12,7 @@ use crate::warning::Warnings;
 /// → one `In`, values ruled out → `NotIn`, in one required affinity term.
 pub(super) fn placement(stored: &[Value], out: &mut LaunchPlan, warnings: &mut Warnings) {
     let mut by_key: BTreeMap<String, (Vec<String>, Vec<String>)> = BTreeMap::new();
-    for c in stored {
+    for c in stored.iter().take(super::MAX_LIST_ENTRIES) {
         let parsed = c.as_str().and_then(constraint);
         match parsed {
             Some((key, equal, value)) => {
@@ -23,8 +23,9 @@ pub(super) fn placement(stored: &[Value], out: &mut LaunchPlan, warnings: &mut W
                 }
             }
             None => warnings.push(format_args!(
-                "placement constraint {c} is not `label==value` or `label!=value` of a node \
-                 label; ignored"
+                "placement constraint {} is not `label==value` or `label!=value` of a node \
+                 label; ignored",
+                crate::echo::echo(&c.to_string())
             )),
         }
     }

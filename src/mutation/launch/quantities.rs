@@ -12,6 +12,7 @@ use crate::warning::Warnings;
 pub(super) fn quantities(
     r: &LaunchResources,
     policy: &UserOptionsPolicy,
+    env: &mut Vec<(String, String)>,
     warnings: &mut Warnings,
 ) -> ResourceSet {
     let mut set = ResourceSet::default();
@@ -41,9 +42,11 @@ pub(super) fn quantities(
                 "launch resource {name} = {v} is zero (or rounds to it); left unset"
             )),
             Some(q) if is_limit => {
+                env.push(spawner_env(name, &q, v));
                 set.limits.insert(resource.to_owned(), q);
             }
             Some(q) => {
+                env.push(spawner_env(name, &q, v));
                 set.requests.insert(resource.to_owned(), q);
             }
             None => warnings.push(format_args!(
@@ -79,6 +82,30 @@ pub(super) fn quantities(
         }
     }
     set
+}
+
+/// The env JupyterHub's `Spawner.get_env()` writes for a cpu or memory value the spawner was
+/// given (`CPU_LIMIT=2.0`, `MEM_LIMIT` in bytes), as the chart's hook leaves it.
+fn spawner_env(field: &str, q: &Quantity, stored: &Value) -> (String, String) {
+    let name = match field {
+        "cpu_limit" => "CPU_LIMIT",
+        "cpu_reservation" => "CPU_GUARANTEE",
+        "mem_limit" => "MEM_LIMIT",
+        _ => "MEM_GUARANTEE",
+    };
+    let value = if field.starts_with("cpu") {
+        // Python's str() of the float the hook passes on.
+        let cores = stored
+            .as_f64()
+            .or_else(|| stored.as_str()?.trim().parse().ok())
+            .unwrap_or_default();
+        format!("{cores:?}")
+    } else {
+        q.value()
+            .as_integer()
+            .map_or_else(|| q.as_str().to_owned(), |b| b.to_string())
+    };
+    (name.to_owned(), value)
 }
 
 /// Extended resources may not be in Kubernetes' own domains.

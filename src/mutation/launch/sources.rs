@@ -6,12 +6,16 @@
 use serde_json::Value;
 
 use super::LaunchGrant;
+use crate::echo::echo;
 use crate::launch::{LaunchMount, UserOptions};
 use crate::mutation::plan::{PlannedMount, same_path};
 use crate::names::{check_abs_path, is_safe_segment, is_valid_project_id};
 use crate::policy::{MountScope, SourcePath, UserOptionsPolicy};
 use crate::sharing::Asks;
 use crate::warning::Warnings;
+
+/// Most stored mounts read (a real launch has a handful; a stored search one per project).
+pub const MAX_LAUNCH_MOUNTS: usize = 1024;
 
 /// The plugin's directory of a project's shared-in data: `{archive}/` this, then
 /// `jupyter-notebooks/{eventTrackingId}` (hard links or copies XNAT makes of what the user may
@@ -23,16 +27,30 @@ pub const SHARED_DATA_DIR: &str = "SHARED.PROJECT.DATA.STORAGE.DIRECTORY";
 pub const MAX_ASKED_PROJECTS: usize = 16;
 
 /// What XNAT must confirm before `opts`' mounts outside the user's projects could be mounted.
-pub fn to_confirm(opts: &UserOptions, policy: &UserOptionsPolicy, readable: &[&str]) -> Asks {
+pub fn to_confirm(
+    opts: &UserOptions,
+    policy: &UserOptionsPolicy,
+    readable: &[&str],
+    workspace_path: Option<&str>,
+) -> Asks {
     let mut asks = Asks::default();
     if policy.trust_plugin {
         return asks;
     }
-    for v in &opts.task_template.container_spec.mounts {
+    let mut experiment_dir = false;
+    let mounts = &opts.task_template.container_spec.mounts;
+    for v in mounts.iter().take(MAX_LAUNCH_MOUNTS) {
         let Ok(m) = LaunchMount::read(v) else {
             continue;
         };
+        // What translation would skip or refuse anyway is not worth a question.
+        if workspace_path.is_some_and(|ws| same_path(ws, &m.target)) {
+            continue;
+        }
         let source = SourcePath::parse(&m.source);
+        if source.segments.iter().any(|s| !is_safe_segment(s)) {
+            continue;
+        }
         let Some((mapping, rest)) = policy
             .path_mappings
             .iter()
@@ -42,17 +60,19 @@ pub fn to_confirm(opts: &UserOptions, policy: &UserOptionsPolicy, readable: &[&s
             continue;
         };
         let Some(&first) = rest.first() else { continue };
-        if mapping.scope == MountScope::Project
-            && is_valid_project_id(first)
-            && !readable.contains(&first)
-            && !asks.projects.iter().any(|p| p == first)
-            && asks.projects.len() < MAX_ASKED_PROJECTS
+        if mapping.scope != MountScope::Project
+            || !is_valid_project_id(first)
+            || readable.contains(&first)
         {
+            continue;
+        }
+        experiment_dir |= rest.len() >= 3 && is_arc_dir(rest[1]);
+        if !asks.projects.iter().any(|p| p == first) && asks.projects.len() < MAX_ASKED_PROJECTS {
             asks.projects.push(first.to_owned());
         }
     }
     let item = opts.item_id.as_deref().unwrap_or_default();
-    if !asks.projects.is_empty() && is_experiment_launch(opts) && is_valid_project_id(item) {
+    if experiment_dir && is_experiment_launch(opts) && is_valid_project_id(item) {
         asks.experiment = Some(item.to_owned());
     }
     asks
@@ -73,11 +93,18 @@ pub(super) fn mounts(
     warnings: &mut Warnings,
 ) -> Vec<PlannedMount> {
     let mut out: Vec<PlannedMount> = Vec::new();
-    for v in stored {
+    if stored.len() > MAX_LAUNCH_MOUNTS {
+        warnings.push(format_args!(
+            "the launch context has {} mounts; only the first {MAX_LAUNCH_MOUNTS} are read",
+            stored.len()
+        ));
+    }
+    for v in stored.iter().take(MAX_LAUNCH_MOUNTS) {
         let m = match LaunchMount::read(v) {
             Ok(m) => m,
             Err(why) => {
-                warnings.push(format_args!("launch mount {v} refused: {why}"));
+                let shown = v.to_string();
+                warnings.push(format_args!("launch mount {} refused: {why}", echo(&shown)));
                 continue;
             }
         };
@@ -167,6 +194,7 @@ fn confirmed_elsewhere(rest: &[&str], grant: &LaunchGrant<'_>) -> Result<(), Str
     }
     if let Some(e) = &grant.confirmed.experiment
         && e.project == project
+        && rest.get(1).is_some_and(|d| is_arc_dir(d))
         && rest.get(2) == Some(&e.label.as_str())
         && e.shared_into
             .iter()
@@ -177,6 +205,12 @@ fn confirmed_elsewhere(rest: &[&str], grant: &LaunchGrant<'_>) -> Result<(), Str
     Err(format!(
         "XNAT does not list project {project} for this user"
     ))
+}
+
+/// An archive directory of a project (`arc001`, XNAT's current arc and older ones).
+fn is_arc_dir(d: &str) -> bool {
+    d.strip_prefix("arc")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// `SHARED.PROJECT.DATA.STORAGE.DIRECTORY/jupyter-notebooks/{eventTrackingId}`: the launch's
@@ -196,7 +230,9 @@ fn shared_data(
             "shared data of another launch than this one ({event:?})"
         ));
     }
-    if !grant.server_name.is_empty() && grant.server_name != event {
+    // XNAT's UI always starts a named server named by the launch's eventTrackingId: stored
+    // options of any other server (the default one included) never name this directory.
+    if grant.server_name != event {
         return Err(format!(
             "shared data of launch {event:?}, but this server is {:?}",
             grant.server_name

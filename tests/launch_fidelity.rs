@@ -360,6 +360,16 @@ async fn both_pods_on(h: &Harness, options: Value) -> (Value, Value, Vec<String>
     (view(&ours["spec"]), view(&hook), warnings(&response))
 }
 
+/// Asserts the webhook's pod is the hook's, but for the preset's extras.
+async fn assert_like_the_hook(options: Value) {
+    let (ours, hook, warnings) = both_pods(options).await;
+    assert_eq!(
+        ours_less_preset_extras(ours),
+        hook,
+        "warnings: {warnings:?}"
+    );
+}
+
 /// The differences every launch has, by design: the preset adds `XNAT_PROJECTS`; the plugin's
 /// workspace mount is the policy's (the same directory z2jh mounts).
 fn ours_less_preset_extras(mut ours: Value) -> Value {
@@ -476,12 +486,7 @@ async fn a_subject_and_an_experiment_launch_mount_their_own_directories() {
         json!({"mounts": mounts}),
         json!({}),
     );
-    let (ours, hook, warnings) = both_pods(options).await;
-    assert_eq!(
-        ours_less_preset_extras(ours),
-        hook,
-        "warnings: {warnings:?}"
-    );
+    assert_like_the_hook(options).await;
 }
 
 #[tokio::test]
@@ -498,12 +503,7 @@ async fn a_launch_with_shared_data_mounts_its_own_shared_directory() {
         json!({"mounts": shared}),
         json!({}),
     );
-    let (ours, hook, warnings) = both_pods(options).await;
-    assert_eq!(
-        ours_less_preset_extras(ours),
-        hook,
-        "warnings: {warnings:?}"
-    );
+    assert_like_the_hook(options).await;
 
     // Another launch's directory, or one for a project alice may not read, is refused.
     for (project, event) in [("BETA", "20230101T000000000Z"), ("GAMMA", EVENT)] {

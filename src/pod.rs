@@ -42,9 +42,9 @@ pub struct SpecView<'a> {
     pub containers: Vec<ContainerView<'a>>,
     #[serde(borrow, default)]
     pub node_selector: Option<StrMap<'a>>,
-    /// Read whole: small, and only compared when a launch asks for node affinity.
-    #[serde(default)]
-    pub affinity: Option<serde_json::Value>,
+    /// Kept raw: read only when a launch asks for node affinity.
+    #[serde(borrow, default)]
+    pub affinity: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -90,15 +90,15 @@ pub struct ContainerView<'a> {
     pub args: Option<Vec<Cow<'a, str>>>,
     #[serde(borrow, default)]
     pub working_dir: Option<Cow<'a, str>>,
-    #[serde(default)]
-    pub ports: Option<Vec<PortView>>,
+    #[serde(borrow, default)]
+    pub ports: Option<Vec<PortView<'a>>>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct PortView {
-    #[serde(default)]
-    pub name: Option<String>,
+pub struct PortView<'a> {
+    #[serde(borrow, default)]
+    pub name: Option<Cow<'a, str>>,
     #[serde(default)]
     pub container_port: Option<i64>,
 }

@@ -50,7 +50,12 @@ fn node_affinity(exprs: &[NodeExpression], pod: &PodView<'_>, patch: &mut PodPat
         .iter()
         .map(|e| json!({"key": e.key, "operator": e.operator, "values": e.values}))
         .collect();
-    let affinity = pod.spec.affinity.as_ref();
+    // Malformed affinity JSON cannot reach here: the API server decoded the pod.
+    let parsed: Option<Value> = pod
+        .spec
+        .affinity
+        .and_then(|raw| serde_json::from_str(raw.get()).ok());
+    let affinity = parsed.as_ref();
     let node = affinity.and_then(|a| a.get("nodeAffinity"));
     let required = node.and_then(|n| n.get("requiredDuringSchedulingIgnoredDuringExecution"));
     let terms = required

@@ -96,6 +96,11 @@ fn stored(project: &str, xsi_type: &str, item: &str, container: Value, rest: Val
     })
 }
 
+/// A project launch of ALPHA (alice's project).
+fn alpha_launch(container: Value, rest: Value) -> Value {
+    stored("ALPHA", "xnat:projectData", "ALPHA", container, rest)
+}
+
 /// The plugin's workspace mount (translated like the archive on NrgXnat's instructions).
 fn workspace_mount() -> Value {
     json!({"source": "./users/alice", "target": "/workspace/alice", "type": "bind", "read_only": false})
@@ -381,13 +386,7 @@ fn ours_less_preset_extras(mut ours: Value) -> Value {
 async fn a_project_launch_gives_the_hooks_pod() {
     let mut mounts = vec![workspace_mount()];
     mounts.extend(project_mounts("ALPHA"));
-    let options = stored(
-        "ALPHA",
-        "xnat:projectData",
-        "ALPHA",
-        json!({"mounts": mounts}),
-        json!({}),
-    );
+    let options = alpha_launch(json!({"mounts": mounts}), json!({}));
     let (ours, hook, warnings) = both_pods(options).await;
     assert_eq!(
         ours_less_preset_extras(ours.clone()),
@@ -404,10 +403,7 @@ async fn a_project_launch_gives_the_hooks_pod() {
 
 #[tokio::test]
 async fn a_compute_environment_with_gpus_and_a_command_gives_the_hooks_pod() {
-    let options = stored(
-        "ALPHA",
-        "xnat:projectData",
-        "ALPHA",
+    let options = alpha_launch(
         json!({"image": "xnat/monai-notebook:1.3", "command": "jupyter  lab --no-browser",
                "mounts": project_mounts("ALPHA")}),
         json!({
@@ -432,10 +428,7 @@ async fn a_compute_environment_with_gpus_and_a_command_gives_the_hooks_pod() {
 
 #[tokio::test]
 async fn constraints_with_several_values_become_node_affinity_not_the_last_value() {
-    let options = stored(
-        "ALPHA",
-        "xnat:projectData",
-        "ALPHA",
+    let options = alpha_launch(
         json!({"mounts": project_mounts("ALPHA")}),
         json!({"placement": {"constraints": [
             "node.labels.project==ProjectA", "node.labels.project==ProjectB",
@@ -568,10 +561,7 @@ async fn a_project_the_user_may_not_read_is_refused_where_the_hook_mounts_it() {
 async fn null_members_and_a_bad_mount_leave_the_rest_of_the_launch() {
     let mut mounts = vec![json!({"source": null, "target": "/data/broken", "read_only": true})];
     mounts.extend(project_mounts("ALPHA"));
-    let options = stored(
-        "ALPHA",
-        "xnat:projectData",
-        "ALPHA",
+    let options = alpha_launch(
         json!({"image": null, "env": null, "mounts": mounts}),
         json!({"resources": null, "placement": null}),
     );

@@ -129,6 +129,14 @@ pub struct UserOptionsPolicy {
 }
 
 impl UserOptionsPolicy {
+    /// The longest path mapping `source` lies below, and the rest of the source below it.
+    pub fn mapping_for<'s>(&self, source: &SourcePath<'s>) -> Option<(&PathMapping, Vec<&'s str>)> {
+        self.path_mappings
+            .iter()
+            .filter_map(|p| Some((p, p.strip(source)?)))
+            .max_by_key(|(p, _)| p.segments.len())
+    }
+
     /// Whether a launch may run `image`.
     pub fn allows_image(&self, image: &str) -> bool {
         self.allowed_images.is_empty() || self.allowed_images.iter().any(|p| image.starts_with(p))

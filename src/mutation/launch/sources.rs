@@ -51,12 +51,7 @@ pub fn to_confirm(
         if source.segments.iter().any(|s| !is_safe_segment(s)) {
             continue;
         }
-        let Some((mapping, rest)) = policy
-            .path_mappings
-            .iter()
-            .filter_map(|p| Some((p, p.strip(&source)?)))
-            .max_by_key(|(p, _)| p.segments.len())
-        else {
+        let Some((mapping, rest)) = policy.mapping_for(&source) else {
             continue;
         };
         let Some(&first) = rest.first() else { continue };
@@ -142,10 +137,7 @@ fn translate(
         return Err(format!("path segment {bad:?} is not safe"));
     }
     let (mapping, rest) = policy
-        .path_mappings
-        .iter()
-        .filter_map(|p| Some((p, p.strip(&source)?)))
-        .max_by_key(|(p, _)| p.segments.len())
+        .mapping_for(&source)
         .ok_or("source is outside every userOptions.pathMappings prefix")?;
     let first = *rest
         .first()

@@ -46,6 +46,30 @@ enum Command {
     Review(ReviewArgs),
     /// Print the policy's JSON Schema (also kept in deploy/policy.schema.json).
     PolicySchema,
+    /// Check the XNAT service account before the first spawn: log in, read its roles, look up
+    /// another user's projects and (with userOptions.enabled) a launch context; exit 1 on a
+    /// problem.
+    CheckXnat(CheckXnatArgs),
+}
+
+#[derive(clap::Args)]
+struct CheckXnatArgs {
+    /// The policy YAML (its xnat section and userOptions.enabled).
+    #[arg(
+        long,
+        env = "POLICY",
+        default_value = "/etc/webhook/policy/policy.yaml"
+    )]
+    policy: PathBuf,
+    /// XNAT service credentials, as `serve` reads them.
+    #[arg(long, env = "XNAT_CREDENTIALS", default_value = "/etc/webhook/xnat")]
+    xnat_credentials: PathBuf,
+    /// Overrides the policy's xnat.url.
+    #[arg(long, env = "XNAT_URL")]
+    xnat_url: Option<String>,
+    /// The other user to look up (default `admin`, or `guest` when the account is `admin`).
+    #[arg(long)]
+    user: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -185,6 +209,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::PolicySchema => {
             print!("{}", tools::policy_schema());
+            Ok(())
+        }
+        Command::CheckXnat(a) => {
+            let overrides = Overrides {
+                xnat_url: a.xnat_url.clone(),
+            };
+            let policy = Policy::load(&a.policy, &overrides)?;
+            let credentials = CredentialSource::File(a.xnat_credentials);
+            let report = jupyter_xnat_webhook::xnat::check::check_xnat(
+                &policy,
+                credentials,
+                a.user.as_deref(),
+            )
+            .await?;
+            print!("{}", report.text);
+            if report.problems > 0 {
+                std::process::exit(1);
+            }
             Ok(())
         }
         Command::Review(a) => {

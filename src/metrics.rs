@@ -29,6 +29,15 @@ pub struct XnatLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct XnatFailureLabels {
+    pub endpoint: &'static str,
+    /// `bad_credentials` (401: the password), `missing_role` (403: the account's role),
+    /// `timeout`, `connect`, `status`, `html`, `bad_json`, `too_large`, `busy`, `request`,
+    /// `credentials_file`.
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EndpointLabels {
     pub endpoint: &'static str,
 }
@@ -76,6 +85,7 @@ struct Metrics {
     admission_seconds: Histogram,
     xnat_requests: Family<XnatLabels, Counter>,
     xnat_seconds: Family<EndpointLabels, Histogram, Buckets>,
+    xnat_failures: Family<XnatFailureLabels, Counter>,
     cache: Family<CacheLabels, Counter>,
     reloads: Family<ReloadLabels, Counter>,
     refused: Family<RefusedLabels, Counter>,
@@ -109,6 +119,12 @@ fn metrics() -> &'static Metrics {
             "Time of one XNAT request",
             xnat_seconds.clone(),
         );
+        let xnat_failures = Family::<XnatFailureLabels, Counter>::default();
+        registry.register(
+            "xnat_failures",
+            "XNAT lookups that failed after retries, by endpoint and reason",
+            xnat_failures.clone(),
+        );
         let cache = Family::<CacheLabels, Counter>::default();
         registry.register(
             "xnat_cache_lookups",
@@ -134,6 +150,7 @@ fn metrics() -> &'static Metrics {
             admission_seconds,
             xnat_requests,
             xnat_seconds,
+            xnat_failures,
             cache,
             reloads,
         }
@@ -156,6 +173,13 @@ pub fn xnat_request(endpoint: &'static str, status: String, took: Duration) {
     m.xnat_seconds
         .get_or_create(&EndpointLabels { endpoint })
         .observe(took.as_secs_f64());
+}
+
+pub fn xnat_failure(endpoint: &'static str, reason: &'static str) {
+    metrics()
+        .xnat_failures
+        .get_or_create(&XnatFailureLabels { endpoint, reason })
+        .inc();
 }
 
 pub fn cache(result: &'static str) {

@@ -123,15 +123,19 @@ pub fn is_acceptable_username(name: &str) -> bool {
             .any(|c| c.is_control() || c == '/' || c == '\\')
 }
 
-/// Whether `s` is safe as one path segment of a subPath: ASCII letters, digits and `. _ @ + -`,
-/// at most 255 bytes, and not `.` or `..`. Anything else never reaches a mount.
+/// Whether `s` is safe as one path segment of a subPath or an XNAT URL: ASCII letters, digits
+/// and `. _ ' @ + -`, at most 255 bytes, and not `.` or `..`. That is everything XNAT's own rule
+/// admits (`[a-zA-Z][A-Za-z0-9-_'.]{0,63}`, so `dave_o'neil`) plus the `@` and `+` of e-mail names
+/// from LDAP or OpenID; none of them separates a path or a URL segment (`'` is percent-encoded in
+/// URLs). Anything else never reaches a mount or a URL.
 pub fn is_safe_segment(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 255
         && s != "."
         && s != ".."
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'@' | b'+' | b'-'))
+        && s.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'\'' | b'@' | b'+' | b'-')
+        })
 }
 
 /// Whether `s` is an XNAT project id we are willing to mount: ASCII letters, digits, `_`, `-`.
@@ -238,6 +242,8 @@ mod tests {
             "aaf_9f8e7d6c",
             "gpu-analysis",
             "a+b",
+            // XNAT's rule admits an apostrophe.
+            "dave_o'neil",
         ] {
             assert!(is_safe_segment(ok), "{ok}");
         }
@@ -249,6 +255,10 @@ mod tests {
             "a b",
             "a\\b",
             "a\0b",
+            "a;b",
+            "a%2Fb",
+            "a\"b",
+            "a`b",
             "ü",
             &"x".repeat(256),
         ] {

@@ -150,16 +150,17 @@ fn launch_mounts(
             return true;
         }
         kept += 1;
-        if kept > storage.max_project_mounts {
+        if storage.max_project_mounts.is_some_and(|cap| kept > cap) {
             left_out.push(m.mount_path.clone());
             return false;
         }
         true
     });
-    if !left_out.is_empty() {
+    if let Some(cap) = storage.max_project_mounts
+        && !left_out.is_empty()
+    {
         warnings.push(format_args!(
-            "at most {} project mounts; left out: {}",
-            storage.max_project_mounts,
+            "at most {cap} project mounts (storage.maxProjectMounts); left out: {}",
             left_out.join(", ")
         ));
     }
@@ -186,12 +187,13 @@ fn project_list_mounts(
     warnings: &mut Warnings,
 ) -> Vec<PlannedMount> {
     let storage = &policy.storage;
-    let mut out: Vec<PlannedMount> = Vec::with_capacity(readable.len() + 1);
-    let (readable, left_out) = readable.split_at(readable.len().min(storage.max_project_mounts));
+    let mut out: Vec<PlannedMount> =
+        Vec::with_capacity(readable.len() * storage.projects.len() + 1);
+    let cap = storage.max_project_mounts.unwrap_or(usize::MAX);
+    let (readable, left_out) = readable.split_at(readable.len().min(cap));
     if !left_out.is_empty() {
         warnings.push(format_args!(
-            "at most {} projects are mounted; left out: {}",
-            storage.max_project_mounts,
+            "at most {cap} projects are mounted (storage.maxProjectMounts); left out: {}",
             left_out.join(", ")
         ));
     }
@@ -200,10 +202,12 @@ fn project_list_mounts(
             project: Some(project),
             ..*base
         };
-        if let Some(mut m) = render_mount(&storage.projects, &values, warnings) {
-            m.read_only = true;
-            m.project = Some((*project).to_owned());
-            out.push(m);
+        for t in &storage.projects {
+            if let Some(mut m) = render_mount(t, &values, warnings) {
+                m.read_only = true;
+                m.project = Some((*project).to_owned());
+                out.push(m);
+            }
         }
     }
     if let Some(ws) = &storage.workspace

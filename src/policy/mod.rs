@@ -271,7 +271,13 @@ fn writable_dirs(
             dirs = dirs.with_user_dirs(field, &m.volume, &m.sub_path)?;
         }
     }
-    dirs.check("storage.projects", &storage.projects)?;
+    for (i, t) in storage.projects.iter().enumerate() {
+        let field = match storage.projects.len() {
+            1 => "storage.projects".to_owned(),
+            _ => format!("storage.projects[{i}]"),
+        };
+        dirs.check(&field, t)?;
+    }
     for (field, m) in rule_mounts() {
         dirs.check(&field, &m.template)?;
     }

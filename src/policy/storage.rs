@@ -34,14 +34,19 @@ pub struct StorageFile {
     /// One-claim form (not with `volumes`): the claim (default `xnat-gpfs`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub claim_name: Option<String>,
-    /// One read-only mount per authorised project.
-    pub projects: MountFile,
+    /// The read-only mounts of every authorised project: one mount (the default, the project's
+    /// whole directory), or a list for a layout of several (XNAT's own: `arc001` at
+    /// `experiments`, `resources`, `subjects`).
+    pub projects: ProjectsFile,
     /// The user's read-write workspace; `null` for none.
     pub workspace: Option<MountFile>,
     /// Project ids never mounted, whatever XNAT says (`ABC*` for a prefix).
     pub never_mount: Vec<String>,
-    /// Most project mounts per pod; the rest are left out with a warning naming them.
-    pub max_project_mounts: usize,
+    /// Most projects mounted per pod (sorted by id); the rest are left out with a warning
+    /// naming them. Unset (the default): every project the user may read, since a cap takes
+    /// data away from exactly the users who have the most.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_project_mounts: Option<usize>,
 }
 
 impl Default for StorageFile {
@@ -50,18 +55,18 @@ impl Default for StorageFile {
             volumes: None,
             volume_name: None,
             claim_name: None,
-            projects: MountFile {
+            projects: ProjectsFile::One(MountFile {
                 volume: None,
                 sub_path: "archive/{project}".into(),
                 mount_path: "/data/projects/{project}".into(),
-            },
+            }),
             workspace: Some(MountFile {
                 volume: None,
                 sub_path: "workspaces/users/{xnat_user}".into(),
                 mount_path: "/data/xnat/workspace".into(),
             }),
             never_mount: Vec::new(),
-            max_project_mounts: 100,
+            max_project_mounts: None,
         }
     }
 }
@@ -90,15 +95,54 @@ pub struct MountFile {
     pub mount_path: String,
 }
 
+/// `storage.projects`: one mount per project, or a layout of several.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ProjectsFile {
+    One(MountFile),
+    Layout(Vec<MountFile>),
+}
+
+/// By shape (a map or a list), so a typo inside a mount is reported by its field name instead of
+/// "did not match any variant".
+impl<'de> Deserialize<'de> for ProjectsFile {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+
+        struct Shape;
+        impl<'de> serde::de::Visitor<'de> for Shape {
+            type Value = ProjectsFile;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a mount {volume, subPath, mountPath} or a list of them")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                a: A,
+            ) -> Result<ProjectsFile, A::Error> {
+                MountFile::deserialize(MapAccessDeserializer::new(a)).map(ProjectsFile::One)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                a: A,
+            ) -> Result<ProjectsFile, A::Error> {
+                Vec::deserialize(SeqAccessDeserializer::new(a)).map(ProjectsFile::Layout)
+            }
+        }
+        d.deserialize_any(Shape)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Storage {
     /// At least one, names unique; the first is the default.
     pub volumes: Vec<Volume>,
-    pub projects: MountTemplate,
+    /// At least one mount per project, mount paths distinct.
+    pub projects: Vec<MountTemplate>,
     pub workspace: Option<MountTemplate>,
     /// Exact ids, or prefixes written `ABC*`.
     pub never_mount: Vec<String>,
-    pub max_project_mounts: usize,
+    /// `None`: no cap.
+    pub max_project_mounts: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,20 +178,7 @@ pub struct MountTemplate {
 impl StorageFile {
     pub(super) fn validate(self) -> Result<Storage, PolicyError> {
         let volumes = self.volumes()?;
-        let projects = self
-            .projects
-            .validate("storage.projects", PROJECT_VARS, &volumes)?;
-        for (field, t) in [
-            ("storage.projects.subPath", &projects.sub_path),
-            ("storage.projects.mountPath", &projects.mount_path),
-        ] {
-            if !t.uses(Var::Project) {
-                return Err(invalid(
-                    field,
-                    "must contain {project}: each project needs its own",
-                ));
-            }
-        }
+        let projects = self.projects.validate(&volumes)?;
         let workspace = self
             .workspace
             .map(|w| w.validate("storage.workspace", WORKSPACE_VARS, &volumes))
@@ -169,7 +200,7 @@ impl StorageFile {
                 ));
             }
         }
-        if self.max_project_mounts == 0 {
+        if self.max_project_mounts == Some(0) {
             return Err(invalid(
                 "storage.maxProjectMounts",
                 "must be at least 1 (use xnat.roles or neverMount to mount none)",
@@ -240,6 +271,50 @@ impl StorageFile {
             });
         }
         Ok(volumes)
+    }
+}
+
+impl ProjectsFile {
+    /// Each mount's templates, each with its own `{project}` in both paths, and no two mounted
+    /// at one place.
+    fn validate(self, volumes: &[Volume]) -> Result<Vec<MountTemplate>, PolicyError> {
+        let files = match self {
+            ProjectsFile::One(m) => vec![("storage.projects".to_owned(), m)],
+            ProjectsFile::Layout(ms) if ms.is_empty() => {
+                return Err(invalid(
+                    "storage.projects",
+                    "must list at least one mount (use xnat.roles or neverMount to mount none)",
+                ));
+            }
+            ProjectsFile::Layout(ms) => ms
+                .into_iter()
+                .enumerate()
+                .map(|(i, m)| (format!("storage.projects[{i}]"), m))
+                .collect(),
+        };
+        let mut out: Vec<MountTemplate> = Vec::with_capacity(files.len());
+        for (field, file) in files {
+            let t = file.validate(&field, PROJECT_VARS, volumes)?;
+            for (name, part) in [("subPath", &t.sub_path), ("mountPath", &t.mount_path)] {
+                if !part.uses(Var::Project) {
+                    return Err(invalid(
+                        format!("{field}.{name}"),
+                        "must contain {project}: each project needs its own",
+                    ));
+                }
+            }
+            if out
+                .iter()
+                .any(|o| o.mount_path.source() == t.mount_path.source())
+            {
+                return Err(invalid(
+                    format!("{field}.mountPath"),
+                    format!("{:?} is listed twice", t.mount_path.source()),
+                ));
+            }
+            out.push(t);
+        }
+        Ok(out)
     }
 }
 

@@ -119,6 +119,7 @@ async fn readyz(State(status): State<Arc<ReloadStatus>>) -> Response {
         "policy": status.get(Input::Policy),
         "certificate": status.get(Input::Certificate),
     });
+    body["xnat"] = crate::xnat::health::snapshot();
     let client_ca = status.get(Input::ClientCa);
     if !client_ca.version.is_empty() {
         body["clientCa"] = serde_json::json!(client_ca);

@@ -117,7 +117,7 @@ pub enum CredentialSource {
 
 impl CredentialSource {
     /// The credentials as they are now (for a login).
-    pub(super) async fn current(&self) -> Result<Credentials, XnatError> {
+    pub async fn current(&self) -> Result<Credentials, XnatError> {
         match self {
             CredentialSource::Fixed(c) => Ok(c.clone()),
             CredentialSource::File(path) => {

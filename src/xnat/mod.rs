@@ -2,9 +2,11 @@
 //! of it.
 
 pub mod cache;
+pub mod check;
 pub mod client;
 pub mod credentials;
-mod error;
+pub mod error;
+pub mod health;
 
 pub use cache::{AccessCache, CacheStatus};
 pub use client::XnatClient;

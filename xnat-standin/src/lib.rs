@@ -8,9 +8,14 @@
 //! - `GET /xapi/access/{user}/projects` → `[{"ID", "secondary_ID", "name", "description", "role",
 //!   "group_id", "URI"}]` for every group (site groups with `ID` null), `200 []` for an unknown
 //!   user;
-//! - both `403` with an empty body when the service account is not a site Administrator;
+//! - `GET /xapi/users/{user}/roles` → the user's site roles (`["Administrator"]`), 200 with no
+//!   body for an unknown user (`getUserRoles` returns null);
+//! - `403` with an empty body (`XapiRequestMappingAspect`) when the caller lacks what the
+//!   endpoint is restricted to: `/groups` and `/roles` the user themself or an Administrator,
+//!   `/access` an Administrator;
 //! - `GET /xapi/jupyterhub/users/{user}/server/user-options` and
 //!   `…/server/{servername}/user-options` → the plugin's stored launch context, 404 when none;
+//!   role `JupyterHub` or `Administrator` (`@AuthorizedRoles`), else 403 with an empty body;
 //! - `GET /data/projects/{id}/accessibility` → `public`, `protected` or `private` as plain text
 //!   (`ProjectAccessibilityResource`), 404 for a project it was not told about;
 //! - `GET /data/experiments/{id}?format=json` → the item JSON of an experiment
@@ -41,6 +46,12 @@ pub const DEMO_USERS: &[(&str, &[&str])] = &[
     ("carol", &["GPU_LAB_member", "ALPHA_collaborator"]),
     ("erin", &["BETA_owner"]),
 ];
+
+/// XNAT's site-administrator role (`UserRole`).
+pub const ADMINISTRATOR: &str = "Administrator";
+/// The JupyterHub plugin's service-account role (`jupyterhub-role-definition.properties`): what
+/// the plugin's own `jupyterhub` account has.
+pub const JUPYTERHUB: &str = "JupyterHub";
 
 /// A fault the stand-in answers API calls with instead of the real answer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -79,6 +90,7 @@ struct Counters {
     experiments: AtomicUsize,
     basic_api_calls: AtomicUsize,
     auth_failures: AtomicUsize,
+    roles: AtomicUsize,
     max_in_flight: AtomicUsize,
     in_flight: AtomicUsize,
 }
@@ -100,6 +112,8 @@ pub struct Counts {
     pub accessibility: usize,
     /// `GET /data/experiments/{id}`.
     pub experiments: usize,
+    /// `GET /xapi/users/{user}/roles`.
+    pub roles: usize,
     /// API calls authenticated with basic credentials instead of a session.
     pub basic_api_calls: usize,
     /// Requests refused for missing or wrong credentials or an unknown session.
@@ -115,8 +129,10 @@ pub struct Standin {
     user_options: Mutex<HashMap<(String, String), Value>>,
     accessibility: Mutex<HashMap<String, String>>,
     experiments: Mutex<HashMap<String, Value>>,
-    service_admin: Mutex<bool>,
-    sessions: Mutex<HashSet<String>>,
+    /// Site roles by username; the service account starts as an Administrator.
+    roles: Mutex<HashMap<String, Vec<String>>>,
+    /// Live sessions: id → the account that logged in.
+    sessions: Mutex<HashMap<String, String>>,
     session_rejection: Mutex<SessionRejection>,
     fault: Mutex<Fault>,
     /// How many more API calls get the fault; `None` for all of them.
@@ -135,7 +151,10 @@ impl Standin {
             user_options: Mutex::default(),
             accessibility: Mutex::default(),
             experiments: Mutex::default(),
-            service_admin: Mutex::new(true),
+            roles: Mutex::new(HashMap::from([(
+                username.to_owned(),
+                vec![ADMINISTRATOR.to_owned()],
+            )])),
             sessions: Mutex::default(),
             session_rejection: Mutex::default(),
             fault: Mutex::default(),
@@ -162,7 +181,24 @@ impl Standin {
     }
 
     /// Replaces the accepted credentials (a rotation on the XNAT side); live sessions end.
+    /// New accounts act as the old one (with its roles), as an alias token acts as the user
+    /// that issued it.
     pub fn set_credentials(&self, pairs: &[(&str, &str)]) {
+        let inherited = {
+            let roles = lock(&self.roles);
+            lock(&self.credentials)
+                .iter()
+                .find_map(|(u, _)| roles.get(u).cloned())
+                .unwrap_or_default()
+        };
+        {
+            let mut roles = lock(&self.roles);
+            for (u, _) in pairs {
+                roles
+                    .entry(u.to_string())
+                    .or_insert_with(|| inherited.clone());
+            }
+        }
         *lock(&self.credentials) = pairs
             .iter()
             .map(|(u, p)| (u.to_string(), p.to_string()))
@@ -237,6 +273,7 @@ impl Standin {
             user_options: n(&c.user_options),
             accessibility: n(&c.accessibility),
             experiments: n(&c.experiments),
+            roles: n(&c.roles),
             basic_api_calls: n(&c.basic_api_calls),
             auth_failures: n(&c.auth_failures),
             max_in_flight: n(&c.max_in_flight),
@@ -254,6 +291,7 @@ impl Standin {
         let api = Router::new()
             .route("/data/JSESSION", post(login).delete(logout))
             .route("/xapi/users/{user}/groups", get(groups))
+            .route("/xapi/users/{user}/roles", get(roles))
             .route("/xapi/access/{user}/projects", get(access_projects))
             .route(
                 "/xapi/jupyterhub/users/{user}/server/user-options",
@@ -288,35 +326,63 @@ impl Standin {
         Ok((base, task))
     }
 
-    /// Whether the service account is a site Administrator (default yes). Without the role,
-    /// another user's groups and access list are `403` with an empty body (`UsersApi`,
-    /// `DataAccessApi`): a missing role, not bad credentials.
+    /// Whether every account the stand-in accepts is a site Administrator (default yes) or,
+    /// like the plugin's `jupyterhub` account, has the JupyterHub role only. Without
+    /// Administrator, another user's groups and any access list are `403` with an empty body
+    /// (`UsersApi`, `DataAccessApi`): a missing role, not bad credentials.
     pub fn set_service_admin(&self, admin: bool) {
-        *lock(&self.service_admin) = admin;
+        let role = if admin { ADMINISTRATOR } else { JUPYTERHUB };
+        let accounts: Vec<String> = lock(&self.credentials)
+            .iter()
+            .map(|(u, _)| u.clone())
+            .collect();
+        for account in accounts {
+            self.set_roles(&account, &[role]);
+        }
     }
 
-    fn refuse_other_user(&self, _user: &str) -> Option<Response> {
-        (!*lock(&self.service_admin)).then(|| StatusCode::FORBIDDEN.into_response())
+    /// A user's site roles.
+    pub fn set_roles(&self, user: &str, roles: &[&str]) {
+        let roles = roles.iter().map(|r| r.to_string()).collect();
+        lock(&self.roles).insert(user.to_owned(), roles);
     }
 
-    fn basic_ok(&self, headers: &HeaderMap) -> bool {
-        let Some(encoded) = headers
+    fn has_role(&self, user: &str, role: &str) -> bool {
+        lock(&self.roles)
+            .get(user)
+            .is_some_and(|rs| rs.iter().any(|r| r == role))
+    }
+
+    /// `restrictTo = User`: the user themself or an Administrator; else 403, no body.
+    fn refuse_other_user(&self, caller: &str, user: &str) -> Option<Response> {
+        (caller != user && !self.has_role(caller, ADMINISTRATOR))
+            .then(|| StatusCode::FORBIDDEN.into_response())
+    }
+
+    /// `restrictTo = Admin`.
+    fn refuse_non_admin(&self, caller: &str) -> Option<Response> {
+        (!self.has_role(caller, ADMINISTRATOR)).then(|| StatusCode::FORBIDDEN.into_response())
+    }
+
+    /// Whether XNAT has this account: a user with groups, or one with roles.
+    fn knows(&self, user: &str) -> bool {
+        lock(&self.users).contains_key(user) || lock(&self.roles).contains_key(user)
+    }
+
+    /// The account of good basic credentials.
+    fn basic_user(&self, headers: &HeaderMap) -> Option<String> {
+        let encoded = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Basic "))
-        else {
-            return false;
-        };
-        let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded) else {
-            return false;
-        };
-        let Ok(text) = String::from_utf8(decoded) else {
-            return false;
-        };
-        let Some((u, p)) = text.split_once(':') else {
-            return false;
-        };
-        lock(&self.credentials).contains(&(u.to_owned(), p.to_owned()))
+            .and_then(|v| v.strip_prefix("Basic "))?;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .ok()?;
+        let text = String::from_utf8(decoded).ok()?;
+        let (u, p) = text.split_once(':')?;
+        lock(&self.credentials)
+            .contains(&(u.to_owned(), p.to_owned()))
+            .then(|| u.to_owned())
     }
 
     fn session_of(headers: &HeaderMap) -> Option<String> {
@@ -328,30 +394,36 @@ impl Standin {
             .find_map(|c| c.trim().strip_prefix("JSESSIONID=").map(str::to_owned))
     }
 
-    /// The common prologue of an API call: count, delay, authenticate, inject faults.
-    async fn api_call(&self, headers: &HeaderMap) -> Result<InFlight<'_>, Response> {
+    /// The common prologue of an API call: count, delay, authenticate, inject faults. Returns
+    /// the calling account.
+    async fn api_call(&self, headers: &HeaderMap) -> Result<(InFlight<'_>, String), Response> {
         let guard = InFlight::enter(&self.counters);
         let latency = *lock(&self.latency);
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
         }
-        let session_ok =
-            Self::session_of(headers).is_some_and(|s| lock(&self.sessions).contains(&s));
-        if !session_ok {
-            if headers.contains_key(header::COOKIE) && !headers.contains_key(header::AUTHORIZATION)
-            {
-                self.counters.auth_failures.fetch_add(1, Ordering::SeqCst);
-                return Err(match *lock(&self.session_rejection) {
-                    SessionRejection::Unauthorized => unauthorized(),
-                    SessionRejection::HtmlLogin => login_page(),
-                });
+        let session_user =
+            Self::session_of(headers).and_then(|s| lock(&self.sessions).get(&s).cloned());
+        let caller = match session_user {
+            Some(user) => user,
+            None => {
+                if headers.contains_key(header::COOKIE)
+                    && !headers.contains_key(header::AUTHORIZATION)
+                {
+                    self.counters.auth_failures.fetch_add(1, Ordering::SeqCst);
+                    return Err(match *lock(&self.session_rejection) {
+                        SessionRejection::Unauthorized => unauthorized(),
+                        SessionRejection::HtmlLogin => login_page(),
+                    });
+                }
+                let Some(user) = self.basic_user(headers) else {
+                    self.counters.auth_failures.fetch_add(1, Ordering::SeqCst);
+                    return Err(unauthorized());
+                };
+                self.counters.basic_api_calls.fetch_add(1, Ordering::SeqCst);
+                user
             }
-            if !self.basic_ok(headers) {
-                self.counters.auth_failures.fetch_add(1, Ordering::SeqCst);
-                return Err(unauthorized());
-            }
-            self.counters.basic_api_calls.fetch_add(1, Ordering::SeqCst);
-        }
+        };
         let fault = {
             let mut budget = lock(&self.fault_budget);
             match *budget {
@@ -364,7 +436,7 @@ impl Standin {
             }
         };
         match fault {
-            Fault::None => Ok(guard),
+            Fault::None => Ok((guard, caller)),
             Fault::Status(code) => {
                 let status =
                     StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -437,15 +509,21 @@ fn login_page() -> Response {
 /// `POST /data/JSESSION`: basic credentials → a new session id as plain text.
 async fn login(State(s): State<Arc<Standin>>, headers: HeaderMap) -> Response {
     s.counters.logins.fetch_add(1, Ordering::SeqCst);
-    if !s.basic_ok(&headers) {
+    let Some(user) = s.basic_user(&headers) else {
         s.counters.auth_failures.fetch_add(1, Ordering::SeqCst);
-        return unauthorized();
-    }
+        // `XnatBasicAuthenticationFilter`: 401 with the container's error page, and no
+        // `WWW-Authenticate` on this path.
+        return (
+            StatusCode::UNAUTHORIZED,
+            "Login attempt failed. Please try again.",
+        )
+            .into_response();
+    };
     let id = format!(
         "{:032X}",
         s.next_session.fetch_add(1, Ordering::SeqCst) * 7919
     );
-    lock(&s.sessions).insert(id.clone());
+    lock(&s.sessions).insert(id.clone(), user);
     (
         [
             (header::CONTENT_TYPE, "text/plain".to_owned()),
@@ -501,16 +579,19 @@ async fn groups(
 ) -> Response {
     s.counters.groups.fetch_add(1, Ordering::SeqCst);
     s.count_user(&user);
-    let _guard = match s.api_call(&headers).await {
+    let (_guard, caller) = match s.api_call(&headers).await {
         Ok(g) => g,
         Err(r) => return r,
     };
-    if let Some(refused) = s.refuse_other_user(&user) {
+    // Authorization runs before the lookup: 403 even for a user XNAT does not have.
+    if let Some(refused) = s.refuse_other_user(&caller, &user) {
         return refused;
     }
-    match lock(&s.users).get(&user) {
-        Some(groups) => axum::Json(groups.clone()).into_response(),
-        None => (StatusCode::NOT_FOUND, format!("User {user} not found.")).into_response(),
+    let groups = lock(&s.users).get(&user).cloned();
+    match groups {
+        Some(groups) => axum::Json(groups).into_response(),
+        None if s.knows(&user) => axum::Json(Vec::<String>::new()).into_response(),
+        None => no_such_user(),
     }
 }
 
@@ -522,17 +603,51 @@ async fn access_projects(
 ) -> Response {
     s.counters.access.fetch_add(1, Ordering::SeqCst);
     s.count_user(&user);
-    let _guard = match s.api_call(&headers).await {
+    let (_guard, caller) = match s.api_call(&headers).await {
         Ok(g) => g,
         Err(r) => return r,
     };
-    if let Some(refused) = s.refuse_other_user(&user) {
+    // `restrictTo = Admin`, even for the caller's own list.
+    if let Some(refused) = s.refuse_non_admin(&caller) {
         return refused;
     }
     // An unknown user is `200 []` here (the query simply finds no groups), not 404.
     let groups = lock(&s.users).get(&user).cloned().unwrap_or_default();
     let list: Vec<Value> = groups.iter().map(|g| access_row(g)).collect();
     axum::Json(list).into_response()
+}
+
+/// `GET /xapi/users/{user}/roles` (`restrictTo = User`): a JSON array of role names; an
+/// unknown user is 200 with no body (`getUserRoles` catches `UserNotFoundException` and returns
+/// null).
+async fn roles(
+    State(s): State<Arc<Standin>>,
+    Path(user): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    s.counters.roles.fetch_add(1, Ordering::SeqCst);
+    let (_guard, caller) = match s.api_call(&headers).await {
+        Ok(g) => g,
+        Err(r) => return r,
+    };
+    if let Some(refused) = s.refuse_other_user(&caller, &user) {
+        return refused;
+    }
+    if !s.knows(&user) {
+        return StatusCode::OK.into_response();
+    }
+    let roles = lock(&s.roles).get(&user).cloned().unwrap_or_default();
+    axum::Json(roles).into_response()
+}
+
+/// XNAT's answer for a user it does not have (`UserNotFoundException`, 404, text/plain).
+fn no_such_user() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        [(header::CONTENT_TYPE, "text/plain")],
+        "There was an error in the request : Invalid username and/or password",
+    )
+        .into_response()
 }
 
 async fn default_user_options(
@@ -558,10 +673,13 @@ async fn user_options(
     headers: HeaderMap,
 ) -> Response {
     s.counters.user_options.fetch_add(1, Ordering::SeqCst);
-    let _guard = match s.api_call(&headers).await {
+    let (_guard, caller) = match s.api_call(&headers).await {
         Ok(g) => g,
         Err(r) => return r,
     };
+    if !(s.has_role(&caller, JUPYTERHUB) || s.has_role(&caller, ADMINISTRATOR)) {
+        return StatusCode::FORBIDDEN.into_response();
+    }
     // The plugin's two 404 texts (`JupyterHubApi`): the default server's, then a named one's.
     let missing = if server.is_empty() {
         "Jupyter server configuration not found."
@@ -581,7 +699,7 @@ async fn accessibility(
 ) -> Response {
     s.counters.accessibility.fetch_add(1, Ordering::SeqCst);
     let _guard = match s.api_call(&headers).await {
-        Ok(g) => g,
+        Ok((g, _)) => g,
         Err(r) => return r,
     };
     match lock(&s.accessibility).get(&project) {
@@ -601,7 +719,7 @@ async fn experiment(
 ) -> Response {
     s.counters.experiments.fetch_add(1, Ordering::SeqCst);
     let _guard = match s.api_call(&headers).await {
-        Ok(g) => g,
+        Ok((g, _)) => g,
         Err(r) => return r,
     };
     match lock(&s.experiments).get(&id) {

@@ -100,16 +100,56 @@ impl XnatClient {
                 Ok(ids.map_or_else(UserAccess::unknown, |ids| UserAccess::from_group_ids(&ids)))
             }
             ProjectSource::Access => {
-                let entries: Option<Vec<AccessEntry>> = self
+                let entries: Vec<AccessEntry> = self
                     .get_json(
                         "access",
                         &["xapi", "access", xnat_user, "projects"],
                         deadline,
                     )
-                    .await?;
-                Ok(entries.map_or_else(UserAccess::unknown, |e| UserAccess::from_access_list(&e)))
+                    .await?
+                    .unwrap_or_default();
+                // XNAT answers `200 []` both for an unknown user and for one in no group; only
+                // then is XNAT asked which (one more call, for users with no projects alone),
+                // so an unknown user gets `negativeCacheTtl` and the warning that says so.
+                if entries.is_empty() && !self.user_exists(xnat_user, deadline).await? {
+                    return Ok(UserAccess::unknown());
+                }
+                Ok(UserAccess::from_access_list(&entries))
             }
         }
+    }
+
+    /// Logs in when there is no session yet: the first step of `check-xnat`.
+    pub async fn login(&self, deadline: Instant) -> Result<(), XnatError> {
+        self.session(deadline).await.map(|_| ())
+    }
+
+    /// A user's site roles (`GET /xapi/users/{u}/roles`: the user themself or an Administrator
+    /// may ask), e.g. `["Administrator", "JupyterHub"]`; `None` for an unknown user.
+    pub async fn roles(
+        &self,
+        xnat_user: &str,
+        deadline: Instant,
+    ) -> Result<Option<Vec<String>>, XnatError> {
+        check_username(xnat_user)?;
+        let url = self.url(&["xapi", "users", xnat_user, "roles"]);
+        // XNAT answers an unknown user with 200 and no body (`getUserRoles` returns null).
+        match self.get_body("roles", url, deadline).await? {
+            Some(b) if b.iter().all(u8::is_ascii_whitespace) => Ok(None),
+            Some(b) => serde_json::from_slice(&b)
+                .map(Some)
+                .map_err(|e| XnatError::BadJson(e.to_string())),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether XNAT has this user: its group list, which is 404 for an unknown user
+    /// (`UsersApi.usersIdGroupsGet`; `GET /xapi/users/{u}` itself answers 500 for one, as
+    /// `InitializationException`, indistinguishable from an outage).
+    pub async fn user_exists(&self, xnat_user: &str, deadline: Instant) -> Result<bool, XnatError> {
+        check_username(xnat_user)?;
+        let url = self.url(&["xapi", "users", xnat_user, "groups"]);
+        Ok(self.get_body("groups", url, deadline).await?.is_some())
     }
 
     /// The JupyterHub plugin's stored launch context for a user's server (`""` for the default
@@ -237,5 +277,8 @@ mod tests {
         );
         let url = client.url(&["xapi", "users", "alice;x/..", "groups"]);
         assert_eq!(url.path(), "/xnat/xapi/users/alice%3Bx%2F../groups");
+        // XNAT's rule admits an apostrophe; it is encoded, never a quote in the URL.
+        let url = client.url(&["xapi", "users", "dave_o'neil", "groups"]);
+        assert_eq!(url.path(), "/xnat/xapi/users/dave_o%27neil/groups");
     }
 }

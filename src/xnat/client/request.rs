@@ -23,15 +23,32 @@ impl XnatClient {
         deadline: Instant,
     ) -> Result<Option<T>, XnatError> {
         match self.get_body(endpoint, self.url(path), deadline).await? {
-            Some(body) => serde_json::from_slice(&body)
-                .map(Some)
-                .map_err(|e| XnatError::BadJson(e.to_string())),
+            Some(body) => serde_json::from_slice(&body).map(Some).map_err(|e| {
+                let e = XnatError::BadJson(e.to_string());
+                crate::xnat::health::failed(endpoint, &e);
+                e
+            }),
             None => Ok(None),
         }
     }
 
     /// GETs a body (at most [`MAX_BODY_BYTES`]); `None` for 404. Retries as [`Self::get_json`].
+    /// The outcome is recorded for `/readyz`, the log and the metrics ([`crate::xnat::health`]).
     pub(super) async fn get_body(
+        &self,
+        endpoint: &'static str,
+        url: Url,
+        deadline: Instant,
+    ) -> Result<Option<Vec<u8>>, XnatError> {
+        let result = self.get_body_retrying(endpoint, url, deadline).await;
+        match &result {
+            Ok(_) => crate::xnat::health::succeeded(endpoint),
+            Err(e) => crate::xnat::health::failed(endpoint, e),
+        }
+        result
+    }
+
+    async fn get_body_retrying(
         &self,
         endpoint: &'static str,
         url: Url,
@@ -57,7 +74,7 @@ impl XnatClient {
                     self.session.compare_and_swap(&Some(session), None);
                     tracing::info!("XNAT session rejected; logging in again");
                 }
-                Rejected::Session => return Err(XnatError::Unauthorized(401)),
+                Rejected::Session => return Err(XnatError::BadCredentials(401)),
                 Rejected::Other(e) if e.is_transient() && tries < self.settings.retries => {
                     tries += 1;
                     let backoff = jittered(self.settings.retry_backoff * 2u32.pow(tries - 1));
@@ -104,7 +121,8 @@ impl XnatClient {
                 StatusCode::NOT_FOUND => return Ok(None),
                 StatusCode::UNAUTHORIZED => return Err(Rejected::Session),
                 StatusCode::FORBIDDEN => {
-                    return Err(Rejected::Other(XnatError::Unauthorized(403)));
+                    let (path, role) = crate::xnat::error::required_role(endpoint);
+                    return Err(Rejected::Other(XnatError::MissingRole { path, role }));
                 }
                 s => return Err(Rejected::Other(XnatError::Status(s.as_u16()))),
             }
@@ -194,7 +212,7 @@ pub(super) enum Rejected {
 impl Rejected {
     pub(super) fn into_error(self) -> XnatError {
         match self {
-            Rejected::Session => XnatError::Unauthorized(401),
+            Rejected::Session => XnatError::BadCredentials(401),
             Rejected::Other(e) => e,
         }
     }

@@ -90,7 +90,7 @@ impl XnatClient {
         match response.status() {
             StatusCode::OK => {}
             s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
-                let error = XnatError::Unauthorized(s.as_u16());
+                let error = XnatError::BadCredentials(s.as_u16());
                 *lock(&self.refused_login) = Some(RefusedLogin {
                     at: std::time::Instant::now(),
                     fingerprint,

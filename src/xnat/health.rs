@@ -1,0 +1,91 @@
+//! What is wrong with XNAT right now, per endpoint, for `/readyz` and the log: the last failure
+//! of each endpoint until that endpoint next succeeds. Process-wide, like the metrics: the XNAT
+//! client is rebuilt on every policy reload, and what it learnt must outlive it.
+//!
+//! A failing XNAT never makes the webhook unready (`failurePolicy` and `onError` decide what
+//! spawns get); `/readyz` only says so, so an admin sees "missing_role: Administrator" next to
+//! the probe they already look at.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use serde_json::{Value, json};
+
+use super::XnatError;
+
+struct Failure {
+    at: Instant,
+    error: XnatError,
+}
+
+static FAILING: Mutex<BTreeMap<&'static str, Failure>> = Mutex::new(BTreeMap::new());
+/// Whether anything is in [`FAILING`]: a success then needs no lock.
+static ANY: AtomicBool = AtomicBool::new(false);
+
+fn failing() -> std::sync::MutexGuard<'static, BTreeMap<&'static str, Failure>> {
+    FAILING.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Records a failed lookup (after its retries): counted, and logged when the endpoint was
+/// fine before or fails differently now, so a storm logs one line, not one per spawn.
+pub fn failed(endpoint: &'static str, error: &XnatError) {
+    crate::metrics::xnat_failure(endpoint, error.metric_label());
+    let mut failing = failing();
+    let changed = failing
+        .get(endpoint)
+        .is_none_or(|f| f.error.metric_label() != error.metric_label());
+    if changed {
+        match error.missing_role() {
+            Some(role) => tracing::error!(endpoint, reason = error.metric_label(), role,
+                %error, "XNAT refuses the service account: it needs the {role} role"),
+            None => tracing::warn!(endpoint, reason = error.metric_label(), %error,
+                "XNAT lookups failing"),
+        }
+    }
+    failing.insert(
+        endpoint,
+        Failure {
+            at: Instant::now(),
+            error: error.clone(),
+        },
+    );
+    ANY.store(true, Ordering::Release);
+}
+
+/// Records an answer from XNAT (a 404 included): the endpoint works again.
+pub fn succeeded(endpoint: &'static str) {
+    if !ANY.load(Ordering::Acquire) {
+        return;
+    }
+    let mut failing = failing();
+    if failing.remove(endpoint).is_some() {
+        tracing::info!(endpoint, "XNAT lookups work again");
+    }
+    ANY.store(!failing.is_empty(), Ordering::Release);
+}
+
+/// `/readyz`'s `xnat` member: `{"ok": true}`, or the failing endpoints with why.
+pub fn snapshot() -> Value {
+    let failing = failing();
+    if failing.is_empty() {
+        return json!({ "ok": true });
+    }
+    let problems: Vec<Value> = failing
+        .iter()
+        .map(|(endpoint, f)| {
+            let mut p = json!({
+                "endpoint": endpoint,
+                "reason": f.error.metric_label(),
+                "message": f.error.to_string(),
+                "secondsAgo": f.at.elapsed().as_secs(),
+            });
+            if let Some(role) = f.error.missing_role() {
+                p["role"] = json!(role);
+            }
+            p
+        })
+        .collect();
+    json!({ "ok": false, "problems": problems })
+}

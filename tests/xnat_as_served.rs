@@ -1,0 +1,225 @@
+//! The project list as real XNAT serves it, over real TLS against the stand-in. Each answer's shape
+//! is XNAT's own (see `xnat-standin` and `../shared/docs/xnat-api.md`):
+//! - the admin access list lists site groups with `ID` null (`RoleHolder.QUERY_USER_PROJECT_ROLES`,
+//!   a LEFT JOIN on the group's project) and is `200 []` for an unknown user (`DataAccessApi`);
+//! - another user's groups are 404 for an unknown user and `403` with an empty body for an
+//!   account that is not a site Administrator (`UsersApi`, `XapiRequestMappingAspect`);
+//! - usernames follow `[a-zA-Z][A-Za-z0-9-_'.]{0,63}` (`Patterns`), so `dave_o'neil` exists.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+/// The xnat-data mounts (mountPath, subPath) of the patched pod.
+fn mounts(review: &Value, response: &Value) -> Vec<(String, String)> {
+    mounts_of(&patched_pod(review, response), "xnat-data")
+        .into_iter()
+        .map(|(m, s, _)| (m, s))
+        .collect()
+}
+
+#[tokio::test]
+async fn an_all_data_admin_gets_their_projects_from_the_access_list() {
+    let h = Harness::start("xnat:\n  projectSource: access\n").await;
+    // XNAT's default `admin` is in ALL_DATA_ADMIN: its row has no project (ID null).
+    h.xnat.set_user("root", &["ALL_DATA_ADMIN", "ALPHA_owner"]);
+    let review = review_for("root");
+    let response = h.review(&review).await;
+    assert_eq!(
+        project_paths(&review, &response),
+        ["/data/projects/ALPHA", "/data/xnat/workspace"]
+    );
+    assert!(warnings(&response).is_empty(), "{:?}", warnings(&response));
+}
+
+#[tokio::test]
+async fn the_access_list_tells_an_unknown_user_from_one_without_projects() {
+    let h = Harness::start("xnat:\n  projectSource: access\n").await;
+    h.xnat.set_user("newbie", &[]);
+    // Both get `200 []` from /access; one group-list call (404 for the unknown) tells them apart.
+    for (user, unknown) in [("newbie", false), ("nobody", true)] {
+        let review = review_for(user);
+        let response = h.review(&review).await;
+        assert_eq!(
+            project_paths(&review, &response),
+            ["/data/xnat/workspace"],
+            "{user}"
+        );
+        let w = warnings(&response);
+        assert_eq!(
+            w.iter().any(|w| w.contains("XNAT has no user")),
+            unknown,
+            "{user}: {w:?}"
+        );
+        assert_eq!(h.xnat.lookups_for(user), 2, "{user}: access + groups");
+    }
+    // A user with projects costs the one access call.
+    let review = review_for("carol");
+    h.review(&review).await;
+    assert_eq!(h.xnat.lookups_for("carol"), 1);
+}
+
+#[tokio::test]
+async fn a_missing_role_is_named_in_the_warning_readyz_and_metrics() {
+    for (source, path) in [
+        ("groups", "/xapi/users/{user}/groups"),
+        ("access", "/xapi/access/{user}/projects"),
+    ] {
+        let h = Harness::start(&format!("xnat:\n  projectSource: {source}\n")).await;
+        h.xnat.set_service_admin(false);
+        let review = review_for("alice");
+        let response = h.review(&review).await;
+        assert_eq!(response["response"]["allowed"], true);
+        let w = warnings(&response).join("\n");
+        assert!(
+            w.contains(&format!(
+                "XNAT answered 403 to {path}: the service account lacks the Administrator role"
+            )),
+            "{w}"
+        );
+        assert!(!w.contains("password"), "{w}");
+        let ready = h.readyz().await;
+        let problem = &ready["xnat"]["problems"][0];
+        assert_eq!(ready["xnat"]["ok"], false, "{ready}");
+        assert_eq!(problem["endpoint"], source);
+        assert_eq!(problem["reason"], "missing_role");
+        assert_eq!(problem["role"], "Administrator");
+        let m = h.metrics().await;
+        let series = format!(
+            "xnat_webhook_xnat_failures_total{{endpoint=\"{source}\",reason=\"missing_role\"}}"
+        );
+        assert_eq!(metric(&m, &series), 1.0, "{m}");
+
+        // The role given: the next spawn has its data and /readyz is clean again.
+        h.xnat.set_service_admin(true);
+        let response = h.review(&review).await;
+        assert_eq!(project_paths(&review, &response).len(), 3);
+        assert_eq!(h.readyz().await["xnat"], serde_json::json!({"ok": true}));
+    }
+}
+
+#[tokio::test]
+async fn wrong_credentials_are_named_as_such() {
+    let h = Harness::builder()
+        .credentials("webhook-svc:wrong\n")
+        .start()
+        .await;
+    let response = h.review(&review_for("alice")).await;
+    let w = warnings(&response).join("\n");
+    assert!(w.contains("check the username and password"), "{w}");
+    assert!(!w.contains("role"), "{w}");
+    let ready = h.readyz().await;
+    assert_eq!(ready["xnat"]["problems"][0]["reason"], "bad_credentials");
+    let m = h.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            "xnat_webhook_xnat_failures_total{endpoint=\"groups\",reason=\"bad_credentials\"}"
+        ),
+        1.0,
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn a_username_with_an_apostrophe_gets_its_data_and_workspace() {
+    for source in ["groups", "access"] {
+        let h = Harness::start(&format!("xnat:\n  projectSource: {source}\n")).await;
+        h.xnat.set_user("dave_o'neil", &["ALPHA_member"]);
+        let review = review_for("dave_o'neil");
+        let response = h.review(&review).await;
+        assert_eq!(
+            mounts(&review, &response),
+            [
+                ("/data/projects/ALPHA".into(), "archive/ALPHA".into()),
+                (
+                    "/data/xnat/workspace".into(),
+                    "workspaces/users/dave_o'neil".into()
+                ),
+            ],
+            "{source}"
+        );
+        // The stand-in decoded the same name from the URL: the lookup was about dave_o'neil.
+        assert_eq!(h.xnat.lookups_for("dave_o'neil"), 1, "{source}");
+        let pod = patched_pod(&review, &response);
+        assert_eq!(env_of(&pod, "XNAT_USER").as_deref(), Some("dave_o'neil"));
+    }
+}
+
+#[tokio::test]
+async fn a_user_in_300_projects_gets_all_of_them_unless_the_policy_caps() {
+    let groups: Vec<String> = (0..300).map(|i| format!("P{i:03}_member")).collect();
+    let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
+    let h = Harness::start("").await;
+    h.xnat.set_user("busy", &groups);
+    let review = review_for("busy");
+    let response = h.review(&review).await;
+    let paths = project_paths(&review, &response);
+    assert_eq!(paths.len(), 301, "300 projects and the workspace");
+    assert!(warnings(&response).is_empty());
+
+    let h = Harness::start("storage:\n  maxProjectMounts: 298\n").await;
+    h.xnat.set_user("busy", &groups);
+    let response = h.review(&review).await;
+    assert_eq!(project_paths(&review, &response).len(), 299);
+    let w = warnings(&response);
+    assert!(
+        w.iter()
+            .any(|w| w.contains("storage.maxProjectMounts") && w.contains("left out: P298, P299")),
+        "{w:?}"
+    );
+}
+
+/// XNAT's own notebook layout for hub-started servers, as a project launch mounts it
+/// (`DefaultUserOptionsService.getProjectPaths`): arc001 at `experiments`, `resources`,
+/// `subjects`, and the workspace at `/workspace/{user}`.
+const XNAT_LAYOUT: &str = r#"
+storage:
+  projects:
+    - subPath: "archive/{project}/arc001"
+      mountPath: /data/projects/{project}/experiments
+    - subPath: "archive/{project}/resources"
+      mountPath: /data/projects/{project}/resources
+    - subPath: "archive/{project}/subjects"
+      mountPath: /data/projects/{project}/subjects
+  workspace:
+    subPath: "workspaces/users/{jupyter_user}"
+    mountPath: /workspace/{jupyter_user}
+env:
+  XNAT_DATA: /data
+"#;
+
+#[tokio::test]
+async fn the_xnat_layout_mounts_each_project_as_a_launch_does() {
+    let h = Harness::start(XNAT_LAYOUT).await;
+    let review = review_for("erin");
+    let response = h.review(&review).await;
+    assert_eq!(
+        mounts(&review, &response),
+        [
+            (
+                "/data/projects/BETA/experiments".into(),
+                "archive/BETA/arc001".into()
+            ),
+            (
+                "/data/projects/BETA/resources".into(),
+                "archive/BETA/resources".into()
+            ),
+            (
+                "/data/projects/BETA/subjects".into(),
+                "archive/BETA/subjects".into()
+            ),
+            ("/workspace/erin".into(), "workspaces/users/erin".into()),
+        ]
+    );
+    let pod = patched_pod(&review, &response);
+    assert_eq!(env_of(&pod, "XNAT_DATA").as_deref(), Some("/data"));
+    assert!(
+        mounts_of(&pod, "xnat-data")
+            .iter()
+            .filter(|m| m.0.starts_with("/data/projects/"))
+            .all(|m| m.2),
+        "project mounts are read-only"
+    );
+}

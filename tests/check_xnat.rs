@@ -1,0 +1,132 @@
+//! `check-xnat`, run as the real binary against the XNAT stand-in with the accounts sites really
+//! use: a site Administrator, the plugin's `jupyterhub` account (JupyterHub role only, as the
+//! chart creates it), an account with no role, and a wrong password.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use xnat_standin::{ADMINISTRATOR, JUPYTERHUB, Standin};
+
+const BIN: &str = env!("CARGO_BIN_EXE_jupyter-xnat-webhook");
+
+/// Runs `check-xnat` for `account` (whose password at XNAT is `pw`, and which has `roles`),
+/// logging in with `password`; returns (exit code, stdout).
+async fn check(policy: &str, account: &str, roles: &[&str], password: &str) -> (i32, String) {
+    let xnat = Standin::demo(account, "pw");
+    xnat.set_roles(account, roles);
+    let (url, _task) = xnat
+        .spawn("127.0.0.1:0".parse().unwrap(), "/xnat")
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (policy_file, creds): (PathBuf, PathBuf) =
+        (dir.path().join("policy.yaml"), dir.path().join("creds"));
+    std::fs::write(&policy_file, policy).unwrap();
+    std::fs::write(&creds, format!("{account}:{password}\n")).unwrap();
+    let args = [
+        "check-xnat".to_owned(),
+        "--policy".to_owned(),
+        policy_file.display().to_string(),
+        "--xnat-credentials".to_owned(),
+        creds.display().to_string(),
+        "--xnat-url".to_owned(),
+        url.clone(),
+        "--user".to_owned(),
+        "alice".to_owned(),
+    ];
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args(&args)
+            .env("RUST_LOG", "off")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stdout = stdout.replace(&url, "XNAT_URL");
+    assert!(
+        !stdout.contains(password),
+        "the password was printed:\n{stdout}"
+    );
+    (out.status.code().unwrap_or(-1), stdout)
+}
+
+const WITH_LAUNCHES: &str = "userOptions:\n  enabled: true\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_administrator_account_passes() {
+    let (code, out) = check(WITH_LAUNCHES, "webhook-svc", &[ADMINISTRATOR], "pw").await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out,
+        "ok       logged in to XNAT_URL as webhook-svc\n\
+         ok       webhook-svc's site roles: Administrator\n\
+         ok       groups lookup of another user (alice) works: 2 project(s) readable\n\
+         ok       user-options read for alice works (none stored: 404)\n\
+         \x20        XNAT answers everything the webhook asks\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_plugins_jupyterhub_account_is_told_it_lacks_the_administrator_role() {
+    for (policy, source, path) in [
+        (WITH_LAUNCHES.to_owned(), "groups", "/xapi/users/{u}/groups"),
+        (
+            format!("{WITH_LAUNCHES}xnat:\n  projectSource: access\n"),
+            "access",
+            "/xapi/access/{u}/projects",
+        ),
+    ] {
+        let (code, out) = check(&policy, "jupyterhub", &[JUPYTERHUB], "pw").await;
+        assert_eq!(code, 1, "{out}");
+        for line in [
+            "ok       logged in to XNAT_URL as jupyterhub".to_owned(),
+            "ok       jupyterhub's site roles: JupyterHub".to_owned(),
+            format!(
+                "PROBLEM  jupyterhub is not a site Administrator: {path} of other users will \
+                 answer 403, so every notebook starts without project data"
+            ),
+            format!(
+                "PROBLEM  {source} lookup of alice: XNAT answered 403 to {}: the service account \
+                 lacks the Administrator role it needs (credentials are fine)",
+                path.replace("{u}", "{user}")
+            ),
+            // The JupyterHub role is enough for launch contexts.
+            "ok       user-options read for alice works (none stored: 404)".to_owned(),
+            "2 problem(s)".to_owned(),
+        ] {
+            assert!(out.contains(&line), "{source}: missing {line:?} in\n{out}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_account_without_roles_cannot_read_launch_contexts_either() {
+    let (code, out) = check(WITH_LAUNCHES, "plain", &[], "pw").await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("plain's site roles: none"), "{out}");
+    assert!(
+        out.contains("PROBLEM  plain has neither the JupyterHub nor the Administrator role"),
+        "{out}"
+    );
+    assert!(
+        out.contains("PROBLEM  user-options read for alice: XNAT answered 403"),
+        "{out}"
+    );
+    // Without launches the user-options read is not tried.
+    let (_, out) = check("", "plain", &[], "pw").await;
+    assert!(!out.contains("user-options"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_password_stops_at_the_login() {
+    let (code, out) = check(WITH_LAUNCHES, "webhook-svc", &[ADMINISTRATOR], "wrong").await;
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(
+        out,
+        "PROBLEM  log in to XNAT_URL as webhook-svc: XNAT refused the service credentials \
+         (HTTP 401): check the username and password in the XNAT Secret\n\
+         \x20        1 problem(s): spawns will not get what they should\n"
+    );
+}

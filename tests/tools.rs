@@ -140,7 +140,9 @@ fn check_policy_prints_effective_values_or_names_the_field() {
     );
     let effective = String::from_utf8(out.stdout).unwrap();
     // Defaults appear even where the file says nothing.
-    assert!(effective.contains("maxProjectMounts: 100"), "{effective}");
+    assert!(effective.contains("negativeCacheTtl: 10s"), "{effective}");
+    // No project cap unless a site sets one.
+    assert!(!effective.contains("maxProjectMounts"), "{effective}");
     assert!(effective.contains("rules: []"), "{effective}");
     // The printed values are themselves a valid policy that means the same.
     let again = jupyter_xnat_webhook::tools::check_policy(&effective).unwrap();

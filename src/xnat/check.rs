@@ -58,13 +58,22 @@ pub async fn check_xnat(
         problems: 0,
     };
     let url = crate::echo::without_url_credentials(x.endpoint.url.as_str());
-    let deadline = || Instant::now() + STEP_TIMEOUT;
     if let Err(e) = client.login(deadline()).await {
         r.problem(format_args!("log in to {url} as {account}: {e}"));
         return Ok(r.done());
     }
     r.ok(format_args!("logged in to {url} as {account}"));
-    let roles = match client.roles(&account, deadline()).await {
+    let roles = own_roles(&client, &account, &mut r).await;
+    missing_roles(policy, &account, &roles, &mut r);
+    let other = other_user.map_or_else(|| default_other(&account), str::to_owned);
+    lookups(policy, &client, &other, &mut r).await;
+    client.close().await;
+    Ok(r.done())
+}
+
+/// The account's own site roles (none when XNAT will not say).
+async fn own_roles(client: &XnatClient, account: &str, r: &mut Report) -> Vec<String> {
+    match client.roles(account, deadline()).await {
         Ok(roles) => {
             let roles = roles.unwrap_or_default();
             r.ok(format_args!(
@@ -81,11 +90,15 @@ pub async fn check_xnat(
             r.problem(format_args!("read {account}'s own roles: {e}"));
             Vec::new()
         }
-    };
+    }
+}
+
+/// What the roles mean for the lookups spawns make.
+fn missing_roles(policy: &Policy, account: &str, roles: &[String], r: &mut Report) {
     let has = |role: &str| roles.iter().any(|r| r == role);
-    let (endpoint, path) = match x.endpoint.project_source {
-        ProjectSource::Groups => ("groups", "/xapi/users/{u}/groups"),
-        ProjectSource::Access => ("access", "/xapi/access/{u}/projects"),
+    let path = match policy.xnat.endpoint.project_source {
+        ProjectSource::Groups => "/xapi/users/{u}/groups",
+        ProjectSource::Access => "/xapi/access/{u}/projects",
     };
     if !has(ADMINISTRATOR) {
         r.problem(format_args!(
@@ -100,20 +113,27 @@ pub async fn check_xnat(
              reads will answer 403, so servers started from XNAT's UI get no launch context"
         ));
     }
-    let other = other_user.map_or_else(|| default_other(&account), str::to_owned);
-    match client.user_access(&other, deadline()).await {
+}
+
+/// One project lookup of another user, and one launch-context read when launches are used.
+async fn lookups(policy: &Policy, client: &XnatClient, other: &str, r: &mut Report) {
+    let endpoint = match policy.xnat.endpoint.project_source {
+        ProjectSource::Groups => "groups",
+        ProjectSource::Access => "access",
+    };
+    match client.user_access(other, deadline()).await {
         Ok(a) if a.unknown_user => r.ok(format_args!(
             "{endpoint} lookup of another user ({other}) works (XNAT has no such user)"
         )),
         Ok(a) => r.ok(format_args!(
             "{endpoint} lookup of another user ({other}) works: {} project(s) readable",
-            a.readable_projects(&x.roles).len()
+            a.readable_projects(&policy.xnat.roles).len()
         )),
         Err(e) => r.problem(format_args!("{endpoint} lookup of {other}: {e}")),
     }
     if policy.user_options.enabled {
         let read = client
-            .user_options::<serde_json::Value>(&other, "", deadline())
+            .user_options::<serde_json::Value>(other, "", deadline())
             .await;
         match read {
             Ok(Some(_)) => r.ok(format_args!(
@@ -125,8 +145,10 @@ pub async fn check_xnat(
             Err(e) => r.problem(format_args!("user-options read for {other}: {e}")),
         }
     }
-    client.close().await;
-    Ok(r.done())
+}
+
+fn deadline() -> Instant {
+    Instant::now() + STEP_TIMEOUT
 }
 
 /// Another user to look up: `admin` (XNAT's first account), or `guest` when the service

@@ -8,6 +8,7 @@
 
 pub mod access;
 pub mod admission;
+pub mod archive;
 pub mod classify;
 pub mod echo;
 pub mod identity;

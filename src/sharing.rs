@@ -7,20 +7,25 @@
 
 use serde_json::Value;
 
-/// What XNAT confirmed for one launch.
+use crate::archive::ProjectRoots;
+
+/// What XNAT confirmed for one review beyond the user's project list.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Confirmed {
-    /// Projects `GET /data/projects/{id}/accessibility` calls `public`.
+    /// Projects `GET /data/projects/{id}/accessibility` calls `public` (a launch's).
     pub public: Vec<String>,
     /// The launched experiment, as `GET /data/experiments/{id}` describes it.
     pub experiment: Option<SharedExperiment>,
+    /// Where the project list's projects keep their files (`archive_spec`).
+    pub roots: ProjectRoots,
 }
 
 impl Confirmed {
-    /// Nothing confirmed (no launch, or nothing to ask).
+    /// Nothing confirmed (no launch, or nothing to ask; every project at the site archive).
     pub const NONE: Confirmed = Confirmed {
         public: Vec::new(),
         experiment: None,
+        roots: ProjectRoots::SITE,
     };
 }
 

@@ -223,3 +223,124 @@ async fn the_xnat_layout_mounts_each_project_as_a_launch_does() {
         "project mounts are read-only"
     );
 }
+
+/// A second claim for archives kept outside the site archive, mapped like a launch's sources.
+const OWN_ARCHIVES: &str = r#"
+storage:
+  volumes:
+    - {name: xnat-data, claimName: xnat-gpfs}
+    - {name: big, claimName: big-archive, readOnly: true}
+userOptions:
+  pathMappings:
+    - {xnatPath: /data/xnat/archive, volume: xnat-data, subPath: archive, scope: project}
+    - {xnatPath: /mnt/big, volume: big, subPath: "", scope: project}
+"#;
+
+#[tokio::test]
+async fn a_project_with_its_own_archive_path_is_mounted_from_there_or_not_at_all() {
+    let h = Harness::start(OWN_ARCHIVES).await;
+    // What `archive_spec` answers for each (`arc:paths/arc:archivePath`).
+    h.xnat
+        .set_archive_path("ALPHA", Some("/mnt/big/alpha_data/"));
+    h.xnat
+        .set_archive_path("BETA", Some("/srv/elsewhere/BETA/"));
+    h.xnat
+        .set_user("frank", &["ALPHA_owner", "BETA_member", "GAMMA_member"]);
+    let review = review_for("frank");
+    let response = h.review(&review).await;
+    let pod = patched_pod(&review, &response);
+    assert_eq!(
+        mounts_of(&pod, "big"),
+        [("/data/projects/ALPHA".into(), "alpha_data".into(), true)]
+    );
+    assert_eq!(
+        mounts_of(&pod, "xnat-data"),
+        [
+            ("/data/projects/GAMMA".into(), "archive/GAMMA".into(), true),
+            (
+                "/data/xnat/workspace".into(),
+                "workspaces/users/frank".into(),
+                false
+            ),
+        ]
+    );
+    let w = warnings(&response).join("\n");
+    assert!(
+        w.contains(
+            "project BETA not mounted: its archive path /srv/elsewhere/BETA is not the site's"
+        ),
+        "{w}"
+    );
+    assert_eq!(
+        env_of(&pod, "XNAT_PROJECTS").as_deref(),
+        Some("ALPHA,GAMMA")
+    );
+    assert_eq!(h.xnat.counts().archive_specs, 3);
+
+    // Cached per project: another user of ALPHA costs no archive_spec call.
+    h.xnat.set_user("gina", &["ALPHA_member"]);
+    let review = review_for("gina");
+    let response = h.review(&review).await;
+    assert_eq!(mounts_of(&patched_pod(&review, &response), "big").len(), 1);
+    assert_eq!(h.xnat.counts().archive_specs, 3);
+}
+
+#[tokio::test]
+async fn an_own_archive_path_keeps_the_layout_below_the_project() {
+    let layout = format!(
+        "{OWN_ARCHIVES}  # and the layout\n"
+    )
+    .replace(
+        "storage:\n",
+        "storage:\n  projects:\n    - {subPath: \"archive/{project}/arc001\", mountPath: \"/data/projects/{project}/experiments\"}\n    - {subPath: \"archive/{project}/resources\", mountPath: \"/data/projects/{project}/resources\"}\n",
+    );
+    let h = Harness::start(&layout).await;
+    h.xnat
+        .set_archive_path("ALPHA", Some("/mnt/big/alpha_data"));
+    h.xnat.set_user("frank", &["ALPHA_owner"]);
+    let review = review_for("frank");
+    let response = h.review(&review).await;
+    assert_eq!(
+        mounts_of(&patched_pod(&review, &response), "big"),
+        [
+            (
+                "/data/projects/ALPHA/experiments".into(),
+                "alpha_data/arc001".into(),
+                true
+            ),
+            (
+                "/data/projects/ALPHA/resources".into(),
+                "alpha_data/resources".into(),
+                true
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_project_whose_archive_path_xnat_cannot_say_is_left_out_by_name() {
+    let h = Harness::start("").await;
+    // Not XML: XNAT cannot be read.
+    h.xnat.set_archive_path("BETA", Some("</broken"));
+    let review = review_for("alice");
+    let response = h.review(&review).await;
+    assert_eq!(
+        project_paths(&review, &response),
+        ["/data/projects/ALPHA", "/data/xnat/workspace"]
+    );
+    let w = warnings(&response).join("\n");
+    assert!(
+        w.contains("project BETA not mounted: where XNAT keeps its files is unknown"),
+        "{w}"
+    );
+    // A project without a stored path is at the site default.
+    h.xnat.set_archive_path("GAMMA", None);
+    let review = review_for("Bob.Smith@uni.edu.au");
+    let response = h.review(&review).await;
+    assert_eq!(project_paths(&review, &response)[0], "/data/projects/GAMMA");
+
+    // Not asked at all when the policy says no project has its own path.
+    let h = Harness::start("xnat:\n  askProjectArchivePaths: false\n").await;
+    h.review(&review_for("alice")).await;
+    assert_eq!(h.xnat.counts().archive_specs, 0);
+}

@@ -39,27 +39,16 @@ pub(super) async fn admit(
     let deadline = tokio::time::Instant::now() + policy.xnat.live.budget;
     let (access, cache, launch) =
         look_up(review, &target, &xnat_user, policy, source, deadline).await;
-    let confirmed = match (&launch, &access) {
-        (Some(Ok(opts)), AccessOutcome::Known(a) | AccessOutcome::Stale { access: a, .. }) => {
-            let readable = a.readable_projects(&policy.xnat.roles);
-            let values = Values {
-                project: None,
-                xnat_user: &xnat_user,
-                jupyter_user: target.jupyter_user,
-                server_name: target.server_name,
-                projects: "",
-                xnat_url: policy.xnat.endpoint.url.as_str(),
-            };
-            let workspace = workspace_path(policy, &values);
-            let asks = to_confirm(opts, &policy.user_options, &readable, workspace.as_deref());
-            if asks.is_empty() {
-                Confirmed::NONE
-            } else {
-                source.confirm(&asks, deadline).await
-            }
-        }
-        _ => Confirmed::NONE,
-    };
+    let confirmed = confirm(
+        &target,
+        &xnat_user,
+        &access,
+        launch.as_ref(),
+        policy,
+        source,
+        deadline,
+    )
+    .await;
     let cx = Context {
         who: Identity {
             jupyter_user: target.jupyter_user,
@@ -96,6 +85,60 @@ pub(super) async fn admit(
             patch = %audit::redacted(patch), "audit mode: the patch that would have been applied");
     }
     answer(decision, policy.mode)
+}
+
+/// What XNAT must confirm beyond the user's project list, asked within the same deadline: for a
+/// launch, the public projects and shared experiment its mounts name; for the project list,
+/// where each project keeps its files (when the policy asks).
+async fn confirm(
+    target: &Target<'_>,
+    xnat_user: &str,
+    access: &AccessOutcome,
+    launch: Option<&Result<UserOptions, String>>,
+    policy: &Policy,
+    source: &AccessSource,
+    deadline: tokio::time::Instant,
+) -> Confirmed {
+    let (AccessOutcome::Known(a) | AccessOutcome::Stale { access: a, .. }) = access else {
+        return Confirmed::NONE;
+    };
+    let readable = a.readable_projects(&policy.xnat.roles);
+    match launch {
+        Some(Ok(opts)) => {
+            let values = Values {
+                project: None,
+                xnat_user,
+                jupyter_user: target.jupyter_user,
+                server_name: target.server_name,
+                projects: "",
+                xnat_url: policy.xnat.endpoint.url.as_str(),
+            };
+            let workspace = workspace_path(policy, &values);
+            let asks = to_confirm(opts, &policy.user_options, &readable, workspace.as_deref());
+            if asks.is_empty() {
+                Confirmed::NONE
+            } else {
+                source.confirm(&asks, deadline).await
+            }
+        }
+        _ if policy.xnat.ask_project_archive_paths => {
+            let storage = &policy.storage;
+            let mounted: Vec<&str> = readable
+                .into_iter()
+                .filter(|p| !storage.is_never_mounted(p))
+                .take(storage.max_project_mounts.unwrap_or(usize::MAX))
+                .collect();
+            if mounted.is_empty() {
+                return Confirmed::NONE;
+            }
+            let site = &policy.xnat.archive_path;
+            Confirmed {
+                roots: source.project_roots(&mounted, site, deadline).await,
+                ..Confirmed::NONE
+            }
+        }
+        _ => Confirmed::NONE,
+    }
 }
 
 /// Passes the review unchanged, saying why when a person should hear about it.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use crate::access::{AccessOutcome, UserAccess};
+use crate::archive::ProjectRoots;
 use crate::launch::UserOptions;
 use crate::policy::Policy;
 use crate::sharing::{Asks, Confirmed};
@@ -76,6 +77,21 @@ impl AccessSource {
         match self {
             AccessSource::Xnat(cache) => cache.confirm(asks, deadline).await,
             AccessSource::Static(..) => Confirmed::NONE,
+        }
+    }
+
+    /// Where each project keeps its files; every project at the site archive for a table.
+    pub(super) async fn project_roots(
+        &self,
+        projects: &[&str],
+        site_archive: &str,
+        deadline: Instant,
+    ) -> ProjectRoots {
+        match self {
+            AccessSource::Xnat(cache) => {
+                cache.project_roots(projects, site_archive, deadline).await
+            }
+            AccessSource::Static(..) => ProjectRoots::SITE,
         }
     }
 

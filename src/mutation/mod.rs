@@ -24,6 +24,7 @@ mod plan;
 
 pub use plan::workspace_path;
 mod resources;
+mod roots;
 
 use std::fmt;
 

@@ -13,6 +13,7 @@
 use super::Context;
 use super::grant::Grant;
 use super::launch::{self, LaunchGrant, LaunchPlan, NodeExpression, TOKEN_PAIR};
+use crate::archive::{ProjectRoot, ProjectRoots};
 use crate::launch::Launch;
 use crate::names::{check_abs_path, check_sub_path, is_safe_segment};
 use crate::policy::{MountTemplate, Policy, ResourceMode, ResourceSet, Template, Values};
@@ -82,7 +83,13 @@ impl<'a> Plan<'a> {
         let base = cx.values("");
         let mut mounts = match launch {
             Some(l) => launch_mounts(l, &base, policy, warnings),
-            None => project_list_mounts(&grant.readable, &base, policy, warnings),
+            None => project_list_mounts(
+                &grant.readable,
+                &cx.confirmed.roots,
+                &base,
+                policy,
+                warnings,
+            ),
         };
         rule_mounts(grant, &base, &mut mounts, warnings);
         below_writable(policy, &mut mounts, warnings);
@@ -179,9 +186,11 @@ fn launch_mounts(
     mounts
 }
 
-/// One read-only mount per readable project (at most `maxProjectMounts`), then the workspace.
+/// The read-only mounts of every readable project (at most `maxProjectMounts`), from where
+/// XNAT keeps each, then the workspace.
 fn project_list_mounts(
     readable: &[&str],
+    roots: &ProjectRoots,
     base: &Values<'_>,
     policy: &Policy,
     warnings: &mut Warnings,
@@ -202,13 +211,37 @@ fn project_list_mounts(
             project: Some(project),
             ..*base
         };
-        for t in &storage.projects {
-            if let Some(mut m) = render_mount(t, &values, warnings) {
-                m.read_only = true;
-                m.project = Some((*project).to_owned());
-                out.push(m);
-            }
+        let root = roots.get(project);
+        if let ProjectRoot::Unknown(why) = root {
+            warnings.push(format_args!(
+                "project {project} not mounted: where XNAT keeps its files is unknown ({why})"
+            ));
+            continue;
         }
+        // All of a project's mounts from one place, or none of them.
+        let mut mounts = Vec::with_capacity(storage.projects.len());
+        for t in &storage.projects {
+            let Some(mut m) = render_mount(t, &values, warnings) else {
+                continue;
+            };
+            m.read_only = true;
+            m.project = Some((*project).to_owned());
+            if let ProjectRoot::Own(own) = root {
+                match super::roots::follow_own_root(m, t, own, policy) {
+                    Ok(moved) => m = moved,
+                    Err(why) => {
+                        warnings.push(format_args!(
+                            "project {project} not mounted: its archive path {own} is not the \
+                             site's ({why})"
+                        ));
+                        mounts.clear();
+                        break;
+                    }
+                }
+            }
+            mounts.push(m);
+        }
+        out.append(&mut mounts);
     }
     if let Some(ws) = &storage.workspace
         && let Some(w) = render_mount(ws, base, warnings)

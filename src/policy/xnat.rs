@@ -86,6 +86,14 @@ pub struct XnatFile {
     pub on_error: OnError,
     /// The message a user sees when `onError: deny` refuses their pod.
     pub deny_message: String,
+    /// XNAT's site archive path (Administer > Site Administration > File System), as XNAT sees
+    /// it: a project whose own archive path is elsewhere is mounted through
+    /// `userOptions.pathMappings`, or not at all.
+    pub archive_path: String,
+    /// Ask XNAT where each mounted project's files are (`/data/projects/{ID}/archive_spec`,
+    /// cached per project like the project lists), so a project with its own archive path is
+    /// never mounted from `{archivePath}/{ID}`. `false` when no project has one.
+    pub ask_project_archive_paths: bool,
 }
 
 impl Default for XnatFile {
@@ -109,6 +117,8 @@ impl Default for XnatFile {
             deny_message: "XNAT is not reachable, so your project data cannot be attached. \
                            Please try again in a few minutes."
                 .into(),
+            archive_path: "/data/xnat/archive".into(),
+            ask_project_archive_paths: true,
         }
     }
 }
@@ -124,6 +134,9 @@ pub struct XnatPolicy {
     pub roles: Vec<String>,
     pub on_error: OnError,
     pub deny_message: String,
+    /// Absolute, as written.
+    pub archive_path: String,
+    pub ask_project_archive_paths: bool,
 }
 
 /// Which XNAT answers, and what its answers mean. Cached answers belong to one endpoint.
@@ -210,6 +223,8 @@ impl XnatFile {
         if self.ca_file.as_deref().is_some_and(|p| !p.starts_with('/')) {
             return Err(invalid("xnat.caFile", "must be an absolute path"));
         }
+        crate::names::check_abs_path(self.archive_path.trim_end_matches('/'))
+            .map_err(|m| invalid("xnat.archivePath", m))?;
         Ok(XnatPolicy {
             endpoint: Endpoint {
                 url,
@@ -235,6 +250,8 @@ impl XnatFile {
             roles: self.roles,
             on_error: self.on_error,
             deny_message: self.deny_message,
+            archive_path: self.archive_path,
+            ask_project_archive_paths: self.ask_project_archive_paths,
         })
     }
 

@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use super::XnatClient;
 use crate::access::{AccessOutcome, UserAccess};
+use crate::archive::{ArchiveSpec, ProjectRoot, ProjectRoots};
 use crate::policy::{CacheShape, LiveSettings};
 use crate::sharing::{Asks, Confirmed, SharedExperiment};
 
@@ -107,6 +108,10 @@ struct Inner {
     public: Cache<String, bool>,
     /// Experiments by id (`None`: XNAT does not know it), fresh for `cacheTtl`.
     experiments: Cache<String, Option<Arc<SharedExperiment>>>,
+    /// Projects' archive specs, fresh for `cacheTtl`; the last good one of each kept for
+    /// `staleIfError`, to stand in while XNAT cannot say.
+    archive: Cache<String, Arc<ArchiveSpec>>,
+    last_archive: Option<Cache<String, Arc<ArchiveSpec>>>,
     fresh: Cache<String, Entry>,
     last_good: Option<Cache<String, Entry>>,
     stale_if_error: Duration,
@@ -141,11 +146,23 @@ impl AccessCache {
             .max_capacity(shape.capacity)
             .expire_after(LiveTtl(live.clone()))
             .build();
+        let archive = Cache::builder()
+            .max_capacity(shape.capacity)
+            .expire_after(LiveTtl(live.clone()))
+            .build();
+        let last_archive = (!shape.stale_if_error.is_zero()).then(|| {
+            Cache::builder()
+                .max_capacity(shape.capacity)
+                .time_to_live(shape.stale_if_error)
+                .build()
+        });
         Self {
             inner: Arc::new(Inner {
                 client: ArcSwap::from_pointee(client),
                 public,
                 experiments,
+                archive,
+                last_archive,
                 fresh,
                 last_good,
                 stale_if_error: shape.stale_if_error,
@@ -212,7 +229,47 @@ impl AccessCache {
         Confirmed {
             public: public.into_iter().flatten().collect(),
             experiment,
+            roots: ProjectRoots::SITE,
         }
+    }
+
+    /// Where each of `projects` keeps its files, from the cache or from XNAT before `deadline`,
+    /// all asked at once. A project XNAT cannot say for stands on its last good answer (younger
+    /// than `staleIfError`), or is [`ProjectRoot::Unknown`]: never mounted on a guess.
+    pub async fn project_roots(
+        &self,
+        projects: &[&str],
+        site_archive: &str,
+        deadline: Instant,
+    ) -> ProjectRoots {
+        let client = self.client();
+        let inner = &self.inner;
+        let roots = projects.iter().map(|&p| {
+            let client = client.clone();
+            async move {
+                let answer = inner
+                    .archive
+                    .try_get_with(p.to_owned(), async {
+                        let spec = Arc::new(client.archive_spec(p, deadline).await?);
+                        if let Some(last) = &inner.last_archive {
+                            last.insert(p.to_owned(), spec.clone()).await;
+                        }
+                        Ok::<_, super::XnatError>(spec)
+                    })
+                    .await;
+                let root = match answer {
+                    Ok(spec) => spec.root(p, site_archive),
+                    Err(e) => match &inner.last_archive {
+                        Some(last) if let Some(spec) = last.get(p).await => {
+                            spec.root(p, site_archive)
+                        }
+                        _ => ProjectRoot::Unknown(format!("XNAT could not say: {e}")),
+                    },
+                };
+                (p.to_owned(), root)
+            }
+        });
+        ProjectRoots::new(futures_util::future::join_all(roots).await)
     }
 
     /// Applies reloaded TTLs, refresh-ahead and budget; cached answers stay.

@@ -54,7 +54,7 @@ pub fn required_role(endpoint: &str) -> (&'static str, &'static str) {
         "roles" => ("/xapi/users/{user}/roles", "Administrator"),
         "accessibility" => ("/data/projects/{id}/accessibility", "Administrator"),
         "experiment" => ("/data/experiments/{id}", "Administrator"),
-        "project" => ("/data/projects/{id}", "Administrator"),
+        "archive_spec" => ("/data/projects/{id}/archive_spec", "Administrator"),
         _ => ("this endpoint", "Administrator"),
     }
 }

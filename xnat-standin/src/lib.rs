@@ -18,6 +18,10 @@
 //!   role `JupyterHub` or `Administrator` (`@AuthorizedRoles`), else 403 with an empty body;
 //! - `GET /data/projects/{id}/accessibility` → `public`, `protected` or `private` as plain text
 //!   (`ProjectAccessibilityResource`), 404 for a project it was not told about;
+//! - `GET /data/projects/{id}/archive_spec` → the project's `arc:project` as XML whatever was
+//!   asked for (`ProjectArchive`), its `arc:paths/arc:archivePath` the site default
+//!   `/data/xnat/archive/{id}/` that XNAT writes into every new project unless told otherwise;
+//!   404 for an account that cannot see the project (only Administrators are modelled);
 //! - `GET /data/experiments/{id}?format=json` → the item JSON of an experiment
 //!   (`ItemJSONBuilder`: `items[0].data_fields` `ID`/`project`/`label`, shares as items of the
 //!   `sharing/share` child), 404 "Unable to find the specified experiment.".
@@ -91,6 +95,7 @@ struct Counters {
     basic_api_calls: AtomicUsize,
     auth_failures: AtomicUsize,
     roles: AtomicUsize,
+    archive_specs: AtomicUsize,
     max_in_flight: AtomicUsize,
     in_flight: AtomicUsize,
 }
@@ -114,6 +119,8 @@ pub struct Counts {
     pub experiments: usize,
     /// `GET /xapi/users/{user}/roles`.
     pub roles: usize,
+    /// `GET /data/projects/{id}/archive_spec`.
+    pub archive_specs: usize,
     /// API calls authenticated with basic credentials instead of a session.
     pub basic_api_calls: usize,
     /// Requests refused for missing or wrong credentials or an unknown session.
@@ -129,6 +136,8 @@ pub struct Standin {
     user_options: Mutex<HashMap<(String, String), Value>>,
     accessibility: Mutex<HashMap<String, String>>,
     experiments: Mutex<HashMap<String, Value>>,
+    /// Projects' own archive paths (`None`: none stored); others have the site default.
+    archive_paths: Mutex<HashMap<String, Option<String>>>,
     /// Site roles by username; the service account starts as an Administrator.
     roles: Mutex<HashMap<String, Vec<String>>>,
     /// Live sessions: id → the account that logged in.
@@ -151,6 +160,7 @@ impl Standin {
             user_options: Mutex::default(),
             accessibility: Mutex::default(),
             experiments: Mutex::default(),
+            archive_paths: Mutex::default(),
             roles: Mutex::new(HashMap::from([(
                 username.to_owned(),
                 vec![ADMINISTRATOR.to_owned()],
@@ -274,6 +284,7 @@ impl Standin {
             accessibility: n(&c.accessibility),
             experiments: n(&c.experiments),
             roles: n(&c.roles),
+            archive_specs: n(&c.archive_specs),
             basic_api_calls: n(&c.basic_api_calls),
             auth_failures: n(&c.auth_failures),
             max_in_flight: n(&c.max_in_flight),
@@ -303,6 +314,7 @@ impl Standin {
             )
             .route("/data/projects/{project}/accessibility", get(accessibility))
             .route("/data/experiments/{id}", get(experiment))
+            .route("/data/projects/{project}/archive_spec", get(archive_spec))
             .with_state(self.clone());
         if context_path.is_empty() || context_path == "/" {
             api
@@ -339,6 +351,12 @@ impl Standin {
         for account in accounts {
             self.set_roles(&account, &[role]);
         }
+    }
+
+    /// A project's own archive path (`None`: none stored, as in a project made before XNAT
+    /// stored them); without it a project has `/data/xnat/archive/{id}/`.
+    pub fn set_archive_path(&self, project: &str, path: Option<&str>) {
+        lock(&self.archive_paths).insert(project.to_owned(), path.map(str::to_owned));
     }
 
     /// A user's site roles.
@@ -638,6 +656,34 @@ async fn roles(
     }
     let roles = lock(&s.roles).get(&user).cloned().unwrap_or_default();
     axum::Json(roles).into_response()
+}
+
+/// `GET /data/projects/{id}/archive_spec`: XML, whatever the `Accept` header says.
+async fn archive_spec(
+    State(s): State<Arc<Standin>>,
+    Path(project): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    s.counters.archive_specs.fetch_add(1, Ordering::SeqCst);
+    let (_guard, caller) = match s.api_call(&headers).await {
+        Ok(g) => g,
+        Err(r) => return r,
+    };
+    if !s.has_role(&caller, ADMINISTRATOR) {
+        return (StatusCode::NOT_FOUND, "").into_response();
+    }
+    let path = lock(&s.archive_paths)
+        .get(&project)
+        .cloned()
+        .unwrap_or_else(|| Some(format!("/data/xnat/archive/{project}/")));
+    let paths = path.map_or_else(String::new, |p| {
+        format!("<arc:paths>\n<arc:archivePath>{p}</arc:archivePath>\n<arc:prearchivePath>/data/xnat/prearchive/{project}/</arc:prearchivePath>\n</arc:paths>\n")
+    });
+    let xml = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<arc:project ID=\"{project}\" current_arc=\"arc001\" \
+         xmlns:arc=\"http://nrg.wustl.edu/arc\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\">\n{paths}</arc:project>\n"
+    );
+    ([(header::CONTENT_TYPE, "text/xml")], xml).into_response()
 }
 
 /// XNAT's answer for a user it does not have (`UserNotFoundException`, 404, text/plain).

@@ -16,6 +16,7 @@ use tokio::time::Instant;
 
 use super::{CredentialSource, XnatError};
 use crate::access::{AccessEntry, UserAccess};
+use crate::archive::ArchiveSpec;
 use crate::names::is_safe_segment;
 use crate::policy::{ClientSettings, Endpoint, ProjectSource};
 use crate::sharing::SharedExperiment;
@@ -186,6 +187,26 @@ impl XnatClient {
         let url = self.url(&["data", "projects", project, "accessibility"]);
         let body = self.get_body("accessibility", url, deadline).await?;
         Ok(body.is_some_and(|b| crate::sharing::is_public(&String::from_utf8_lossy(&b))))
+    }
+
+    /// Where XNAT keeps a project's files (`GET /data/projects/{id}/archive_spec`, XML).
+    pub async fn archive_spec(
+        &self,
+        project: &str,
+        deadline: Instant,
+    ) -> Result<ArchiveSpec, XnatError> {
+        check_id(project)?;
+        let url = self.url(&["data", "projects", project, "archive_spec"]);
+        let Some(body) = self.get_body("archive_spec", url, deadline).await? else {
+            return Ok(ArchiveSpec::NoProject);
+        };
+        let text = std::str::from_utf8(&body)
+            .map_err(|_| XnatError::BadJson("archive_spec is not UTF-8".into()))?;
+        crate::archive::archive_spec_of(text).ok_or_else(|| {
+            let e = XnatError::BadJson("archive_spec is not XML".into());
+            crate::xnat::health::failed("archive_spec", &e);
+            e
+        })
     }
 
     /// Where an experiment lives and which projects it is shared into

@@ -59,7 +59,9 @@ impl XnatClient {
         loop {
             let (session, result) = self.get_once(endpoint, &url, deadline).await?;
             let err = match result {
-                Ok(Some(body)) if looks_like_html(&body) => Rejected::Session,
+                Ok(Some(body)) if looks_like_html(&body) && !is_xml_answer(endpoint, &body) => {
+                    Rejected::Session
+                }
                 Ok(Some(body)) => return Ok(Some(body)),
                 Ok(None) => return Ok(None),
                 Err(Rejected::Session) => Rejected::Session,
@@ -216,6 +218,13 @@ impl Rejected {
             Rejected::Other(e) => e,
         }
     }
+}
+
+/// `archive_spec` answers XML (`<?xml …` or `<arc:project …`), never a login page's
+/// `<!DOCTYPE html>` or `<html>`.
+fn is_xml_answer(endpoint: &str, body: &[u8]) -> bool {
+    let start = body.trim_ascii_start();
+    endpoint == "archive_spec" && (start.starts_with(b"<?xml") || start.starts_with(b"<arc:"))
 }
 
 pub(super) fn looks_like_html(body: &[u8]) -> bool {

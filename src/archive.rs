@@ -62,6 +62,27 @@ impl ArchiveSpec {
     }
 }
 
+/// Directories the webhook looked for and did not find (volume, subPath), sorted: the
+/// `optional` project mounts left out, as XNAT's plugin leaves out what does not exist. A
+/// directory not looked at, or that could not be seen, is not in it (the mount stays).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AbsentDirs(Vec<(String, String)>);
+
+impl AbsentDirs {
+    pub const NONE: AbsentDirs = AbsentDirs(Vec::new());
+
+    pub fn new(mut dirs: Vec<(String, String)>) -> Self {
+        dirs.sort();
+        Self(dirs)
+    }
+
+    pub fn is_absent(&self, volume: &str, sub_path: &str) -> bool {
+        self.0
+            .binary_search_by(|(v, s)| (v.as_str(), s.as_str()).cmp(&(volume, sub_path)))
+            .is_ok()
+    }
+}
+
 /// Reads an `archive_spec` answer; `None` when it is not XML.
 pub fn archive_spec_of(xml: &str) -> Option<ArchiveSpec> {
     let doc = roxmltree::Document::parse(xml).ok()?;

@@ -21,6 +21,7 @@ pub mod policy;
 pub mod quantity;
 pub mod reload;
 pub mod review;
+pub mod seen;
 pub mod serve;
 pub mod server;
 pub mod sharing;

@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use crate::archive::ProjectRoots;
+use crate::archive::{AbsentDirs, ProjectRoots};
 
 /// What XNAT confirmed for one review beyond the user's project list.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -18,6 +18,8 @@ pub struct Confirmed {
     pub experiment: Option<SharedExperiment>,
     /// Where the project list's projects keep their files (`archive_spec`).
     pub roots: ProjectRoots,
+    /// Optional project mounts' directories found missing.
+    pub absent: AbsentDirs,
 }
 
 impl Confirmed {
@@ -26,6 +28,7 @@ impl Confirmed {
         public: Vec::new(),
         experiment: None,
         roots: ProjectRoots::SITE,
+        absent: AbsentDirs::NONE,
     };
 }
 

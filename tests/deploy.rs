@@ -1606,3 +1606,42 @@ fn control_plane_only_keeps_the_webhook_port_to_the_given_addresses() {
         "10.0.0.0/28"
     );
 }
+
+/// The archive-view component mounts, read-only, the claim the NrgXnat preset's `seenAt` names,
+/// where that preset says: a policy's optional mounts and the deployment agree.
+#[test]
+fn archive_view_shows_the_archive_where_the_preset_looks() {
+    let site = Site::new();
+    let r = site.render_with(&["cert-manager", "archive-view"], "");
+    check_common(&r);
+    let deployment: Deployment = r.one("Deployment");
+    let (pod, container) = webhook_container(&deployment);
+    let preset = Policy::from_yaml(
+        &std::fs::read(repo().join("deploy/presets/nrgxnat-k8s.yaml")).expect("preset"),
+        &Default::default(),
+    )
+    .expect("the preset is valid");
+    let seen_at = preset
+        .storage
+        .volume("archive")
+        .and_then(|v| v.seen_at.clone())
+        .expect("the preset's archive volume has seenAt");
+    let seen_at = seen_at.to_str().expect("utf-8");
+    let mount = container
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| m.mount_path == seen_at)
+        .expect("the archive is mounted at seenAt");
+    assert_eq!(mount.read_only, Some(true), "the webhook only looks");
+    let claim = volume(pod, container, seen_at)
+        .persistent_volume_claim
+        .as_ref()
+        .expect("the archive comes from a claim");
+    assert_eq!(claim.claim_name, "xnat-archive-view");
+    assert_eq!(claim.read_only, Some(true));
+    assert!(
+        preset.storage.projects.iter().all(|p| p.optional),
+        "the preset mounts each project directory only when it exists"
+    );
+}

@@ -344,3 +344,65 @@ async fn a_project_whose_archive_path_xnat_cannot_say_is_left_out_by_name() {
     h.review(&review_for("alice")).await;
     assert_eq!(h.xnat.counts().archive_specs, 0);
 }
+
+/// XNAT's layout with each directory optional, as the plugin mounts a project (each only when
+/// it exists): the webhook looks at the claim where its own pod sees it (`seenAt`).
+#[tokio::test]
+async fn optional_layout_mounts_only_the_directories_that_exist() {
+    let claim = tempfile::tempdir().unwrap();
+    for dir in [
+        "archive/BETA/arc001",
+        "archive/BETA/resources",
+        "archive/ALPHA/subjects",
+    ] {
+        std::fs::create_dir_all(claim.path().join(dir)).unwrap();
+    }
+    let policy = format!(
+        r#"
+storage:
+  volumes:
+    - {{name: xnat-data, claimName: xnat-gpfs, seenAt: "{}"}}
+  projects:
+    - {{subPath: "archive/{{project}}/arc001", mountPath: "/data/projects/{{project}}/experiments", optional: true}}
+    - {{subPath: "archive/{{project}}/resources", mountPath: "/data/projects/{{project}}/resources", optional: true}}
+    - {{subPath: "archive/{{project}}/subjects", mountPath: "/data/projects/{{project}}/subjects", optional: true}}
+"#,
+        claim.path().display()
+    );
+    let h = Harness::start(&policy).await;
+    let review = review_for("alice");
+    let response = h.review(&review).await;
+    assert_eq!(
+        mounts(&review, &response),
+        [
+            (
+                "/data/projects/ALPHA/subjects".into(),
+                "archive/ALPHA/subjects".into()
+            ),
+            (
+                "/data/projects/BETA/experiments".into(),
+                "archive/BETA/arc001".into()
+            ),
+            (
+                "/data/projects/BETA/resources".into(),
+                "archive/BETA/resources".into()
+            ),
+            (
+                "/data/xnat/workspace".into(),
+                "workspaces/users/alice".into()
+            ),
+        ]
+    );
+    // Both projects are still the user's: a missing directory is not a refusal.
+    let pod = patched_pod(&review, &response);
+    assert_eq!(env_of(&pod, "XNAT_PROJECTS").as_deref(), Some("ALPHA,BETA"));
+    assert!(warnings(&response).is_empty(), "{:?}", warnings(&response));
+
+    // `optional` needs a volume the webhook sees.
+    let unseen = policy.replace(&format!(", seenAt: \"{}\"", claim.path().display()), "");
+    let err = jupyter_xnat_webhook::tools::check_policy(&unseen).unwrap_err();
+    assert!(
+        err.to_string().contains("storage.projects[0].optional"),
+        "{err}"
+    );
+}

@@ -22,6 +22,7 @@ use state::State;
 
 use crate::policy::Policy;
 use crate::review::{self, ReviewError};
+use crate::seen::DirProbe;
 use crate::xnat::CredentialSource;
 
 /// Who sent a review: the peer address, and whether it presented a client certificate the
@@ -47,6 +48,8 @@ pub struct Admission {
     state: ArcSwap<State>,
     /// For rebuilding the XNAT client when a reload changes how XNAT is reached.
     credentials: Option<CredentialSource>,
+    /// Looks at the claims the webhook sees (`optional` project mounts), across reloads.
+    dirs: DirProbe,
 }
 
 impl Admission {
@@ -61,6 +64,7 @@ impl Admission {
                 access,
             }),
             credentials,
+            dirs: DirProbe::default(),
         }
     }
 
@@ -83,8 +87,14 @@ impl Admission {
             Outcome::Errored(ErrorKind::MalformedReview).record(started.elapsed());
         })?;
         let state = self.state.load_full();
-        let (answer, outcome) =
-            pipeline::admit(&review, caller, &state.policy, &state.access, started).await;
+        let (answer, outcome) = pipeline::admit(
+            &review,
+            caller,
+            &state.policy,
+            (&state.access, &self.dirs),
+            started,
+        )
+        .await;
         outcome.record(started.elapsed());
         let req = &review.request;
         Ok(review::response_json(

@@ -6,16 +6,18 @@ use std::time::Instant;
 use super::log::{self, Decided};
 use super::{AccessSource, Caller, Outcome, audit};
 use crate::access::AccessOutcome;
+use crate::archive::{AbsentDirs, ProjectRoots};
 use crate::classify::{SkipReason, Target, classify};
 use crate::echo::echo;
 use crate::launch::{Launch, UserOptions};
 use crate::mutation::launch::to_confirm;
-use crate::mutation::workspace_path;
 use crate::mutation::{Context, Decision, Identity, decide, decide_unreadable};
+use crate::mutation::{optional_dirs, workspace_path};
 use crate::pod::PodView;
 use crate::policy::Values;
 use crate::policy::{Mode, OnError, Policy};
 use crate::review::{Answer, Review};
+use crate::seen::DirProbe;
 use crate::sharing::Confirmed;
 use crate::warning::Warnings;
 use crate::xnat::CacheStatus;
@@ -25,7 +27,7 @@ pub(super) async fn admit(
     review: &Review<'_>,
     caller: &Caller,
     policy: &Policy,
-    source: &AccessSource,
+    (source, dirs): (&AccessSource, &DirProbe),
     started: Instant,
 ) -> (Answer, Outcome) {
     let target = match classify(review, &policy.pods) {
@@ -45,7 +47,7 @@ pub(super) async fn admit(
         &access,
         launch.as_ref(),
         policy,
-        source,
+        (source, dirs),
         deadline,
     )
     .await;
@@ -96,23 +98,23 @@ async fn confirm(
     access: &AccessOutcome,
     launch: Option<&Result<UserOptions, String>>,
     policy: &Policy,
-    source: &AccessSource,
+    (source, dirs): (&AccessSource, &DirProbe),
     deadline: tokio::time::Instant,
 ) -> Confirmed {
     let (AccessOutcome::Known(a) | AccessOutcome::Stale { access: a, .. }) = access else {
         return Confirmed::NONE;
     };
     let readable = a.readable_projects(&policy.xnat.roles);
+    let values = Values {
+        project: None,
+        xnat_user,
+        jupyter_user: target.jupyter_user,
+        server_name: target.server_name,
+        projects: "",
+        xnat_url: policy.xnat.endpoint.url.as_str(),
+    };
     match launch {
         Some(Ok(opts)) => {
-            let values = Values {
-                project: None,
-                xnat_user,
-                jupyter_user: target.jupyter_user,
-                server_name: target.server_name,
-                projects: "",
-                xnat_url: policy.xnat.endpoint.url.as_str(),
-            };
             let workspace = workspace_path(policy, &values);
             let asks = to_confirm(opts, &policy.user_options, &readable, workspace.as_deref());
             if asks.is_empty() {
@@ -121,7 +123,7 @@ async fn confirm(
                 source.confirm(&asks, deadline).await
             }
         }
-        _ if policy.xnat.ask_project_archive_paths => {
+        _ => {
             let storage = &policy.storage;
             let mounted: Vec<&str> = readable
                 .into_iter()
@@ -131,13 +133,24 @@ async fn confirm(
             if mounted.is_empty() {
                 return Confirmed::NONE;
             }
-            let site = &policy.xnat.archive_path;
+            let roots = if policy.xnat.ask_project_archive_paths {
+                let site = &policy.xnat.archive_path;
+                source.project_roots(&mounted, site, deadline).await
+            } else {
+                ProjectRoots::SITE
+            };
+            let optional = optional_dirs(&mounted, &roots, &values, policy);
+            let absent = if optional.is_empty() {
+                AbsentDirs::NONE
+            } else {
+                dirs.absent(optional, storage, deadline).await
+            };
             Confirmed {
-                roots: source.project_roots(&mounted, site, deadline).await,
+                roots,
+                absent,
                 ..Confirmed::NONE
             }
         }
-        _ => Confirmed::NONE,
     }
 }
 

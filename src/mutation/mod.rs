@@ -25,6 +25,7 @@ mod plan;
 pub use plan::workspace_path;
 mod resources;
 mod roots;
+pub use roots::optional_dirs;
 
 use std::fmt;
 

@@ -13,7 +13,7 @@
 use super::Context;
 use super::grant::Grant;
 use super::launch::{self, LaunchGrant, LaunchPlan, NodeExpression, TOKEN_PAIR};
-use crate::archive::{ProjectRoot, ProjectRoots};
+use crate::archive::{AbsentDirs, ProjectRoots};
 use crate::launch::Launch;
 use crate::names::{check_abs_path, check_sub_path, is_safe_segment};
 use crate::policy::{MountTemplate, Policy, ResourceMode, ResourceSet, Template, Values};
@@ -85,7 +85,7 @@ impl<'a> Plan<'a> {
             Some(l) => launch_mounts(l, &base, policy, warnings),
             None => project_list_mounts(
                 &grant.readable,
-                &cx.confirmed.roots,
+                (&cx.confirmed.roots, &cx.confirmed.absent),
                 &base,
                 policy,
                 warnings,
@@ -190,7 +190,7 @@ fn launch_mounts(
 /// XNAT keeps each, then the workspace.
 fn project_list_mounts(
     readable: &[&str],
-    roots: &ProjectRoots,
+    (roots, absent): (&ProjectRoots, &AbsentDirs),
     base: &Values<'_>,
     policy: &Policy,
     warnings: &mut Warnings,
@@ -211,37 +211,14 @@ fn project_list_mounts(
             project: Some(project),
             ..*base
         };
-        let root = roots.get(project);
-        if let ProjectRoot::Unknown(why) = root {
-            warnings.push(format_args!(
-                "project {project} not mounted: where XNAT keeps its files is unknown ({why})"
-            ));
-            continue;
-        }
-        // All of a project's mounts from one place, or none of them.
-        let mut mounts = Vec::with_capacity(storage.projects.len());
-        for t in &storage.projects {
-            let Some(mut m) = render_mount(t, &values, warnings) else {
+        let mounts = super::roots::project_mounts(roots.get(project), &values, policy, warnings);
+        for (m, optional) in mounts {
+            if optional && absent.is_absent(&m.volume, &m.sub_path) {
+                // As XNAT's plugin: a directory that does not exist is not mounted.
                 continue;
-            };
-            m.read_only = true;
-            m.project = Some((*project).to_owned());
-            if let ProjectRoot::Own(own) = root {
-                match super::roots::follow_own_root(m, t, own, policy) {
-                    Ok(moved) => m = moved,
-                    Err(why) => {
-                        warnings.push(format_args!(
-                            "project {project} not mounted: its archive path {own} is not the \
-                             site's ({why})"
-                        ));
-                        mounts.clear();
-                        break;
-                    }
-                }
             }
-            mounts.push(m);
+            out.push(m);
         }
-        out.append(&mut mounts);
     }
     if let Some(ws) = &storage.workspace
         && let Some(w) = render_mount(ws, base, warnings)
@@ -364,7 +341,7 @@ fn resources(grant: &Grant<'_>, policy: &Policy, launch: Option<&LaunchPlan>) ->
 
 /// Renders a mount (read-write, of no project: callers say otherwise), or explains why it
 /// cannot be mounted: every value a path template uses must be a safe single path segment.
-fn render_mount(
+pub(super) fn render_mount(
     t: &MountTemplate,
     values: &Values<'_>,
     warnings: &mut Warnings,

@@ -1,15 +1,85 @@
-//! A project whose own archive path is not `{site archive}/{ID}`: its mounts follow that path
-//! through `userOptions.pathMappings` (as a launch's sources do), keeping the part of each
-//! project template below its `{project}` segment (`arc001`, `resources`), or are refused with a
-//! reason. Never mounted from `{archive}/{ID}`, where its files are not.
+//! One project's mounts, from where XNAT keeps its files. A project whose own archive path is
+//! not `{site archive}/{ID}` has its mounts follow that path through `userOptions.pathMappings`
+//! (as a launch's sources do), keeping the part of each project template below its `{project}`
+//! segment (`arc001`, `resources`), or none at all, with a warning naming it. Never mounted from
+//! `{archive}/{ID}`, where its files are not.
 
-use super::plan::PlannedMount;
+use super::plan::{PlannedMount, render_mount};
+use crate::archive::ProjectRoot;
 use crate::names::{check_sub_path, is_safe_segment};
-use crate::policy::{MountScope, MountTemplate, Policy, SourcePath};
+use crate::policy::{MountScope, MountTemplate, Policy, SourcePath, Values};
+use crate::warning::Warnings;
+
+/// Every mount of the project `values.project` with whether it is optional: all from one place,
+/// or none.
+pub(super) fn project_mounts(
+    root: &ProjectRoot,
+    values: &Values<'_>,
+    policy: &Policy,
+    warnings: &mut Warnings,
+) -> Vec<(PlannedMount, bool)> {
+    let project = values.project.unwrap_or_default();
+    if let ProjectRoot::Unknown(why) = root {
+        warnings.push(format_args!(
+            "project {project} not mounted: where XNAT keeps its files is unknown ({why})"
+        ));
+        return Vec::new();
+    }
+    let mut mounts = Vec::with_capacity(policy.storage.projects.len());
+    for pm in &policy.storage.projects {
+        let Some(mut m) = render_mount(&pm.template, values, warnings) else {
+            continue;
+        };
+        m.read_only = true;
+        m.project = Some(project.to_owned());
+        if let ProjectRoot::Own(own) = root {
+            match follow_own_root(m, &pm.template, own, policy) {
+                Ok(moved) => m = moved,
+                Err(why) => {
+                    warnings.push(format_args!(
+                        "project {project} not mounted: its archive path {own} is not the \
+                         site's ({why})"
+                    ));
+                    return Vec::new();
+                }
+            }
+        }
+        mounts.push((m, pm.optional));
+    }
+    mounts
+}
+
+/// The (volume, subPath) of every optional project mount of `projects`: what the webhook must
+/// look at before deciding.
+pub fn optional_dirs(
+    projects: &[&str],
+    roots: &crate::archive::ProjectRoots,
+    base: &Values<'_>,
+    policy: &Policy,
+) -> Vec<(String, String)> {
+    if !policy.storage.projects.iter().any(|pm| pm.optional) {
+        return Vec::new();
+    }
+    // Warnings belong to the decision, which renders the same mounts again.
+    let mut scratch = Warnings::new();
+    let mut out = Vec::new();
+    for project in projects {
+        let values = Values {
+            project: Some(project),
+            ..*base
+        };
+        for (m, optional) in project_mounts(roots.get(project), &values, policy, &mut scratch) {
+            if optional {
+                out.push((m.volume, m.sub_path));
+            }
+        }
+    }
+    out
+}
 
 /// Mount `m` (rendered from template `t`, checked) moved to a project whose files are at
 /// `own` (absolute, as XNAT sees it), or why it cannot be.
-pub(super) fn follow_own_root(
+fn follow_own_root(
     mut m: PlannedMount,
     t: &MountTemplate,
     own: &str,

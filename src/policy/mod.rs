@@ -22,7 +22,7 @@ pub use identity::{IdentityFile, MappingStepFile};
 pub use pods::{PodSelector, PodsFile};
 pub use resources::{QuantityText, ResourceMode, ResourcePolicy, ResourceSet, ResourcesFile};
 pub use rules::{Rule, RuleFile, RuleMount};
-pub use storage::{MountFile, MountTemplate, Storage, StorageFile, Volume};
+pub use storage::{MountFile, MountTemplate, ProjectMount, Storage, StorageFile, Volume};
 pub use template::{Piece, Template, Values, Var};
 pub use user_options::{
     MountScope, PathMapping, SecretsPolicy, SourcePath, UserOptionsFile, UserOptionsPolicy,
@@ -276,7 +276,7 @@ fn writable_dirs(
             1 => "storage.projects".to_owned(),
             _ => format!("storage.projects[{i}]"),
         };
-        dirs.check(&field, t)?;
+        dirs.check(&field, &t.template)?;
     }
     for (field, m) in rule_mounts() {
         dirs.check(&field, &m.template)?;

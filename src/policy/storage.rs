@@ -55,10 +55,11 @@ impl Default for StorageFile {
             volumes: None,
             volume_name: None,
             claim_name: None,
-            projects: ProjectsFile::One(MountFile {
+            projects: ProjectsFile::One(ProjectMountFile {
                 volume: None,
                 sub_path: "archive/{project}".into(),
                 mount_path: "/data/projects/{project}".into(),
+                optional: false,
             }),
             workspace: Some(MountFile {
                 volume: None,
@@ -83,6 +84,10 @@ pub struct VolumeFile {
     /// (workspace, read-write rule mount) may use it.
     #[serde(default)]
     pub read_only: bool,
+    /// Where the webhook's own container sees this claim (mounted read-only there), so an
+    /// `optional` project mount is added only when its directory exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seen_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -99,8 +104,30 @@ pub struct MountFile {
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum ProjectsFile {
-    One(MountFile),
-    Layout(Vec<MountFile>),
+    One(ProjectMountFile),
+    Layout(Vec<ProjectMountFile>),
+}
+
+/// One mount of every project.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProjectMountFile {
+    /// The volume (of `storage.volumes`) it comes from; default the first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<String>,
+    pub sub_path: String,
+    pub mount_path: String,
+    /// Mounted only when the directory exists, as XNAT's plugin does (kubelet would create a
+    /// missing one, or fail the pod on a read-only volume). Needs the volume's `seenAt`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
+}
+
+/// A validated project mount.
+#[derive(Debug, Clone)]
+pub struct ProjectMount {
+    pub template: MountTemplate,
+    pub optional: bool,
 }
 
 /// By shape (a map or a list), so a typo inside a mount is reported by its field name instead of
@@ -119,7 +146,7 @@ impl<'de> Deserialize<'de> for ProjectsFile {
                 self,
                 a: A,
             ) -> Result<ProjectsFile, A::Error> {
-                MountFile::deserialize(MapAccessDeserializer::new(a)).map(ProjectsFile::One)
+                ProjectMountFile::deserialize(MapAccessDeserializer::new(a)).map(ProjectsFile::One)
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(
                 self,
@@ -137,7 +164,7 @@ pub struct Storage {
     /// At least one, names unique; the first is the default.
     pub volumes: Vec<Volume>,
     /// At least one mount per project, mount paths distinct.
-    pub projects: Vec<MountTemplate>,
+    pub projects: Vec<ProjectMount>,
     pub workspace: Option<MountTemplate>,
     /// Exact ids, or prefixes written `ABC*`.
     pub never_mount: Vec<String>,
@@ -150,6 +177,8 @@ pub struct Volume {
     pub name: String,
     pub claim_name: String,
     pub read_only: bool,
+    /// Where the webhook sees the claim, if it does.
+    pub seen_at: Option<std::path::PathBuf>,
 }
 
 impl Storage {
@@ -229,6 +258,7 @@ impl StorageFile {
                 name: name.clone().unwrap_or_else(|| "xnat-data".into()),
                 claim_name: claim.clone().unwrap_or_else(|| "xnat-gpfs".into()),
                 read_only: false,
+                seen_at: None,
             }],
         };
         // The one-claim form's errors name its own fields.
@@ -264,10 +294,19 @@ impl StorageFile {
                     format!("{:?} is not a PVC name", v.claim_name),
                 ));
             }
+            let seen_at = match v.seen_at {
+                Some(p) => {
+                    check_abs_path(p.trim_end_matches('/'))
+                        .map_err(|m| invalid(format!("storage.volumes[{i}].seenAt"), m))?;
+                    Some(p.into())
+                }
+                None => None,
+            };
             volumes.push(Volume {
                 name: v.name,
                 claim_name: v.claim_name,
                 read_only: v.read_only,
+                seen_at,
             });
         }
         Ok(volumes)
@@ -277,7 +316,7 @@ impl StorageFile {
 impl ProjectsFile {
     /// Each mount's templates, each with its own `{project}` in both paths, and no two mounted
     /// at one place.
-    fn validate(self, volumes: &[Volume]) -> Result<Vec<MountTemplate>, PolicyError> {
+    fn validate(self, volumes: &[Volume]) -> Result<Vec<ProjectMount>, PolicyError> {
         let files = match self {
             ProjectsFile::One(m) => vec![("storage.projects".to_owned(), m)],
             ProjectsFile::Layout(ms) if ms.is_empty() => {
@@ -292,9 +331,28 @@ impl ProjectsFile {
                 .map(|(i, m)| (format!("storage.projects[{i}]"), m))
                 .collect(),
         };
-        let mut out: Vec<MountTemplate> = Vec::with_capacity(files.len());
+        let mut out: Vec<ProjectMount> = Vec::with_capacity(files.len());
         for (field, file) in files {
-            let t = file.validate(&field, PROJECT_VARS, volumes)?;
+            let optional = file.optional;
+            let mount = MountFile {
+                volume: file.volume,
+                sub_path: file.sub_path,
+                mount_path: file.mount_path,
+            };
+            let t = mount.validate(&field, PROJECT_VARS, volumes)?;
+            if optional
+                && volumes
+                    .iter()
+                    .any(|v| v.name == t.volume && v.seen_at.is_none())
+            {
+                return Err(invalid(
+                    format!("{field}.optional"),
+                    format!(
+                        "volume {:?} has no seenAt: the webhook cannot see whether a directory exists",
+                        t.volume
+                    ),
+                ));
+            }
             for (name, part) in [("subPath", &t.sub_path), ("mountPath", &t.mount_path)] {
                 if !part.uses(Var::Project) {
                     return Err(invalid(
@@ -305,14 +363,17 @@ impl ProjectsFile {
             }
             if out
                 .iter()
-                .any(|o| o.mount_path.source() == t.mount_path.source())
+                .any(|o| o.template.mount_path.source() == t.mount_path.source())
             {
                 return Err(invalid(
                     format!("{field}.mountPath"),
                     format!("{:?} is listed twice", t.mount_path.source()),
                 ));
             }
-            out.push(t);
+            out.push(ProjectMount {
+                template: t,
+                optional,
+            });
         }
         Ok(out)
     }

@@ -303,6 +303,7 @@ mod tests {
             name: "archive".into(),
             claim_name: "c".into(),
             read_only: false,
+            seen_at: None,
         }];
         let mapping = |xnat_path: &str| {
             PathMappingFile {

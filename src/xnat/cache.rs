@@ -229,7 +229,7 @@ impl AccessCache {
         Confirmed {
             public: public.into_iter().flatten().collect(),
             experiment,
-            roots: ProjectRoots::SITE,
+            ..Confirmed::NONE
         }
     }
 

@@ -62,24 +62,34 @@ impl ArchiveSpec {
     }
 }
 
-/// Directories the webhook looked for and did not find (volume, subPath), sorted: the
-/// `optional` project mounts left out, as XNAT's plugin leaves out what does not exist. A
-/// directory not looked at, or that could not be seen, is not in it (the mount stays).
+/// What the webhook found of the directories of `optional` project mounts it looked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Seen {
+    /// Looked for and not there: left out, as XNAT's plugin leaves out what does not exist.
+    Missing,
+    /// Could not be looked for (the claim is not visible at `seenAt`, or the look did not finish
+    /// in time): left out too, with a warning — mounting it could fail the pod.
+    Unseen,
+}
+
+/// The directories of optional mounts that are not to be mounted (volume, subPath), sorted; one
+/// not in it exists.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AbsentDirs(Vec<(String, String)>);
+pub struct AbsentDirs(Vec<(String, String, Seen)>);
 
 impl AbsentDirs {
     pub const NONE: AbsentDirs = AbsentDirs(Vec::new());
 
-    pub fn new(mut dirs: Vec<(String, String)>) -> Self {
+    pub fn new(mut dirs: Vec<(String, String, Seen)>) -> Self {
         dirs.sort();
         Self(dirs)
     }
 
-    pub fn is_absent(&self, volume: &str, sub_path: &str) -> bool {
+    pub fn get(&self, volume: &str, sub_path: &str) -> Option<Seen> {
         self.0
-            .binary_search_by(|(v, s)| (v.as_str(), s.as_str()).cmp(&(volume, sub_path)))
-            .is_ok()
+            .binary_search_by(|(v, s, _)| (v.as_str(), s.as_str()).cmp(&(volume, sub_path)))
+            .ok()
+            .map(|i| self.0[i].2)
     }
 }
 

@@ -4,9 +4,10 @@
 //! a missing one in XNAT's archive or, on a read-only volume, fail the pod.
 //!
 //! A `stat` on NFS can hang, so each runs on the blocking pool, at most [`MAX_LOOKS`] at once,
-//! within the review's deadline; one that does not finish in time says nothing (the mount
-//! stays, as without `optional`), and neither does a `seenAt` that is not a directory (the
-//! claim is not mounted there). Answers are kept for [`FRESH_FOR`].
+//! within the review's deadline. A directory that could not be looked at in time, or below a
+//! `seenAt` that is not a directory (the claim is not mounted there), is [`Seen::Unseen`]: left
+//! out with a warning, since mounting a missing one could fail the pod. Answers are kept for
+//! [`FRESH_FOR`].
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use moka::future::Cache;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use crate::archive::AbsentDirs;
+use crate::archive::{AbsentDirs, Seen};
 use crate::policy::Storage;
 
 /// How long an answer is reused: a directory XNAT creates (the first session of a project)
@@ -57,12 +58,17 @@ impl DirProbe {
             let path = seen_at.join(&sub_path);
             Some(async move {
                 // A claim the webhook does not see at all (not mounted: a misconfigured pod, or
-                // `review` on an admin's machine) says nothing about its directories.
-                if self.exists(seen_at.clone(), deadline).await != Some(true) {
-                    return None;
-                }
-                let exists = self.exists(path, deadline).await;
-                (exists == Some(false)).then_some((volume, sub_path))
+                // `review` on an admin's machine) cannot say which directories exist.
+                let seen = if self.exists(seen_at.clone(), deadline).await != Some(true) {
+                    Some(Seen::Unseen)
+                } else {
+                    match self.exists(path, deadline).await {
+                        Some(true) => None,
+                        Some(false) => Some(Seen::Missing),
+                        None => Some(Seen::Unseen),
+                    }
+                };
+                seen.map(|s| (volume, sub_path, s))
             })
         });
         let absent = futures_util::future::join_all(looks).await;
@@ -89,7 +95,7 @@ impl DirProbe {
                 Some(exists)
             }
             _ => {
-                tracing::warn!(path = %key.display(), "could not tell in time whether a directory exists; mounting it");
+                tracing::warn!(path = %key.display(), "could not tell in time whether a directory exists");
                 None
             }
         }

@@ -398,6 +398,21 @@ storage:
     assert_eq!(env_of(&pod, "XNAT_PROJECTS").as_deref(), Some("ALPHA,BETA"));
     assert!(warnings(&response).is_empty(), "{:?}", warnings(&response));
 
+    // A claim the webhook does not see (not mounted at seenAt): nothing optional is mounted,
+    // and the warning says why.
+    let h = Harness::start(&policy.replace(
+        &claim.path().display().to_string(),
+        "/nonexistent/archive-view",
+    ))
+    .await;
+    let response = h.review(&review).await;
+    assert_eq!(project_paths(&review, &response), ["/data/xnat/workspace"]);
+    let w = warnings(&response).join("\n");
+    assert!(
+        w.contains("could not see whether 6 optional project directories exist"),
+        "{w}"
+    );
+
     // `optional` needs a volume the webhook sees.
     let unseen = policy.replace(&format!(", seenAt: \"{}\"", claim.path().display()), "");
     let err = jupyter_xnat_webhook::tools::check_policy(&unseen).unwrap_err();

@@ -13,7 +13,7 @@
 use super::Context;
 use super::grant::Grant;
 use super::launch::{self, LaunchGrant, LaunchPlan, NodeExpression, TOKEN_PAIR};
-use crate::archive::{AbsentDirs, ProjectRoots};
+use crate::archive::{AbsentDirs, ProjectRoots, Seen};
 use crate::launch::Launch;
 use crate::names::{check_abs_path, check_sub_path, is_safe_segment};
 use crate::policy::{MountTemplate, Policy, ResourceMode, ResourceSet, Template, Values};
@@ -206,6 +206,7 @@ fn project_list_mounts(
             left_out.join(", ")
         ));
     }
+    let mut unseen: Vec<String> = Vec::new();
     for project in readable {
         let values = Values {
             project: Some(project),
@@ -213,12 +214,21 @@ fn project_list_mounts(
         };
         let mounts = super::roots::project_mounts(roots.get(project), &values, policy, warnings);
         for (m, optional) in mounts {
-            if optional && absent.is_absent(&m.volume, &m.sub_path) {
+            match absent.get(&m.volume, &m.sub_path).filter(|_| optional) {
                 // As XNAT's plugin: a directory that does not exist is not mounted.
-                continue;
+                Some(Seen::Missing) => {}
+                Some(Seen::Unseen) => unseen.push(m.mount_path),
+                None => out.push(m),
             }
-            out.push(m);
         }
+    }
+    if !unseen.is_empty() {
+        warnings.push(format_args!(
+            "could not see whether {} optional project directories exist (storage.volumes[].seenAt); \
+             left out: {}",
+            unseen.len(),
+            unseen.join(", ")
+        ));
     }
     if let Some(ws) = &storage.workspace
         && let Some(w) = render_mount(ws, base, warnings)

@@ -242,9 +242,25 @@ impl AccessCache {
         site_archive: &str,
         deadline: Instant,
     ) -> ProjectRoots {
-        let client = self.client();
         let inner = &self.inner;
-        let roots = projects.iter().map(|&p| {
+        // The warm path: cached specs, and only roots that are not the site's kept (the
+        // common case allocates nothing).
+        let mut roots = Vec::new();
+        let mut misses = Vec::new();
+        for &p in projects {
+            match inner.archive.get(p).await {
+                Some(spec) => match spec.root(p, site_archive) {
+                    ProjectRoot::Site => {}
+                    root => roots.push((p.to_owned(), root)),
+                },
+                None => misses.push(p),
+            }
+        }
+        if misses.is_empty() {
+            return ProjectRoots::new(roots);
+        }
+        let client = self.client();
+        let asked = misses.into_iter().map(|p| {
             let client = client.clone();
             async move {
                 let answer = inner
@@ -269,7 +285,9 @@ impl AccessCache {
                 (p.to_owned(), root)
             }
         });
-        ProjectRoots::new(futures_util::future::join_all(roots).await)
+        let asked = futures_util::future::join_all(asked).await;
+        roots.extend(asked.into_iter().filter(|(_, r)| *r != ProjectRoot::Site));
+        ProjectRoots::new(roots)
     }
 
     /// Applies reloaded TTLs, refresh-ahead and budget; cached answers stay.

@@ -56,8 +56,9 @@ fn main() {
         bench_https(&body, xnat.clone()).await;
         let c = xnat.counts();
         println!(
-            "XNAT during all of the above: {} group calls, {} logins (one cache per admission state)",
-            c.groups, c.logins
+            "XNAT during all of the above: {} group calls, {} archive_spec calls, {} logins \
+             (one cache per admission state)",
+            c.groups, c.archive_specs, c.logins
         );
     });
 }
@@ -120,8 +121,10 @@ async fn bench_in_process(body: &[u8], xnat: &Arc<Standin>) {
         xnat_url: Some(url),
     };
     let credentials = Credentials::new(common::SVC_USER, common::SVC_PASSWORD);
+    // `BENCH_POLICY` (YAML) compares policies, e.g. `xnat: {askProjectArchivePaths: false}`.
+    let yaml = std::env::var("BENCH_POLICY").unwrap_or_default();
     let admission = serve::admission(
-        Policy::from_yaml(b"", &overrides).unwrap(),
+        Policy::from_yaml(yaml.as_bytes(), &overrides).unwrap(),
         CredentialSource::Fixed(credentials),
     )
     .unwrap();
@@ -139,9 +142,14 @@ async fn bench_in_process(body: &[u8], xnat: &Arc<Standin>) {
     println!("review (in process, cached)   {}", per_op(t.elapsed(), n));
 }
 
-/// 4. Over TLS on loopback: the test harness's webhook (the default policy).
+/// 4. Over TLS on loopback: the test harness's webhook (the default policy, or `BENCH_POLICY`).
 async fn bench_https(body: &[u8], xnat: Arc<Standin>) {
-    let h = common::Harness::builder().standin(xnat).start().await;
+    let yaml = std::env::var("BENCH_POLICY").unwrap_or_default();
+    let h = common::Harness::builder()
+        .standin(xnat)
+        .policy(&yaml)
+        .start()
+        .await;
     let target = h.url("/mutate");
     // A client as the API server uses one: no per-request timer of its own.
     let client = reqwest::Client::builder()

@@ -21,6 +21,10 @@ struct Args {
     /// the webhook reads).
     #[arg(long)]
     credentials: PathBuf,
+    /// The service account's site roles (comma-separated; `JupyterHub` alone is the plugin's
+    /// own account, which `check-xnat` should refuse).
+    #[arg(long, value_delimiter = ',', default_value = "Administrator")]
+    roles: Vec<String>,
 }
 
 #[tokio::main]
@@ -39,6 +43,8 @@ async fn main() -> anyhow::Result<()> {
         .split_once(':')
         .context("the credentials file must hold one line `username:password`")?;
     let standin = Standin::demo(user, password);
+    let roles: Vec<&str> = args.roles.iter().map(String::as_str).collect();
+    standin.set_roles(user, &roles);
     let (base, task) = standin
         .spawn(args.listen, &args.context_path)
         .await

@@ -52,21 +52,30 @@ enum Command {
     CheckXnat(CheckXnatArgs),
 }
 
+/// The policy and the XNAT service credentials, where the Deployment mounts them: `serve` and
+/// `check-xnat` read the same files.
 #[derive(clap::Args)]
-struct CheckXnatArgs {
-    /// The policy YAML (its xnat section and userOptions.enabled).
+struct MountedInputs {
+    /// The policy YAML (the ConfigMap key, mounted as a file).
     #[arg(
         long,
         env = "POLICY",
         default_value = "/etc/webhook/policy/policy.yaml"
     )]
     policy: PathBuf,
-    /// XNAT service credentials, as `serve` reads them.
+    /// XNAT service credentials: a basic-auth Secret directory (`username`, `password`) or a
+    /// `username:password` file. Never the credentials themselves.
     #[arg(long, env = "XNAT_CREDENTIALS", default_value = "/etc/webhook/xnat")]
     xnat_credentials: PathBuf,
-    /// Overrides the policy's xnat.url.
+    /// Overrides the policy's xnat.url (local runs against a stand-in).
     #[arg(long, env = "XNAT_URL")]
     xnat_url: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct CheckXnatArgs {
+    #[command(flatten)]
+    inputs: MountedInputs,
     /// The other user to look up (default `admin`, or `guest` when the account is `admin`).
     #[arg(long)]
     user: Option<String>,
@@ -108,20 +117,8 @@ struct ServeArgs {
     /// TLS handshake. Reloaded when the file changes. Without it, any client is answered.
     #[arg(long, env = "CLIENT_CA")]
     client_ca: Option<PathBuf>,
-    /// The policy YAML (the ConfigMap key, mounted as a file).
-    #[arg(
-        long,
-        env = "POLICY",
-        default_value = "/etc/webhook/policy/policy.yaml"
-    )]
-    policy: PathBuf,
-    /// XNAT service credentials: a basic-auth Secret directory (`username`, `password`) or a
-    /// `username:password` file. Never the credentials themselves.
-    #[arg(long, env = "XNAT_CREDENTIALS", default_value = "/etc/webhook/xnat")]
-    xnat_credentials: PathBuf,
-    /// Overrides the policy's xnat.url (local runs against a stand-in).
-    #[arg(long, env = "XNAT_URL")]
-    xnat_url: Option<String>,
+    #[command(flatten)]
+    inputs: MountedInputs,
     /// How long in-flight reviews may take to finish after SIGTERM.
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
     drain_timeout: Duration,
@@ -183,9 +180,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 tls_cert: a.tls_cert,
                 tls_key: a.tls_key,
                 client_ca: a.client_ca,
-                policy: a.policy,
-                xnat_credentials: a.xnat_credentials,
-                xnat_url: a.xnat_url,
+                policy: a.inputs.policy,
+                xnat_credentials: a.inputs.xnat_credentials,
+                xnat_url: a.inputs.xnat_url,
                 drain: a.drain_timeout,
                 metrics_listen: a.metrics_listen.0,
                 reload_interval: a.reload_interval,
@@ -213,10 +210,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::CheckXnat(a) => {
             let overrides = Overrides {
-                xnat_url: a.xnat_url.clone(),
+                xnat_url: a.inputs.xnat_url.clone(),
             };
-            let policy = Policy::load(&a.policy, &overrides)?;
-            let credentials = CredentialSource::File(a.xnat_credentials);
+            let policy = Policy::load(&a.inputs.policy, &overrides)?;
+            let credentials = CredentialSource::File(a.inputs.xnat_credentials);
             let report = jupyter_xnat_webhook::xnat::check::check_xnat(
                 &policy,
                 credentials,

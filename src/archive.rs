@@ -93,11 +93,15 @@ impl AbsentDirs {
     }
 }
 
-/// Reads an `archive_spec` answer; `None` when it is not XML.
+/// Reads an `archive_spec` answer; `None` when it is not an `arc:project` document (an XHTML
+/// login page is XML too, and must not read as "no path of its own").
 pub fn archive_spec_of(xml: &str) -> Option<ArchiveSpec> {
     let doc = roxmltree::Document::parse(xml).ok()?;
-    let path = doc
-        .root_element()
+    let project = doc.root_element();
+    if project.tag_name().name() != "project" {
+        return None;
+    }
+    let path = project
         .children()
         .find(|n| n.is_element() && n.tag_name().name() == "paths")
         .and_then(|paths| {
@@ -151,10 +155,10 @@ mod tests {
         );
         let none = SPEC.replace("<arc:archivePath>/mnt/big/alpha/</arc:archivePath>", "");
         assert_eq!(archive_spec_of(&none), Some(ArchiveSpec::NoPath));
-        assert_eq!(
-            archive_spec_of("<html>login</html>"),
-            Some(ArchiveSpec::NoPath)
-        );
+        assert_eq!(archive_spec_of("<html>login</html>"), None);
+        let xhtml =
+            r#"<?xml version="1.0"?><html xmlns="http://www.w3.org/1999/xhtml"><body/></html>"#;
+        assert_eq!(archive_spec_of(xhtml), None);
         assert_eq!(archive_spec_of("not xml"), None);
     }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::{Family, MetricConstructor};
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -64,6 +65,31 @@ pub struct RefusedLabels {
     pub reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    pub version: &'static str,
+    /// The git commit built (`GIT_COMMIT` at build time, else `git rev-parse`), or `unknown`.
+    pub commit: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyLabels {
+    /// The short content hash `/readyz` and the pods' status annotation show.
+    pub version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabels {
+    /// `created`, `updated` (a repeat counted into the Event already posted) or `failed`.
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DroppedLabels {
+    /// `queue_full` (the API server is slower than admissions) or `rate_limited`.
+    pub reason: &'static str,
+}
+
 #[derive(Clone)]
 struct Buckets(&'static [f64]);
 
@@ -89,70 +115,128 @@ struct Metrics {
     cache: Family<CacheLabels, Counter>,
     reloads: Family<ReloadLabels, Counter>,
     refused: Family<RefusedLabels, Counter>,
+    ops: Operations,
+}
+
+/// What an operator reads besides the traffic: the build, the certificate, the policy, Events.
+struct Operations {
+    certificate_expiry: Gauge,
+    policy_info: Family<PolicyLabels, Gauge>,
+    events: Family<EventLabels, Counter>,
+    events_dropped: Family<DroppedLabels, Counter>,
+}
+
+impl Operations {
+    fn register(r: &mut Registry) -> Self {
+        let build_info = registered(
+            r,
+            "build_info",
+            "The running build: always 1, with its version and commit",
+            Family::<BuildLabels, Gauge>::default(),
+        );
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+                commit: env!("JXW_COMMIT"),
+            })
+            .set(1);
+        Self {
+            certificate_expiry: registered(
+                r,
+                "certificate_expiry_timestamp_seconds",
+                "When the serving certificate in use expires (notAfter), in seconds since the \
+                 Unix epoch",
+                Gauge::default(),
+            ),
+            policy_info: registered(
+                r,
+                "policy_info",
+                "The policy in use: always 1, with its content hash",
+                Family::default(),
+            ),
+            events: registered(
+                r,
+                "events",
+                "Kubernetes Events about notebook pods sent to the API server, by result",
+                Family::default(),
+            ),
+            events_dropped: registered(
+                r,
+                "events_dropped",
+                "Kubernetes Events not sent, by reason",
+                Family::default(),
+            ),
+        }
+    }
+}
+
+/// Registers `metric` under `name` and hands it back.
+fn registered<M: prometheus_client::registry::Metric + Clone>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    metric: M,
+) -> M {
+    registry.register(name, help, metric.clone());
+    metric
 }
 
 fn metrics() -> &'static Metrics {
     static METRICS: OnceLock<Metrics> = OnceLock::new();
     METRICS.get_or_init(|| {
         let mut registry = Registry::with_prefix("xnat_webhook");
-        let admissions = Family::<AdmissionLabels, Counter>::default();
-        registry.register(
-            "admissions",
-            "Admission reviews answered, by outcome",
-            admissions.clone(),
-        );
-        let admission_seconds = Histogram::new(LATENCY_BUCKETS.iter().copied());
-        registry.register(
-            "admission_duration_seconds",
-            "Time to answer one admission review",
-            admission_seconds.clone(),
-        );
-        let xnat_requests = Family::<XnatLabels, Counter>::default();
-        registry.register(
-            "xnat_requests",
-            "XNAT requests, by endpoint and HTTP status",
-            xnat_requests.clone(),
-        );
-        let xnat_seconds = Family::new_with_constructor(Buckets(LATENCY_BUCKETS));
-        registry.register(
-            "xnat_request_duration_seconds",
-            "Time of one XNAT request",
-            xnat_seconds.clone(),
-        );
-        let xnat_failures = Family::<XnatFailureLabels, Counter>::default();
-        registry.register(
-            "xnat_failures",
-            "XNAT lookups that failed after retries, by endpoint and reason",
-            xnat_failures.clone(),
-        );
-        let cache = Family::<CacheLabels, Counter>::default();
-        registry.register(
-            "xnat_cache_lookups",
-            "Access lookups, by cache result",
-            cache.clone(),
-        );
-        let reloads = Family::<ReloadLabels, Counter>::default();
-        registry.register(
-            "reloads",
-            "Reloads of the policy and the certificate, by result",
-            reloads.clone(),
-        );
-        let refused = Family::<RefusedLabels, Counter>::default();
-        registry.register(
-            "connections_refused",
-            "Connections closed at once for want of a slot, by port and reason",
-            refused.clone(),
-        );
+        let r = &mut registry;
         Metrics {
+            admissions: registered(
+                r,
+                "admissions",
+                "Admission reviews answered, by outcome",
+                Family::default(),
+            ),
+            admission_seconds: registered(
+                r,
+                "admission_duration_seconds",
+                "Time to answer one admission review",
+                Histogram::new(LATENCY_BUCKETS.iter().copied()),
+            ),
+            xnat_requests: registered(
+                r,
+                "xnat_requests",
+                "XNAT requests, by endpoint and HTTP status",
+                Family::default(),
+            ),
+            xnat_seconds: registered(
+                r,
+                "xnat_request_duration_seconds",
+                "Time of one XNAT request",
+                Family::new_with_constructor(Buckets(LATENCY_BUCKETS)),
+            ),
+            xnat_failures: registered(
+                r,
+                "xnat_failures",
+                "XNAT lookups that failed after retries, by endpoint and reason",
+                Family::default(),
+            ),
+            cache: registered(
+                r,
+                "xnat_cache_lookups",
+                "Access lookups, by cache result",
+                Family::default(),
+            ),
+            reloads: registered(
+                r,
+                "reloads",
+                "Reloads of the policy and the certificate, by result",
+                Family::default(),
+            ),
+            refused: registered(
+                r,
+                "connections_refused",
+                "Connections closed at once for want of a slot, by port and reason",
+                Family::default(),
+            ),
+            ops: Operations::register(r),
             registry,
-            refused,
-            admissions,
-            admission_seconds,
-            xnat_requests,
-            xnat_seconds,
-            xnat_failures,
-            cache,
-            reloads,
         }
     })
 }
@@ -198,6 +282,45 @@ pub fn connection_refused(port: &'static str, reason: &'static str) {
     metrics()
         .refused
         .get_or_create(&RefusedLabels { port, reason })
+        .inc();
+}
+
+/// The serving certificate's notAfter, at start and after every reload.
+pub fn certificate_expiry(not_after: std::time::SystemTime) {
+    let secs = not_after
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    metrics()
+        .ops
+        .certificate_expiry
+        .set(i64::try_from(secs).unwrap_or(i64::MAX));
+}
+
+/// The policy in use; the previous version's series goes, so one series is 1 at a time.
+pub fn policy_version(version: &str) {
+    let m = metrics();
+    m.ops.policy_info.clear();
+    m.ops
+        .policy_info
+        .get_or_create(&PolicyLabels {
+            version: version.to_owned(),
+        })
+        .set(1);
+}
+
+pub fn event(result: &'static str) {
+    metrics()
+        .ops
+        .events
+        .get_or_create(&EventLabels { result })
+        .inc();
+}
+
+pub fn event_dropped(reason: &'static str) {
+    metrics()
+        .ops
+        .events_dropped
+        .get_or_create(&DroppedLabels { reason })
         .inc();
 }
 

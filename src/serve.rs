@@ -141,11 +141,13 @@ pub async fn bind(config: &ServeConfig) -> Result<Bound, StartError> {
         xnat_url: config.xnat_url.clone(),
     };
     let policy = Policy::from_yaml(&policy_bytes, &overrides)?;
+    crate::metrics::policy_version(&policy.version);
     let credentials = Credentials::load(&config.xnat_credentials)?;
     // The bytes first, then the pair: a renewal landing in between is then seen as a change.
     let cert_files = vec![config.tls_cert.clone(), config.tls_key.clone()];
     let cert_bytes = read_all(&cert_files).await.unwrap_or_default();
     let certs = CertStore::load(&config.tls_cert, &config.tls_key)?;
+    crate::metrics::certificate_expiry(certs.not_after());
     let tls = Arc::new(TlsSource::new(&certs, config.client_ca.as_deref())?);
     let client_ca_bytes = match &config.client_ca {
         Some(ca) => Some(read_all(std::slice::from_ref(ca)).await.unwrap_or_default()),
@@ -227,7 +229,10 @@ fn reload_policy(
         status.clone(),
         move |bytes| {
             let policy = Policy::from_yaml(bytes, &overrides).map_err(|e| e.to_string())?;
-            admission.apply_policy(policy).map_err(|e| e.to_string())
+            let version = policy.version.clone();
+            admission.apply_policy(policy).map_err(|e| e.to_string())?;
+            crate::metrics::policy_version(&version);
+            Ok(())
         },
     ))
 }
@@ -248,7 +253,11 @@ fn reload_certificate(
         current,
         Input::Certificate,
         status.clone(),
-        move |_| store.reload().map_err(|e| e.to_string()),
+        move |_| {
+            store.reload().map_err(|e| e.to_string())?;
+            crate::metrics::certificate_expiry(store.not_after());
+            Ok(())
+        },
     ))
 }
 

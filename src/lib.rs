@@ -11,6 +11,7 @@ pub mod admission;
 pub mod archive;
 pub mod classify;
 pub mod echo;
+pub mod events;
 pub mod identity;
 pub mod launch;
 pub mod metrics;

@@ -132,6 +132,27 @@ struct ServeArgs {
     /// keeps idle connections for 90s; a new connection must send a request within 10s).
     #[arg(long, default_value = "5m", value_parser = parse_idle)]
     idle_timeout: Duration,
+    /// Post Events about notebook pods to the cluster this kubeconfig names (local runs). In a
+    /// cluster the webhook's own ServiceAccount is used; elsewhere, without this, no Events.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+}
+
+/// Events go to the cluster's API server when there is one; a webhook that cannot post them
+/// still serves (the users lose the spawn-page messages, which the log says).
+async fn attach_events(bound: &serve::Bound, kubeconfig: Option<&std::path::Path>) {
+    match jupyter_xnat_webhook::events::client(kubeconfig).await {
+        Ok(Some(client)) => {
+            let sink = jupyter_xnat_webhook::events::EventSink::start(client, Default::default());
+            bound.admission.attach_events(sink);
+            tracing::info!("posting Events about notebook pods to the Kubernetes API");
+        }
+        Ok(None) => tracing::info!(
+            "not in a cluster and no --kubeconfig: no Events are posted about notebook pods"
+        ),
+        Err(error) => tracing::warn!(%error,
+            "cannot reach the Kubernetes API: no Events are posted about notebook pods"),
+    }
 }
 
 /// The API server keeps an idle connection for up to 90 s and reuses it without retrying a
@@ -191,6 +212,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let bound = serve::bind(&config)
                 .await
                 .context("cannot start the webhook")?;
+            attach_events(&bound, a.kubeconfig.as_deref()).await;
             tracing::info!(addr = %bound.local_addr()?, metrics = ?bound.metrics_addr(),
                 "serving admission reviews over TLS");
             bound.serve(serve::shutdown_signal(), config.drain).await;

@@ -92,6 +92,9 @@ pub struct Request<'a> {
     pub user_info: UserInfo<'a>,
     #[serde(borrow, default)]
     pub object: Option<&'a RawValue>,
+    /// The request makes nothing (`kubectl create --dry-run=server`): no Event about it.
+    #[serde(default)]
+    pub dry_run: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -103,6 +106,10 @@ pub struct UserInfo<'a> {
 impl Request<'_> {
     pub fn is_core_pod(&self) -> bool {
         self.kind.group.is_empty() && self.kind.version == "v1" && self.kind.kind == "Pod"
+    }
+
+    pub fn is_dry_run(&self) -> bool {
+        self.dry_run == Some(true)
     }
 
     pub fn requester(&self) -> &str {

@@ -46,7 +46,15 @@ async fn alice_gets_exactly_her_projects_workspace_env_and_limits() {
         "requests": {"memory": "1073741824", "cpu": "500m"},
         "limits": {"cpu": "4", "memory": "8Gi"},
     });
-    let pod = patched_pod(&review, &response);
+    // And what the webhook did, for `kubectl get pod -o jsonpath` (README: What the user sees).
+    let version = h.readyz().await["policy"]["version"].clone();
+    let status = json!({"policy": version, "mode": "projects", "projectCount": 2,
+                        "projects": ["ALPHA", "BETA"], "xnat": {"answer": "asked"}});
+    let mut pod = patched_pod(&review, &response);
+    let annotations = pod["metadata"]["annotations"].as_object_mut().unwrap();
+    let annotation = annotations.remove("jupyter-xnat-webhook/status").unwrap();
+    let annotation: Value = serde_json::from_str(annotation.as_str().unwrap()).unwrap();
+    assert_eq!(annotation, status);
     assert_eq!(pod, expected);
 
     assert_eq!(h.xnat.lookups_for("alice"), 1);

@@ -20,6 +20,7 @@ pub use outcome::{ErrorKind, Outcome};
 pub use source::AccessSource;
 use state::State;
 
+use crate::events::EventSink;
 use crate::policy::Policy;
 use crate::review::{self, ReviewError};
 use crate::seen::DirProbe;
@@ -50,6 +51,8 @@ pub struct Admission {
     credentials: Option<CredentialSource>,
     /// Looks at the claims the webhook sees (`optional` project mounts), across reloads.
     dirs: DirProbe,
+    /// Where Events about notebook pods go, once a Kubernetes API is known.
+    events: std::sync::OnceLock<EventSink>,
 }
 
 impl Admission {
@@ -65,7 +68,14 @@ impl Admission {
             }),
             credentials,
             dirs: DirProbe::default(),
+            events: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Posts Events about notebook pods to `events` from now on (when the policy's
+    /// `events.enabled`); `false` when a sink was attached already.
+    pub fn attach_events(&self, events: EventSink) -> bool {
+        self.events.set(events).is_ok()
     }
 
     pub fn policy(&self) -> Arc<Policy> {
@@ -87,11 +97,16 @@ impl Admission {
             Outcome::Errored(ErrorKind::MalformedReview).record(started.elapsed());
         })?;
         let state = self.state.load_full();
+        let no_events = EventSink::disabled();
         let (answer, outcome) = pipeline::admit(
             &review,
             caller,
             &state.policy,
-            (&state.access, &self.dirs),
+            pipeline::Edges {
+                source: &state.access,
+                dirs: &self.dirs,
+                events: self.events.get().unwrap_or(&no_events),
+            },
             started,
         )
         .await;

@@ -9,9 +9,11 @@ use crate::access::AccessOutcome;
 use crate::archive::{AbsentDirs, ProjectRoots};
 use crate::classify::{SkipReason, Target, classify};
 use crate::echo::echo;
+use crate::events::{EventSink, PodEvent};
 use crate::launch::{Launch, UserOptions};
 use crate::mutation::launch::to_confirm;
 use crate::mutation::{Context, Decision, Identity, decide, decide_unreadable};
+use crate::mutation::{PodStatus, STATUS_ANNOTATION, XnatState, stamp};
 use crate::mutation::{optional_dirs, workspace_path};
 use crate::pod::PodView;
 use crate::policy::Values;
@@ -22,21 +24,39 @@ use crate::sharing::Confirmed;
 use crate::warning::Warnings;
 use crate::xnat::CacheStatus;
 
+/// What one review reads and writes besides the review itself.
+pub(super) struct Edges<'a> {
+    pub source: &'a AccessSource,
+    pub dirs: &'a DirProbe,
+    pub events: &'a EventSink,
+}
+
 /// Answers one parsed review.
 pub(super) async fn admit(
     review: &Review<'_>,
     caller: &Caller,
     policy: &Policy,
-    (source, dirs): (&AccessSource, &DirProbe),
+    edges: Edges<'_>,
     started: Instant,
 ) -> (Answer, Outcome) {
+    let Edges {
+        source,
+        dirs,
+        events,
+    } = edges;
+    let skipped = |reason: SkipReason, why: Option<String>| {
+        if let Some(why) = &why {
+            post(events, policy, review, |at| PodEvent::skipped(at, why));
+        }
+        skip(review, caller, reason, why, started)
+    };
     let target = match classify(review, &policy.pods) {
         Ok(t) => t,
-        Err(reason) => return skip(review, caller, reason, reason.warning(), started),
+        Err(reason) => return skipped(reason, reason.warning().map(str::to_owned)),
     };
     let xnat_user = match policy.identity.resolve(target.jupyter_user, target.meta) {
         Ok(u) => u,
-        Err(why) => return skip(review, caller, SkipReason::BadUsername, Some(why), started),
+        Err(why) => return skipped(SkipReason::BadUsername, Some(why.to_string())),
     };
     let deadline = tokio::time::Instant::now() + policy.xnat.live.budget;
     let (access, cache, launch) =
@@ -51,32 +71,29 @@ pub(super) async fn admit(
         deadline,
     )
     .await;
-    let cx = Context {
-        who: Identity {
-            jupyter_user: target.jupyter_user,
-            server_name: target.server_name,
-            xnat_user: &xnat_user,
-        },
-        access: &access,
-        launch: match &launch {
-            None => Launch::None,
-            Some(Ok(opts)) => Launch::Stored(opts),
-            Some(Err(why)) => Launch::Unreadable(why),
-        },
-        confirmed: &confirmed,
-        xnat_url: policy.xnat.endpoint.url.as_str(),
-        caller_verified: caller.verified,
-    };
-    let decision = match PodView::new(target.meta, target.spec) {
-        Ok(pod) => decide(&pod, &cx, policy),
-        Err(e) => decide_unreadable(&cx, policy, e),
-    };
+    let launch_ref = launch.as_ref();
+    let mut decision = decide_for(
+        &target, &xnat_user, &access, launch_ref, &confirmed, policy, caller,
+    );
     let audit = policy.mode == Mode::Audit;
+    let launched = matches!(launch, Some(Ok(_)));
+    if !audit {
+        let who = (&target, &*xnat_user);
+        report(
+            &mut decision,
+            who,
+            &access,
+            (launched, cache),
+            policy,
+            review,
+            events,
+        );
+    }
     let decided = Decided {
         caller,
         target: &target,
         xnat_user: &xnat_user,
-        launch_context: matches!(launch, Some(Ok(_))),
+        launch_context: launched,
         cache,
         audit,
         started,
@@ -87,6 +104,38 @@ pub(super) async fn admit(
             patch = %audit::redacted(patch), "audit mode: the patch that would have been applied");
     }
     answer(decision, policy.mode)
+}
+
+/// The pure decision for this review's pod.
+fn decide_for(
+    target: &Target<'_>,
+    xnat_user: &str,
+    access: &AccessOutcome,
+    launch: Option<&Result<UserOptions, String>>,
+    confirmed: &Confirmed,
+    policy: &Policy,
+    caller: &Caller,
+) -> Decision {
+    let cx = Context {
+        who: Identity {
+            jupyter_user: target.jupyter_user,
+            server_name: target.server_name,
+            xnat_user,
+        },
+        access,
+        launch: match launch {
+            None => Launch::None,
+            Some(Ok(opts)) => Launch::Stored(opts),
+            Some(Err(why)) => Launch::Unreadable(why),
+        },
+        confirmed,
+        xnat_url: policy.xnat.endpoint.url.as_str(),
+        caller_verified: caller.verified,
+    };
+    match PodView::new(target.meta, target.spec) {
+        Ok(pod) => decide(&pod, &cx, policy),
+        Err(e) => decide_unreadable(&cx, policy, e),
+    }
 }
 
 /// What XNAT must confirm beyond the user's project list, asked within the same deadline: for a
@@ -152,6 +201,52 @@ async fn confirm(
             }
         }
     }
+}
+
+/// Stamps the pod's status annotation and posts its Event, unless this is a second pass that
+/// changes nothing (the first pass did both).
+fn report(
+    decision: &mut Decision,
+    (target, xnat_user): (&Target<'_>, &str),
+    access: &AccessOutcome,
+    (launch, cache): (bool, CacheStatus),
+    policy: &Policy,
+    review: &Review<'_>,
+    events: &EventSink,
+) {
+    let again = target.meta.annotation(STATUS_ANNOTATION).is_some()
+        && matches!(decision, Decision::Allow { patch, .. } if patch.is_empty());
+    if again {
+        return;
+    }
+    post(events, policy, review, |at| {
+        PodEvent::decided(at, decision, access, launch, xnat_user)
+    });
+    let xnat = XnatState::of(access, cache);
+    if let Some(status) = PodStatus::of(decision, &policy.version, launch, xnat) {
+        stamp(decision, target.meta, &status);
+    }
+}
+
+/// Queues an Event about the review's pod, when the policy wants Events, the pod has a name
+/// and the request makes something (not `dryRun`).
+fn post(
+    events: &EventSink,
+    policy: &Policy,
+    review: &Review<'_>,
+    event: impl FnOnce((&str, &str)) -> PodEvent,
+) {
+    if !events.is_enabled() || !policy.events.enabled || review.request.is_dry_run() {
+        return;
+    }
+    let req = &review.request;
+    let meta = review.pod.as_ref().map(|p| &p.metadata);
+    let name = meta.and_then(|m| m.name.as_deref()).unwrap_or(&req.name);
+    let namespace = req.namespace.as_deref().unwrap_or_default();
+    if name.is_empty() || namespace.is_empty() {
+        return;
+    }
+    events.post(event((namespace, name)));
 }
 
 /// Passes the review unchanged, saying why when a person should hear about it.

@@ -26,6 +26,8 @@ pub use plan::workspace_path;
 mod resources;
 mod roots;
 pub use roots::optional_dirs;
+mod status;
+pub use status::{MAX_LISTED_PROJECTS, PodStatus, STATUS_ANNOTATION, XnatState, stamp};
 
 use std::fmt;
 

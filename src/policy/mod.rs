@@ -2,6 +2,7 @@
 //! validated structs, one file per section. Every error names the field it is about.
 
 mod env;
+mod events;
 mod identity;
 mod pods;
 mod resources;
@@ -18,6 +19,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use env::{EnvFile, EnvVar};
+pub use events::{EventsFile, EventsPolicy};
 pub use identity::{IdentityFile, MappingStepFile};
 pub use pods::{PodSelector, PodsFile};
 pub use resources::{QuantityText, ResourceMode, ResourcePolicy, ResourceSet, ResourcesFile};
@@ -73,6 +75,8 @@ pub struct PolicyFile {
     pub user_options: UserOptionsFile,
     /// Per-project and per-role extras, applied in order; later rules win.
     pub rules: Vec<RuleFile>,
+    /// Kubernetes Events about notebook pods, shown on KubeSpawner's spawn page.
+    pub events: EventsFile,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default, JsonSchema)]
@@ -106,6 +110,10 @@ pub struct Policy {
     pub rules: Vec<Rule>,
     /// Where notebooks can write, so that nothing is mounted from below it.
     pub writable: WritableDirs,
+    pub events: EventsPolicy,
+    /// A short hash of the document, shown in `/readyz`, the `policy_info` metric and every
+    /// pod's status annotation, so one can tell which policy decided a pod.
+    pub version: String,
 }
 
 /// The largest policy document read: real ones are a few kilobytes.
@@ -167,7 +175,9 @@ impl Policy {
         if let Some(url) = &overrides.xnat_url {
             file.xnat.url = url.clone();
         }
-        Self::from_file(file)
+        let mut policy = Self::from_file(file)?;
+        policy.version = crate::reload::version_of(bytes);
+        Ok(policy)
     }
 
     /// Reads a policy file and validates it with `overrides`.
@@ -181,11 +191,16 @@ impl Policy {
 
     /// Parses and validates a policy document, with no overrides.
     pub fn parse(yaml: &str) -> Result<Self, PolicyError> {
-        Self::from_file(PolicyFile::parse(yaml)?)
+        let mut policy = Self::from_file(PolicyFile::parse(yaml)?)?;
+        policy.version = crate::reload::version_of(yaml.as_bytes());
+        Ok(policy)
     }
 
     /// Validates a parsed document into the typed policy.
+    /// Validates a document; its version is the hash of its JSON form (the callers that have
+    /// the file's bytes use theirs).
     pub fn from_file(f: PolicyFile) -> Result<Self, PolicyError> {
+        let version = crate::reload::version_of(&serde_json::to_vec(&f).unwrap_or_default());
         let xnat = f.xnat.validate()?;
         let storage = f.storage.validate()?;
         let rules: Vec<Rule> = f
@@ -207,6 +222,8 @@ impl Policy {
             user_options,
             rules,
             writable,
+            events: f.events.validate(),
+            version,
         })
     }
 }

@@ -9,6 +9,7 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod fake_kube;
 pub mod in_process;
 pub mod pod_rules;
 
@@ -139,9 +140,20 @@ pub struct Builder {
     idle_timeout: Duration,
     client_ca: Option<PathBuf>,
     called_by_api_server: bool,
+    events: Option<(kube::Client, jupyter_xnat_webhook::events::SinkSettings)>,
 }
 
 impl Builder {
+    /// Posts Events to the API server `client` talks to (default: no Kubernetes API).
+    pub fn events(
+        mut self,
+        client: kube::Client,
+        settings: jupyter_xnat_webhook::events::SinkSettings,
+    ) -> Self {
+        self.events = Some((client, settings));
+        self
+    }
+
     /// The policy document (default: empty, the default policy).
     pub fn policy(mut self, yaml: &str) -> Self {
         self.policy = Some(yaml.to_owned());
@@ -281,6 +293,10 @@ impl Builder {
             idle_timeout: self.idle_timeout,
         };
         let bound = serve::bind(&config).await.unwrap();
+        if let Some((client, settings)) = self.events {
+            let sink = jupyter_xnat_webhook::events::EventSink::start(client, settings);
+            assert!(bound.admission.attach_events(sink));
+        }
         let addr = bound.local_addr().unwrap();
         let metrics_addr = bound.metrics_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -333,6 +349,7 @@ impl Harness {
             idle_timeout: Duration::from_secs(5),
             client_ca: None,
             called_by_api_server: false,
+            events: None,
         }
     }
 

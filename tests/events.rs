@@ -22,7 +22,28 @@ fn status_of(review: &Value, response: &Value) -> Value {
     let text = pod["metadata"]["annotations"][STATUS]
         .as_str()
         .unwrap_or_else(|| panic!("no status annotation: {:#}", pod["metadata"]));
+    show("status annotation", &json!(text));
     serde_json::from_str(text).unwrap()
+}
+
+/// With `SHOW=1`, prints what a user or admin would see (for the README's examples):
+/// `SHOW=1 cargo nextest run --test events --no-capture`.
+fn show(what: &str, value: &Value) {
+    if std::env::var_os("SHOW").is_some() {
+        println!("{what}: {value}");
+    }
+}
+
+/// The Event as `kubectl get events` shows its columns.
+fn show_event(e: &Value) {
+    let line = format!(
+        "{}  {}  pod/{}  {}",
+        e["type"].as_str().unwrap_or_default(),
+        e["reason"].as_str().unwrap_or_default(),
+        e["involvedObject"]["name"].as_str().unwrap_or_default(),
+        e["message"].as_str().unwrap_or_default()
+    );
+    show("event", &json!(line));
 }
 
 fn settings() -> SinkSettings {
@@ -68,6 +89,7 @@ async fn attached_projects_are_on_the_pod_and_in_an_event() {
     );
     let events = kube.wait_for_events(1).await;
     let e = &events[0];
+    show_event(e);
     assert_eq!(
         e["involvedObject"],
         json!({"apiVersion": "v1", "kind": "Pod", "name": "jupyter-alice", "namespace": "jupyter"})
@@ -121,6 +143,7 @@ async fn xnat_down_is_on_the_pod_and_in_a_warning_event() {
         "{status}"
     );
     let e = &kube.wait_for_events(1).await[0];
+    show_event(e);
     assert_eq!(
         (e["type"].as_str(), e["reason"].as_str()),
         (Some("Warning"), Some("XnatUnavailable"))
@@ -156,6 +179,7 @@ async fn a_stale_answer_says_how_old_it_is() {
         "{status}"
     );
     let e = &kube.wait_for_events(2).await[1];
+    show_event(e);
     assert_eq!(
         (e["type"].as_str(), e["reason"].as_str()),
         (Some("Warning"), Some("XnatStale"))
@@ -214,6 +238,7 @@ async fn a_refused_launch_mount_is_named_on_the_pod_and_in_the_event() {
         .collect();
     assert_eq!(refused.len(), 1, "{status}");
     let e = &kube.wait_for_events(1).await[0];
+    show_event(e);
     assert_eq!(
         (e["type"].as_str(), e["reason"].as_str()),
         (Some("Warning"), Some("XnatDataLeftOut"))
@@ -235,6 +260,7 @@ async fn a_skipped_notebook_pod_is_not_patched_but_its_user_hears_why() {
     let response = h.review(&review).await;
     assert_eq!(decoded_patch(&response), None);
     let e = &kube.wait_for_events(1).await[0];
+    show_event(e);
     assert_eq!(e["involvedObject"]["name"], "jupyter-stranger");
     assert_eq!(
         (e["type"].as_str(), e["reason"].as_str()),

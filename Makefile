@@ -20,7 +20,7 @@ help: ## List the targets
 # The newcomer path: a dev CA + certificate for localhost (generated once into certs/dev/, never
 # committed), dev XNAT credentials, the XNAT stand-in with demo users on 127.0.0.1:$(XNAT_PORT), and
 # the webhook on https://localhost:$(WEBHOOK_PORT) (metrics on http://127.0.0.1:$(METRICS_PORT)/metrics)
-# with the sample policy deploy/policy.yaml.
+# with the sample policy deploy/base/policy.yaml.
 run: dev-certs ## Run the webhook locally against the XNAT stand-in (Ctrl-C stops both)
 	$(CARGO) build --workspace --bins
 	@$(BIN)/xnat-standin --listen 127.0.0.1:$(XNAT_PORT) --credentials $(DEV)/xnat-credentials & \
@@ -29,7 +29,7 @@ run: dev-certs ## Run the webhook locally against the XNAT stand-in (Ctrl-C stop
 	    --listen 127.0.0.1:$(WEBHOOK_PORT) \
 	    --metrics-listen 127.0.0.1:$(METRICS_PORT) \
 	    --tls-cert $(DEV)/tls.crt --tls-key $(DEV)/tls.key \
-	    --policy deploy/policy.yaml \
+	    --policy deploy/base/policy.yaml \
 	    --xnat-credentials $(DEV)/xnat-credentials \
 	    --xnat-url http://127.0.0.1:$(XNAT_PORT)/xnat
 
@@ -97,8 +97,8 @@ bench-instructions: ## Instructions per decide and per in-process review (needs 
 	    echo "$$piece: $$(( (b - a) / 1000 )) instructions/op"; \
 	  done
 
-schema: ## Regenerate deploy/policy.schema.json from the policy types
-	$(CARGO) run --quiet --bin jupyter-xnat-webhook -- policy-schema > deploy/policy.schema.json
+schema: ## Regenerate deploy/base/policy.schema.json from the policy types
+	$(CARGO) run --quiet --bin jupyter-xnat-webhook -- policy-schema > deploy/base/policy.schema.json
 
 golden: ## Rewrite the golden outputs of `review` and the schema after a deliberate change
 	UPDATE_GOLDEN=1 $(CARGO) test --test tools
@@ -107,19 +107,14 @@ image: ## Build the container image (needs a Docker engine)
 	docker build -f deploy/Dockerfile -t $(IMAGE) .
 
 # Webhook CA + serving certificate for the certs-script overlay, with openssl only. Writes the TLS
-# Secret manifest and the caBundle patch into deploy/overlays/certs-script/generated/ (gitignored);
+# Secret manifest and the caBundle patch into deploy/components/certs-script/generated/ (gitignored);
 # the CA stays in certs/out/ (back it up). CERTS_ARGS=--renew | --new-ca | --drop-old-ca rotate.
 deploy-certs: ## Certificates for deploy/overlays/certs-script (CERTS_ARGS=--renew, --new-ca, --drop-old-ca)
 	certs/webhook-certs.sh $(CERTS_ARGS)
 
-# The overlays are kustomize Components (kustomize cannot build an overlay inside its base), so
-# this renders them the way a site kustomization outside the checkout uses them.
-deploy-render: ## Print deploy/ with OVERLAY=cert-manager or certs-script, as a site kustomization uses it
-	@site=$$(mktemp -d); trap 'rm -rf "$$site"' EXIT; \
-	  printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [%s]\ncomponents: [%s]\n' \
-	    "$$(realpath --relative-to="$$site" deploy)" \
-	    "$$(realpath --relative-to="$$site" deploy/overlays/$(OVERLAY))" > "$$site/kustomization.yaml"; \
-	  kubectl kustomize "$$site"
+# What `kubectl apply -k deploy/overlays/$(OVERLAY)` would apply.
+deploy-render: ## Print deploy/overlays/OVERLAY (cert-manager or certs-script) as kubectl would apply it
+	kubectl kustomize deploy/overlays/$(OVERLAY)
 
 clean: ## Remove build output and the generated dev certificates
 	$(CARGO) clean

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A client certificate for the API server to present to the webhook (deploy/overlays/client-auth,
+# A client certificate for the API server to present to the webhook (deploy/components/client-auth,
 # `--client-ca`), with openssl only, and the two API server files that make it present it.
 #
 #   certs/apiserver-client-certs.sh [--renew] [--days N] [--ca-days N] [--namespace NS]

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The webhook's serving certificate for a cluster, without cert-manager: the inputs of the
-# deploy/overlays/certs-script overlay, made with openssl only (through certs/gen-certs.sh).
+# deploy/overlays/certs-script overlay (kept in its component, deploy/components/certs-script),
+# made with openssl only (through certs/gen-certs.sh).
 #
 #   certs/webhook-certs.sh [--renew | --new-ca | --drop-old-ca] [--days N] [--ca-days N]
 #                          [--service NAME] [--namespace NS] [--secret NAME]
@@ -9,7 +10,7 @@
 # The first run makes a CA (--ca-days, 1825) and a serving certificate (--days, 365) for
 # <service>.<namespace>.svc and <service>.<namespace>.svc.cluster.local in --certs (default
 # certs/out/<namespace>; keep it, the CA key is needed to renew), then writes into
-# <overlay>/generated/ (default deploy/overlays/certs-script/generated/):
+# <overlay>/generated/ (default deploy/components/certs-script/generated/):
 #   tls-secret.yaml      the kubernetes.io/tls Secret the Deployment mounts (tls.crt, tls.key, ca.crt)
 #   cabundle-patch.yaml  the MutatingWebhookConfiguration patch that sets the webhook's caBundle
 #   caBundle             the same caBundle value on one line (base64 of the PEM CA bundle)
@@ -27,7 +28,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 service=jupyter-xnat-webhook namespace=xnat-webhook secret=jupyter-xnat-webhook-tls
 webhook_config=jupyter-xnat-webhook webhook=xnat-project-mounts.jupyter-xnat-webhook.svc
-certs="" overlay="$root/deploy/overlays/certs-script" days=365 ca_days=1825 mode=keep
+certs="" overlay="$root/deploy/components/certs-script" days=365 ca_days=1825 mode=keep
 while [ $# -gt 0 ]; do
   case "$1" in
     --renew) mode=renew; shift ;;

@@ -44,7 +44,7 @@ enum Command {
     /// Run an AdmissionReview (stdin) through the webhook's decision code, offline, and print
     /// the AdmissionResponse, the decoded patch and the pod after it.
     Review(ReviewArgs),
-    /// Print the policy's JSON Schema (also kept in deploy/policy.schema.json).
+    /// Print the policy's JSON Schema (also kept in deploy/base/policy.schema.json).
     PolicySchema,
     /// Check the XNAT service account before the first spawn: log in, read its roles, look up
     /// another user's projects and (with userOptions.enabled) a launch context; exit 1 on a

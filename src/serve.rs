@@ -288,7 +288,7 @@ fn warn_unauthenticated_callers(policy: &Policy) {
     tracing::warn!(
         "no --client-ca: the webhook cannot tell the API server from any other client. Anyone \
          who can reach its port can send a forged review and read back any user's XNAT project \
-         list{}. Restrict the port to the control plane (deploy/overlays/control-plane-only) or \
+         list{}. Restrict the port to the control plane (deploy/components/control-plane-only) or \
          have the API server present a client certificate (README: Caller authentication)",
         if secrets {
             ", and with userOptions.secrets: pass, the XNAT token of a user's launch context"

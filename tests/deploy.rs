@@ -20,6 +20,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Serialize;
@@ -35,8 +36,8 @@ const NAME_LABEL: &str = "kubernetes.io/metadata.name";
 /// the timeout chain's API server timeout (`timeouts.rs`).
 const MAX_TIMEOUT_SECONDS: i32 =
     jupyter_xnat_webhook::timeouts::API_SERVER_TIMEOUT.as_secs() as i32;
-/// Kinds the webhook's deployment may contain. Anything else (in particular any RBAC object: the
-/// webhook never calls the Kubernetes API) fails the test.
+/// Kinds the webhook's deployment may contain. Anything else (in particular any cluster-wide RBAC:
+/// the webhook only posts Events in the hub's namespace) fails the test.
 const ALLOWED_KINDS: &[&str] = &[
     "Namespace",
     "ServiceAccount",
@@ -49,6 +50,8 @@ const ALLOWED_KINDS: &[&str] = &[
     "MutatingWebhookConfiguration",
     "Certificate",
     "Issuer",
+    "Role",
+    "RoleBinding",
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -113,23 +116,30 @@ impl Site {
         self.tmp.path().join("certs")
     }
 
-    /// Renders `deploy` with `components: [deploy/overlays/<overlay>]`.
+    /// Renders a site kustomization outside deploy/ (README "Install") on one overlay
+    /// (`cert-manager`, `certs-script`) or, for any other name, on the base with that component.
     fn render(&self, overlay: &str) -> Rendered {
         self.render_with(&[overlay], "")
     }
 
-    /// Renders `deploy` with several components and `extra` kustomization lines (a site's own
-    /// patches).
-    fn render_with(&self, overlays: &[&str], extra: &str) -> Rendered {
+    /// Renders a site kustomization: the first name is the overlay it uses as its resource (or a
+    /// component on the bare base), the rest components; `extra` are a site's own lines.
+    fn render_with(&self, names: &[&str], extra: &str) -> Rendered {
         let site = self.tmp.path().join("site");
         std::fs::create_dir_all(&site).expect("cannot make the site dir");
-        let components: String = overlays
+        let (resource, components) = match names {
+            [first @ ("cert-manager" | "certs-script"), rest @ ..] => {
+                (format!("../deploy/overlays/{first}"), rest)
+            }
+            all => ("../deploy/base".to_owned(), all),
+        };
+        let components: String = components
             .iter()
-            .map(|o| format!("  - ../deploy/overlays/{o}\n"))
+            .map(|c| format!("  - ../deploy/components/{c}\n"))
             .collect();
         let kustomization = format!(
             "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n\
-             resources:\n  - ../deploy\ncomponents:\n{components}{extra}"
+             resources:\n  - {resource}\ncomponents:\n{components}{extra}"
         );
         std::fs::write(site.join("kustomization.yaml"), kustomization)
             .expect("cannot write the site kustomization");
@@ -145,7 +155,7 @@ impl Site {
             .arg("--certs")
             .arg(self.certs())
             .arg("--overlay")
-            .arg(self.deploy().join("overlays/certs-script"))
+            .arg(self.deploy().join("components/certs-script"))
             .output()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
         assert!(
@@ -450,7 +460,10 @@ fn check_common(r: &Rendered) -> Checked {
     assert_eq!(ns.metadata.name.as_deref(), Some(namespace.as_str()));
     for o in &r.objects {
         let kind = o["kind"].as_str().unwrap_or_default();
-        if !matches!(kind, "Namespace" | "MutatingWebhookConfiguration") {
+        if !matches!(
+            kind,
+            "Namespace" | "MutatingWebhookConfiguration" | "Role" | "RoleBinding"
+        ) {
             assert_eq!(
                 o["metadata"]["namespace"].as_str(),
                 Some(namespace.as_str()),
@@ -494,11 +507,8 @@ fn check_kinds(r: &Rendered) {
     for o in &r.objects {
         let kind = o["kind"].as_str().unwrap_or_default();
         assert!(
-            !matches!(
-                kind,
-                "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding"
-            ),
-            "{}: {kind} {}: the webhook never calls the Kubernetes API and needs no RBAC",
+            !matches!(kind, "ClusterRole" | "ClusterRoleBinding"),
+            "{}: {kind} {}: the webhook needs no cluster-wide RBAC",
             r.source,
             o["metadata"]["name"]
         );
@@ -580,12 +590,13 @@ fn check_spread(pod: &PodSpec, pod_labels: &BTreeMap<String, String>) {
     );
 }
 
-/// No Kubernetes API access: no token in the pod, a dedicated service account.
+/// A dedicated service account whose token only the webhook's pods mount (for Events; what it
+/// may do is [`check_events_rbac`]'s business).
 fn check_no_api_access(r: &Rendered, pod: &PodSpec) {
     assert_eq!(
         pod.automount_service_account_token,
-        Some(false),
-        "no API token in the pod"
+        Some(true),
+        "the pod mounts its token, for posting Events"
     );
     let account = pod
         .service_account_name
@@ -941,7 +952,14 @@ fn check_network_policy(
     assert!(
         egress.contains(&("TCP".to_string(), xnat)),
         "egress allows XNAT's port {xnat} (policy xnat.url): {egress:?}"
-    );
+    ); // Events go to the API server: 443 through the `kubernetes` Service, 6443 where the API
+    // server itself listens (policies apply after Service translation).
+    for port in [443, 6443] {
+        assert!(
+            egress.contains(&("TCP".to_string(), port)),
+            "egress allows the Kubernetes API on {port}: {egress:?}"
+        );
+    }
 }
 
 fn check_webhook(
@@ -1042,7 +1060,7 @@ fn check_webhook(
         w.failure_policy.as_deref(),
         Some("Ignore"),
         "{name}: failurePolicy is the documented Ignore (change this test together with the \
-         comment in deploy/mutatingwebhookconfiguration.yaml)"
+         comment in deploy/base/mutatingwebhookconfiguration.yaml)"
     );
 
     assert!(
@@ -1114,7 +1132,7 @@ fn ca_bundle(webhook: &MutatingWebhook) -> Vec<u8> {
 
 #[test]
 fn base_renders_and_keeps_its_promises() {
-    let r = kustomize(&repo().join("deploy"));
+    let r = kustomize(&repo().join("deploy/base"));
     let checked = check_common(&r);
     assert!(
         checked.webhook.client_config.ca_bundle.is_none(),
@@ -1125,6 +1143,58 @@ fn base_renders_and_keeps_its_promises() {
         "the base renders no Secret: the XNAT credentials are created by hand (never overwritten \
          by `kubectl apply -k`) and the TLS Secret comes from an overlay"
     );
+}
+
+/// The one thing the webhook may do with the Kubernetes API: post Events (and count repeats into
+/// them) in the namespace whose pods it is asked about, as its own ServiceAccount.
+fn check_events_rbac(r: &Rendered) {
+    let deployment: Deployment = r.one("Deployment");
+    let (pod, _) = webhook_container(&deployment);
+    let config: MutatingWebhookConfiguration = r.one("MutatingWebhookConfiguration");
+    let selector = config.webhooks.unwrap()[0]
+        .namespace_selector
+        .clone()
+        .expect("a namespaceSelector");
+    let hub = selector.match_labels.unwrap_or_default()[NAME_LABEL].clone();
+    let role: Role = r.one("Role");
+    assert_eq!(
+        role.metadata.namespace.as_deref(),
+        Some(hub.as_str()),
+        "{}",
+        r.source
+    );
+    let rules = serde_json::to_value(role.rules.unwrap_or_default()).unwrap();
+    assert_eq!(
+        rules,
+        serde_json::json!([{"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]}]),
+        "{}: Events only",
+        r.source
+    );
+    let binding: RoleBinding = r.one("RoleBinding");
+    assert_eq!(binding.metadata.namespace.as_deref(), Some(hub.as_str()));
+    assert_eq!(binding.role_ref.kind, "Role");
+    assert_eq!(Some(binding.role_ref.name), role.metadata.name);
+    let subjects = binding.subjects.unwrap_or_default();
+    assert_eq!(subjects.len(), 1, "{}", r.source);
+    assert_eq!(subjects[0].kind, "ServiceAccount");
+    assert_eq!(Some(&subjects[0].name), pod.service_account_name.as_ref());
+    assert_eq!(subjects[0].namespace, deployment.metadata.namespace);
+}
+
+#[test]
+fn the_overlays_apply_straight_from_the_checkout_with_their_events_rbac() {
+    // `kubectl apply -k deploy/overlays/cert-manager`, as README "Install" says.
+    let r = kustomize(&repo().join("deploy/overlays/cert-manager"));
+    check_common(&r);
+    check_events_rbac(&r);
+    // The certs-script overlay, once `make deploy-certs` wrote its inputs.
+    let site = Site::new();
+    site.webhook_certs(&[]);
+    let r = kustomize(&site.deploy().join("overlays/certs-script"));
+    check_common(&r);
+    check_events_rbac(&r);
+    // And from a site kustomization outside the checkout.
+    check_events_rbac(&site.render("certs-script"));
 }
 
 #[test]
@@ -1243,7 +1313,7 @@ fn certs_script_overlay_carries_the_secret_and_the_ca_bundle() {
         generated_ca,
         "caBundle is the generated CA"
     );
-    let bundle_file = site.read("deploy/overlays/certs-script/generated/caBundle");
+    let bundle_file = site.read("deploy/components/certs-script/generated/caBundle");
     let ByteString(from_file) =
         serde_json::from_value(Value::String(bundle_file.trim().to_string()))
             .expect("generated/caBundle is base64");
@@ -1295,7 +1365,7 @@ fn serves_with(cert: &Path, key: &Path, ca_bundle: &[u8], name: &str) {
         tls_cert: cert.to_owned(),
         tls_key: key.to_owned(),
         client_ca: None,
-        policy: repo().join("deploy/policy.yaml"),
+        policy: repo().join("deploy/base/policy.yaml"),
         xnat_credentials: creds,
         xnat_url: Some("http://127.0.0.1:9/xnat".into()),
         drain: Duration::from_secs(1),
@@ -1494,7 +1564,7 @@ fn answers_only(client_ca: &Path, identity: &[u8]) {
         tls_cert: cert,
         tls_key: key,
         client_ca: Some(client_ca.to_owned()),
-        policy: repo().join("deploy/policy.yaml"),
+        policy: repo().join("deploy/base/policy.yaml"),
         xnat_credentials: dir.path().join("creds"),
         xnat_url: Some("http://127.0.0.1:9/xnat".into()),
         drain: Duration::from_secs(1),

@@ -53,7 +53,7 @@ fn review_prints_the_response_the_patch_and_the_patched_pod() {
         "named-server",
         "with-limits",
     ] {
-        let mut args = vec!["review", "--policy", "deploy/policy.yaml"];
+        let mut args = vec!["review", "--policy", "deploy/base/policy.yaml"];
         for a in ACCESS {
             args.extend(["--access", a]);
         }
@@ -101,7 +101,7 @@ fn review_shows_a_launch_context_under_the_nrgxnat_preset() {
 #[test]
 fn review_of_a_pod_it_does_not_touch_says_so() {
     let out = run(
-        &["review", "--policy", "deploy/policy.yaml"],
+        &["review", "--policy", "deploy/base/policy.yaml"],
         Some(Path::new(
             "tests/fixtures/kubespawner-7.1/alice-default.json",
         )),
@@ -132,7 +132,7 @@ fn every_preset_passes_check_policy_and_means_itself() {
 
 #[test]
 fn check_policy_prints_effective_values_or_names_the_field() {
-    let out = run(&["check-policy", "deploy/policy.yaml"], None);
+    let out = run(&["check-policy", "deploy/base/policy.yaml"], None);
     assert!(
         out.status.success(),
         "{}",
@@ -185,7 +185,7 @@ fn the_published_json_schema_is_current() {
             "schema lacks {key}"
         );
     }
-    golden("deploy/policy.schema.json", &schema);
+    golden("deploy/base/policy.schema.json", &schema);
 }
 
 #[test]

@@ -43,7 +43,7 @@ fn review_seeds() {
 #[test]
 fn policy_seeds() {
     replay(
-        &["seeds/policy", "../deploy/policy.yaml"],
+        &["seeds/policy", "../deploy/base/policy.yaml"],
         fuzz::policy::check,
     );
 }

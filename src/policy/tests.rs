@@ -26,7 +26,7 @@ fn empty_document_is_the_default_policy() {
 
 #[test]
 fn the_sample_policy_in_deploy_is_valid() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/policy.yaml");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/base/policy.yaml");
     Policy::load(&path, &Overrides::default()).unwrap();
 }
 

@@ -23,7 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use xnat_standin::Standin;
 
-/// The Deployment's memory limit (deploy/deployment.yaml).
+/// The Deployment's memory limit (deploy/base/deployment.yaml).
 const LIMIT_MIB: u64 = 256;
 /// Just under the server's 1 MiB body limit: every byte is read and parsed.
 const BIG_BODY: usize = 1_000_000;

@@ -52,6 +52,9 @@ const ALLOWED_KINDS: &[&str] = &[
     "Issuer",
     "Role",
     "RoleBinding",
+    // components/prometheus (Prometheus Operator); tests/monitoring.rs reads them.
+    "ServiceMonitor",
+    "PrometheusRule",
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -1618,6 +1621,37 @@ fn serving_pair(dir: &Path) -> (PathBuf, PathBuf, Vec<u8>) {
     assert!(status.success(), "gen-certs.sh failed");
     let ca = std::fs::read(dir.join("ca.crt")).expect("ca.crt");
     (dir.join("tls.crt"), dir.join("tls.key"), ca)
+}
+
+/// README "Install", step 1: a site kustomization on an overlay, with its own image and policy.
+#[test]
+fn a_site_kustomization_sets_its_image_and_policy_over_an_overlay() {
+    let site = Site::new();
+    let dir = site.tmp.path().join("site");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("policy.yaml"),
+        "xnat:\n  url: https://xnat.example.org/xnat\n",
+    )
+    .unwrap();
+    let r = site.render_with(
+        &["cert-manager", "prometheus"],
+        "images:\n  - {name: jupyter-xnat-webhook, newName: registry.example.org/jupyter-xnat-webhook, newTag: \"0.1.0\"}\n\
+         configMapGenerator:\n  - {name: jupyter-xnat-webhook-policy, namespace: xnat-webhook, behavior: replace,\n     \
+         files: [policy.yaml], options: {disableNameSuffixHash: true}}\n",
+    );
+    check_common(&r);
+    check_events_rbac(&r);
+    let deployment: Deployment = r.one("Deployment");
+    let (_, container) = webhook_container(&deployment);
+    assert_eq!(
+        container.image.as_deref(),
+        Some("registry.example.org/jupyter-xnat-webhook:0.1.0")
+    );
+    let config: ConfigMap = r.one("ConfigMap");
+    let policy = &config.data.unwrap()["policy.yaml"];
+    assert!(policy.contains("xnat.example.org"), "{policy}");
+    assert_eq!(r.of_kind("ServiceMonitor").len(), 1);
 }
 
 /// The control-plane-only component keeps the webhook port to the addresses a site gives it and

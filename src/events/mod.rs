@@ -53,9 +53,8 @@ impl PodEvent {
                     AccessOutcome::Known(_) => "XnatDataLeftOut",
                 };
                 let headline = headline(projects, launch, xnat_user, warnings.is_empty());
-                let notes = warnings.iter().map(|w| without_prefix(w));
+                let notes = warnings.iter().map(|w| sentence(without_prefix(w)));
                 let message = headline
-                    .as_deref()
                     .into_iter()
                     .chain(notes)
                     .collect::<Vec<_>>()
@@ -111,6 +110,15 @@ fn without_prefix(warning: &str) -> &str {
         .strip_prefix(PREFIX)
         .and_then(|w| w.strip_prefix(": "))
         .unwrap_or(warning)
+}
+
+/// A warning as a sentence of the message: its first letter capitalized.
+fn sentence(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
 }
 
 fn bounded(mut message: String) -> String {

@@ -116,6 +116,68 @@ struct Metrics {
     reloads: Family<ReloadLabels, Counter>,
     refused: Family<RefusedLabels, Counter>,
     ops: Operations,
+    load: XnatLoad,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IndexLabels {
+    /// `success` or `failure`.
+    pub result: &'static str,
+}
+
+/// What the webhook asks of XNAT as a whole: the adaptive call limit and the access index.
+struct XnatLoad {
+    concurrency_limit: Gauge,
+    in_flight: Gauge,
+    index_users: Gauge,
+    index_projects: Gauge,
+    index_refreshed: Gauge,
+    index_refreshes: Family<IndexLabels, Counter>,
+}
+
+impl XnatLoad {
+    fn register(r: &mut Registry) -> Self {
+        Self {
+            concurrency_limit: registered(
+                r,
+                "xnat_concurrency_limit",
+                "XNAT calls allowed at once now (shrinks on timeouts and 5xx, grows back on \
+                 answers, within xnat.minConcurrentRequests..maxConcurrentRequests)",
+                Gauge::default(),
+            ),
+            in_flight: registered(
+                r,
+                "xnat_in_flight",
+                "XNAT calls XNAT is working on, timed-out ones it has not finished included",
+                Gauge::default(),
+            ),
+            index_users: registered(
+                r,
+                "xnat_index_users",
+                "Users in the access index (0 when it is off or not built yet)",
+                Gauge::default(),
+            ),
+            index_projects: registered(
+                r,
+                "xnat_index_projects",
+                "Projects in the access index",
+                Gauge::default(),
+            ),
+            index_refreshed: registered(
+                r,
+                "xnat_index_refreshed_timestamp_seconds",
+                "When the access index in use was read from XNAT, in seconds since the Unix \
+                 epoch (0: none yet); its age is time() minus this",
+                Gauge::default(),
+            ),
+            index_refreshes: registered(
+                r,
+                "xnat_index_refreshes",
+                "Refreshes of the access index, by result",
+                Family::default(),
+            ),
+        }
+    }
 }
 
 /// What an operator reads besides the traffic: the build, the certificate, the policy, Events.
@@ -236,6 +298,7 @@ fn metrics() -> &'static Metrics {
                 Family::default(),
             ),
             ops: Operations::register(r),
+            load: XnatLoad::register(r),
             registry,
         }
     })
@@ -321,6 +384,35 @@ pub fn event_dropped(reason: &'static str) {
         .ops
         .events_dropped
         .get_or_create(&DroppedLabels { reason })
+        .inc();
+}
+
+/// The XNAT client's adaptive limit and the calls XNAT is working on.
+pub fn xnat_concurrency(limit: i64, in_flight: i64) {
+    let m = &metrics().load;
+    m.concurrency_limit.set(limit);
+    m.in_flight.set(in_flight);
+}
+
+/// The access index now in use: its size and when it was read.
+pub fn index_in_use(users: usize, projects: usize, read_at: std::time::SystemTime) {
+    let m = &metrics().load;
+    m.index_users.set(i64::try_from(users).unwrap_or(i64::MAX));
+    m.index_projects
+        .set(i64::try_from(projects).unwrap_or(i64::MAX));
+    let secs = read_at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    m.index_refreshed
+        .set(i64::try_from(secs).unwrap_or(i64::MAX));
+}
+
+pub fn index_refresh(ok: bool) {
+    let result = if ok { "success" } else { "failure" };
+    metrics()
+        .load
+        .index_refreshes
+        .get_or_create(&IndexLabels { result })
         .inc();
 }
 

@@ -48,7 +48,7 @@ pub struct PodStatus {
 #[derive(Debug, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct XnatState {
-    /// `cached`, `asked` (this review asked XNAT), `stale` (XNAT failed; an older answer stood
+    /// `cached`, `indexed` (from the access index), `asked` (this review asked XNAT), `stale` (XNAT failed; an older answer stood
     /// in) or `unavailable` (XNAT failed; nothing stood in).
     pub answer: &'static str,
     /// How old a stale answer was.
@@ -62,6 +62,7 @@ impl XnatState {
     pub fn of(access: &AccessOutcome, cache: CacheStatus) -> Self {
         let (answer, age_seconds, error) = match access {
             AccessOutcome::Known(_) if cache == CacheStatus::Miss => ("asked", None, None),
+            AccessOutcome::Known(_) if cache == CacheStatus::Indexed => ("indexed", None, None),
             AccessOutcome::Known(_) => ("cached", None, None),
             AccessOutcome::Stale { age, error, .. } => {
                 ("stale", Some(age.as_secs()), Some(error.clone()))

@@ -31,8 +31,8 @@ pub use user_options::{
 };
 pub use writable::WritableDirs;
 pub use xnat::{
-    CacheShape, ClientSettings, Endpoint, LiveSettings, OnError, ProjectSource, XnatChange,
-    XnatFile, XnatPolicy,
+    CacheShape, ClientSettings, Endpoint, IndexFile, IndexSettings, LiveSettings, OnError,
+    ProjectSource, XnatChange, XnatFile, XnatPolicy,
 };
 
 use crate::identity::UsernameMapping;

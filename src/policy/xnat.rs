@@ -54,9 +54,16 @@ pub struct XnatFile {
     #[serde(with = "humantime_serde")]
     #[schemars(with = "String")]
     pub budget: Duration,
-    /// How many XNAT requests may be in flight at once; more wait in a queue.
+    /// How many XNAT requests may be in flight at once; more wait in a queue. A request counts
+    /// until XNAT has finished with it, timed-out ones included (for at most 30s).
     pub max_concurrent_requests: usize,
-    /// Extra tries of a GET after a timeout, connection error or 5xx, inside `budget`.
+    /// The fewest requests allowed at once while XNAT is struggling: the limit halves on
+    /// timeouts and 5xx answers, down to this, and grows back to `maxConcurrentRequests`.
+    /// Default 2 (or `maxConcurrentRequests` when that is 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_concurrent_requests: Option<usize>,
+    /// Extra tries of a GET after a connection error or 5xx, inside `budget`; never after a
+    /// timeout, nor while XNAT is timing out.
     pub retries: u32,
     /// First backoff between tries (doubled each time, with jitter).
     #[serde(with = "humantime_serde")]
@@ -94,6 +101,84 @@ pub struct XnatFile {
     /// cached per project like the project lists), so a project with its own archive path is
     /// never mounted from `{archivePath}/{ID}`. `false` when no project has one.
     pub ask_project_archive_paths: bool,
+    /// The access index: every project membership of the site, read in the background, so
+    /// spawns are answered with no XNAT call (off by default).
+    pub index: IndexFile,
+}
+
+/// `xnat.index`: read every membership of the site in the background (as a site
+/// Administrator: `/data/projects` and `/data/projects/{ID}/users`).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct IndexFile {
+    /// Answer spawns from the index (users it does not list are still looked up one by one).
+    pub enabled: bool,
+    /// How often the whole site is read again: the longest a revoked membership still mounts
+    /// (plus the time one refresh takes).
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub refresh_interval: Duration,
+    /// An index older than this (its refreshes failing) is not used for spawns: they fall back
+    /// to per-user lookups, and to the index only as a stale answer under
+    /// `onError: staleThenAllow`.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub max_age: Duration,
+    /// XNAT calls one refresh makes at once (out of `maxConcurrentRequests`, so spawns keep
+    /// the rest).
+    pub concurrency: usize,
+}
+
+impl Default for IndexFile {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            refresh_interval: Duration::from_secs(300),
+            max_age: Duration::from_secs(900),
+            concurrency: 2,
+        }
+    }
+}
+
+/// The validated `xnat.index`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexSettings {
+    pub refresh_interval: Duration,
+    pub max_age: Duration,
+    pub concurrency: usize,
+}
+
+impl IndexFile {
+    fn validate(&self, max_concurrent: usize) -> Result<Option<IndexSettings>, PolicyError> {
+        if !self.enabled {
+            return Ok(None);
+        }
+        if self.refresh_interval < Duration::from_secs(1)
+            || self.refresh_interval > Duration::from_secs(24 * 3600)
+        {
+            return Err(invalid(
+                "xnat.index.refreshInterval",
+                "must be between 1s and 24h",
+            ));
+        }
+        if self.max_age <= self.refresh_interval || self.max_age > Duration::from_secs(7 * 86400) {
+            return Err(invalid(
+                "xnat.index.maxAge",
+                "must be longer than xnat.index.refreshInterval and at most 7 days",
+            ));
+        }
+        if self.concurrency == 0 || self.concurrency > max_concurrent {
+            return Err(invalid(
+                "xnat.index.concurrency",
+                "must be at least 1 and at most xnat.maxConcurrentRequests",
+            ));
+        }
+        Ok(Some(IndexSettings {
+            refresh_interval: self.refresh_interval,
+            max_age: self.max_age,
+            concurrency: self.concurrency,
+        }))
+    }
 }
 
 impl Default for XnatFile {
@@ -105,6 +190,7 @@ impl Default for XnatFile {
             timeout: Duration::from_secs(2),
             budget: Duration::from_secs(4),
             max_concurrent_requests: 16,
+            min_concurrent_requests: None,
             retries: 2,
             retry_backoff: Duration::from_millis(100),
             cache_ttl: Duration::from_secs(60),
@@ -119,6 +205,7 @@ impl Default for XnatFile {
                 .into(),
             archive_path: "/data/xnat/archive".into(),
             ask_project_archive_paths: true,
+            index: IndexFile::default(),
         }
     }
 }
@@ -155,6 +242,7 @@ pub struct ClientSettings {
     pub retries: u32,
     pub retry_backoff: Duration,
     pub max_concurrent_requests: usize,
+    pub min_concurrent_requests: usize,
 }
 
 /// The cache's fixed shape (a moka cache's capacity and lifetime are set when it is built).
@@ -163,6 +251,10 @@ pub struct CacheShape {
     pub capacity: u64,
     /// How long the last good answer of each user is kept; zero keeps none.
     pub stale_if_error: Duration,
+    /// The access index, when on.
+    pub index: Option<IndexSettings>,
+    /// Whether projects' archive specs are asked (and read into the index).
+    pub ask_archive: bool,
 }
 
 /// What a reload changes in place: lifetimes of answers fetched from then on, refresh-ahead and
@@ -236,10 +328,15 @@ impl XnatFile {
                 retries: self.retries,
                 retry_backoff: self.retry_backoff,
                 max_concurrent_requests: self.max_concurrent_requests,
+                min_concurrent_requests: self
+                    .min_concurrent_requests
+                    .unwrap_or(self.max_concurrent_requests.min(2)),
             },
             cache: CacheShape {
                 capacity: self.cache_capacity,
                 stale_if_error: self.stale_if_error,
+                index: self.index.validate(self.max_concurrent_requests)?,
+                ask_archive: self.ask_project_archive_paths,
             },
             live: LiveSettings {
                 ttl: self.cache_ttl,
@@ -308,6 +405,14 @@ impl XnatFile {
             return Err(invalid(
                 "xnat.maxConcurrentRequests",
                 "must be between 1 and 1024",
+            ));
+        }
+        if let Some(min) = self.min_concurrent_requests
+            && (min == 0 || min > self.max_concurrent_requests)
+        {
+            return Err(invalid(
+                "xnat.minConcurrentRequests",
+                "must be at least 1 and at most xnat.maxConcurrentRequests",
             ));
         }
         if self.retries > 10 {

@@ -120,6 +120,10 @@ async fn readyz(State(status): State<Arc<ReloadStatus>>) -> Response {
         "certificate": status.get(Input::Certificate),
     });
     body["xnat"] = crate::xnat::health::snapshot();
+    let index = crate::xnat::index::snapshot();
+    if !index.is_null() {
+        body["xnat"]["index"] = index;
+    }
     let client_ca = status.get(Input::ClientCa);
     if !client_ca.version.is_empty() {
         body["clientCa"] = serde_json::json!(client_ca);

@@ -16,6 +16,7 @@ use moka::future::Cache;
 use tokio::time::Instant;
 
 use super::XnatClient;
+use super::index::{AccessIndex, Indexed};
 use crate::access::{AccessOutcome, UserAccess};
 use crate::archive::{ArchiveSpec, ProjectRoot, ProjectRoots};
 use crate::policy::{CacheShape, LiveSettings};
@@ -32,6 +33,8 @@ pub enum CacheStatus {
     Stale,
     /// XNAT failed and nothing stood in.
     Error,
+    /// From the access index: no XNAT call.
+    Indexed,
 }
 
 impl CacheStatus {
@@ -41,6 +44,7 @@ impl CacheStatus {
             CacheStatus::Miss => "miss",
             CacheStatus::Stale => "stale",
             CacheStatus::Error => "error",
+            CacheStatus::Indexed => "index",
         }
     }
 }
@@ -117,6 +121,8 @@ struct Inner {
     stale_if_error: Duration,
     live: Arc<ArcSwap<LiveSettings>>,
     refreshing: Mutex<HashSet<String>>,
+    /// The access index, when the policy turns it on ([`super::index`]).
+    index: Option<Arc<AccessIndex>>,
 }
 
 /// The cached XNAT access lookups; cheap to clone.
@@ -156,7 +162,11 @@ impl AccessCache {
                 .time_to_live(shape.stale_if_error)
                 .build()
         });
-        Self {
+        let index = shape
+            .index
+            .clone()
+            .map(|settings| Arc::new(AccessIndex::new(settings, shape.ask_archive)));
+        let cache = Self {
             inner: Arc::new(Inner {
                 client: ArcSwap::from_pointee(client),
                 public,
@@ -168,8 +178,35 @@ impl AccessCache {
                 stale_if_error: shape.stale_if_error,
                 live,
                 refreshing: Mutex::default(),
+                index,
             }),
+        };
+        cache.start_index_refresher();
+        cache
+    }
+
+    /// Reads the index now and then every `refreshInterval` (sooner, every tenth of it, while
+    /// refreshes fail), for as long as this cache is in use.
+    fn start_index_refresher(&self) {
+        let Some(index) = self.inner.index.clone() else {
+            return;
+        };
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
         }
+        super::index::in_use(&index);
+        let inner = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            loop {
+                let Some(client) = inner.upgrade().map(|i| i.client.load_full()) else {
+                    return;
+                };
+                let ok = index.refresh(&client).await.is_ok();
+                drop(client);
+                let every = index.settings().refresh_interval;
+                tokio::time::sleep(if ok { every } else { every / 10 }).await;
+            }
+        });
     }
 
     /// The client in use now.
@@ -248,7 +285,15 @@ impl AccessCache {
         let mut roots = Vec::new();
         let mut misses = Vec::new();
         for &p in projects {
-            match inner.archive.get(p).await {
+            let indexed = inner
+                .index
+                .as_ref()
+                .and_then(|i| i.archive_spec(p, i.settings().max_age));
+            let cached = match indexed {
+                Some(spec) => Some(spec),
+                None => inner.archive.get(p).await,
+            };
+            match cached {
                 Some(spec) => match spec.root(p, site_archive) {
                     ProjectRoot::Site => {}
                     root => roots.push((p.to_owned(), root)),
@@ -279,7 +324,12 @@ impl AccessCache {
                         Some(last) if let Some(spec) = last.get(p).await => {
                             spec.root(p, site_archive)
                         }
-                        _ => ProjectRoot::Unknown(format!("XNAT could not say: {e}")),
+                        _ => match inner.index.as_ref().and_then(|i| {
+                            i.archive_spec(p, i.settings().max_age + inner.stale_if_error)
+                        }) {
+                            Some(spec) => spec.root(p, site_archive),
+                            None => ProjectRoot::Unknown(format!("XNAT could not say: {e}")),
+                        },
                     },
                 };
                 (p.to_owned(), root)
@@ -304,6 +354,16 @@ impl AccessCache {
         allow_stale: bool,
     ) -> (AccessOutcome, CacheStatus) {
         let inner = &self.inner;
+        let mut too_old = None;
+        if let Some(index) = &inner.index {
+            match index.user(xnat_user) {
+                Indexed::Fresh(access) => {
+                    return (AccessOutcome::Known(access), CacheStatus::Indexed);
+                }
+                Indexed::TooOld { access, age } => too_old = Some((access, age)),
+                Indexed::Unlisted => {}
+            }
+        }
         let entry = inner
             .fresh
             .entry_by_ref(xnat_user)
@@ -338,6 +398,20 @@ impl AccessCache {
                             CacheStatus::Stale,
                         );
                     }
+                }
+                // An index too old to answer may still stand in, within the same limit.
+                if allow_stale
+                    && let Some((access, age)) = too_old
+                    && age <= inner.stale_if_error
+                {
+                    return (
+                        AccessOutcome::Stale {
+                            access,
+                            age,
+                            error: error.to_string(),
+                        },
+                        CacheStatus::Stale,
+                    );
                 }
                 (
                     AccessOutcome::Unavailable(error.to_string()),

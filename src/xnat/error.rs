@@ -55,6 +55,8 @@ pub fn required_role(endpoint: &str) -> (&'static str, &'static str) {
         "accessibility" => ("/data/projects/{id}/accessibility", "Administrator"),
         "experiment" => ("/data/experiments/{id}", "Administrator"),
         "archive_spec" => ("/data/projects/{id}/archive_spec", "Administrator"),
+        "projects" => ("/data/projects", "Administrator"),
+        "project_users" => ("/data/projects/{id}/users", "Administrator"),
         _ => ("this endpoint", "Administrator"),
     }
 }

@@ -7,6 +7,7 @@ pub mod client;
 pub mod credentials;
 pub mod error;
 pub mod health;
+pub mod index;
 
 pub use cache::{AccessCache, CacheStatus};
 pub use client::XnatClient;

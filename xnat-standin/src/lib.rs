@@ -42,6 +42,8 @@ use axum::routing::{get, post};
 use base64::Engine;
 use serde_json::{Value, json};
 
+mod site;
+
 /// The demo site's users and their groups: the users of the KubeSpawner fixtures and a few
 /// projects.
 pub const DEMO_USERS: &[(&str, &[&str])] = &[
@@ -98,6 +100,8 @@ struct Counters {
     archive_specs: AtomicUsize,
     max_in_flight: AtomicUsize,
     in_flight: AtomicUsize,
+    projects: AtomicUsize,
+    project_users: AtomicUsize,
 }
 
 /// What the stand-in has received so far: the one way tests read its counters.
@@ -127,6 +131,26 @@ pub struct Counts {
     pub auth_failures: usize,
     /// Most API calls being answered at the same time.
     pub max_in_flight: usize,
+    /// `GET /data/projects`.
+    pub projects: usize,
+    /// `GET /data/projects/{id}/users`.
+    pub project_users: usize,
+}
+
+impl Counts {
+    /// Every API call and login, whatever the endpoint.
+    pub fn total(&self) -> usize {
+        self.logins
+            + self.groups
+            + self.access
+            + self.user_options
+            + self.accessibility
+            + self.experiments
+            + self.roles
+            + self.archive_specs
+            + self.projects
+            + self.project_users
+    }
 }
 
 /// The stand-in's users, credentials, sessions, faults and counters.
@@ -148,6 +172,8 @@ pub struct Standin {
     fault_budget: Mutex<Option<usize>>,
     latency: Mutex<Duration>,
     calls_by_user: Mutex<HashMap<String, usize>>,
+    /// Projects without members (`add_project`).
+    extra_projects: Mutex<std::collections::BTreeSet<String>>,
     next_session: AtomicUsize,
     counters: Counters,
 }
@@ -171,6 +197,7 @@ impl Standin {
             fault_budget: Mutex::default(),
             latency: Mutex::default(),
             calls_by_user: Mutex::default(),
+            extra_projects: Mutex::default(),
             next_session: AtomicUsize::new(1),
             counters: Counters::default(),
         })
@@ -254,6 +281,23 @@ impl Standin {
         *lock(&self.fault_budget) = Some(n);
     }
 
+    /// Starts counting `max_in_flight` afresh (from the calls in flight now).
+    pub fn reset_max_in_flight(&self) {
+        let c = &self.counters;
+        c.max_in_flight
+            .store(c.in_flight.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+
+    /// A project with no members yet.
+    pub fn add_project(&self, id: &str) {
+        lock(&self.extra_projects).insert(id.to_owned());
+    }
+
+    /// Removes a user and all their groups.
+    pub fn remove_user(&self, user: &str) {
+        lock(&self.users).remove(user);
+    }
+
     pub fn set_latency(&self, latency: Duration) {
         *lock(&self.latency) = latency;
     }
@@ -288,6 +332,8 @@ impl Standin {
             basic_api_calls: n(&c.basic_api_calls),
             auth_failures: n(&c.auth_failures),
             max_in_flight: n(&c.max_in_flight),
+            projects: n(&c.projects),
+            project_users: n(&c.project_users),
         }
     }
 
@@ -315,6 +361,8 @@ impl Standin {
             .route("/data/projects/{project}/accessibility", get(accessibility))
             .route("/data/experiments/{id}", get(experiment))
             .route("/data/projects/{project}/archive_spec", get(archive_spec))
+            .route("/data/projects", get(site::projects))
+            .route("/data/projects/{project}/users", get(site::project_users))
             .with_state(self.clone());
         if context_path.is_empty() || context_path == "/" {
             api
@@ -412,13 +460,40 @@ impl Standin {
             .find_map(|c| c.trim().strip_prefix("JSESSIONID=").map(str::to_owned))
     }
 
+    /// Every project the stand-in has: those of its users' groups and those added empty.
+    fn project_ids(&self) -> std::collections::BTreeSet<String> {
+        let mut ids: std::collections::BTreeSet<String> = lock(&self.extra_projects).clone();
+        for groups in lock(&self.users).values() {
+            for g in groups {
+                if let Some((p, _)) = g.rsplit_once('_')
+                    && !g.starts_with("ALL_DATA_")
+                {
+                    ids.insert(p.to_owned());
+                }
+            }
+        }
+        ids
+    }
+
     /// The common prologue of an API call: count, delay, authenticate, inject faults. Returns
     /// the calling account.
-    async fn api_call(&self, headers: &HeaderMap) -> Result<(InFlight<'_>, String), Response> {
-        let guard = InFlight::enter(&self.counters);
+    ///
+    /// The delay is XNAT's work on the call, and like Tomcat's it goes on when the client stops
+    /// listening: the call counts as in flight until it is done, even if the client has gone.
+    async fn api_call(
+        self: &Arc<Self>,
+        headers: &HeaderMap,
+    ) -> Result<(InFlight, String), Response> {
+        let mut guard = InFlight::enter(self.clone());
         let latency = *lock(&self.latency);
         if !latency.is_zero() {
-            tokio::time::sleep(latency).await;
+            let work = tokio::spawn(async move {
+                tokio::time::sleep(latency).await;
+                guard
+            });
+            guard = work
+                .await
+                .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())?;
         }
         let session_user =
             Self::session_of(headers).and_then(|s| lock(&self.sessions).get(&s).cloned());
@@ -487,19 +562,20 @@ impl Standin {
 }
 
 /// Tracks concurrent API calls for `max_in_flight`.
-struct InFlight<'a>(&'a Counters);
+struct InFlight(Arc<Standin>);
 
-impl<'a> InFlight<'a> {
-    fn enter(c: &'a Counters) -> Self {
+impl InFlight {
+    fn enter(s: Arc<Standin>) -> Self {
+        let c = &s.counters;
         let now = c.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         c.max_in_flight.fetch_max(now, Ordering::SeqCst);
-        Self(c)
+        Self(s)
     }
 }
 
-impl Drop for InFlight<'_> {
+impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.0.counters.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -4,14 +4,20 @@
 //! retried with jittered backoff after transient failures, and everything stays inside the
 //! admission's deadline ([`request`]). Errors never carry the credentials.
 
+mod limit;
 mod request;
 mod session;
+mod site;
+
+pub use site::MemberRow;
+
+use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::Url;
 use serde::de::DeserializeOwned;
-use tokio::sync::{Mutex, Semaphore};
+use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use super::{CredentialSource, XnatError};
@@ -35,7 +41,8 @@ pub struct XnatClient {
     endpoint: Endpoint,
     credentials: CredentialSource,
     settings: ClientSettings,
-    slots: Semaphore,
+    /// The adaptive limit on calls XNAT is working on ([`limit`]).
+    limiter: Arc<limit::Limiter>,
     session: ArcSwapOption<Session>,
     login: Mutex<()>,
     /// The last refused login, so a storm (or a rotation in progress) does not hammer XNAT with
@@ -77,7 +84,11 @@ impl XnatClient {
             http,
             endpoint,
             credentials,
-            slots: Semaphore::new(settings.max_concurrent_requests),
+            limiter: limit::Limiter::new(
+                settings.min_concurrent_requests,
+                settings.max_concurrent_requests,
+                settings.timeout,
+            ),
             settings,
             session: ArcSwapOption::empty(),
             login: Mutex::new(()),
@@ -288,6 +299,7 @@ mod tests {
                 retries: 0,
                 retry_backoff: Duration::ZERO,
                 max_concurrent_requests: 1,
+                min_concurrent_requests: 1,
             },
         )
         .unwrap();

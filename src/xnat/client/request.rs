@@ -1,6 +1,7 @@
 //! One GET against XNAT: a request slot first, then the session, then the request with the
-//! attempt's timeout; retries of transient failures and one new login for an expired session,
-//! all before the admission's deadline. Every request is counted in the metrics.
+//! attempt's timeout; retries of transient failures (never of a timeout) and one new login for
+//! an expired session, all before the admission's deadline. Every request is counted in the
+//! metrics.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
 use super::XnatClient;
+use super::limit::{Ending, MAX_CALL_LIFETIME};
 use super::session::{MIN_SESSION_AGE, Session};
 use crate::xnat::{MAX_BODY_BYTES, XnatError};
 
@@ -77,7 +79,14 @@ impl XnatClient {
                     tracing::info!("XNAT session rejected; logging in again");
                 }
                 Rejected::Session => return Err(XnatError::BadCredentials(401)),
-                Rejected::Other(e) if e.is_transient() && tries < self.settings.retries => {
+                // Never after a timeout, nor while XNAT is timing out: XNAT is still working on
+                // the abandoned call, and another would only add to what it is behind on.
+                Rejected::Other(e)
+                    if e.is_transient()
+                        && !matches!(e, XnatError::Timeout(_))
+                        && !self.limiter.timing_out()
+                        && tries < self.settings.retries =>
+                {
                     tries += 1;
                     let backoff = jittered(self.settings.retry_backoff * 2u32.pow(tries - 1));
                     if Instant::now() + backoff + Duration::from_millis(10) >= deadline {
@@ -94,54 +103,85 @@ impl XnatClient {
     /// One GET inside a request slot, with the session current once the slot is ours (a login,
     /// when needed, happens in the same slot: queued requests never replay a dead session, and a
     /// login never waits behind them).
+    ///
+    /// The call itself runs in its own task that owns the slot: when this attempt gives up at its
+    /// timeout, XNAT is still working on the call, so the slot stays taken until XNAT answers
+    /// (or [`MAX_CALL_LIFETIME`] cuts the connection) and the limit is what XNAT really sees.
     async fn get_once(
         &self,
         endpoint: &'static str,
         url: &Url,
         deadline: Instant,
     ) -> Result<(Arc<Session>, Result<Option<Vec<u8>>, Rejected>), XnatError> {
-        let _slot = self.slot(deadline).await.map_err(Rejected::into_error)?;
+        let slot = self
+            .limiter
+            .acquire(deadline)
+            .await
+            .ok_or(XnatError::Busy)?;
         let session = self.session(deadline).await?;
-        let result = async {
-            let timeout = self.attempt_timeout(deadline)?;
-            let started = std::time::Instant::now();
-            let response = self
-                .http
-                .get(url.clone())
-                .header(
-                    reqwest::header::COOKIE,
-                    format!("JSESSIONID={}", session.id),
-                )
-                .header(reqwest::header::ACCEPT, "application/json")
-                .timeout(timeout)
-                .send()
-                .await;
-            record(endpoint, &response, started);
-            let response = response.map_err(|e| Rejected::Other(self.classify(e, timeout)))?;
-            match response.status() {
-                StatusCode::OK => {}
-                StatusCode::NOT_FOUND => return Ok(None),
-                StatusCode::UNAUTHORIZED => return Err(Rejected::Session),
-                StatusCode::FORBIDDEN => {
-                    let (path, role) = crate::xnat::error::required_role(endpoint);
-                    return Err(Rejected::Other(XnatError::MissingRole { path, role }));
-                }
-                s => return Err(Rejected::Other(XnatError::Status(s.as_u16()))),
+        let timeout = match self.attempt_timeout(deadline) {
+            Ok(t) => t,
+            Err(r) => return Ok((session, Err(r))),
+        };
+        let request = self
+            .http
+            .get(url.clone())
+            .header(
+                reqwest::header::COOKIE,
+                format!("JSESSIONID={}", session.id),
+            )
+            .header(reqwest::header::ACCEPT, "application/json")
+            .timeout(MAX_CALL_LIFETIME);
+        let started = std::time::Instant::now();
+        let call = tokio::spawn(async move {
+            let answer = call(request).await;
+            drop(slot);
+            answer
+        });
+        let answer = match tokio::time::timeout(timeout, call).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => Err(XnatError::Request("the XNAT call's task failed".into())),
+            Err(_) => {
+                // Abandoned, not cancelled: the task keeps the slot until XNAT has finished.
+                self.limiter.ended(Ending::TimedOut);
+                crate::metrics::xnat_request(endpoint, "timeout".into(), started.elapsed());
+                return Ok((session, Err(Rejected::Other(XnatError::Timeout(timeout)))));
             }
-            self.read_body(response, timeout)
-                .await
-                .map(Some)
-                .map_err(Rejected::Other)
-        }
-        .await;
+        };
+        let result = match answer {
+            Ok((status, body)) => {
+                crate::metrics::xnat_request(
+                    endpoint,
+                    status.as_u16().to_string(),
+                    started.elapsed(),
+                );
+                self.limiter.ended(if status.is_server_error() {
+                    Ending::Overloaded
+                } else {
+                    Ending::Answered
+                });
+                match status {
+                    StatusCode::OK => Ok(body),
+                    StatusCode::NOT_FOUND => Ok(None),
+                    StatusCode::UNAUTHORIZED => Err(Rejected::Session),
+                    StatusCode::FORBIDDEN => {
+                        let (path, role) = crate::xnat::error::required_role(endpoint);
+                        Err(Rejected::Other(XnatError::MissingRole { path, role }))
+                    }
+                    s => Err(Rejected::Other(XnatError::Status(s.as_u16()))),
+                }
+            }
+            Err(e) => {
+                crate::metrics::xnat_request(endpoint, e.metric_label().into(), started.elapsed());
+                self.limiter.ended(if matches!(e, XnatError::Timeout(_)) {
+                    Ending::TimedOut
+                } else {
+                    Ending::Other
+                });
+                Err(Rejected::Other(e))
+            }
+        };
         Ok((session, result))
-    }
-
-    async fn slot(&self, deadline: Instant) -> Result<tokio::sync::SemaphorePermit<'_>, Rejected> {
-        match tokio::time::timeout_at(deadline, self.slots.acquire()).await {
-            Ok(Ok(permit)) => Ok(permit),
-            _ => Err(Rejected::Other(XnatError::Busy)),
-        }
     }
 
     /// The time one attempt may take: the request timeout, cut to what is left of the budget.
@@ -152,40 +192,54 @@ impl XnatClient {
         }
         Ok(left.min(self.settings.timeout))
     }
+}
 
-    pub(super) async fn read_body(
-        &self,
-        mut response: reqwest::Response,
-        timeout: Duration,
-    ) -> Result<Vec<u8>, XnatError> {
-        if response
-            .content_length()
-            .is_some_and(|n| n > MAX_BODY_BYTES as u64)
-        {
+/// Sends one GET and reads its answer: the status, and the body of a 200 (at most
+/// [`MAX_BODY_BYTES`]).
+async fn call(
+    request: reqwest::RequestBuilder,
+) -> Result<(StatusCode, Option<Vec<u8>>), XnatError> {
+    let response = request
+        .send()
+        .await
+        .map_err(|e| classify(e, MAX_CALL_LIFETIME))?;
+    let status = response.status();
+    if status != StatusCode::OK {
+        return Ok((status, None));
+    }
+    read_body(response, MAX_CALL_LIFETIME)
+        .await
+        .map(|body| (status, Some(body)))
+}
+
+/// Reads a body of at most [`MAX_BODY_BYTES`].
+pub(super) async fn read_body(
+    mut response: reqwest::Response,
+    timeout: Duration,
+) -> Result<Vec<u8>, XnatError> {
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_BODY_BYTES as u64)
+    {
+        return Err(XnatError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| classify(e, timeout))? {
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
             return Err(XnatError::TooLarge);
         }
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| self.classify(e, timeout))?
-        {
-            if body.len() + chunk.len() > MAX_BODY_BYTES {
-                return Err(XnatError::TooLarge);
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body)
+        body.extend_from_slice(&chunk);
     }
+    Ok(body)
+}
 
-    pub(super) fn classify(&self, e: reqwest::Error, timeout: Duration) -> XnatError {
-        if e.is_timeout() {
-            XnatError::Timeout(timeout)
-        } else if e.is_connect() {
-            XnatError::Connect(e.without_url().to_string())
-        } else {
-            XnatError::Request(e.without_url().to_string())
-        }
+pub(super) fn classify(e: reqwest::Error, timeout: Duration) -> XnatError {
+    if e.is_timeout() {
+        XnatError::Timeout(timeout)
+    } else if e.is_connect() {
+        XnatError::Connect(e.without_url().to_string())
+    } else {
+        XnatError::Request(e.without_url().to_string())
     }
 }
 

@@ -10,7 +10,7 @@ use reqwest::{Method, StatusCode};
 use tokio::time::Instant;
 
 use super::XnatClient;
-use super::request::{Rejected, looks_like_html, record};
+use super::request::{Rejected, classify, looks_like_html, read_body, record};
 use crate::xnat::XnatError;
 
 /// A logged-in XNAT session.
@@ -86,7 +86,7 @@ impl XnatClient {
             .send()
             .await;
         record("login", &response, started);
-        let response = response.map_err(|e| self.classify(e, timeout))?;
+        let response = response.map_err(|e| classify(e, timeout))?;
         match response.status() {
             StatusCode::OK => {}
             s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
@@ -104,7 +104,7 @@ impl XnatClient {
             }
             s => return Err(XnatError::Status(s.as_u16())),
         }
-        let body = self.read_body(response, timeout).await?;
+        let body = read_body(response, timeout).await?;
         if looks_like_html(&body) {
             return Err(XnatError::Html);
         }

@@ -1,0 +1,88 @@
+//! The site-wide lists the access index is read from, as a site Administrator: every project
+//! (`GET /data/projects?format=json`) and each project's members
+//! (`GET /data/projects/{ID}/users?format=json`).
+
+use serde::Deserialize;
+use tokio::time::Instant;
+
+use super::{XnatClient, check_id};
+use crate::xnat::XnatError;
+
+/// XNAT's restlet table envelope: `{"ResultSet": {"Result": [...], "totalRecords": "N"}}`.
+#[derive(Deserialize)]
+struct Table<R> {
+    #[serde(rename = "ResultSet")]
+    result_set: ResultSet<R>,
+}
+
+#[derive(Deserialize)]
+struct ResultSet<R> {
+    #[serde(rename = "Result", default = "Vec::new")]
+    result: Vec<R>,
+}
+
+/// One row of the project list; every other column is ignored.
+#[derive(Deserialize)]
+struct ProjectRow {
+    #[serde(rename = "ID", default)]
+    id: Option<String>,
+}
+
+/// One row of a project's member list (`ProjectUserListResource`); every other column
+/// (`displayname`, names, email) is ignored. A row without a login or group is skipped.
+#[derive(Deserialize)]
+pub struct MemberRow {
+    #[serde(default)]
+    pub login: Option<String>,
+    #[serde(rename = "GROUP_ID", default)]
+    pub group_id: Option<String>,
+}
+
+impl XnatClient {
+    /// The ids of every project on the site, as XNAT lists them; ids that are not XNAT's id
+    /// form are left out (they could never be mounted).
+    pub async fn project_ids(&self, deadline: Instant) -> Result<Vec<String>, XnatError> {
+        let mut url = self.url(&["data", "projects"]);
+        url.set_query(Some("format=json"));
+        let body = self
+            .get_body("projects", url, deadline)
+            .await?
+            .ok_or(XnatError::Status(404))?;
+        let table: Table<ProjectRow> = parse("projects", &body)?;
+        Ok(table
+            .result_set
+            .result
+            .into_iter()
+            .filter_map(|r| r.id)
+            .filter(|id| crate::names::is_valid_project_id(id))
+            .collect())
+    }
+
+    /// The members of one project with their group ids (`ALPHA_owner`); `None` when XNAT no
+    /// longer has the project (404: deleted since it was listed).
+    pub async fn project_members(
+        &self,
+        project: &str,
+        deadline: Instant,
+    ) -> Result<Option<Vec<MemberRow>>, XnatError> {
+        check_id(project)?;
+        let mut url = self.url(&["data", "projects", project, "users"]);
+        url.set_query(Some("format=json"));
+        let Some(body) = self.get_body("project_users", url, deadline).await? else {
+            return Ok(None);
+        };
+        let table: Table<MemberRow> = parse("project_users", &body)?;
+        Ok(Some(table.result_set.result))
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(
+    endpoint: &'static str,
+    body: &[u8],
+) -> Result<T, XnatError> {
+    serde_json::from_slice(body).map_err(|e| {
+        let e = XnatError::BadJson(e.to_string());
+        crate::xnat::health::failed(endpoint, &e);
+        e
+    })
+}

@@ -8,7 +8,7 @@ METRICS_PORT ?= 9090
 CARGO_TARGET_DIR ?= target
 BIN          := $(CARGO_TARGET_DIR)/debug
 
-.PHONY: help run test lint fmt fmt-check unit smoke fuzz fuzz-smoke attack bench bench-instructions dev-certs clean image schema golden \
+.PHONY: help run test lint fmt fmt-check unit smoke fuzz fuzz-smoke attack bench bench-storm bench-instructions dev-certs clean image schema golden \
         deploy-certs deploy-render
 
 OVERLAY ?= cert-manager
@@ -83,6 +83,10 @@ attack: ## Attacks on a release server: peak RSS per attack vs the Deployment's 
 
 bench: ## Admission latency and throughput, release build (see README "Performance")
 	$(CARGO) bench --bench admission
+
+# STORM_USERS (500), STORM_XNAT_MS (100) and STORM_LIMIT (8) change the storm.
+bench-storm: ## N cold users at once, without and with the access index (see README "Performance")
+	$(CARGO) bench --bench storm
 
 # Instructions per op (callgrind: the same count whatever else the machine is doing), from the
 # difference of two runs so set-up is not counted.

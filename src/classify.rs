@@ -2,12 +2,11 @@
 //! requester, with the raw JupyterHub username in its annotation. Everything else passes unchanged.
 
 use kube::core::admission::Operation;
-use serde_json::value::RawValue;
 
 use crate::names::is_acceptable_username;
 use crate::pod::PodMeta;
 use crate::policy::PodSelector;
-use crate::review::Review;
+use crate::review::{PodSpec, Review};
 
 /// KubeSpawner's annotation with the raw (unescaped) JupyterHub username. The pod name and the
 /// label of the same name are lossy slugs (`Bob.Smith@uni.edu.au` → `bob-smith-uni-edu-au---4d2a158f`).
@@ -67,8 +66,8 @@ pub struct Target<'a> {
     /// Empty for the default server.
     pub server_name: &'a str,
     pub meta: &'a PodMeta<'a>,
-    /// The pod's spec as raw JSON, for the decision.
-    pub spec: Option<&'a RawValue>,
+    /// The pod's spec, read or raw, for the decision.
+    pub spec: &'a PodSpec<'a>,
 }
 
 /// Decides whether a review is ours. Pure: the review and the policy's selector are all it reads.
@@ -114,6 +113,6 @@ pub fn classify<'a>(review: &'a Review<'_>, sel: &PodSelector) -> Result<Target<
         jupyter_user,
         server_name,
         meta,
-        spec: pod.spec,
+        spec: &pod.spec,
     })
 }

@@ -33,7 +33,7 @@ impl PodMeta<'_> {
 }
 
 /// `spec`: what the appliers compare the plan with.
-#[derive(Deserialize, Default)]
+#[derive(Clone, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct SpecView<'a> {
     #[serde(borrow, default)]
@@ -47,7 +47,7 @@ pub struct SpecView<'a> {
     pub affinity: Option<&'a RawValue>,
 }
 
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VolumeView<'a> {
     #[serde(borrow)]
@@ -56,7 +56,7 @@ pub struct VolumeView<'a> {
     pub persistent_volume_claim: Option<PvcView<'a>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PvcView<'a> {
     #[serde(borrow)]
@@ -65,7 +65,7 @@ pub struct PvcView<'a> {
     pub read_only: Option<bool>,
 }
 
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ContainerView<'a> {
     #[serde(borrow)]
@@ -94,7 +94,7 @@ pub struct ContainerView<'a> {
     pub ports: Option<Vec<PortView<'a>>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PortView<'a> {
     #[serde(borrow, default)]
@@ -104,7 +104,7 @@ pub struct PortView<'a> {
 }
 
 /// An `envFrom` source: every key of a ConfigMap or Secret, each name with `prefix` before it.
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EnvFromView<'a> {
     #[serde(borrow, default)]
@@ -131,14 +131,14 @@ impl EnvFromView<'_> {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize)]
 pub struct NameRef<'a> {
     #[serde(borrow, default)]
     pub name: Cow<'a, str>,
 }
 
 /// A raw block device the container uses: a volume name and where it appears.
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeviceView<'a> {
     #[serde(borrow)]
@@ -147,7 +147,7 @@ pub struct DeviceView<'a> {
     pub device_path: Cow<'a, str>,
 }
 
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MountView<'a> {
     #[serde(borrow)]
@@ -160,7 +160,7 @@ pub struct MountView<'a> {
     pub read_only: Option<bool>,
 }
 
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EnvView<'a> {
     #[serde(borrow)]
@@ -169,7 +169,7 @@ pub struct EnvView<'a> {
     pub value: Option<Cow<'a, str>>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Clone, Deserialize, Default)]
 pub struct ResourcesView<'a> {
     #[serde(borrow, default)]
     pub limits: Option<StrMap<'a>>,
@@ -180,7 +180,8 @@ pub struct ResourcesView<'a> {
 /// A notebook pod as the decision sees it: its metadata and the parts of its spec it reads.
 pub struct PodView<'a> {
     pub meta: &'a PodMeta<'a>,
-    pub spec: SpecView<'a>,
+    /// Borrowed when the review's parse read it, owned when read from raw JSON here.
+    pub spec: Cow<'a, SpecView<'a>>,
 }
 
 /// The container that gets the data, and its index in `spec.containers`.
@@ -197,7 +198,18 @@ impl<'a> PodView<'a> {
             Some(raw) => serde_json::from_str(raw.get())?,
             None => SpecView::default(),
         };
-        Ok(Self { meta, spec })
+        Ok(Self {
+            meta,
+            spec: Cow::Owned(spec),
+        })
+    }
+
+    /// The spec the review's parse already read, next to the metadata.
+    pub fn read(meta: &'a PodMeta<'a>, spec: &'a SpecView<'a>) -> Self {
+        Self {
+            meta,
+            spec: Cow::Borrowed(spec),
+        }
     }
 
     /// The container named `name`, else the first one; `None` when there are none.

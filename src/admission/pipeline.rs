@@ -18,7 +18,7 @@ use crate::mutation::{optional_dirs, workspace_path};
 use crate::pod::PodView;
 use crate::policy::Values;
 use crate::policy::{Mode, OnError, Policy};
-use crate::review::{Answer, Review};
+use crate::review::{Answer, PodSpec, Review};
 use crate::seen::DirProbe;
 use crate::sharing::Confirmed;
 use crate::warning::Warnings;
@@ -132,7 +132,11 @@ fn decide_for(
         xnat_url: policy.xnat.endpoint.url.as_str(),
         caller_verified: caller.verified,
     };
-    match PodView::new(target.meta, target.spec) {
+    let pod = match target.spec {
+        PodSpec::Read(spec) => Ok(PodView::read(target.meta, spec)),
+        PodSpec::Raw(raw) => PodView::new(target.meta, *raw),
+    };
+    match pod {
         Ok(pod) => decide(&pod, &cx, policy),
         Err(e) => decide_unreadable(&cx, policy, e),
     }

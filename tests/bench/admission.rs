@@ -11,6 +11,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod versus_noop;
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -48,12 +49,19 @@ fn main() {
         .build()
         .unwrap();
     let body = std::fs::read(FIXTURE).unwrap();
-    bench_decide(&body);
-    bench_parse(&body);
+    // `BENCH_ONLY=versus` runs only the side-by-side with the no-op server (for a profiler).
+    let all = std::env::var("BENCH_ONLY").is_err();
+    if all {
+        bench_decide(&body);
+        bench_parse(&body);
+    }
     rt.block_on(async {
         let xnat = Standin::demo(common::SVC_USER, common::SVC_PASSWORD);
-        bench_in_process(&body, &xnat).await;
-        bench_https(&body, xnat.clone()).await;
+        if all {
+            bench_in_process(&body, &xnat).await;
+            bench_https(&body, xnat.clone()).await;
+        }
+        bench_versus_noop(&body, xnat.clone()).await;
         let c = xnat.counts();
         println!(
             "XNAT during all of the above: {} group calls, {} archive_spec calls, {} logins \
@@ -140,6 +148,42 @@ async fn bench_in_process(body: &[u8], xnat: &Arc<Standin>) {
         );
     }
     println!("review (in process, cached)   {}", per_op(t.elapsed(), n));
+}
+
+/// 5. Beside a no-op rustls server, 8 keep-alive connections, in the same run.
+async fn bench_versus_noop(body: &[u8], xnat: Arc<Standin>) {
+    let yaml = std::env::var("BENCH_POLICY").unwrap_or_default();
+    let h = common::Harness::builder()
+        .standin(xnat)
+        .policy(&yaml)
+        .start()
+        .await;
+    let body = axum::body::Bytes::copy_from_slice(body);
+    let webhook = h.url("/mutate");
+    // The no-op server answers what the webhook answers, so both send the same bytes back.
+    let answer = common::https_client(&h.ca_pem)
+        .post(&webhook)
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let ca = common::TestCa::new();
+    let (cert, key, _) = ca.issue();
+    let noop = versus_noop::start_noop(&cert, &key, answer).await;
+    let w = versus_noop::throughput(&h.ca_pem, &webhook, &body).await;
+    let n = versus_noop::throughput(&ca.pem, &noop, &body).await;
+    println!(
+        "8 keep-alive connections       webhook {w:.0} reviews/s, no-op server {n:.0}/s: {:.2}×",
+        w / n
+    );
+    let (w50, w99) = versus_noop::latency_at_1000(&h.ca_pem, &webhook, &body).await;
+    let (n50, n99) = versus_noop::latency_at_1000(&ca.pem, &noop, &body).await;
+    println!(
+        "at 1,000 reviews/s             webhook p50 {w50:?} p99 {w99:?}; no-op p50 {n50:?} p99 {n99:?}"
+    );
 }
 
 /// 4. Over TLS on loopback: the test harness's webhook (the default policy, or `BENCH_POLICY`).

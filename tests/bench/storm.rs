@@ -5,9 +5,15 @@
 //! storm made (by endpoint) and the most calls XNAT had at once.
 //!
 //! `STORM_USERS` (500), `STORM_XNAT_MS` (100), `STORM_LIMIT` (`maxConcurrentRequests`, 8).
+//!
+//! Then the memory a big site costs: the release server in its own process, its RSS with
+//! `STORM_SITE_USERS` (10,000) users in 3 of 200 projects each, cached (one review each) and
+//! indexed.
 
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "process.rs"]
+mod process;
 
 use std::time::{Duration, Instant};
 
@@ -49,7 +55,73 @@ fn main() {
         for index in [false, true] {
             storm(users, latency, limit, index).await;
         }
+        let site = env("STORM_SITE_USERS", 10_000) as usize;
+        for index in [false, true] {
+            memory(site, index).await;
+        }
     });
+}
+
+/// The release server's RSS after `users` users are cached (a review each) or indexed.
+async fn memory(users: usize, index: bool) {
+    let xnat = Standin::new(common::SVC_USER, common::SVC_PASSWORD);
+    for i in 0..users {
+        let groups: Vec<String> = (0..3)
+            .map(|k| format!("P{:03}_member", (i * 7 + k * 31) % 200))
+            .collect();
+        let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
+        xnat.set_user(&format!("student{i:05}"), &groups);
+    }
+    let (url, _task) = xnat
+        .spawn("127.0.0.1:0".parse().unwrap(), "/xnat")
+        .await
+        .unwrap();
+    let mut policy = "xnat:\n  cacheTtl: 1h\n  negativeCacheTtl: 1h\n".to_owned();
+    if index {
+        policy.push_str("  index:\n    enabled: true\n    refreshInterval: 1h\n    maxAge: 2h\n");
+    }
+    let server = process::Webhook::start(&url, &policy);
+    let client = server.client();
+    let idle = server.rss_kib();
+    let took = Instant::now();
+    if index {
+        loop {
+            let response = client.get(server.url("/readyz")).send().await.unwrap();
+            let ready: Value = response.json().await.unwrap_or_default();
+            if ready["xnat"]["index"]["users"] == users {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    } else {
+        let names: Vec<String> = (0..users).map(|i| format!("student{i:05}")).collect();
+        for chunk in names.chunks(64) {
+            let reviews = chunk.iter().map(|u| {
+                let body = serde_json::to_vec(&common::review_for(u)).unwrap();
+                let client = client.clone();
+                let target = server.url("/mutate");
+                async move {
+                    client
+                        .post(target)
+                        .body(body)
+                        .send()
+                        .await
+                        .unwrap()
+                        .status()
+                }
+            });
+            for status in futures::future::join_all(reviews).await {
+                assert_eq!(status, 200);
+            }
+        }
+    }
+    println!(
+        "RSS with {users} users {}: {:.1} MiB (idle {:.1} MiB; {:.1} s to fill)",
+        if index { "indexed" } else { "cached" },
+        server.rss_kib() as f64 / 1024.0,
+        idle as f64 / 1024.0,
+        took.elapsed().as_secs_f64()
+    );
 }
 
 async fn storm(users: usize, latency: Duration, limit: u64, index: bool) {

@@ -1,18 +1,22 @@
 //! The site-wide lists an access index reads as a site Administrator:
-//! - `GET /data/projects?format=json` (`ProjectListResource`): XNAT's table envelope
-//!   `{"ResultSet": {"Result": [...], "totalRecords": "N"}}` (a string), one row per project
-//!   with `ID`, `secondary_ID`, `name`, `description`, `pi_firstname`, `pi_lastname` (null
-//!   without a PI) and `URI`; an Administrator sees every project, anyone else the projects of
-//!   their own groups;
-//! - `GET /data/projects/{id}/users?format=json` (`ProjectUserListResource`): one row per
-//!   member with `GROUP_ID` (`ALPHA_owner`), `displayname` (`Owners`), `login`, `firstname`,
-//!   `lastname`, `email`; 404 for a project XNAT does not have; 403 for a caller that is
-//!   neither an Administrator nor an owner of the project.
+//! - `GET /data/projects?format=json` (`ProjectListResource.DefaultProjectHandler`): XNAT's table
+//!   envelope `{"ResultSet": {"Result": [...], "totalRecords": N}}`, one row per project with the
+//!   default fields `ID`, `secondary_ID`, `name`, `description`, `pi_firstname`, `pi_lastname`
+//!   (null without a PI) and `URI`. Only the projects the caller may read — its own groups'
+//!   here — unless the caller is a site Administrator asking `allDataOverride=true`: then every
+//!   project (the Administrator role alone does not put an account in `ALL_DATA_ADMIN`);
+//! - `GET /data/projects/{id}/users?format=json` (`ProjectUserListResource`): `SELECT g.id AS
+//!   "GROUP_ID", displayname, login, firstname, lastname, email` over the groups tagged with the
+//!   project, enabled accounts only; 404 for a project XNAT does not have; 403 for a caller that
+//!   is neither a site Administrator nor an owner of the project
+//!   (`restrictUserListAccessToAdmins`, on by default).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use axum::extract::{Path, State};
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -20,17 +24,22 @@ use serde_json::{Value, json};
 use crate::{ADMINISTRATOR, Standin, lock};
 
 fn table(rows: Vec<Value>) -> Response {
-    let total = rows.len().to_string();
+    let total = rows.len();
     axum::Json(json!({"ResultSet": {"Result": rows, "totalRecords": total}})).into_response()
 }
 
-pub(crate) async fn projects(State(s): State<Arc<Standin>>, headers: HeaderMap) -> Response {
+pub(crate) async fn projects(
+    State(s): State<Arc<Standin>>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
     s.counters.projects.fetch_add(1, Ordering::SeqCst);
     let (_guard, caller) = match s.api_call(&headers).await {
         Ok(g) => g,
         Err(r) => return r,
     };
-    let admin = s.has_role(&caller, ADMINISTRATOR);
+    let admin = s.has_role(&caller, ADMINISTRATOR)
+        && query.get("allDataOverride").is_some_and(|v| v == "true");
     let own = lock(&s.users).get(&caller).cloned().unwrap_or_default();
     let rows = s
         .project_ids()

@@ -1,6 +1,14 @@
 //! The site-wide lists the access index is read from, as a site Administrator: every project
-//! (`GET /data/projects?format=json`) and each project's members
+//! (`GET /data/projects?format=json&allDataOverride=true`) and each project's members
 //! (`GET /data/projects/{ID}/users?format=json`).
+//!
+//! From XNAT's `ProjectListResource` (`DefaultProjectHandler`): without `allDataOverride=true` the
+//! list holds only the projects the caller may read (unless it is in `ALL_DATA_ADMIN`), and an
+//! Administrator role alone does not put an account there; with it, a site Administrator gets
+//! every project. `ProjectUserListResource` lists the members of the groups tagged with the
+//! project (`GROUP_ID`, `displayname`, `login`, `firstname`, `lastname`, `email`), enabled
+//! accounts only, to site Administrators and project owners (403 otherwise, 404 for a project it
+//! does not have).
 
 use serde::Deserialize;
 use tokio::time::Instant;
@@ -43,7 +51,7 @@ impl XnatClient {
     /// form are left out (they could never be mounted).
     pub async fn project_ids(&self, deadline: Instant) -> Result<Vec<String>, XnatError> {
         let mut url = self.url(&["data", "projects"]);
-        url.set_query(Some("format=json"));
+        url.set_query(Some("format=json&allDataOverride=true"));
         let body = self
             .get_body("projects", url, deadline)
             .await?

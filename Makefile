@@ -90,11 +90,11 @@ bench-storm: ## N cold users at once, without and with the access index (see REA
 
 # Instructions per op (callgrind: the same count whatever else the machine is doing), from the
 # difference of two runs so set-up is not counted.
-bench-instructions: ## Instructions per decide and per in-process review (needs valgrind)
+bench-instructions: ## Instructions per decide and per in-process review, pretty and compact body (needs valgrind)
 	@$(CARGO) bench --bench ops --no-run 2>/dev/null; \
 	  bin=$$($(CARGO) bench --bench ops --no-run --message-format=json 2>/dev/null \
 	    | jq -r 'select(.executable != null and .target.name == "ops") | .executable'); \
-	  for piece in decide review; do \
+	  for piece in decide review review-compact; do \
 	    count() { valgrind --tool=callgrind --callgrind-out-file=/dev/null "$$bin" "$$piece" "$$1" 2>&1 \
 	      | sed -n 's/.*Collected : \([0-9]*\).*/\1/p'; }; \
 	    a=$$(count 100); b=$$(count 1100); \

@@ -4,11 +4,14 @@
 //! 1. the pure decision (`mutation::decide`, reading the spec included) alone;
 //! 2. parsing the review alone;
 //! 3. one whole review in process (parse, classify, cached XNAT lookup, decide, serialize);
-//! 4. reviews over real TLS on loopback from a keep-alive client, with 16 in flight.
+//! 4. reviews over real TLS on loopback from a keep-alive client, with 16 in flight;
+//! 5. beside a no-op rustls server in the same run, for the fixture as stored (pretty-printed)
+//!    and compact, as the API server sends it.
 //!
 //! The XNAT stand-in answers the first lookup; everything after is a cache hit, which is what a
 //! spawn storm looks like after its first second.
 
+mod body;
 #[path = "../common/mod.rs"]
 mod common;
 mod versus_noop;
@@ -61,7 +64,18 @@ fn main() {
             bench_in_process(&body, &xnat).await;
             bench_https(&body, xnat.clone()).await;
         }
-        bench_versus_noop(&body, xnat.clone()).await;
+        bench_versus_noop(
+            "fixture as stored (6.6 KB, pretty-printed)",
+            &body,
+            xnat.clone(),
+        )
+        .await;
+        let compact = body::compact(&body);
+        let label = format!(
+            "compact, as the API server sends it ({} bytes)",
+            compact.len()
+        );
+        bench_versus_noop(&label, &compact, xnat.clone()).await;
         let c = xnat.counts();
         println!(
             "XNAT during all of the above: {} group calls, {} archive_spec calls, {} logins \
@@ -151,7 +165,8 @@ async fn bench_in_process(body: &[u8], xnat: &Arc<Standin>) {
 }
 
 /// 5. Beside a no-op rustls server, 8 keep-alive connections, in the same run.
-async fn bench_versus_noop(body: &[u8], xnat: Arc<Standin>) {
+async fn bench_versus_noop(label: &str, body: &[u8], xnat: Arc<Standin>) {
+    println!("beside a no-op rustls server: {label}");
     let yaml = std::env::var("BENCH_POLICY").unwrap_or_default();
     let h = common::Harness::builder()
         .standin(xnat)
@@ -173,16 +188,44 @@ async fn bench_versus_noop(body: &[u8], xnat: Arc<Standin>) {
     let ca = common::TestCa::new();
     let (cert, key, _) = ca.issue();
     let noop = versus_noop::start_noop(&cert, &key, answer).await;
-    let w = versus_noop::throughput(&h.ca_pem, &webhook, &body).await;
-    let n = versus_noop::throughput(&ca.pem, &noop, &body).await;
+    let (mut w, mut n, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let a = versus_noop::throughput(&h.ca_pem, &webhook, &body, 2).await;
+        let b = versus_noop::throughput(&ca.pem, &noop, &body, 2).await;
+        w.push(a);
+        n.push(b);
+        ratio.push(a / b);
+    }
+    let spread = |v: &[f64]| {
+        let (lo, hi) = v
+            .iter()
+            .fold((f64::MAX, 0f64), |(l, h), x| (l.min(*x), h.max(*x)));
+        format!("{lo:.2}–{hi:.2}")
+    };
     println!(
-        "8 keep-alive connections       webhook {w:.0} reviews/s, no-op server {n:.0}/s: {:.2}×",
-        w / n
+        "8 keep-alive connections       webhook {:.0} reviews/s, no-op server {:.0}/s: {:.2}× \
+         (medians of 5 alternating 2 s rounds; ratio per round {})",
+        versus_noop::median(w),
+        versus_noop::median(n),
+        versus_noop::median(ratio.clone()),
+        spread(&ratio)
     );
-    let (w50, w99) = versus_noop::latency_at_1000(&h.ca_pem, &webhook, &body).await;
-    let (n50, n99) = versus_noop::latency_at_1000(&ca.pem, &noop, &body).await;
+    let (mut w50, mut w99, mut n50, mut n99) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..3 {
+        let (a, b) = versus_noop::latency_at_1000(&h.ca_pem, &webhook, &body, 3).await;
+        let (c, d) = versus_noop::latency_at_1000(&ca.pem, &noop, &body, 3).await;
+        w50.push(a);
+        w99.push(b);
+        n50.push(c);
+        n99.push(d);
+    }
     println!(
-        "at 1,000 reviews/s             webhook p50 {w50:?} p99 {w99:?}; no-op p50 {n50:?} p99 {n99:?}"
+        "at 1,000 reviews/s             webhook p50 {:?} p99 {:?}; no-op p50 {:?} p99 {:?} \
+         (medians of 3 alternating 3 s rounds)",
+        versus_noop::median(w50),
+        versus_noop::median(w99),
+        versus_noop::median(n50),
+        versus_noop::median(n99)
     );
 }
 

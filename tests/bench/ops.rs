@@ -3,7 +3,10 @@
 //! on what else the machine is doing (unlike `make bench`'s timings).
 //!
 //! `ops decide N`: read alice's spec and decide; `ops review N`: the whole review in process,
-//! access from a fixed table (parse, classify, identify, lookup, decide, serialize).
+//! access from a fixed table (parse, classify, identify, lookup, decide, serialize);
+//! `ops review-compact N`: the same for the body as the API server sends it (compact JSON).
+
+mod body;
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -26,13 +29,14 @@ const GROUPS: [&str; 3] = ["ALPHA_owner", "BETA_member", "ALL_DATA_ACCESS"];
 fn main() {
     let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
     let (Some(what), Some(n)) = (args.next(), args.next().and_then(|n| n.parse().ok())) else {
-        eprintln!("usage: ops decide|review N");
+        eprintln!("usage: ops decide|review|review-compact N");
         std::process::exit(2);
     };
     let body = std::fs::read(FIXTURE).unwrap();
     match what.as_str() {
         "decide" => decide_n(&body, n),
         "review" => review_n(&body, n),
+        "review-compact" => review_n(&body::compact(&body), n),
         other => panic!("unknown piece {other:?}"),
     }
 }

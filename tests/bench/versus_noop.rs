@@ -3,7 +3,9 @@
 //! webhook on this stack can do, so the ratio says how much the webhook's own work costs.
 //!
 //! Both get the same load from 8 keep-alive HTTP/1.1 TLS connections: as fast as they answer
-//! (throughput), then a fixed 1,000 reviews/s (latency quantiles).
+//! (throughput), then a fixed 1,000 reviews/s (latency quantiles). The two take turns in short
+//! rounds and the medians are reported: on a shared machine one long run each mostly measures
+//! which of the two had the noisier neighbours.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -16,7 +18,6 @@ use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
 
 const CONNECTIONS: usize = 8;
-const SECONDS: u64 = 5;
 
 /// A no-op HTTPS server on loopback; returns its URL.
 pub async fn start_noop(cert_pem: &str, key_pem: &str, answer: Bytes) -> String {
@@ -72,10 +73,10 @@ fn client(ca_pem: &str) -> reqwest::Client {
         .unwrap()
 }
 
-/// Reviews per second from [`CONNECTIONS`] connections sending back to back for [`SECONDS`].
-pub async fn throughput(ca_pem: &str, url: &str, body: &Bytes) -> f64 {
+/// Reviews per second from [`CONNECTIONS`] connections sending back to back for `seconds`.
+pub async fn throughput(ca_pem: &str, url: &str, body: &Bytes, seconds: u64) -> f64 {
     let client = client(ca_pem);
-    let until = Instant::now() + Duration::from_secs(SECONDS);
+    let until = Instant::now() + Duration::from_secs(seconds);
     let workers: Vec<_> = (0..CONNECTIONS)
         .map(|_| {
             let (client, url, body) = (client.clone(), url.to_owned(), body.clone());
@@ -95,14 +96,19 @@ pub async fn throughput(ca_pem: &str, url: &str, body: &Bytes) -> f64 {
     for w in workers {
         total += w.await.unwrap();
     }
-    total as f64 / SECONDS as f64
+    total as f64 / seconds as f64
 }
 
-/// p50 and p99 at a fixed 1,000 reviews/s spread over the connections.
-pub async fn latency_at_1000(ca_pem: &str, url: &str, body: &Bytes) -> (Duration, Duration) {
+/// p50 and p99 at a fixed 1,000 reviews/s spread over the connections, for `seconds`.
+pub async fn latency_at_1000(
+    ca_pem: &str,
+    url: &str,
+    body: &Bytes,
+    seconds: u64,
+) -> (Duration, Duration) {
     let client = client(ca_pem);
     let per_worker = Duration::from_micros(1_000 * CONNECTIONS as u64);
-    let ticks = SECONDS * 1000 / CONNECTIONS as u64;
+    let ticks = seconds * 1000 / CONNECTIONS as u64;
     let workers: Vec<_> = (0..CONNECTIONS)
         .map(|i| {
             let (client, url, body) = (client.clone(), url.to_owned(), body.clone());
@@ -128,4 +134,10 @@ pub async fn latency_at_1000(ca_pem: &str, url: &str, body: &Bytes) -> (Duration
     lat.sort();
     let pct = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
     (pct(0.5), pct(0.99))
+}
+
+/// The middle value (the upper one of an even count).
+pub fn median<T: PartialOrd + Copy>(mut values: Vec<T>) -> T {
+    values.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    values[values.len() / 2]
 }

@@ -14,6 +14,7 @@
 mod body;
 #[path = "../common/mod.rs"]
 mod common;
+mod stats;
 mod versus_noop;
 
 use std::hint::black_box;
@@ -31,6 +32,8 @@ use jupyter_xnat_webhook::sharing::Confirmed;
 use jupyter_xnat_webhook::xnat::{CredentialSource, Credentials};
 use serde_json::value::RawValue;
 use xnat_standin::Standin;
+
+use stats::{median, quantile};
 
 const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -205,9 +208,9 @@ async fn bench_versus_noop(label: &str, body: &[u8], xnat: Arc<Standin>) {
     println!(
         "8 keep-alive connections       webhook {:.0} reviews/s, no-op server {:.0}/s: {:.2}× \
          (medians of 5 alternating 2 s rounds; ratio per round {})",
-        versus_noop::median(w),
-        versus_noop::median(n),
-        versus_noop::median(ratio.clone()),
+        median(w),
+        median(n),
+        median(ratio.clone()),
         spread(&ratio)
     );
     let (mut w50, mut w99, mut n50, mut n99) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -222,10 +225,10 @@ async fn bench_versus_noop(label: &str, body: &[u8], xnat: Arc<Standin>) {
     println!(
         "at 1,000 reviews/s             webhook p50 {:?} p99 {:?}; no-op p50 {:?} p99 {:?} \
          (medians of 3 alternating 3 s rounds)",
-        versus_noop::median(w50),
-        versus_noop::median(w99),
-        versus_noop::median(n50),
-        versus_noop::median(n99)
+        median(w50),
+        median(w99),
+        median(n50),
+        median(n99)
     );
 }
 
@@ -272,12 +275,11 @@ async fn bench_https(body: &[u8], xnat: Arc<Standin>) {
     }
     let elapsed = started.elapsed();
     lat.sort();
-    let pct = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
     println!(
         "HTTPS loopback, {workers} in flight  {:.0} reviews/s, p50 {:?}, p99 {:?} ({} reviews, client on the same 2 cores)",
         lat.len() as f64 / elapsed.as_secs_f64(),
-        pct(0.50),
-        pct(0.99),
+        quantile(&lat, 0.50),
+        quantile(&lat, 0.99),
         lat.len()
     );
 }

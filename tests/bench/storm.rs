@@ -14,6 +14,8 @@
 mod common;
 #[path = "process.rs"]
 mod process;
+#[path = "stats.rs"]
+mod stats;
 
 use std::time::{Duration, Instant};
 
@@ -184,13 +186,12 @@ async fn storm(users: usize, latency: Duration, limit: u64, index: bool) {
     let last = started.elapsed();
     let after = xnat.counts();
     lat.sort();
-    let pct = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
     println!(
         "{:<14} {:>10.2} {:>9.1} {:>9.1} {:>13} {:>8} {:>22} {:>15}",
         if index { "on (warm)" } else { "off" },
         last.as_secs_f64(),
-        pct(0.5).as_secs_f64() * 1000.0,
-        pct(0.99).as_secs_f64() * 1000.0,
+        stats::quantile(&lat, 0.5).as_secs_f64() * 1000.0,
+        stats::quantile(&lat, 0.99).as_secs_f64() * 1000.0,
         format!("{with_project}/{users}"),
         refused,
         calls(&before, &after),

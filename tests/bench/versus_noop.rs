@@ -17,6 +17,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
 
+use crate::stats::quantile;
+
 const CONNECTIONS: usize = 8;
 
 /// A no-op HTTPS server on loopback; returns its URL.
@@ -132,12 +134,5 @@ pub async fn latency_at_1000(
         lat.extend(w.await.unwrap());
     }
     lat.sort();
-    let pct = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
-    (pct(0.5), pct(0.99))
-}
-
-/// The middle value (the upper one of an even count).
-pub fn median<T: PartialOrd + Copy>(mut values: Vec<T>) -> T {
-    values.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-    values[values.len() / 2]
+    (quantile(&lat, 0.5), quantile(&lat, 0.99))
 }

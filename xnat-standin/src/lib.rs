@@ -1,30 +1,17 @@
-//! A small XNAT stand-in that speaks the endpoints the webhook uses, with XNAT's JSON shapes, its
-//! session login and HTTP-basic checks. `make run` serves it with demo users; the integration
+//! A small XNAT stand-in that speaks the endpoints the webhook uses as XNAT does: the same JSON
+//! and XML shapes, media types negotiated as Restlet and Spring MVC negotiate them (a 406 for
+//! what a resource does not offer), the same roles and 403s, 404 for what the account cannot
+//! see, logins matched case-sensitively. `make run` serves it with demo users; the integration
 //! tests use it as the XNAT test double, with latency and fault injection and call counting.
 //!
-//! Endpoints (under the context path, e.g. `/xnat`):
+//! Endpoints (under the context path, e.g. `/xnat`), each module naming the XNAT classes behind
+//! its answers:
 //! - `POST /data/JSESSION` (basic auth) → session id as text, `DELETE /data/JSESSION`;
-//! - `GET /xapi/users/{user}/groups` → `["ALPHA_owner", …]`, 404 for an unknown user;
-//! - `GET /xapi/access/{user}/projects` → `[{"ID", "secondary_ID", "name", "description", "role",
-//!   "group_id", "URI"}]` for every group (site groups with `ID` null), `200 []` for an unknown
-//!   user;
-//! - `GET /xapi/users/{user}/roles` → the user's site roles (`["Administrator"]`), 200 with no
-//!   body for an unknown user (`getUserRoles` returns null);
-//! - `403` with an empty body (`XapiRequestMappingAspect`) when the caller lacks what the
-//!   endpoint is restricted to: `/groups` and `/roles` the user themself or an Administrator,
-//!   `/access` an Administrator;
-//! - `GET /xapi/jupyterhub/users/{user}/server/user-options` and
-//!   `…/server/{servername}/user-options` → the plugin's stored launch context, 404 when none;
-//!   role `JupyterHub` or `Administrator` (`@AuthorizedRoles`), else 403 with an empty body;
-//! - `GET /data/projects/{id}/accessibility` → `public`, `protected` or `private` as plain text
-//!   (`ProjectAccessibilityResource`), 404 for a project it was not told about;
-//! - `GET /data/projects/{id}/archive_spec` → the project's `arc:project` as XML whatever was
-//!   asked for (`ProjectArchive`), its `arc:paths/arc:archivePath` the site default
-//!   `/data/xnat/archive/{id}/` that XNAT writes into every new project unless told otherwise;
-//!   404 for an account that cannot see the project (only Administrators are modelled);
-//! - `GET /data/experiments/{id}?format=json` → the item JSON of an experiment
-//!   (`ItemJSONBuilder`: `items[0].data_fields` `ID`/`project`/`label`, shares as items of the
-//!   `sharing/share` child), 404 "Unable to find the specified experiment.".
+//! - [`xapi`]: `/xapi/users/{u}/groups`, `/xapi/users/{u}/roles`, `/xapi/users`,
+//!   `/xapi/access/{u}/projects`, the plugin's `…/user-options`;
+//! - [`data`]: `/data/projects/{id}/archive_spec`, `…/accessibility`, `/data/experiments/{id}`;
+//! - [`site`]: `/data/projects` and `/data/projects/{id}/users`;
+//! - [`negotiate`]: how each framework picks a media type or refuses.
 //!
 //! Every API call accepts the `JSESSIONID` cookie of a live session or HTTP basic credentials.
 
@@ -35,14 +22,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
 use serde_json::{Value, json};
 
+mod data;
+pub mod negotiate;
 mod site;
+mod xapi;
 
 /// The demo site's users and their groups: the users of the KubeSpawner fixtures and a few
 /// projects.
@@ -102,6 +92,7 @@ struct Counters {
     in_flight: AtomicUsize,
     projects: AtomicUsize,
     project_users: AtomicUsize,
+    users: AtomicUsize,
 }
 
 /// What the stand-in has received so far: the one way tests read its counters.
@@ -135,6 +126,8 @@ pub struct Counts {
     pub projects: usize,
     /// `GET /data/projects/{id}/users`.
     pub project_users: usize,
+    /// `GET /xapi/users`.
+    pub users: usize,
 }
 
 impl Counts {
@@ -150,6 +143,7 @@ impl Counts {
             + self.archive_specs
             + self.projects
             + self.project_users
+            + self.users
     }
 }
 
@@ -174,6 +168,14 @@ pub struct Standin {
     calls_by_user: Mutex<HashMap<String, usize>>,
     /// Projects without members (`add_project`).
     extra_projects: Mutex<std::collections::BTreeSet<String>>,
+    /// Custom project groups: group id → its project (`ProjectGroupResource`).
+    custom_groups: Mutex<HashMap<String, String>>,
+    /// Project aliases → the project (`ProjectArchive` resolves either).
+    aliases: Mutex<HashMap<String, String>>,
+    /// Projects' current arcs; `arc001` for the rest.
+    current_arcs: Mutex<HashMap<String, String>>,
+    /// Faults of one endpoint (`archive_spec`) or one item of it (`archive_spec/ALPHA`).
+    endpoint_faults: Mutex<HashMap<String, Fault>>,
     next_session: AtomicUsize,
     counters: Counters,
 }
@@ -198,6 +200,10 @@ impl Standin {
             latency: Mutex::default(),
             calls_by_user: Mutex::default(),
             extra_projects: Mutex::default(),
+            custom_groups: Mutex::default(),
+            aliases: Mutex::default(),
+            current_arcs: Mutex::default(),
+            endpoint_faults: Mutex::default(),
             next_session: AtomicUsize::new(1),
             counters: Counters::default(),
         })
@@ -265,9 +271,38 @@ impl Standin {
         lock(&self.experiments).insert(id.to_owned(), item);
     }
 
-    /// Stores the plugin's user options for a user's server (`""` for the default server).
+    /// Stores the plugin's user options for a user's server (`""` for the default server); the
+    /// user exists from then on.
     pub fn set_user_options(&self, user: &str, server: &str, options: Value) {
+        lock(&self.users).entry(user.to_owned()).or_default();
         lock(&self.user_options).insert((user.to_owned(), server.to_owned()), options);
+    }
+
+    /// A custom group of `project` (`ProjectGroupResource`: its id is `{project}_{name}`, or
+    /// any id the request gave): members are added with [`Self::set_user`].
+    pub fn add_custom_group(&self, project: &str, group_id: &str) {
+        lock(&self.custom_groups).insert(group_id.to_owned(), project.to_owned());
+    }
+
+    /// `alias` names `project` too (a project's secondary ids).
+    pub fn set_alias(&self, alias: &str, project: &str) {
+        lock(&self.aliases).insert(alias.to_owned(), project.to_owned());
+    }
+
+    /// A project's current arc (`PUT /data/projects/{id}/current_arc/{arc}`).
+    pub fn set_current_arc(&self, project: &str, arc: &str) {
+        lock(&self.current_arcs).insert(project.to_owned(), arc.to_owned());
+    }
+
+    /// Answers `endpoint` (a [`Counts`] field name: `archive_spec`, `project_users`…) with
+    /// `fault`, or only its item when the key is `endpoint/item`; `Fault::None` clears it.
+    pub fn set_endpoint_fault(&self, key: &str, fault: Fault) {
+        let mut faults = lock(&self.endpoint_faults);
+        if fault == Fault::None {
+            faults.remove(key);
+        } else {
+            faults.insert(key.to_owned(), fault);
+        }
     }
 
     pub fn set_fault(&self, fault: Fault) {
@@ -334,6 +369,7 @@ impl Standin {
             max_in_flight: n(&c.max_in_flight),
             projects: n(&c.projects),
             project_users: n(&c.project_users),
+            users: n(&c.users),
         }
     }
 
@@ -347,20 +383,27 @@ impl Standin {
     pub fn router(self: &Arc<Self>, context_path: &str) -> Router {
         let api = Router::new()
             .route("/data/JSESSION", post(login).delete(logout))
-            .route("/xapi/users/{user}/groups", get(groups))
-            .route("/xapi/users/{user}/roles", get(roles))
-            .route("/xapi/access/{user}/projects", get(access_projects))
+            .route("/xapi/users", get(xapi::users))
+            .route("/xapi/users/{user}/groups", get(xapi::groups))
+            .route("/xapi/users/{user}/roles", get(xapi::roles))
+            .route("/xapi/access/{user}/projects", get(xapi::access_projects))
             .route(
                 "/xapi/jupyterhub/users/{user}/server/user-options",
-                get(default_user_options),
+                get(xapi::default_user_options),
             )
             .route(
                 "/xapi/jupyterhub/users/{user}/server/{server}/user-options",
-                get(named_user_options),
+                get(xapi::named_user_options),
             )
-            .route("/data/projects/{project}/accessibility", get(accessibility))
-            .route("/data/experiments/{id}", get(experiment))
-            .route("/data/projects/{project}/archive_spec", get(archive_spec))
+            .route(
+                "/data/projects/{project}/accessibility",
+                get(data::accessibility),
+            )
+            .route("/data/experiments/{id}", get(data::experiment))
+            .route(
+                "/data/projects/{project}/archive_spec",
+                get(data::archive_spec),
+            )
             .route("/data/projects", get(site::projects))
             .route("/data/projects/{project}/users", get(site::project_users))
             .with_state(self.clone());
@@ -460,19 +503,49 @@ impl Standin {
             .find_map(|c| c.trim().strip_prefix("JSESSIONID=").map(str::to_owned))
     }
 
-    /// Every project the stand-in has: those of its users' groups and those added empty.
+    /// Every project the stand-in has: those of its users' groups and those added empty or
+    /// given settings.
     fn project_ids(&self) -> std::collections::BTreeSet<String> {
         let mut ids: std::collections::BTreeSet<String> = lock(&self.extra_projects).clone();
-        for groups in lock(&self.users).values() {
-            for g in groups {
-                if let Some((p, _)) = g.rsplit_once('_')
-                    && !g.starts_with("ALL_DATA_")
-                {
-                    ids.insert(p.to_owned());
-                }
-            }
-        }
+        ids.extend(lock(&self.accessibility).keys().cloned());
+        ids.extend(lock(&self.archive_paths).keys().cloned());
+        ids.extend(lock(&self.current_arcs).keys().cloned());
+        ids.extend(lock(&self.custom_groups).values().cloned());
+        let groups: Vec<String> = lock(&self.users).values().flatten().cloned().collect();
+        ids.extend(groups.iter().filter_map(|g| self.project_of(g)));
         ids
+    }
+
+    /// The project a group belongs to: a custom group's own, a site group's none, else the id
+    /// before the last `_` (`ALPHA_owner`).
+    fn project_of(&self, group: &str) -> Option<String> {
+        if let Some(p) = lock(&self.custom_groups).get(group) {
+            return Some(p.clone());
+        }
+        if group.starts_with("ALL_DATA_") {
+            return None;
+        }
+        group.rsplit_once('_').map(|(p, _)| p.to_owned())
+    }
+
+    /// The project an id or alias names; an alias set with [`Self::set_alias`] wins, so a test
+    /// can have XNAT resolve a name some group implies to another project.
+    fn resolve_project(&self, id: &str) -> Option<String> {
+        if let Some(p) = lock(&self.aliases).get(id) {
+            return Some(p.clone());
+        }
+        self.project_ids().contains(id).then(|| id.to_owned())
+    }
+
+    /// The fault set for `endpoint` or for its `item`, as a response.
+    fn endpoint_fault(&self, endpoint: &str, item: &str) -> Option<Response> {
+        let faults = lock(&self.endpoint_faults);
+        let fault = faults
+            .get(&format!("{endpoint}/{item}"))
+            .or_else(|| faults.get(endpoint))
+            .copied()?;
+        drop(faults);
+        fault_response(fault)
     }
 
     /// The common prologue of an API call: count, delay, authenticate, inject faults. Returns
@@ -528,29 +601,9 @@ impl Standin {
                 None => *lock(&self.fault),
             }
         };
-        match fault {
-            Fault::None => Ok((guard, caller)),
-            Fault::Status(code) => {
-                let status =
-                    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                Err((status, "stand-in fault").into_response())
-            }
-            Fault::HtmlLogin => Err(login_page()),
-            Fault::BadJson => Err((
-                [(header::CONTENT_TYPE, "application/json")],
-                "[\"ALPHA_owner\",",
-            )
-                .into_response()),
-            Fault::Oversized => {
-                // Built once: a fault must not be slow to produce, or it turns into a timeout.
-                static BODY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-                let body = BODY.get_or_init(|| {
-                    let many: Vec<String> =
-                        (0..200_000).map(|i| format!("P{i:08}_member")).collect();
-                    serde_json::to_string(&many).unwrap_or_default()
-                });
-                Err(([(header::CONTENT_TYPE, "application/json")], body.as_str()).into_response())
-            }
+        match fault_response(fault) {
+            None => Ok((guard, caller)),
+            Some(r) => Err(r),
         }
     }
 
@@ -559,6 +612,32 @@ impl Standin {
             .entry(user.to_owned())
             .or_default() += 1;
     }
+}
+
+/// What a fault answers instead of the real answer.
+fn fault_response(fault: Fault) -> Option<Response> {
+    Some(match fault {
+        Fault::None => return None,
+        Fault::Status(code) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            (status, "stand-in fault").into_response()
+        }
+        Fault::HtmlLogin => login_page(),
+        Fault::BadJson => (
+            [(header::CONTENT_TYPE, "application/json")],
+            "[\"ALPHA_owner\",",
+        )
+            .into_response(),
+        Fault::Oversized => {
+            // Built once: a fault must not be slow to produce, or it turns into a timeout.
+            static BODY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+            let body = BODY.get_or_init(|| {
+                let many: Vec<String> = (0..200_000).map(|i| format!("P{i:08}_member")).collect();
+                serde_json::to_string(&many).unwrap_or_default()
+            });
+            ([(header::CONTENT_TYPE, "application/json")], body.as_str()).into_response()
+        }
+    })
 }
 
 /// Tracks concurrent API calls for `max_in_flight`.
@@ -640,220 +719,6 @@ async fn logout(State(s): State<Arc<Standin>>, headers: HeaderMap) -> Response {
     StatusCode::OK.into_response()
 }
 
-/// One row of the admin access list for group `g`, as `RoleHolder.QUERY_USER_PROJECT_ROLES`
-/// builds it: a project group has its project's fields and the group's display name as `role`;
-/// a site group (`ALL_DATA_ACCESS`, `ALL_DATA_ADMIN`) has no project, so those fields are null.
-fn access_row(g: &str) -> Value {
-    let site_group = matches!(g, "ALL_DATA_ACCESS" | "ALL_DATA_ADMIN");
-    match g.rsplit_once('_').filter(|_| !site_group) {
-        Some((project, role)) => {
-            let display = match role {
-                "owner" => "Owners",
-                "member" => "Members",
-                "collaborator" => "Collaborators",
-                custom => custom,
-            };
-            json!({
-                "ID": project, "secondary_ID": project, "name": format!("Project {project}"),
-                "description": "", "role": display, "group_id": g,
-                "URI": format!("/data/projects/{project}"),
-            })
-        }
-        None => json!({
-            "ID": null, "secondary_ID": null, "name": null, "description": null,
-            "role": g, "group_id": g, "URI": null,
-        }),
-    }
-}
-
-async fn groups(
-    State(s): State<Arc<Standin>>,
-    Path(user): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    s.counters.groups.fetch_add(1, Ordering::SeqCst);
-    s.count_user(&user);
-    let (_guard, caller) = match s.api_call(&headers).await {
-        Ok(g) => g,
-        Err(r) => return r,
-    };
-    // Authorization runs before the lookup: 403 even for a user XNAT does not have.
-    if let Some(refused) = s.refuse_other_user(&caller, &user) {
-        return refused;
-    }
-    let groups = lock(&s.users).get(&user).cloned();
-    match groups {
-        Some(groups) => axum::Json(groups).into_response(),
-        None if s.knows(&user) => axum::Json(Vec::<String>::new()).into_response(),
-        None => no_such_user(),
-    }
-}
-
-/// `GET /xapi/access/{user}/projects`: the admin view of a user's project memberships.
-async fn access_projects(
-    State(s): State<Arc<Standin>>,
-    Path(user): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    s.counters.access.fetch_add(1, Ordering::SeqCst);
-    s.count_user(&user);
-    let (_guard, caller) = match s.api_call(&headers).await {
-        Ok(g) => g,
-        Err(r) => return r,
-    };
-    // `restrictTo = Admin`, even for the caller's own list.
-    if let Some(refused) = s.refuse_non_admin(&caller) {
-        return refused;
-    }
-    // An unknown user is `200 []` here (the query simply finds no groups), not 404.
-    let groups = lock(&s.users).get(&user).cloned().unwrap_or_default();
-    let list: Vec<Value> = groups.iter().map(|g| access_row(g)).collect();
-    axum::Json(list).into_response()
-}
-
-/// `GET /xapi/users/{user}/roles` (`restrictTo = User`): a JSON array of role names; an
-/// unknown user is 200 with no body (`getUserRoles` catches `UserNotFoundException` and returns
-/// null).
-async fn roles(
-    State(s): State<Arc<Standin>>,
-    Path(user): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    s.counters.roles.fetch_add(1, Ordering::SeqCst);
-    let (_guard, caller) = match s.api_call(&headers).await {
-        Ok(g) => g,
-        Err(r) => return r,
-    };
-    if let Some(refused) = s.refuse_other_user(&caller, &user) {
-        return refused;
-    }
-    if !s.knows(&user) {
-        return StatusCode::OK.into_response();
-    }
-    let roles = lock(&s.roles).get(&user).cloned().unwrap_or_default();
-    axum::Json(roles).into_response()
-}
-
-/// `GET /data/projects/{id}/archive_spec`: XML, whatever the `Accept` header says.
-async fn archive_spec(
-    State(s): State<Arc<Standin>>,
-    Path(project): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    s.counters.archive_specs.fetch_add(1, Ordering::SeqCst);
-    let (_guard, caller) = match s.api_call(&headers).await {
-        Ok(g) => g,
-        Err(r) => return r,
-    };
-    if !s.has_role(&caller, ADMINISTRATOR) {
-        return (StatusCode::NOT_FOUND, "").into_response();
-    }
-    let path = lock(&s.archive_paths)
-        .get(&project)
-        .cloned()
-        .unwrap_or_else(|| Some(format!("/data/xnat/archive/{project}/")));
-    let paths = path.map_or_else(String::new, |p| {
-        format!("<arc:paths>\n<arc:archivePath>{p}</arc:archivePath>\n<arc:prearchivePath>/data/xnat/prearchive/{project}/</arc:prearchivePath>\n</arc:paths>\n")
-    });
-    let xml = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<arc:project ID=\"{project}\" current_arc=\"arc001\" \
-         xmlns:arc=\"http://nrg.wustl.edu/arc\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\">\n{paths}</arc:project>\n"
-    );
-    ([(header::CONTENT_TYPE, "text/xml")], xml).into_response()
-}
-
-/// XNAT's answer for a user it does not have (`UserNotFoundException`, 404, text/plain).
-fn no_such_user() -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        [(header::CONTENT_TYPE, "text/plain")],
-        "There was an error in the request : Invalid username and/or password",
-    )
-        .into_response()
-}
-
-async fn default_user_options(
-    State(s): State<Arc<Standin>>,
-    Path(user): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    user_options(s, user, String::new(), headers).await
-}
-
-async fn named_user_options(
-    State(s): State<Arc<Standin>>,
-    Path((user, server)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Response {
-    user_options(s, user, server, headers).await
-}
-
-async fn user_options(
-    s: Arc<Standin>,
-    user: String,
-    server: String,
-    headers: HeaderMap,
-) -> Response {
-    s.counters.user_options.fetch_add(1, Ordering::SeqCst);
-    let (_guard, caller) = match s.api_call(&headers).await {
-        Ok(g) => g,
-        Err(r) => return r,
-    };
-    if !(s.has_role(&caller, JUPYTERHUB) || s.has_role(&caller, ADMINISTRATOR)) {
-        return StatusCode::FORBIDDEN.into_response();
-    }
-    // The plugin's two 404 texts (`JupyterHubApi`): the default server's, then a named one's.
-    let missing = if server.is_empty() {
-        "Jupyter server configuration not found."
-    } else {
-        "User options not found."
-    };
-    match lock(&s.user_options).get(&(user, server)) {
-        Some(v) => axum::Json(v.clone()).into_response(),
-        None => (StatusCode::NOT_FOUND, missing).into_response(),
-    }
-}
-
-async fn accessibility(
-    State(s): State<Arc<Standin>>,
-    Path(project): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    s.counters.accessibility.fetch_add(1, Ordering::SeqCst);
-    let _guard = match s.api_call(&headers).await {
-        Ok((g, _)) => g,
-        Err(r) => return r,
-    };
-    match lock(&s.accessibility).get(&project) {
-        Some(a) => ([(header::CONTENT_TYPE, "text/plain")], a.clone()).into_response(),
-        None => (
-            StatusCode::NOT_FOUND,
-            format!("Could not find the project with ID '{project}'"),
-        )
-            .into_response(),
-    }
-}
-
-async fn experiment(
-    State(s): State<Arc<Standin>>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    s.counters.experiments.fetch_add(1, Ordering::SeqCst);
-    let _guard = match s.api_call(&headers).await {
-        Ok((g, _)) => g,
-        Err(r) => return r,
-    };
-    match lock(&s.experiments).get(&id) {
-        Some(v) => axum::Json(v.clone()).into_response(),
-        None => (
-            StatusCode::NOT_FOUND,
-            "Unable to find the specified experiment.",
-        )
-            .into_response(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use axum::body::Body;
@@ -906,5 +771,116 @@ mod tests {
         let c = s.counts();
         assert_eq!((c.logins, c.groups, c.auth_failures), (2, 2, 1));
         assert_eq!(s.lookups_for("erin"), 1);
+    }
+
+    /// A GET as `svc` asking for `accept` (none: no header): status, `Content-Type`, body.
+    async fn get(s: &Arc<Standin>, path: &str, accept: Option<&str>) -> (u16, String, String) {
+        let mut req =
+            Request::get(format!("/xnat{path}")).header(header::AUTHORIZATION, basic("svc", "pw"));
+        if let Some(a) = accept {
+            req = req.header(header::ACCEPT, a);
+        }
+        let response = s
+            .router("/xnat")
+            .oneshot(req.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let ct = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, ct, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// What a client asking for JSON everywhere gets, against what XNAT's resource classes
+    /// offer: each of these would have passed against a stand-in that answers anything.
+    #[tokio::test]
+    async fn a_client_that_asks_for_json_everywhere_is_refused_where_xnat_refuses_it() {
+        let s = Standin::demo("svc", "pw");
+        s.set_experiment("XNAT_E00007", "GAMMA", "G01_MR1", &[]);
+        let json = Some("application/json");
+        for path in [
+            "/data/projects/ALPHA/archive_spec",
+            "/data/projects/ALPHA/accessibility",
+            "/data/experiments/XNAT_E00007?format=json",
+            // ExperimentResource negotiates before it looks: a 406 even for none.
+            "/data/experiments/NOPE?format=json",
+        ] {
+            assert_eq!(get(&s, path, json).await.0, 406, "{path}");
+        }
+        // What each offers is answered, in its own media type.
+        let (status, ct, body) =
+            get(&s, "/data/projects/ALPHA/archive_spec", Some("text/xml")).await;
+        assert_eq!((status, ct.as_str()), (200, "text/xml"));
+        assert!(
+            body.contains("<arc:project id=\"ALPHA\" current_arc=\"arc001\""),
+            "{body}"
+        );
+        let (status, ct, body) =
+            get(&s, "/data/projects/ALPHA/accessibility", Some("text/plain")).await;
+        assert_eq!(
+            (status, ct.as_str(), body.as_str()),
+            (200, "text/plain; charset=ISO-8859-1", "private")
+        );
+        let (status, ct, body) = get(
+            &s,
+            "/data/experiments/XNAT_E00007?format=json",
+            Some("text/xml"),
+        )
+        .await;
+        assert_eq!((status, ct.as_str()), (200, "application/json"), "{body}");
+        assert!(body.contains("\"data_fields\""), "{body}");
+        // No Accept is `*/*`: an experiment is then HTML, whatever `format=` says.
+        let (_, ct, _) = get(&s, "/data/experiments/XNAT_E00007", None).await;
+        assert_eq!(ct, "text/html");
+        assert_eq!(
+            get(&s, "/data/experiments/NOPE?format=json", Some("text/xml"))
+                .await
+                .0,
+            404
+        );
+        // A project the account cannot see is a 404 before any negotiation.
+        assert_eq!(
+            get(&s, "/data/projects/NOPE/archive_spec", json).await.0,
+            404
+        );
+        // Spring MVC: `produces` JSON, so XML is a 406, before authorization.
+        for path in [
+            "/xapi/users/alice/groups",
+            "/xapi/users",
+            "/xapi/access/alice/projects",
+        ] {
+            assert_eq!(get(&s, path, Some("text/xml")).await.0, 406, "{path}");
+            assert_eq!(get(&s, path, json).await.0, 200, "{path}");
+        }
+        // Tables offer JSON, HTML and XML; `format=json` picks JSON once one is allowed.
+        let (status, ct, _) = get(&s, "/data/projects?format=json", Some("text/xml")).await;
+        assert_eq!((status, ct.as_str()), (200, "application/json"));
+        assert_eq!(
+            get(&s, "/data/projects?format=json", Some("image/png"))
+                .await
+                .0,
+            406
+        );
+    }
+
+    /// Logins are matched exactly, as `XDATUser` does.
+    #[tokio::test]
+    async fn logins_are_case_sensitive() {
+        let s = Standin::demo("svc", "pw");
+        s.set_user("JSmith", &["GAMMA_member"]);
+        let json = Some("application/json");
+        assert_eq!(get(&s, "/xapi/users/JSmith/groups", json).await.0, 200);
+        assert_eq!(get(&s, "/xapi/users/jsmith/groups", json).await.0, 404);
+        let (_, _, logins) = get(&s, "/xapi/users", json).await;
+        assert!(
+            logins.contains("\"JSmith\"") && !logins.contains("\"jsmith\""),
+            "{logins}"
+        );
     }
 }

@@ -1,11 +1,22 @@
 //! What XNAT says a user may read, reduced to `(project, role)` pairs once per XNAT answer so the
 //! admission path only filters by the policy's roles.
+//!
+//! Only XNAT's standard project groups count (`{ID}_owner`, `{ID}_member`,
+//! `{ID}_collaborator`): a custom group's permissions are the site's own, and its id
+//! (`{ID}_{name}`, `ProjectGroupResource`) can read as another project's standard group. The
+//! project is taken from what XNAT names explicitly wherever it does (the access list's `ID`, the
+//! project a member list belongs to); a bare group id is split at its last `_` only when that
+//! cannot be read two ways.
 
 use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::names::{is_group_role, is_valid_project_id};
+use crate::names::is_valid_project_id;
+
+/// The groups XNAT makes for every project, by the role after `{ID}_`: the only ones that grant
+/// a mount.
+pub const PROJECT_ROLES: [&str; 3] = ["owner", "member", "collaborator"];
 
 /// One `{project}_{role}` group membership.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -14,8 +25,8 @@ pub struct ProjectGroup {
     pub role: String,
 }
 
-/// A user's project memberships as XNAT reported them, sorted; group ids that are not project
-/// groups, or whose project id is not mountable, are already dropped.
+/// A user's project memberships as XNAT reported them, sorted; groups that are not standard
+/// project groups, or whose project id is not mountable, are already dropped.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct UserAccess {
     pub groups: Vec<ProjectGroup>,
@@ -23,24 +34,40 @@ pub struct UserAccess {
     pub unknown_user: bool,
     /// Group ids that looked like project groups but named an unmountable project id.
     pub rejected: Vec<String>,
+    /// The XNAT login these answers are for, when XNAT has none equal to the name asked about
+    /// and exactly one that differs from it only in case (JupyterHub lowercases names).
+    pub login: Option<String>,
+    /// XNAT logins that differ from the name asked about only in case, when there are several:
+    /// none is used (`unknown_user` is set).
+    pub ambiguous_logins: Vec<String>,
 }
 
 impl UserAccess {
     /// Reads the group ids of `GET /xapi/users/{user}/groups` (`["ALPHA_owner", "ALL_DATA_ACCESS"]`).
     ///
-    /// A project group is `{projectId}_{role}`; project ids may contain `_`, so the role is what
-    /// follows the last one. A group whose project part is not XNAT's id form (`..`, `/`, spaces)
-    /// is never mounted, whatever XNAT says.
+    /// A standard project group is `{projectId}_{role}`; project ids may contain `_`, so the
+    /// role is what follows the last one, and the caller first asks [`is_ambiguous`] whether
+    /// that split can be trusted. A group whose project part is not XNAT's id form (`..`, `/`,
+    /// spaces) is never mounted, whatever XNAT says.
     pub fn from_group_ids<S: AsRef<str>>(ids: &[S]) -> Self {
+        Self::from_pairs(ids.iter().filter_map(|id| {
+            let (project, _) = id.as_ref().rsplit_once('_')?;
+            Some((project, id.as_ref()))
+        }))
+    }
+
+    /// Reads memberships whose project XNAT names: `(project, group id)` pairs. A group counts
+    /// only when it is exactly `{project}_{role}` with a standard role.
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
         let mut access = Self::default();
-        for id in ids {
-            let id = id.as_ref();
-            let Some((project, role)) = id.rsplit_once('_') else {
-                continue; // a site role or custom group, not a project group
+        for (project, id) in pairs {
+            let role = id
+                .strip_prefix(project)
+                .and_then(|r| r.strip_prefix('_'))
+                .and_then(|r| PROJECT_ROLES.into_iter().find(|s| *s == r));
+            let Some(role) = role else {
+                continue; // a site group, a custom group, another project's group
             };
-            if !is_group_role(role) {
-                continue;
-            }
             if !is_valid_project_id(project) {
                 access.rejected.push(id.to_owned());
                 continue;
@@ -55,10 +82,11 @@ impl UserAccess {
         access
     }
 
-    /// Reads the admin access list (`GET /xapi/access/{user}/projects`), through the same
-    /// group-id rules as a group list.
+    /// Reads the admin access list (`GET /xapi/access/{user}/projects`): each row names its
+    /// project (`ID`).
     pub fn from_access_list(entries: &[AccessEntry]) -> Self {
-        Self::from_group_ids(&group_ids_of(entries))
+        let ids: Vec<(&str, String)> = entries.iter().filter_map(AccessEntry::group).collect();
+        Self::from_pairs(ids.iter().map(|(p, g)| (*p, g.as_str())))
     }
 
     pub fn unknown() -> Self {
@@ -80,6 +108,17 @@ impl UserAccess {
     }
 }
 
+/// Whether a group list holds an id that reads two ways: `ALPHA_PET_member` is project
+/// `ALPHA_PET`'s members, or project `ALPHA`'s custom group `PET_member`. Only XNAT's access
+/// list, which names each group's project, can say which.
+pub fn is_ambiguous<S: AsRef<str>>(ids: &[S]) -> bool {
+    ids.iter().any(|id| {
+        id.as_ref()
+            .rsplit_once('_')
+            .is_some_and(|(project, role)| PROJECT_ROLES.contains(&role) && project.contains('_'))
+    })
+}
+
 /// One entry of `GET /xapi/access/{user}/projects`. XNAT lists *every* group of the user (a
 /// LEFT JOIN on the group's project): site groups such as `ALL_DATA_ACCESS` and `ALL_DATA_ADMIN`
 /// come with `ID` null and are skipped — they grant no project mount.
@@ -93,31 +132,22 @@ pub struct AccessEntry {
     group_id: Option<String>,
 }
 
-/// Group ids from the admin access list: `group_id` when it names the entry's project, else the
-/// project id with the role's display name (`Owners` → `owner`).
-fn group_ids_of(entries: &[AccessEntry]) -> Vec<String> {
-    entries
-        .iter()
-        .filter_map(|e| {
-            let id = e.id.as_deref()?;
-            // The group id counts only when it is exactly `{ID}_{role}` with no `_` in the role:
-            // `ALPHA_BETA_owner` for project ALPHA is a custom group, not BETA's owners.
-            if let Some(g) = &e.group_id
-                && let Some(role) = g.strip_prefix(id).and_then(|r| r.strip_prefix('_'))
-                && !role.is_empty()
-                && !role.contains('_')
-            {
-                return Some(g.clone());
-            }
-            let role = match e.role.as_deref()?.to_ascii_lowercase().as_str() {
-                "owners" | "owner" => "owner",
-                "members" | "member" => "member",
-                "collaborators" | "collaborator" => "collaborator",
-                _ => return None,
-            };
-            Some(format!("{id}_{role}"))
-        })
-        .collect()
+impl AccessEntry {
+    /// The row's project and group id; without a `group_id` (XNAT always writes one), the
+    /// standard group its role's display name stands for (`Owners` → `{ID}_owner`).
+    fn group(&self) -> Option<(&str, String)> {
+        let id = self.id.as_deref()?;
+        if let Some(g) = &self.group_id {
+            return Some((id, g.clone()));
+        }
+        let role = match self.role.as_deref()? {
+            "Owners" => "owner",
+            "Members" => "member",
+            "Collaborators" => "collaborator",
+            _ => return None,
+        };
+        Some((id, format!("{id}_{role}")))
+    }
 }
 
 /// What the admission path knows about a user's access for one review.
@@ -144,8 +174,8 @@ mod tests {
     }
 
     #[test]
-    fn keeps_project_groups_and_drops_the_rest() {
-        let a = UserAccess::from_group_ids(&[
+    fn keeps_standard_project_groups_and_drops_the_rest() {
+        let ids = [
             "BETA_member",
             "ALPHA_owner",
             "ALL_DATA_ACCESS",
@@ -153,15 +183,24 @@ mod tests {
             "MY_PROJ_collaborator",
             "admin",
             "GAMMA_owner",
-        ]);
-        let all = roles(&["owner", "member", "collaborator"]);
+            "ALPHA_Analysts",
+        ];
+        let a = UserAccess::from_group_ids(&ids);
+        let all = roles(&PROJECT_ROLES);
         assert_eq!(
             a.readable_projects(&all),
             ["ALPHA", "BETA", "GAMMA", "MY_PROJ"]
         );
-        // ALL_DATA_ACCESS only looks like a group: its "role" is ACCESS, which no policy grants.
+        // ALL_DATA_ACCESS only looks like a group: its "role" is ACCESS, which is no role.
         assert_eq!(a.readable_projects(&roles(&["owner"])), ["ALPHA", "GAMMA"]);
         assert_eq!(a.readable_projects(&roles(&["collaborator"])), ["MY_PROJ"]);
+        // A project id with `_` before a standard role reads two ways.
+        assert!(is_ambiguous(&ids));
+        assert!(!is_ambiguous(&[
+            "ALPHA_owner",
+            "ALL_DATA_ACCESS",
+            "ALPHA_Analysts"
+        ]));
     }
 
     #[test]
@@ -187,17 +226,21 @@ mod tests {
     }
 
     #[test]
-    fn access_entries_become_group_ids() {
-        let ids = group_ids_of(&[
+    fn access_entries_name_their_project() {
+        let a = UserAccess::from_access_list(&[
             entry("ALPHA", Some("Owners"), Some("ALPHA_owner")),
             entry("BETA", Some("Members"), None),
-            // A group id that names another project is not trusted; the role still counts.
+            // A group id that names another project is not trusted.
             entry("GAMMA", Some("Collaborators"), Some("DELTA_owner")),
             entry("EPS", Some("Custom"), None),
-            // A custom group of ALPHA named like another project's owners is not that.
-            entry("ALPHA", Some("Custom"), Some("ALPHA_BETA_owner")),
+            // ALPHA's custom group `PET_member` is not project ALPHA_PET's members, nor ALPHA's.
+            entry("ALPHA", Some("PET_member"), Some("ALPHA_PET_member")),
+            // A custom group whose name is a standard display name is still a custom group.
+            entry("ZETA", Some("Owners"), Some("ZETA_Owners")),
         ]);
-        assert_eq!(ids, ["ALPHA_owner", "BETA_member", "GAMMA_collaborator"]);
+        let all = roles(&PROJECT_ROLES);
+        assert_eq!(a.readable_projects(&all), ["ALPHA", "BETA"]);
+        assert_eq!(a.readable_projects(&roles(&["owner"])), ["ALPHA"]);
     }
 
     /// As XNAT writes the access list of an all-data user: site groups with `ID` null.
@@ -211,6 +254,7 @@ mod tests {
             {"role": "ALL_DATA_ACCESS", "group_id": "ALL_DATA_ACCESS"}
         ]))
         .unwrap();
-        assert_eq!(group_ids_of(&entries), ["ALPHA_owner"]);
+        let a = UserAccess::from_access_list(&entries);
+        assert_eq!(a.readable_projects(&roles(&PROJECT_ROLES)), ["ALPHA"]);
     }
 }

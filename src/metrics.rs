@@ -407,8 +407,9 @@ pub fn index_in_use(users: usize, projects: usize, read_at: std::time::SystemTim
         .set(i64::try_from(secs).unwrap_or(i64::MAX));
 }
 
-pub fn index_refresh(ok: bool) {
-    let result = if ok { "success" } else { "failure" };
+/// One refresh of the access index: `success`, `partial` (some member lists unread) or
+/// `failure`.
+pub fn index_refresh(result: &'static str) {
     metrics()
         .load
         .index_refreshes

@@ -14,8 +14,13 @@ use crate::archive::{AbsentDirs, ProjectRoots};
 pub struct Confirmed {
     /// Projects `GET /data/projects/{id}/accessibility` calls `public` (a launch's).
     pub public: Vec<String>,
+    /// Why each other project asked about is not confirmed: what XNAT calls it, that XNAT does
+    /// not show it, or that XNAT could not be asked.
+    pub unconfirmed: Vec<(String, String)>,
     /// The launched experiment, as `GET /data/experiments/{id}` describes it.
     pub experiment: Option<SharedExperiment>,
+    /// Why the launched experiment, when asked about, is not confirmed.
+    pub experiment_unconfirmed: Option<String>,
     /// Where the project list's projects keep their files (`archive_spec`).
     pub roots: ProjectRoots,
     /// Optional project mounts' directories found missing.
@@ -26,10 +31,31 @@ impl Confirmed {
     /// Nothing confirmed (no launch, or nothing to ask; every project at the site archive).
     pub const NONE: Confirmed = Confirmed {
         public: Vec::new(),
+        unconfirmed: Vec::new(),
         experiment: None,
+        experiment_unconfirmed: None,
         roots: ProjectRoots::SITE,
         absent: AbsentDirs::NONE,
     };
+}
+
+impl Confirmed {
+    /// Why `project` is not confirmed, when it was asked about.
+    pub fn why_not(&self, project: &str) -> Option<&str> {
+        self.unconfirmed
+            .iter()
+            .find(|(p, _)| p == project)
+            .map(|(_, why)| why.as_str())
+    }
+}
+
+/// What a 404 to an item means: the service account does not see it, which is not a missing
+/// role (that is a 403) and not proof the item does not exist.
+pub fn hidden(kind: &str, id: &str) -> String {
+    format!(
+        "XNAT does not show the service account {kind} {id} (404: it does not exist, or the \
+         account may not read it)"
+    )
 }
 
 /// What to ask XNAT before deciding a launch: projects its mounts name that the user may not

@@ -49,7 +49,7 @@ async fn alice_gets_exactly_her_projects_workspace_env_and_limits() {
     // And what the webhook did, for `kubectl get pod -o jsonpath` (README: What the user sees).
     let version = h.readyz().await["policy"]["version"].clone();
     let status = json!({"policy": version, "mode": "projects", "projectCount": 2,
-                        "projects": ["ALPHA", "BETA"], "xnat": {"answer": "asked"}});
+                        "projects": ["ALPHA", "BETA"], "xnat": {"user": "alice", "answer": "asked"}});
     let mut pod = patched_pod(&review, &response);
     let annotations = pod["metadata"]["annotations"].as_object_mut().unwrap();
     let annotation = annotations.remove("jupyter-xnat-webhook/status").unwrap();

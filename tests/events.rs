@@ -85,7 +85,7 @@ async fn attached_projects_are_on_the_pod_and_in_an_event() {
     assert_eq!(
         status_of(&review, &response),
         json!({"policy": policy_version(&h).await, "mode": "projects", "projectCount": 2,
-               "projects": ["ALPHA", "BETA"], "xnat": {"answer": "asked"}})
+               "projects": ["ALPHA", "BETA"], "xnat": {"user": "alice", "answer": "asked"}})
     );
     let events = kube.wait_for_events(1).await;
     let e = &events[0];

@@ -28,12 +28,22 @@ fn decide_with(
     policy: &str,
     verified: bool,
 ) -> (Value, Vec<String>) {
+    decide_on_server(pod, launch, policy, verified, "")
+}
+
+fn decide_on_server(
+    pod: &Value,
+    launch: Launch<'_>,
+    policy: &str,
+    verified: bool,
+    server_name: &str,
+) -> (Value, Vec<String>) {
     let policy = Policy::parse(&format!("userOptions:\n  enabled: true\n{policy}")).unwrap();
     let access = AccessOutcome::Known(Arc::new(UserAccess::from_group_ids(&["ALPHA_owner"])));
     let cx = Context {
         who: Identity {
             jupyter_user: "alice",
-            server_name: "",
+            server_name,
             xnat_user: "alice",
         },
         access: &access,
@@ -360,9 +370,12 @@ fn the_pair_is_not_split_by_a_pods_own_half() {
     );
 }
 
+/// XNAT's UI starts a named server named by the launch's `eventTrackingId`; a launch through
+/// XNAT's API may start the default server, and carries an `eventTrackingId` too
+/// (`DefaultJupyterHubService.validateServerStartRequest` requires one). Either keeps its own
+/// shared-data directory; another named server never mounts it.
 #[test]
-fn shared_data_is_only_ever_this_named_servers() {
-    // alice's default server ("") with stored options naming a launch's shared-data directory.
+fn shared_data_is_its_own_launchs_on_the_default_or_its_named_server() {
     let launch: UserOptions = serde_json::from_value(json!({
         "projectId": "ALPHA", "eventTrackingId": "20240621T123456789Z",
         "task_template": {"container_spec": {"mounts": [{
@@ -370,7 +383,19 @@ fn shared_data_is_only_ever_this_named_servers() {
             "target": "/data/projects/ALPHA", "type": "bind", "read_only": true}]}}
     }))
     .unwrap();
-    let (out, warnings) = decide_with(&alice_pod(), Launch::Stored(&launch), "", false);
+    for server in ["", "20240621T123456789Z"] {
+        let (out, warnings) =
+            decide_on_server(&alice_pod(), Launch::Stored(&launch), "", false, server);
+        let mounts = out["spec"]["containers"][0]["volumeMounts"].to_string();
+        assert!(
+            mounts.contains(
+                "SHARED.PROJECT.DATA.STORAGE.DIRECTORY/jupyter-notebooks/20240621T123456789Z"
+            ),
+            "{server:?}: {mounts} {warnings:?}"
+        );
+    }
+    let (out, warnings) =
+        decide_on_server(&alice_pod(), Launch::Stored(&launch), "", false, "other");
     let mounts = out["spec"]["containers"][0]["volumeMounts"].to_string();
     assert!(!mounts.contains("SHARED"), "{mounts}");
     assert!(

@@ -10,6 +10,7 @@ mod common;
 
 use common::*;
 use serde_json::Value;
+use xnat_standin::Fault;
 
 /// The xnat-data mounts (mountPath, subPath) of the patched pod.
 fn mounts(review: &Value, response: &Value) -> Vec<(String, String)> {
@@ -419,5 +420,199 @@ storage:
     assert!(
         err.to_string().contains("storage.projects[0].optional"),
         "{err}"
+    );
+}
+
+/// The sample policy (`deploy/base/policy.yaml`) against an XNAT that negotiates as XNAT does:
+/// `archive_spec` offers only `text/xml` and answers 406 to `Accept: application/json`, so a
+/// client asking for JSON everywhere leaves every project out.
+#[tokio::test]
+async fn the_sample_policy_mounts_alices_projects_from_an_xnat_that_negotiates() {
+    let sample = std::fs::read_to_string("deploy/base/policy.yaml").unwrap();
+    let h = Harness::start(&sample).await;
+    let review = fixture("alice-default");
+    let response = h.review(&review).await;
+    assert_eq!(
+        project_paths(&review, &response),
+        [
+            "/data/projects/ALPHA",
+            "/data/projects/BETA",
+            "/data/xnat/workspace"
+        ]
+    );
+    assert!(warnings(&response).is_empty(), "{:?}", warnings(&response));
+    assert_eq!(
+        h.xnat.counts().archive_specs,
+        2,
+        "both projects' archive paths asked"
+    );
+    assert_eq!(h.readyz().await["xnat"], serde_json::json!({"ok": true}));
+}
+
+/// XNAT logins are case-sensitive; JupyterHub lowercases hub names by default. Hub user
+/// `jsmith` is XNAT's `JSmith` everywhere the XNAT user appears.
+#[tokio::test]
+async fn a_hub_name_that_xnat_has_only_in_another_case_gets_that_logins_data() {
+    for source in ["groups", "access"] {
+        let h = Harness::start(&format!("xnat:\n  projectSource: {source}\n")).await;
+        h.xnat.set_user("JSmith", &["GAMMA_member"]);
+        let review = review_for("jsmith");
+        let response = h.review(&review).await;
+        assert_eq!(
+            mounts(&review, &response),
+            [
+                ("/data/projects/GAMMA".into(), "archive/GAMMA".into()),
+                (
+                    "/data/xnat/workspace".into(),
+                    "workspaces/users/JSmith".into()
+                ),
+            ],
+            "{source}"
+        );
+        assert!(warnings(&response).is_empty(), "{:?}", warnings(&response));
+        let pod = patched_pod(&review, &response);
+        assert_eq!(env_of(&pod, "XNAT_USER").as_deref(), Some("JSmith"));
+        let status: Value = serde_json::from_str(
+            pod["metadata"]["annotations"]["jupyter-xnat-webhook/status"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(status["xnat"]["user"], "JSmith");
+        // The name was asked about as it is, then the login's access; the site's logins once.
+        assert_eq!(h.xnat.counts().users, 1, "{source}");
+        assert!(h.xnat.lookups_for("JSmith") >= 1, "{source}");
+        // Cached under the hub name: the next spawn asks XNAT nothing.
+        let before = h.xnat.counts().total();
+        let response = h.review(&review).await;
+        assert_eq!(project_paths(&review, &response).len(), 2);
+        assert_eq!(h.xnat.counts().total(), before, "{source}");
+    }
+
+    // An exact login always wins; with the switch off, only exact logins count.
+    let h = Harness::start("").await;
+    h.xnat.set_user("JSmith", &["GAMMA_member"]);
+    h.xnat.set_user("jsmith", &["BETA_member"]);
+    let review = review_for("jsmith");
+    let response = h.review(&review).await;
+    assert_eq!(project_paths(&review, &response)[0], "/data/projects/BETA");
+    assert_eq!(h.xnat.counts().users, 0);
+    let h = Harness::start("identity:\n  resolveLoginCase: false\n").await;
+    h.xnat.set_user("JSmith", &["GAMMA_member"]);
+    let response = h.review(&review).await;
+    assert_eq!(project_paths(&review, &response), ["/data/xnat/workspace"]);
+    assert!(warnings(&response)[0].contains("XNAT has no user \"jsmith\""));
+    assert_eq!(h.xnat.counts().users, 0);
+}
+
+#[tokio::test]
+async fn two_logins_that_differ_only_in_case_give_neither() {
+    let h = Harness::start("").await;
+    h.xnat.set_user("JSmith", &["GAMMA_member"]);
+    h.xnat.set_user("JSMITH", &["BETA_member"]);
+    let review = review_for("jsmith");
+    let response = h.review(&review).await;
+    assert_eq!(project_paths(&review, &response), ["/data/xnat/workspace"]);
+    let w = warnings(&response).join("\n");
+    assert!(
+        w.contains("XNAT has no user \"jsmith\", and 2 logins differ from it only in case (JSMITH, JSmith): none is used"),
+        "{w}"
+    );
+    let pod = patched_pod(&review, &response);
+    assert_eq!(env_of(&pod, "XNAT_USER").as_deref(), Some("jsmith"));
+}
+
+/// A refused `archive_spec` is remembered per project: 20 spawns of a user in 4 projects ask
+/// it once per project within `negativeCacheTtl`, not 80 times.
+#[tokio::test]
+async fn a_refused_archive_spec_is_named_and_not_asked_again_by_every_spawn() {
+    let h = Harness::start("").await;
+    h.xnat.set_user(
+        "dora",
+        &[
+            "ALPHA_member",
+            "BETA_member",
+            "GAMMA_member",
+            "DELTA_member",
+        ],
+    );
+    h.xnat
+        .set_endpoint_fault("archive_spec", Fault::Status(406));
+    let review = review_for("dora");
+    for i in 0..20 {
+        let response = h.review(&review).await;
+        assert_eq!(
+            project_paths(&review, &response),
+            ["/data/xnat/workspace"],
+            "{i}"
+        );
+        let w = warnings(&response).join("\n");
+        assert!(
+            w.contains("project ALPHA not mounted: where XNAT keeps its files is unknown")
+                && w.contains("(406 Not Acceptable)"),
+            "{w}"
+        );
+    }
+    assert_eq!(h.xnat.counts().archive_specs, 4);
+    let ready = h.readyz().await;
+    assert_eq!(
+        ready["xnat"]["problems"][0]["endpoint"], "archive_spec",
+        "{ready}"
+    );
+    assert_eq!(
+        ready["xnat"]["problems"][0]["reason"], "not_acceptable",
+        "{ready}"
+    );
+    let m = h.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            "xnat_webhook_xnat_failures_total{endpoint=\"archive_spec\",reason=\"not_acceptable\"}"
+        ),
+        4.0,
+        "{m}"
+    );
+}
+
+/// Project ALPHA's custom group `PET_member` has the id `ALPHA_PET_member`
+/// (`ProjectGroupResource`): read at its last `_` it would be project ALPHA_PET's members. Only
+/// the access list says which project a group belongs to.
+#[tokio::test]
+async fn a_custom_group_is_never_another_projects_membership() {
+    for source in ["groups", "access"] {
+        let h = Harness::start(&format!("xnat:\n  projectSource: {source}\n")).await;
+        h.xnat.add_custom_group("ALPHA", "ALPHA_PET_member");
+        h.xnat.set_alias("ALPHA_PET", "GAMMA");
+        h.xnat
+            .set_user("mallory", &["ALPHA_PET_member", "BETA_member"]);
+        let review = review_for("mallory");
+        let response = h.review(&review).await;
+        assert_eq!(
+            project_paths(&review, &response),
+            ["/data/projects/BETA", "/data/xnat/workspace"],
+            "{source}"
+        );
+        assert_eq!(h.xnat.counts().archive_specs, 1, "{source}: BETA's only");
+    }
+}
+
+/// `ProjectArchive` resolves an id *or an alias*: asked about ALPHA_PET, an alias of GAMMA, it
+/// answers GAMMA's `arc:project`. That is never ALPHA_PET's place.
+#[tokio::test]
+async fn an_archive_spec_of_another_project_is_refused() {
+    let h = Harness::start(OWN_ARCHIVES).await;
+    // A project group the stand-in reads as ALPHA_PET's (no custom group registered)…
+    h.xnat.set_user("mallory", &["ALPHA_PET_member"]);
+    // …and an alias XNAT resolves to GAMMA's spec, whose path maps through pathMappings.
+    h.xnat.set_alias("ALPHA_PET", "GAMMA");
+    h.xnat.set_archive_path("GAMMA", Some("/mnt/big/gamma/"));
+    let review = review_for("mallory");
+    let response = h.review(&review).await;
+    assert_eq!(project_paths(&review, &response), ["/data/xnat/workspace"]);
+    assert!(mounts_of(&patched_pod(&review, &response), "big").is_empty());
+    let w = warnings(&response).join("\n");
+    assert!(
+        w.contains("project ALPHA_PET not mounted") && w.contains("describes project \"GAMMA\""),
+        "{w}"
     );
 }

@@ -162,3 +162,116 @@ async fn the_index_is_off_by_default() {
     assert_eq!((c.projects, c.project_users), (0, 0));
     assert!(h.readyz().await["xnat"].get("index").is_none());
 }
+
+/// A project whose member list cannot be read keeps its last list, but that list is not trusted
+/// for spawns: its members are looked up per user, so a membership removed meanwhile is not
+/// mounted once the next refresh has run (the README's revocation promise), and the user's
+/// other projects still come from XNAT.
+#[tokio::test]
+async fn a_revoked_membership_is_gone_even_while_its_projects_member_list_fails() {
+    let h = Harness::start(&index_policy("")).await;
+    index_ready(&h, 4).await;
+    let review = fixture("alice-default");
+    assert_eq!(project_paths(&review, &h.review(&review).await).len(), 3);
+
+    h.xnat
+        .set_endpoint_fault("project_users/BETA", Fault::Status(500));
+    h.xnat.set_user("alice", &["ALPHA_owner"]);
+    let mut partial = Value::Null;
+    for _ in 0..60 {
+        partial = h.readyz().await["xnat"]["index"].clone();
+        let message = partial["error"]["message"].as_str().unwrap_or_default();
+        if message.contains("member list(s) could not be read") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        partial["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("project BETA"),
+        "{partial}"
+    );
+    assert_eq!(partial["fresh"], true, "{partial}");
+    let response = h.review(&review).await;
+    assert_eq!(
+        project_paths(&review, &response),
+        ["/data/projects/ALPHA", "/data/xnat/workspace"]
+    );
+    assert_eq!(answer_of(&review, &response), "asked");
+    // Users of the projects that were read are still answered from the index.
+    let review = review_for("carol");
+    let response = h.review(&review).await;
+    assert_eq!(answer_of(&review, &response), "indexed");
+    let m = h.metrics().await;
+    assert!(
+        metric(
+            &m,
+            "xnat_webhook_xnat_index_refreshes_total{result=\"partial\"}"
+        ) >= 1.0,
+        "{m}"
+    );
+}
+
+/// Each membership is read with the project XNAT lists it under: project ALPHA's custom group
+/// `PET_member` (`ALPHA_PET_member`) is no project ALPHA_PET; and an `archive_spec` that
+/// describes another project (ALPHA_PET an alias of GAMMA) is refused in a refresh as in a
+/// spawn.
+#[tokio::test]
+async fn the_index_reads_memberships_and_archive_specs_as_xnat_names_them() {
+    let xnat = Standin::demo(SVC_USER, SVC_PASSWORD);
+    xnat.add_custom_group("ALPHA", "ALPHA_PET_member");
+    xnat.set_user("mallory", &["ALPHA_PET_member", "BETA_member"]);
+    // A project of its own name, whose archive_spec XNAT answers with GAMMA's.
+    xnat.set_user("oscar", &["DELTA_PET_member"]);
+    xnat.set_alias("DELTA_PET", "GAMMA");
+    let h = Harness::builder()
+        .standin(xnat)
+        .policy(&index_policy(""))
+        .start()
+        .await;
+    index_ready(&h, 6).await;
+    let review = review_for("mallory");
+    let response = h.review(&review).await;
+    assert_eq!(answer_of(&review, &response), "indexed");
+    assert_eq!(
+        project_paths(&review, &response),
+        ["/data/projects/BETA", "/data/xnat/workspace"]
+    );
+    let review = review_for("oscar");
+    let response = h.review(&review).await;
+    assert_eq!(project_paths(&review, &response), ["/data/xnat/workspace"]);
+    let w = warnings(&response).join("\n");
+    assert!(
+        w.contains("project DELTA_PET not mounted") && w.contains("describes project \"GAMMA\""),
+        "{w}"
+    );
+}
+
+/// A site's project list is larger than other answers: 7,000 projects (about 1.4 MB as XNAT
+/// writes the table) are read whole.
+#[tokio::test]
+async fn a_project_list_of_a_large_site_is_read_whole() {
+    let xnat = Standin::demo(SVC_USER, SVC_PASSWORD);
+    for i in 0..7000 {
+        xnat.add_project(&format!("PROJECT_{i:05}"));
+    }
+    let (url, _task) = xnat
+        .spawn("127.0.0.1:0".parse().unwrap(), "/xnat")
+        .await
+        .unwrap();
+    let policy =
+        jupyter_xnat_webhook::policy::Policy::parse(&format!("xnat:\n  url: {url}\n")).unwrap();
+    let client = jupyter_xnat_webhook::xnat::XnatClient::new(
+        policy.xnat.endpoint.clone(),
+        jupyter_xnat_webhook::xnat::CredentialSource::Fixed(
+            jupyter_xnat_webhook::xnat::Credentials::new(SVC_USER, SVC_PASSWORD),
+        ),
+        policy.xnat.client.clone(),
+    )
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let ids = client.project_ids(deadline).await.unwrap();
+    assert_eq!(ids.len(), 7004);
+}

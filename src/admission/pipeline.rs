@@ -59,8 +59,10 @@ pub(super) async fn admit(
         Err(why) => return skipped(SkipReason::BadUsername, Some(why.to_string())),
     };
     let deadline = tokio::time::Instant::now() + policy.xnat.live.budget;
-    let (access, cache, launch) =
+    let (access, cache, launch, login) =
         look_up(review, &target, &xnat_user, policy, source, deadline).await;
+    // The XNAT login the name stands for, when XNAT has it only in another case.
+    let xnat_user = login.map_or(xnat_user, std::borrow::Cow::Owned);
     let confirmed = confirm(
         &target,
         &xnat_user,
@@ -160,6 +162,7 @@ async fn confirm(
     let readable = a.readable_projects(&policy.xnat.roles);
     let values = Values {
         project: None,
+        arc: "",
         xnat_user,
         jupyter_user: target.jupyter_user,
         server_name: target.server_name,
@@ -226,7 +229,7 @@ fn report(
     post(events, policy, review, |at| {
         PodEvent::decided(at, decision, access, launch, xnat_user)
     });
-    let xnat = XnatState::of(access, cache);
+    let xnat = XnatState::of(xnat_user, access, cache);
     if let Some(status) = PodStatus::of(decision, &policy.version, launch, xnat) {
         stamp(decision, target.meta, &status);
     }
@@ -275,7 +278,8 @@ fn skip(
 }
 
 /// The user's access and, when the policy uses it, the launch context, asked for together
-/// inside the policy's XNAT budget.
+/// inside the policy's XNAT budget; and the XNAT login the name stands for when XNAT has it only
+/// in another case (the launch context is then read again, for that login).
 async fn look_up(
     review: &Review<'_>,
     target: &Target<'_>,
@@ -287,33 +291,44 @@ async fn look_up(
     AccessOutcome,
     CacheStatus,
     Option<Result<UserOptions, String>>,
+    Option<String>,
 ) {
     let uid = echo(&review.request.uid);
     let allow_stale = policy.xnat.on_error == OnError::StaleThenAllow;
     let access = source.lookup(xnat_user, deadline, allow_stale);
-    let launch = async {
-        if !policy.user_options.enabled {
-            return None;
-        }
-        match source
-            .user_options(xnat_user, target.server_name, deadline)
-            .await
-        {
-            Ok(opts) => opts.map(Ok),
-            Err(e) => {
-                tracing::warn!(%uid, xnat_user, error = %e,
-                    "cannot read the launch context; using the project list");
-                Some(Err(e.to_string()))
+    let launch = |login: &str| {
+        let login = login.to_owned();
+        async move {
+            if !policy.user_options.enabled {
+                return None;
+            }
+            match source
+                .user_options(&login, target.server_name, deadline)
+                .await
+            {
+                Ok(opts) => opts.map(Ok),
+                Err(e) => {
+                    tracing::warn!(%uid, xnat_user = login, error = %e,
+                        "cannot read the launch context; using the project list");
+                    Some(Err(e.to_string()))
+                }
             }
         }
     };
-    let ((access, cache), launch) = tokio::join!(access, launch);
+    let ((access, cache), mut launched) = tokio::join!(access, launch(xnat_user));
     crate::metrics::cache(cache.as_str());
     if let AccessOutcome::Unavailable(why) | AccessOutcome::Stale { error: why, .. } = &access {
         tracing::warn!(%uid, xnat_user, error = %why, cache = cache.as_str(),
             "XNAT lookup failed");
     }
-    (access, cache, launch)
+    let login = match &access {
+        AccessOutcome::Known(a) | AccessOutcome::Stale { access: a, .. } => a.login.clone(),
+        AccessOutcome::Unavailable(_) => None,
+    };
+    if let Some(login) = &login {
+        launched = launch(login).await;
+    }
+    (access, cache, launched, login)
 }
 
 /// The answer for a decision, as the policy's mode has it.

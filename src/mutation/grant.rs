@@ -26,9 +26,16 @@ impl<'a> Grant<'a> {
         let roles = &policy.xnat.roles;
         let (mut readable, groups): (Vec<&str>, &[ProjectGroup]) = match access {
             AccessOutcome::Known(a) => {
-                if a.unknown_user {
+                if a.unknown_user && a.ambiguous_logins.is_empty() {
                     warnings.push(format_args!(
                         "XNAT has no user {xnat_user:?}; no project data attached"
+                    ));
+                } else if a.unknown_user {
+                    warnings.push(format_args!(
+                        "XNAT has no user {xnat_user:?}, and {} logins differ from it only in \
+                         case ({}): none is used; no project data attached",
+                        a.ambiguous_logins.len(),
+                        a.ambiguous_logins.join(", ")
                     ));
                 }
                 (a.readable_projects(roles), &a.groups)

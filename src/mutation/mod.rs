@@ -67,6 +67,7 @@ impl<'a> Context<'a> {
     pub fn values(&self, projects: &'a str) -> Values<'a> {
         Values {
             project: None,
+            arc: "",
             xnat_user: self.who.xnat_user,
             jupyter_user: self.who.jupyter_user,
             server_name: self.who.server_name,

@@ -210,6 +210,7 @@ fn project_list_mounts(
     for project in readable {
         let values = Values {
             project: Some(project),
+            arc: roots.arc(project),
             ..*base
         };
         let mounts = super::roots::project_mounts(roots.get(project), &values, policy, warnings);

@@ -19,11 +19,18 @@ pub(super) fn project_mounts(
     warnings: &mut Warnings,
 ) -> Vec<(PlannedMount, bool)> {
     let project = values.project.unwrap_or_default();
-    if let ProjectRoot::Unknown(why) = root {
-        warnings.push(format_args!(
-            "project {project} not mounted: where XNAT keeps its files is unknown ({why})"
-        ));
-        return Vec::new();
+    match root {
+        ProjectRoot::Unknown(why) => {
+            warnings.push(format_args!(
+                "project {project} not mounted: where XNAT keeps its files is unknown ({why})"
+            ));
+            return Vec::new();
+        }
+        ProjectRoot::Refused(why) => {
+            warnings.push(format_args!("project {project} not mounted: {why}"));
+            return Vec::new();
+        }
+        ProjectRoot::Site | ProjectRoot::Own(_) => {}
     }
     let mut mounts = Vec::with_capacity(policy.storage.projects.len());
     for pm in &policy.storage.projects {
@@ -66,6 +73,7 @@ pub fn optional_dirs(
     for project in projects {
         let values = Values {
             project: Some(project),
+            arc: roots.arc(project),
             ..*base
         };
         for (m, optional) in project_mounts(roots.get(project), &values, policy, &mut scratch) {

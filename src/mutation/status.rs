@@ -48,6 +48,9 @@ pub struct PodStatus {
 #[derive(Debug, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct XnatState {
+    /// The XNAT login the pod's data is for (the hub name as mapped; the login XNAT has in
+    /// another case, when it has the name only so).
+    pub user: String,
     /// `cached`, `indexed` (from the access index), `asked` (this review asked XNAT), `stale` (XNAT failed; an older answer stood
     /// in) or `unavailable` (XNAT failed; nothing stood in).
     pub answer: &'static str,
@@ -59,7 +62,7 @@ pub struct XnatState {
 }
 
 impl XnatState {
-    pub fn of(access: &AccessOutcome, cache: CacheStatus) -> Self {
+    pub fn of(xnat_user: &str, access: &AccessOutcome, cache: CacheStatus) -> Self {
         let (answer, age_seconds, error) = match access {
             AccessOutcome::Known(_) if cache == CacheStatus::Miss => ("asked", None, None),
             AccessOutcome::Known(_) if cache == CacheStatus::Indexed => ("indexed", None, None),
@@ -70,6 +73,7 @@ impl XnatState {
             AccessOutcome::Unavailable(error) => ("unavailable", None, Some(error.clone())),
         };
         Self {
+            user: xnat_user.to_owned(),
             answer,
             age_seconds,
             error,
@@ -154,6 +158,7 @@ mod tests {
 
     fn cached() -> XnatState {
         XnatState {
+            user: "alice".into(),
             answer: "cached",
             age_seconds: None,
             error: None,
@@ -165,7 +170,7 @@ mod tests {
         let few = PodStatus::of(&allow(2, 0), "v1", false, cached()).unwrap();
         assert_eq!(
             serde_json::to_string(&few).unwrap(),
-            r#"{"policy":"v1","mode":"projects","projectCount":2,"projects":["P0","P1"],"xnat":{"answer":"cached"}}"#
+            r#"{"policy":"v1","mode":"projects","projectCount":2,"projects":["P0","P1"],"xnat":{"user":"alice","answer":"cached"}}"#
         );
         let many = PodStatus::of(&allow(MAX_LISTED_PROJECTS + 1, 0), "v1", true, cached()).unwrap();
         assert_eq!(many.projects, None);

@@ -8,7 +8,7 @@ use super::{PolicyError, invalid};
 use crate::identity::{MappingStep, UsernameMapping};
 use crate::names::is_qualified_name;
 
-#[derive(Debug, Clone, Deserialize, Serialize, Default, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct IdentityFile {
     /// A pod annotation (set by the hub, e.g. from auth_state via KubeSpawner's
@@ -21,6 +21,20 @@ pub struct IdentityFile {
     #[serde(with = "serde_yaml_ng::with::singleton_map_recursive")]
     #[schemars(with = "Vec<MappingStepFile>")]
     pub mapping: Vec<MappingStepFile>,
+    /// When XNAT has no login equal to the (mapped) name, use the one XNAT login that differs
+    /// from it only in case (XNAT logins are case-sensitive; JupyterHub lowercases names by
+    /// default); none when several do. Read from XNAT's login list (`/xapi/users`), cached.
+    pub resolve_login_case: bool,
+}
+
+impl Default for IdentityFile {
+    fn default() -> Self {
+        Self {
+            xnat_username_annotation: None,
+            mapping: Vec::new(),
+            resolve_login_case: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]

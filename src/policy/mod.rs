@@ -201,7 +201,8 @@ impl Policy {
     /// the file's bytes use theirs).
     pub fn from_file(f: PolicyFile) -> Result<Self, PolicyError> {
         let version = crate::reload::version_of(&serde_json::to_vec(&f).unwrap_or_default());
-        let xnat = f.xnat.validate()?;
+        let mut xnat = f.xnat.validate()?;
+        xnat.endpoint.resolve_login_case = f.identity.resolve_login_case;
         let storage = f.storage.validate()?;
         let rules: Vec<Rule> = f
             .rules
@@ -211,6 +212,22 @@ impl Policy {
             .collect::<Result<_, _>>()?;
         let user_options = f.user_options.validate(&storage.volumes)?;
         let writable = writable_dirs(&storage, &rules, &user_options)?;
+        if let Some(i) = storage
+            .projects
+            .iter()
+            .position(|m| m.template.sub_path.uses(Var::Arc))
+            && !xnat.ask_project_archive_paths
+        {
+            let field = match storage.projects.len() {
+                1 => "storage.projects.subPath".to_owned(),
+                _ => format!("storage.projects[{i}].subPath"),
+            };
+            return Err(invalid(
+                field,
+                "uses {arc}, which only XNAT's archive_spec says: set \
+                 xnat.askProjectArchivePaths: true",
+            ));
+        }
         Ok(Self {
             mode: f.mode,
             pods: f.pods.validate()?,

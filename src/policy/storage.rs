@@ -14,6 +14,7 @@ use crate::names::{
 /// Placeholders a project mount may use.
 const PROJECT_VARS: &[Var] = &[
     Var::Project,
+    Var::Arc,
     Var::XnatUser,
     Var::JupyterUser,
     Var::ServerName,
@@ -351,6 +352,12 @@ impl ProjectsFile {
                         "volume {:?} has no seenAt: the webhook cannot see whether a directory exists",
                         t.volume
                     ),
+                ));
+            }
+            if t.mount_path.uses(Var::Arc) {
+                return Err(invalid(
+                    format!("{field}.mountPath"),
+                    "{arc} names a directory of the archive: it belongs in subPath",
                 ));
             }
             for (name, part) in [("subPath", &t.sub_path), ("mountPath", &t.mount_path)] {

@@ -8,6 +8,9 @@ use std::fmt;
 pub enum Var {
     /// One authorised XNAT project id (project mount templates only).
     Project,
+    /// That project's current arc directory (`arc001` unless its archive_spec says otherwise;
+    /// project mount subPaths only).
+    Arc,
     /// The XNAT username the JupyterHub username maps to.
     XnatUser,
     /// The raw JupyterHub username from the pod annotation.
@@ -21,8 +24,9 @@ pub enum Var {
 }
 
 impl Var {
-    const ALL: [Var; 6] = [
+    const ALL: [Var; 7] = [
         Var::Project,
+        Var::Arc,
         Var::XnatUser,
         Var::JupyterUser,
         Var::ServerName,
@@ -33,6 +37,7 @@ impl Var {
     pub fn name(self) -> &'static str {
         match self {
             Var::Project => "project",
+            Var::Arc => "arc",
             Var::XnatUser => "xnat_user",
             Var::JupyterUser => "jupyter_user",
             Var::ServerName => "server_name",
@@ -76,6 +81,8 @@ impl fmt::Debug for Template {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Values<'a> {
     pub project: Option<&'a str>,
+    /// The project's current arc (with `project`).
+    pub arc: &'a str,
     pub xnat_user: &'a str,
     pub jupyter_user: &'a str,
     pub server_name: &'a str,
@@ -88,6 +95,7 @@ impl Values<'_> {
     pub fn get(&self, var: Var) -> &str {
         match var {
             Var::Project => self.project.unwrap_or_default(),
+            Var::Arc => self.arc,
             Var::XnatUser => self.xnat_user,
             Var::JupyterUser => self.jupyter_user,
             Var::ServerName => self.server_name,

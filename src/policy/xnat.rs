@@ -233,6 +233,8 @@ pub struct Endpoint {
     /// Extra CAs (PEM) to trust for an https XNAT.
     pub ca_file: Option<PathBuf>,
     pub project_source: ProjectSource,
+    /// A name XNAT does not have is looked for in another case (`identity.resolveLoginCase`).
+    pub resolve_login_case: bool,
 }
 
 /// How the client talks to XNAT: fixed for one client's life.
@@ -322,6 +324,7 @@ impl XnatFile {
                 url,
                 ca_file: self.ca_file.map(Into::into),
                 project_source: self.project_source,
+                resolve_login_case: true,
             },
             client: ClientSettings {
                 timeout: self.timeout,

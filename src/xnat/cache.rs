@@ -17,10 +17,12 @@ use tokio::time::Instant;
 
 use super::XnatClient;
 use super::index::{AccessIndex, Indexed};
+use super::logins::{LoginDirectory, LoginMatch};
+use super::memory::Failures;
 use crate::access::{AccessOutcome, UserAccess};
-use crate::archive::{ArchiveSpec, ProjectRoot, ProjectRoots};
+use crate::archive::ArchiveSpec;
 use crate::policy::{CacheShape, LiveSettings};
-use crate::sharing::{Asks, Confirmed, SharedExperiment};
+use crate::sharing::SharedExperiment;
 
 /// Where one review's answer came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,29 +108,34 @@ impl<V> Expiry<String, V> for LiveTtl {
     }
 }
 
-struct Inner {
+pub(super) struct Inner {
     client: ArcSwap<XnatClient>,
-    /// Public projects (true/false), fresh for `cacheTtl`.
-    public: Cache<String, bool>,
+    /// Projects' accessibility (`public`, `protected`, `private`; `None`: XNAT does not show
+    /// the project), fresh for `cacheTtl`.
+    pub(super) accessibility: Cache<String, Option<Arc<str>>>,
     /// Experiments by id (`None`: XNAT does not know it), fresh for `cacheTtl`.
-    experiments: Cache<String, Option<Arc<SharedExperiment>>>,
+    pub(super) experiments: Cache<String, Option<Arc<SharedExperiment>>>,
     /// Projects' archive specs, fresh for `cacheTtl`; the last good one of each kept for
     /// `staleIfError`, to stand in while XNAT cannot say.
-    archive: Cache<String, Arc<ArchiveSpec>>,
-    last_archive: Option<Cache<String, Arc<ArchiveSpec>>>,
+    pub(super) archive: Cache<String, Arc<ArchiveSpec>>,
+    pub(super) last_archive: Option<Cache<String, Arc<ArchiveSpec>>>,
+    /// Failed answers to the calls spawns share, remembered for a while ([`super::memory`]).
+    pub(super) failures: Failures,
+    /// The site's logins, for names XNAT has only in another case ([`super::logins`]).
+    logins: LoginDirectory,
     fresh: Cache<String, Entry>,
     last_good: Option<Cache<String, Entry>>,
-    stale_if_error: Duration,
-    live: Arc<ArcSwap<LiveSettings>>,
+    pub(super) stale_if_error: Duration,
+    pub(super) live: Arc<ArcSwap<LiveSettings>>,
     refreshing: Mutex<HashSet<String>>,
     /// The access index, when the policy turns it on ([`super::index`]).
-    index: Option<Arc<AccessIndex>>,
+    pub(super) index: Option<Arc<AccessIndex>>,
 }
 
 /// The cached XNAT access lookups; cheap to clone.
 #[derive(Clone)]
 pub struct AccessCache {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
 impl AccessCache {
@@ -144,7 +151,7 @@ impl AccessCache {
                 .time_to_live(shape.stale_if_error)
                 .build()
         });
-        let public = Cache::builder()
+        let accessibility = Cache::builder()
             .max_capacity(shape.capacity)
             .expire_after(LiveTtl(live.clone()))
             .build();
@@ -169,10 +176,12 @@ impl AccessCache {
         let cache = Self {
             inner: Arc::new(Inner {
                 client: ArcSwap::from_pointee(client),
-                public,
+                accessibility,
                 experiments,
                 archive,
                 last_archive,
+                failures: Failures::default(),
+                logins: LoginDirectory::default(),
                 fresh,
                 last_good,
                 stale_if_error: shape.stale_if_error,
@@ -201,7 +210,8 @@ impl AccessCache {
                 let Some(client) = inner.upgrade().map(|i| i.client.load_full()) else {
                     return;
                 };
-                let ok = index.refresh(&client).await.is_ok();
+                // A refresh that left member lists unread is tried again as soon as a failed one.
+                let ok = matches!(index.refresh(&client).await, Ok(true));
                 drop(client);
                 let every = index.settings().refresh_interval;
                 tokio::time::sleep(if ok { every } else { every / 10 }).await;
@@ -218,126 +228,6 @@ impl AccessCache {
     /// concurrency), keeping every cached answer; returns the old client to close.
     pub fn replace_client(&self, client: XnatClient) -> Arc<XnatClient> {
         self.inner.client.swap(Arc::new(client))
-    }
-
-    /// What XNAT confirms of `asks`, from the cache or from XNAT before `deadline`, all asked at
-    /// once. A question XNAT did not answer confirms nothing (and is not cached): the mount it
-    /// was for is refused, never mounted on a guess.
-    pub async fn confirm(&self, asks: &Asks, deadline: Instant) -> Confirmed {
-        let client = self.client();
-        let inner = &self.inner;
-        let public = asks.projects.iter().map(|p| {
-            let client = client.clone();
-            async move {
-                let answer = inner
-                    .public
-                    .try_get_with(p.clone(), async { client.project_is_public(p, deadline).await })
-                    .await;
-                match answer {
-                    Ok(true) => Some(p.clone()),
-                    Ok(false) => None,
-                    Err(e) => {
-                        tracing::warn!(project = %p, error = %e, "cannot ask XNAT whether a project is public");
-                        None
-                    }
-                }
-            }
-        });
-        let experiment = async {
-            let id = asks.experiment.as_ref()?;
-            let answer = inner
-                .experiments
-                .try_get_with(id.clone(), async {
-                    client
-                        .experiment(id, deadline)
-                        .await
-                        .map(|e| e.map(Arc::new))
-                })
-                .await;
-            match answer {
-                Ok(e) => e.map(|e| (*e).clone()),
-                Err(e) => {
-                    tracing::warn!(experiment = %id, error = %e, "cannot ask XNAT about an experiment");
-                    None
-                }
-            }
-        };
-        let (public, experiment) = tokio::join!(futures_util::future::join_all(public), experiment);
-        Confirmed {
-            public: public.into_iter().flatten().collect(),
-            experiment,
-            ..Confirmed::NONE
-        }
-    }
-
-    /// Where each of `projects` keeps its files, from the cache or from XNAT before `deadline`,
-    /// all asked at once. A project XNAT cannot say for stands on its last good answer (younger
-    /// than `staleIfError`), or is [`ProjectRoot::Unknown`]: never mounted on a guess.
-    pub async fn project_roots(
-        &self,
-        projects: &[&str],
-        site_archive: &str,
-        deadline: Instant,
-    ) -> ProjectRoots {
-        let inner = &self.inner;
-        // The warm path: cached specs, and only roots that are not the site's kept (the
-        // common case allocates nothing).
-        let mut roots = Vec::new();
-        let mut misses = Vec::new();
-        for &p in projects {
-            let indexed = inner
-                .index
-                .as_ref()
-                .and_then(|i| i.archive_spec(p, i.settings().max_age));
-            let cached = match indexed {
-                Some(spec) => Some(spec),
-                None => inner.archive.get(p).await,
-            };
-            match cached {
-                Some(spec) => match spec.root(p, site_archive) {
-                    ProjectRoot::Site => {}
-                    root => roots.push((p.to_owned(), root)),
-                },
-                None => misses.push(p),
-            }
-        }
-        if misses.is_empty() {
-            return ProjectRoots::new(roots);
-        }
-        let client = self.client();
-        let asked = misses.into_iter().map(|p| {
-            let client = client.clone();
-            async move {
-                let answer = inner
-                    .archive
-                    .try_get_with(p.to_owned(), async {
-                        let spec = Arc::new(client.archive_spec(p, deadline).await?);
-                        if let Some(last) = &inner.last_archive {
-                            last.insert(p.to_owned(), spec.clone()).await;
-                        }
-                        Ok::<_, super::XnatError>(spec)
-                    })
-                    .await;
-                let root = match answer {
-                    Ok(spec) => spec.root(p, site_archive),
-                    Err(e) => match &inner.last_archive {
-                        Some(last) if let Some(spec) = last.get(p).await => {
-                            spec.root(p, site_archive)
-                        }
-                        _ => match inner.index.as_ref().and_then(|i| {
-                            i.archive_spec(p, i.settings().max_age + inner.stale_if_error)
-                        }) {
-                            Some(spec) => spec.root(p, site_archive),
-                            None => ProjectRoot::Unknown(format!("XNAT could not say: {e}")),
-                        },
-                    },
-                };
-                (p.to_owned(), root)
-            }
-        });
-        let asked = futures_util::future::join_all(asked).await;
-        roots.extend(asked.into_iter().filter(|(_, r)| *r != ProjectRoot::Site));
-        ProjectRoots::new(roots)
     }
 
     /// Applies reloaded TTLs, refresh-ahead and budget; cached answers stay.
@@ -460,7 +350,12 @@ impl AccessCache {
 impl Inner {
     async fn fetch(&self, xnat_user: &str, deadline: Instant) -> Result<Entry, super::XnatError> {
         let client = self.client.load_full();
-        let access = client.user_access(xnat_user, deadline).await?;
+        let mut access = client.user_access(xnat_user, deadline).await?;
+        if access.unknown_user && client.resolves_login_case() {
+            access = self
+                .by_other_case(&client, xnat_user, access, deadline)
+                .await?;
+        }
         if !access.rejected.is_empty() {
             tracing::warn!(
                 xnat_user,
@@ -476,5 +371,57 @@ impl Inner {
             last.insert(xnat_user.to_owned(), entry.clone()).await;
         }
         Ok(entry)
+    }
+
+    /// The access of the one XNAT login equal to `name` but for case, XNAT having none equal to
+    /// it (`unknown`); still unknown, naming them, when several are. The site's login list
+    /// says which; while it cannot be read, the access index's logins do.
+    async fn by_other_case(
+        &self,
+        client: &XnatClient,
+        name: &str,
+        unknown: UserAccess,
+        deadline: Instant,
+    ) -> Result<UserAccess, super::XnatError> {
+        let live = self.live.load();
+        let found = match self
+            .logins
+            .matching(name, client, &self.failures, &live, deadline)
+            .await
+        {
+            Ok(found) => found,
+            Err(e) => match &self.index {
+                Some(index) => LoginMatch::among(name, index.logins().iter().map(String::as_str)),
+                None => return Err(e),
+            },
+        };
+        match found {
+            LoginMatch::None => Ok(unknown),
+            LoginMatch::Several(logins) => {
+                tracing::warn!(
+                    xnat_user = name,
+                    ?logins,
+                    "XNAT has several logins equal to this name but for case; none is used"
+                );
+                Ok(UserAccess {
+                    ambiguous_logins: logins,
+                    ..unknown
+                })
+            }
+            LoginMatch::One(login) => {
+                let indexed = self.index.as_ref().map(|i| i.user(&login));
+                let mut access = match indexed {
+                    Some(Indexed::Fresh(access)) => (*access).clone(),
+                    _ => client.user_access(&login, deadline).await?,
+                };
+                tracing::info!(
+                    xnat_user = name,
+                    login,
+                    "XNAT login differs from the name in case"
+                );
+                access.login = Some(login);
+                Ok(access)
+            }
+        }
     }
 }

@@ -2,8 +2,7 @@
 
 use std::time::Duration;
 
-/// The largest XNAT answer read; a group list is a few kilobytes.
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+pub use super::call::MAX_BODY_BYTES;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum XnatError {
@@ -24,41 +23,34 @@ pub enum XnatError {
         path: &'static str,
         role: &'static str,
     },
+    /// 406, or an answer in a media type the webhook does not read: XNAT offers this resource
+    /// in other media types than the webhook asked for (another XNAT version, or a proxy).
+    #[error(
+        "XNAT will not answer {path} as {asked}{}",
+        match got { Some(t) => format!(": it answered {t}"), None => " (406 Not Acceptable)".into() }
+    )]
+    NotAcceptable {
+        path: &'static str,
+        asked: &'static str,
+        got: Option<String>,
+    },
+    /// An answer that reads, but cannot be about what was asked (another project's spec).
+    #[error("XNAT's answer to {path} cannot be used: {why}")]
+    WrongAnswer { path: &'static str, why: String },
     #[error("XNAT answered HTTP {0}")]
     Status(u16),
     #[error("XNAT answered HTML, not JSON (a login page? check the service credentials)")]
     Html,
     #[error("XNAT's answer is not the expected JSON: {0}")]
     BadJson(String),
-    #[error("XNAT's answer is larger than {MAX_BODY_BYTES} bytes")]
-    TooLarge,
+    #[error("XNAT's answer to {path} is larger than {limit} bytes")]
+    TooLarge { path: &'static str, limit: usize },
     #[error("no XNAT request slot free within the admission's budget (XNAT is slow or busy)")]
     Busy,
     #[error("XNAT request failed: {0}")]
     Request(String),
     #[error("cannot read the XNAT credentials: {0}")]
     Credentials(String),
-}
-
-/// What a 403 from one of the endpoints the webhook calls means: the path (as the admin reads it
-/// in XNAT's API docs) and the site role the service account lacks (`UserXapiAuthorization`,
-/// `DataAccessApi`, the plugin's `JupyterHubApi`).
-pub fn required_role(endpoint: &str) -> (&'static str, &'static str) {
-    match endpoint {
-        "groups" => ("/xapi/users/{user}/groups", "Administrator"),
-        "access" => ("/xapi/access/{user}/projects", "Administrator"),
-        "user_options" => (
-            "/xapi/jupyterhub/users/{user}/server/…/user-options",
-            "JupyterHub (or Administrator)",
-        ),
-        "roles" => ("/xapi/users/{user}/roles", "Administrator"),
-        "accessibility" => ("/data/projects/{id}/accessibility", "Administrator"),
-        "experiment" => ("/data/experiments/{id}", "Administrator"),
-        "archive_spec" => ("/data/projects/{id}/archive_spec", "Administrator"),
-        "projects" => ("/data/projects", "Administrator"),
-        "project_users" => ("/data/projects/{id}/users", "Administrator"),
-        _ => ("this endpoint", "Administrator"),
-    }
 }
 
 impl XnatError {
@@ -69,10 +61,12 @@ impl XnatError {
             XnatError::Connect(_) => "connect",
             XnatError::BadCredentials(_) => "bad_credentials",
             XnatError::MissingRole { .. } => "missing_role",
+            XnatError::NotAcceptable { .. } => "not_acceptable",
+            XnatError::WrongAnswer { .. } => "wrong_answer",
             XnatError::Status(_) => "status",
             XnatError::Html => "html",
             XnatError::BadJson(_) => "bad_json",
-            XnatError::TooLarge => "too_large",
+            XnatError::TooLarge { .. } => "too_large",
             XnatError::Busy => "busy",
             XnatError::Request(_) => "request",
             XnatError::Credentials(_) => "credentials_file",
@@ -100,6 +94,14 @@ impl XnatError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::xnat::XnatCall;
+
+    fn missing(call: XnatCall) -> XnatError {
+        XnatError::MissingRole {
+            path: call.path(),
+            role: call.role(),
+        }
+    }
 
     #[test]
     fn transient_errors_are_the_retryable_ones() {
@@ -107,8 +109,7 @@ mod tests {
         assert!(XnatError::Timeout(Duration::from_secs(1)).is_transient());
         assert!(!XnatError::Status(404).is_transient());
         assert!(!XnatError::BadCredentials(401).is_transient());
-        let (path, role) = required_role("groups");
-        assert!(!XnatError::MissingRole { path, role }.is_transient());
+        assert!(!missing(XnatCall::Groups).is_transient());
         assert!(!XnatError::BadJson(String::new()).is_transient());
     }
 
@@ -116,13 +117,22 @@ mod tests {
     fn a_refusal_says_whether_the_password_or_a_role_is_wrong() {
         let password = XnatError::BadCredentials(401).to_string();
         assert!(password.contains("username and password"), "{password}");
-        let (path, role) = required_role("groups");
-        let role = XnatError::MissingRole { path, role }.to_string();
+        let role = missing(XnatCall::Groups).to_string();
         assert!(role.contains("lacks the Administrator role"), "{role}");
         assert!(role.contains("/xapi/users/{user}/groups"), "{role}");
         assert!(role.contains("credentials are fine"), "{role}");
-        let (path, role) = required_role("user_options");
-        let hub = XnatError::MissingRole { path, role }.to_string();
+        let hub = missing(XnatCall::UserOptions).to_string();
         assert!(hub.contains("JupyterHub (or Administrator)"), "{hub}");
+        let refused = XnatError::NotAcceptable {
+            path: XnatCall::ArchiveSpec.path(),
+            asked: XnatCall::ArchiveSpec.accept(),
+            got: None,
+        };
+        assert_eq!(
+            refused.to_string(),
+            "XNAT will not answer /data/projects/{id}/archive_spec as text/xml (406 Not Acceptable)"
+        );
+        assert_eq!(refused.metric_label(), "not_acceptable");
+        assert!(!refused.is_transient());
     }
 }

@@ -7,9 +7,13 @@
 //!   does not list (a new account, or one in no project) is looked up per user, as without it.
 //! - XNAT has no change marker for memberships, so each refresh reads every project's members
 //!   again; what is incremental is the result: a user whose groups did not change keeps the
-//!   same answer, and a project that fails to read keeps its last list (younger than `maxAge`)
-//!   instead of failing the whole refresh.
+//!   same answer, and a project whose member list fails to read keeps its last one instead of
+//!   failing the whole refresh — but that list is not trusted: its members are looked up per
+//!   user (it only stands in when XNAT cannot be asked), so a membership removed meanwhile is
+//!   not mounted.
 //! - Revocation takes effect within one `refreshInterval` plus the time a refresh takes.
+//! - Each membership is read with the project it is listed under: a custom group
+//!   `ALPHA_PET_member` of project ALPHA is never project `ALPHA_PET`'s.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -44,14 +48,21 @@ struct ProjectMembers {
     /// `(login, group id)`, sorted.
     members: Arc<[(String, String)]>,
     read_at: Instant,
+    /// This refresh could not read the list: it is the last one read, and not trusted.
+    kept: bool,
 }
 
 /// One reading of the site.
 struct Snapshot {
     users: HashMap<String, Arc<UserAccess>>,
+    /// Users in a project whose member list this reading could not read, with when the oldest
+    /// such list was read: they are looked up per user.
+    unconfirmed: HashMap<String, Instant>,
     projects: HashMap<String, ProjectMembers>,
     archive: HashMap<String, Arc<ArchiveSpec>>,
     read_at: Instant,
+    /// Projects whose member lists this reading could not read, and why (the first).
+    failed: Option<(usize, String)>,
 }
 
 /// The index in use, and how its refreshes go.
@@ -84,6 +95,12 @@ impl AccessIndex {
         let Some(access) = snap.users.get(login) else {
             return Indexed::Unlisted;
         };
+        if let Some(read_at) = snap.unconfirmed.get(login) {
+            return Indexed::TooOld {
+                access: access.clone(),
+                age: read_at.elapsed(),
+            };
+        }
         let age = snap.read_at.elapsed();
         if age <= self.settings.max_age {
             Indexed::Fresh(access.clone())
@@ -93,6 +110,15 @@ impl AccessIndex {
                 age,
             }
         }
+    }
+
+    /// Every login the index lists.
+    pub fn logins(&self) -> Vec<String> {
+        let guard = self.current.load();
+        guard
+            .as_ref()
+            .map(|s| s.users.keys().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// A project's archive spec as the last refresh read it, while the index is younger than
@@ -106,8 +132,9 @@ impl AccessIndex {
         snap.archive.get(project).cloned()
     }
 
-    /// Reads the site again and puts the result in use; on failure the index in use stays.
-    pub async fn refresh(&self, client: &XnatClient) -> Result<(), XnatError> {
+    /// Reads the site again and puts the result in use (`true`: every member list was read);
+    /// on failure the index in use stays.
+    pub async fn refresh(&self, client: &XnatClient) -> Result<bool, XnatError> {
         let started = Instant::now();
         let result = self.read(client).await;
         match &result {
@@ -115,6 +142,7 @@ impl AccessIndex {
                 tracing::info!(
                     users = snap.users.len(),
                     projects = snap.projects.len(),
+                    unread = snap.failed.as_ref().map_or(0, |f| f.0),
                     took_ms = started.elapsed().as_millis() as u64,
                     "access index refreshed"
                 );
@@ -123,15 +151,30 @@ impl AccessIndex {
                     snap.projects.len(),
                     SystemTime::now(),
                 );
-                *lock(&self.last_error) = None;
+                *lock(&self.last_error) = snap.failed.as_ref().map(|(n, first)| {
+                    let e = format!(
+                        "{n} member list(s) could not be read; their members are looked up per \
+                         user ({first})"
+                    );
+                    tracing::warn!(error = %e, "access index refreshed in part");
+                    (Instant::now(), e)
+                });
             }
             Err(e) => {
                 tracing::warn!(error = %e, "access index refresh failed; the one in use stays");
                 *lock(&self.last_error) = Some((Instant::now(), e.to_string()));
             }
         }
-        crate::metrics::index_refresh(result.is_ok());
-        result.map(|snap| self.current.store(Some(Arc::new(snap))))
+        crate::metrics::index_refresh(match &result {
+            Ok(snap) if snap.failed.is_some() => "partial",
+            Ok(_) => "success",
+            Err(_) => "failure",
+        });
+        result.map(|snap| {
+            let whole = snap.failed.is_none();
+            self.current.store(Some(Arc::new(snap)));
+            whole
+        })
     }
 
     async fn read(&self, client: &XnatClient) -> Result<Snapshot, XnatError> {
@@ -152,17 +195,29 @@ impl AccessIndex {
         let now = Instant::now();
         let mut projects = HashMap::with_capacity(reads.len());
         let mut archive = HashMap::new();
+        let mut failed: Option<(usize, String)> = None;
         for (id, members, spec) in reads {
             let members = match members {
                 Ok(Some(rows)) => ProjectMembers {
                     members: member_pairs(&id, rows).into(),
                     read_at: now,
+                    kept: false,
                 },
                 Ok(None) => continue, // deleted since it was listed
-                Err(e) => match prev.as_ref().and_then(|p| p.projects.get(&id)) {
-                    Some(last) if last.read_at.elapsed() <= self.settings.max_age => last.clone(),
-                    _ => return Err(e),
-                },
+                Err(e) => {
+                    let f = failed.get_or_insert_with(|| (0, format!("project {id}: {e}")));
+                    f.0 += 1;
+                    match prev.as_ref().and_then(|p| p.projects.get(&id)) {
+                        Some(last) => ProjectMembers {
+                            kept: true,
+                            ..last.clone()
+                        },
+                        // Never read: its members are unknown. An older reading lacks it too,
+                        // so this one is still the better one; the very first is no reading.
+                        None if prev.is_some() => continue,
+                        None => return Err(e),
+                    }
+                }
             };
             match spec {
                 Some(Ok(spec)) => {
@@ -177,12 +232,14 @@ impl AccessIndex {
             }
             projects.insert(id, members);
         }
-        let users = users_of(&projects, prev.as_deref());
+        let (users, unconfirmed) = users_of(&projects, prev.as_deref());
         Ok(Snapshot {
             users,
+            unconfirmed,
             projects,
             archive,
             read_at: now,
+            failed,
         })
     }
 
@@ -223,29 +280,36 @@ fn member_pairs(project: &str, rows: Vec<super::client::MemberRow>) -> Vec<(Stri
     pairs
 }
 
-/// Every listed user's access, through the same group-id rules as a per-user lookup; a user
-/// whose groups did not change keeps the answer of the previous reading.
+/// Every listed user's access, each membership read with the project it is listed under; a
+/// user whose groups did not change keeps the answer of the previous reading. Users in a kept
+/// (unread) list come back apart, with when that list was read.
 fn users_of(
     projects: &HashMap<String, ProjectMembers>,
     prev: Option<&Snapshot>,
-) -> HashMap<String, Arc<UserAccess>> {
-    let mut groups: HashMap<&str, Vec<&str>> = HashMap::new();
-    for p in projects.values() {
+) -> (HashMap<String, Arc<UserAccess>>, HashMap<String, Instant>) {
+    let mut groups: HashMap<&str, Vec<(&str, &str)>> = HashMap::new();
+    let mut unconfirmed: HashMap<String, Instant> = HashMap::new();
+    for (project, p) in projects {
         for (login, group) in p.members.iter() {
-            groups.entry(login).or_default().push(group);
+            groups.entry(login).or_default().push((project, group));
+            if p.kept {
+                let at = unconfirmed.entry(login.clone()).or_insert(p.read_at);
+                *at = (*at).min(p.read_at);
+            }
         }
     }
-    groups
+    let users = groups
         .into_iter()
-        .map(|(login, ids)| {
-            let access = UserAccess::from_group_ids(&ids);
+        .map(|(login, pairs)| {
+            let access = UserAccess::from_pairs(pairs);
             let kept = prev
                 .and_then(|p| p.users.get(login))
                 .filter(|old| ***old == access)
                 .cloned();
             (login.to_owned(), kept.unwrap_or_else(|| Arc::new(access)))
         })
-        .collect()
+        .collect();
+    (users, unconfirmed)
 }
 
 /// The index of the cache in use, for `/readyz` (process-wide, like [`super::health`]: the
@@ -309,6 +373,7 @@ mod tests {
                 .map(|(l, g)| (l.to_string(), g.to_string()))
                 .collect(),
             read_at: at,
+            kept: false,
         };
         let projects = HashMap::from([
             (
@@ -317,21 +382,48 @@ mod tests {
             ),
             ("BETA".to_owned(), project(&[("alice", "BETA_member")])),
         ]);
-        let users = users_of(&projects, None);
+        let (users, unconfirmed) = users_of(&projects, None);
         let roles: Vec<String> = vec!["owner".into(), "member".into()];
         assert_eq!(users["alice"].readable_projects(&roles), ["ALPHA", "BETA"]);
         assert_eq!(users["bob"].readable_projects(&roles), ["ALPHA"]);
+        assert!(unconfirmed.is_empty());
         let prev = Snapshot {
             users,
+            unconfirmed,
             projects: HashMap::new(),
             archive: HashMap::new(),
             read_at: at,
+            failed: None,
         };
         let mut projects = projects;
         projects.insert("BETA".into(), project(&[]));
-        let users = users_of(&projects, Some(&prev));
+        let (users, _) = users_of(&projects, Some(&prev));
         assert!(Arc::ptr_eq(&users["bob"], &prev.users["bob"]));
         assert!(!Arc::ptr_eq(&users["alice"], &prev.users["alice"]));
         assert_eq!(users["alice"].readable_projects(&roles), ["ALPHA"]);
+    }
+
+    /// Project ALPHA's custom group `PET_member` (`ALPHA_PET_member`) is listed under ALPHA:
+    /// it is neither project ALPHA_PET's members nor a role in ALPHA.
+    #[test]
+    fn a_membership_is_read_with_the_project_it_is_listed_under() {
+        let rows = rows(json!([
+            {"GROUP_ID": "ALPHA_PET_member", "displayname": "PET_member", "login": "mallory"},
+            {"GROUP_ID": "ALPHA_member", "displayname": "Members", "login": "bob"},
+        ]));
+        let projects = HashMap::from([(
+            "ALPHA".to_owned(),
+            ProjectMembers {
+                members: member_pairs("ALPHA", rows).into(),
+                read_at: Instant::now(),
+                kept: true,
+            },
+        )]);
+        let (users, unconfirmed) = users_of(&projects, None);
+        let roles: Vec<String> = crate::access::PROJECT_ROLES.map(String::from).to_vec();
+        assert!(users["mallory"].readable_projects(&roles).is_empty());
+        assert_eq!(users["bob"].readable_projects(&roles), ["ALPHA"]);
+        // The list was kept from an earlier reading: its members are not answered from it.
+        assert!(unconfirmed.contains_key("bob") && unconfirmed.contains_key("mallory"));
     }
 }

@@ -2,14 +2,19 @@
 //! of it.
 
 pub mod cache;
+pub mod call;
 pub mod check;
 pub mod client;
+mod confirm;
 pub mod credentials;
 pub mod error;
 pub mod health;
 pub mod index;
+mod logins;
+mod memory;
 
 pub use cache::{AccessCache, CacheStatus};
+pub use call::XnatCall;
 pub use client::XnatClient;
 pub use credentials::{CredentialSource, Credentials, CredentialsError};
 pub use error::{MAX_BODY_BYTES, XnatError};

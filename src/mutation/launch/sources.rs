@@ -184,7 +184,8 @@ fn confirmed_elsewhere(rest: &[&str], grant: &LaunchGrant<'_>) -> Result<(), Str
     if grant.confirmed.public.iter().any(|p| p == project) {
         return Ok(());
     }
-    if let Some(e) = &grant.confirmed.experiment
+    let confirmed = grant.confirmed;
+    if let Some(e) = &confirmed.experiment
         && e.project == project
         && rest.get(1).is_some_and(|d| is_arc_dir(d))
         && rest.get(2) == Some(&e.label.as_str())
@@ -194,9 +195,26 @@ fn confirmed_elsewhere(rest: &[&str], grant: &LaunchGrant<'_>) -> Result<(), Str
     {
         return Ok(());
     }
-    Err(format!(
-        "XNAT does not list project {project} for this user"
-    ))
+    // What XNAT said when asked, so the refusal reads as what it is: not public, not shown to
+    // the service account (404), or not answered.
+    let experiment_dir = rest.get(1).is_some_and(|d| is_arc_dir(d));
+    let asked = [
+        confirmed.why_not(project),
+        confirmed
+            .experiment_unconfirmed
+            .as_deref()
+            .filter(|_| experiment_dir),
+    ];
+    let why: Vec<&str> = asked.into_iter().flatten().collect();
+    match why.is_empty() {
+        true => Err(format!(
+            "XNAT does not list project {project} for this user"
+        )),
+        false => Err(format!(
+            "XNAT does not list project {project} for this user ({})",
+            why.join("; ")
+        )),
+    }
 }
 
 /// An archive directory of a project (`arc001`, XNAT's current arc and older ones).
@@ -222,9 +240,10 @@ fn shared_data(
             "shared data of another launch than this one ({event:?})"
         ));
     }
-    // XNAT's UI always starts a named server named by the launch's eventTrackingId: stored
-    // options of any other server (the default one included) never name this directory.
-    if grant.server_name != event {
+    // XNAT's UI starts a named server named by the launch's eventTrackingId; a launch through
+    // XNAT's API may start the default server, and carries an eventTrackingId too. Stored
+    // options of another named server never name this directory.
+    if !grant.server_name.is_empty() && grant.server_name != event {
         return Err(format!(
             "shared data of launch {event:?}, but this server is {:?}",
             grant.server_name

@@ -20,8 +20,8 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use super::{CredentialSource, XnatError};
-use crate::access::{AccessEntry, UserAccess};
+use super::{CredentialSource, XnatCall, XnatError};
+use crate::access::{AccessEntry, UserAccess, is_ambiguous};
 use crate::archive::ArchiveSpec;
 use crate::names::is_safe_segment;
 use crate::policy::{ClientSettings, Endpoint, ProjectSource};
@@ -106,20 +106,21 @@ impl XnatClient {
         check_username(xnat_user)?;
         match self.endpoint.project_source {
             ProjectSource::Groups => {
-                let ids: Option<Vec<String>> = self
-                    .get_json("groups", &["xapi", "users", xnat_user, "groups"], deadline)
-                    .await?;
-                Ok(ids.map_or_else(UserAccess::unknown, |ids| UserAccess::from_group_ids(&ids)))
+                let path = ["xapi", "users", xnat_user, "groups"];
+                let ids: Option<Vec<String>> =
+                    self.get_json(XnatCall::Groups, &path, deadline).await?;
+                match ids {
+                    None => Ok(UserAccess::unknown()),
+                    // `ALPHA_PET_member` reads two ways; the access list names the project.
+                    Some(ids) if is_ambiguous(&ids) => {
+                        let entries = self.access_list(xnat_user, deadline).await?;
+                        Ok(UserAccess::from_access_list(&entries))
+                    }
+                    Some(ids) => Ok(UserAccess::from_group_ids(&ids)),
+                }
             }
             ProjectSource::Access => {
-                let entries: Vec<AccessEntry> = self
-                    .get_json(
-                        "access",
-                        &["xapi", "access", xnat_user, "projects"],
-                        deadline,
-                    )
-                    .await?
-                    .unwrap_or_default();
+                let entries = self.access_list(xnat_user, deadline).await?;
                 // XNAT answers `200 []` both for an unknown user and for one in no group; only
                 // then is XNAT asked which (one more call, for users with no projects alone),
                 // so an unknown user gets `negativeCacheTtl` and the warning that says so.
@@ -129,6 +130,31 @@ impl XnatClient {
                 Ok(UserAccess::from_access_list(&entries))
             }
         }
+    }
+
+    /// `GET /xapi/access/{u}/projects`: every group of the user with the project it belongs to.
+    async fn access_list(
+        &self,
+        xnat_user: &str,
+        deadline: Instant,
+    ) -> Result<Vec<AccessEntry>, XnatError> {
+        let path = ["xapi", "access", xnat_user, "projects"];
+        let entries = self.get_json(XnatCall::Access, &path, deadline).await?;
+        Ok(entries.unwrap_or_default())
+    }
+
+    /// Every login of the site (`GET /xapi/users`, a site Administrator's: disabled accounts
+    /// included), to find the one a hub name stands for when they differ in case.
+    pub async fn logins(&self, deadline: Instant) -> Result<Vec<String>, XnatError> {
+        let logins: Option<Vec<String>> = self
+            .get_json(XnatCall::Users, &["xapi", "users"], deadline)
+            .await?;
+        logins.ok_or(XnatError::Status(404))
+    }
+
+    /// Whether a name XNAT does not have is looked for in another case.
+    pub fn resolves_login_case(&self) -> bool {
+        self.endpoint.resolve_login_case
     }
 
     /// Logs in when there is no session yet: the first step of `check-xnat`.
@@ -146,11 +172,9 @@ impl XnatClient {
         check_username(xnat_user)?;
         let url = self.url(&["xapi", "users", xnat_user, "roles"]);
         // XNAT answers an unknown user with 200 and no body (`getUserRoles` returns null).
-        match self.get_body("roles", url, deadline).await? {
+        match self.get_body(XnatCall::Roles, url, deadline).await? {
             Some(b) if b.iter().all(u8::is_ascii_whitespace) => Ok(None),
-            Some(b) => serde_json::from_slice(&b)
-                .map(Some)
-                .map_err(|e| XnatError::BadJson(e.to_string())),
+            Some(b) => request::parse_json(XnatCall::Roles, &b).map(Some),
             None => Ok(None),
         }
     }
@@ -161,7 +185,10 @@ impl XnatClient {
     pub async fn user_exists(&self, xnat_user: &str, deadline: Instant) -> Result<bool, XnatError> {
         check_username(xnat_user)?;
         let url = self.url(&["xapi", "users", xnat_user, "groups"]);
-        Ok(self.get_body("groups", url, deadline).await?.is_some())
+        Ok(self
+            .get_body(XnatCall::Groups, url, deadline)
+            .await?
+            .is_some())
     }
 
     /// The JupyterHub plugin's stored launch context for a user's server (`""` for the default
@@ -184,23 +211,28 @@ impl XnatClient {
             path.push(server_name);
         }
         path.push("user-options");
-        self.get_json("user_options", &path, deadline).await
+        self.get_json(XnatCall::UserOptions, &path, deadline).await
     }
 
-    /// Whether XNAT calls `project` public (`GET /data/projects/{id}/accessibility`, plain
-    /// text); a project XNAT does not know (404) is not.
-    pub async fn project_is_public(
+    /// What XNAT says of `project`'s accessibility (`GET /data/projects/{id}/accessibility`,
+    /// plain text: `public`, `protected` or `private`); `None` when XNAT does not show the
+    /// service account the project (404).
+    pub async fn project_accessibility(
         &self,
         project: &str,
         deadline: Instant,
-    ) -> Result<bool, XnatError> {
+    ) -> Result<Option<String>, XnatError> {
         check_id(project)?;
         let url = self.url(&["data", "projects", project, "accessibility"]);
-        let body = self.get_body("accessibility", url, deadline).await?;
-        Ok(body.is_some_and(|b| crate::sharing::is_public(&String::from_utf8_lossy(&b))))
+        let body = self
+            .get_body(XnatCall::Accessibility, url, deadline)
+            .await?;
+        Ok(body.map(|b| String::from_utf8_lossy(&b).trim().to_owned()))
     }
 
-    /// Where XNAT keeps a project's files (`GET /data/projects/{id}/archive_spec`, XML).
+    /// Where XNAT keeps a project's files and which arc is current
+    /// (`GET /data/projects/{id}/archive_spec`, XML), read on the blocking pool: a document
+    /// that is not `project`'s own `arc:project` is refused.
     pub async fn archive_spec(
         &self,
         project: &str,
@@ -208,20 +240,29 @@ impl XnatClient {
     ) -> Result<ArchiveSpec, XnatError> {
         check_id(project)?;
         let url = self.url(&["data", "projects", project, "archive_spec"]);
-        let Some(body) = self.get_body("archive_spec", url, deadline).await? else {
+        let Some(body) = self.get_body(XnatCall::ArchiveSpec, url, deadline).await? else {
             return Ok(ArchiveSpec::NoProject);
         };
-        let text = std::str::from_utf8(&body)
-            .map_err(|_| XnatError::BadJson("archive_spec is not UTF-8".into()))?;
-        crate::archive::archive_spec_of(text).ok_or_else(|| {
-            let e = XnatError::BadJson("archive_spec is not XML".into());
-            crate::xnat::health::failed("archive_spec", &e);
+        let asked = project.to_owned();
+        let read = tokio::task::spawn_blocking(move || match std::str::from_utf8(&body) {
+            Ok(text) => crate::archive::archive_spec_of(text, &asked),
+            Err(_) => Err("it is not UTF-8".to_owned()),
+        })
+        .await
+        .unwrap_or_else(|_| Err("reading it failed".to_owned()));
+        read.map_err(|why| {
+            let e = XnatError::WrongAnswer {
+                path: XnatCall::ArchiveSpec.path(),
+                why,
+            };
+            crate::xnat::health::failed(XnatCall::ArchiveSpec.name(), &e);
             e
         })
     }
 
     /// Where an experiment lives and which projects it is shared into
-    /// (`GET /data/experiments/{id}?format=json`); `None` when XNAT does not know it (404).
+    /// (`GET /data/experiments/{id}?format=json`, asked for as the XML `ExperimentResource`
+    /// offers); `None` when XNAT does not show it to the service account (404).
     pub async fn experiment(
         &self,
         id: &str,
@@ -230,11 +271,10 @@ impl XnatClient {
         check_id(id)?;
         let mut url = self.url(&["data", "experiments", id]);
         url.set_query(Some("format=json"));
-        let Some(body) = self.get_body("experiment", url, deadline).await? else {
+        let Some(body) = self.get_body(XnatCall::Experiment, url, deadline).await? else {
             return Ok(None);
         };
-        let v: serde_json::Value =
-            serde_json::from_slice(&body).map_err(|e| XnatError::BadJson(e.to_string()))?;
+        let v: serde_json::Value = request::parse_json(XnatCall::Experiment, &body)?;
         SharedExperiment::from_item_json(&v)
             .map(Some)
             .ok_or_else(|| XnatError::BadJson("not an experiment's item JSON".into()))
@@ -292,6 +332,7 @@ mod tests {
                 url: Url::parse("http://xnat.example/xnat/").unwrap(),
                 ca_file: None,
                 project_source: ProjectSource::Groups,
+                resolve_login_case: true,
             },
             CredentialSource::Fixed(Credentials::new("u", "p")),
             ClientSettings {

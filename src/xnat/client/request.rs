@@ -1,7 +1,8 @@
 //! One GET against XNAT: a request slot first, then the session, then the request with the
 //! attempt's timeout; retries of transient failures (never of a timeout) and one new login for
-//! an expired session, all before the admission's deadline. Every request is counted in the
-//! metrics.
+//! an expired session, all before the admission's deadline. Every request asks for the media type
+//! its resource offers ([`XnatCall::accept`]) and its answer is read only when XNAT says it is that
+//! type. Every request is counted in the metrics.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,57 +14,52 @@ use tokio::time::Instant;
 use super::XnatClient;
 use super::limit::{Ending, MAX_CALL_LIFETIME};
 use super::session::{MIN_SESSION_AGE, Session};
-use crate::xnat::{MAX_BODY_BYTES, XnatError};
+use crate::xnat::call::is_html;
+use crate::xnat::{XnatCall, XnatError};
 
 impl XnatClient {
     /// GETs JSON; `None` for 404. Retries transient failures and re-logs in once on a rejected
     /// session, all before `deadline`.
     pub(super) async fn get_json<T: DeserializeOwned>(
         &self,
-        endpoint: &'static str,
+        call: XnatCall,
         path: &[&str],
         deadline: Instant,
     ) -> Result<Option<T>, XnatError> {
-        match self.get_body(endpoint, self.url(path), deadline).await? {
-            Some(body) => serde_json::from_slice(&body).map(Some).map_err(|e| {
-                let e = XnatError::BadJson(e.to_string());
-                crate::xnat::health::failed(endpoint, &e);
-                e
-            }),
+        match self.get_body(call, self.url(path), deadline).await? {
+            Some(body) => parse_json(call, &body).map(Some),
             None => Ok(None),
         }
     }
 
-    /// GETs a body (at most [`MAX_BODY_BYTES`]); `None` for 404. Retries as [`Self::get_json`].
-    /// The outcome is recorded for `/readyz`, the log and the metrics ([`crate::xnat::health`]).
+    /// GETs a body (at most [`XnatCall::max_body`]); `None` for 404. Retries as
+    /// [`Self::get_json`]. The outcome is recorded for `/readyz`, the log and the metrics
+    /// ([`crate::xnat::health`]).
     pub(super) async fn get_body(
         &self,
-        endpoint: &'static str,
+        call: XnatCall,
         url: Url,
         deadline: Instant,
     ) -> Result<Option<Vec<u8>>, XnatError> {
-        let result = self.get_body_retrying(endpoint, url, deadline).await;
+        let result = self.get_body_retrying(call, url, deadline).await;
         match &result {
-            Ok(_) => crate::xnat::health::succeeded(endpoint),
-            Err(e) => crate::xnat::health::failed(endpoint, e),
+            Ok(_) => crate::xnat::health::succeeded(call.name()),
+            Err(e) => crate::xnat::health::failed(call.name(), e),
         }
         result
     }
 
     async fn get_body_retrying(
         &self,
-        endpoint: &'static str,
+        call: XnatCall,
         url: Url,
         deadline: Instant,
     ) -> Result<Option<Vec<u8>>, XnatError> {
         let mut tries = 0;
         let mut relogged = false;
         loop {
-            let (session, result) = self.get_once(endpoint, &url, deadline).await?;
+            let (session, result) = self.get_once(call, &url, deadline).await?;
             let err = match result {
-                Ok(Some(body)) if looks_like_html(&body) && !is_xml_answer(endpoint, &body) => {
-                    Rejected::Session
-                }
                 Ok(Some(body)) => return Ok(Some(body)),
                 Ok(None) => return Ok(None),
                 Err(Rejected::Session) => Rejected::Session,
@@ -109,7 +105,7 @@ impl XnatClient {
     /// (or [`MAX_CALL_LIFETIME`] cuts the connection) and the limit is what XNAT really sees.
     async fn get_once(
         &self,
-        endpoint: &'static str,
+        call: XnatCall,
         url: &Url,
         deadline: Instant,
     ) -> Result<(Arc<Session>, Result<Option<Vec<u8>>, Rejected>), XnatError> {
@@ -130,15 +126,16 @@ impl XnatClient {
                 reqwest::header::COOKIE,
                 format!("JSESSIONID={}", session.id),
             )
-            .header(reqwest::header::ACCEPT, "application/json")
+            .header(reqwest::header::ACCEPT, call.accept())
             .timeout(MAX_CALL_LIFETIME);
         let started = std::time::Instant::now();
-        let call = tokio::spawn(async move {
-            let answer = call(request).await;
+        let endpoint = call.name();
+        let task = tokio::spawn(async move {
+            let answer = send(request, call).await;
             drop(slot);
             answer
         });
-        let answer = match tokio::time::timeout(timeout, call).await {
+        let answer = match tokio::time::timeout(timeout, task).await {
             Ok(Ok(answer)) => answer,
             Ok(Err(_)) => Err(XnatError::Request("the XNAT call's task failed".into())),
             Err(_) => {
@@ -149,7 +146,8 @@ impl XnatClient {
             }
         };
         let result = match answer {
-            Ok((status, body)) => {
+            Ok(answer) => {
+                let status = answer.status;
                 crate::metrics::xnat_request(
                     endpoint,
                     status.as_u16().to_string(),
@@ -160,16 +158,7 @@ impl XnatClient {
                 } else {
                     Ending::Answered
                 });
-                match status {
-                    StatusCode::OK => Ok(body),
-                    StatusCode::NOT_FOUND => Ok(None),
-                    StatusCode::UNAUTHORIZED => Err(Rejected::Session),
-                    StatusCode::FORBIDDEN => {
-                        let (path, role) = crate::xnat::error::required_role(endpoint);
-                        Err(Rejected::Other(XnatError::MissingRole { path, role }))
-                    }
-                    s => Err(Rejected::Other(XnatError::Status(s.as_u16()))),
-                }
+                read_answer(call, answer)
             }
             Err(e) => {
                 crate::metrics::xnat_request(endpoint, e.metric_label().into(), started.elapsed());
@@ -194,43 +183,102 @@ impl XnatClient {
     }
 }
 
-/// Sends one GET and reads its answer: the status, and the body of a 200 (at most
-/// [`MAX_BODY_BYTES`]).
-async fn call(
-    request: reqwest::RequestBuilder,
-) -> Result<(StatusCode, Option<Vec<u8>>), XnatError> {
+/// What one GET got: the status, the media type XNAT said, and the body of a 200.
+struct Answer {
+    status: StatusCode,
+    content_type: Option<String>,
+    body: Option<Vec<u8>>,
+}
+
+/// Sends one GET and reads its answer: the body of a 200 only.
+async fn send(request: reqwest::RequestBuilder, call: XnatCall) -> Result<Answer, XnatError> {
     let response = request
         .send()
         .await
         .map_err(|e| classify(e, MAX_CALL_LIFETIME))?;
     let status = response.status();
-    if status != StatusCode::OK {
-        return Ok((status, None));
-    }
-    read_body(response, MAX_CALL_LIFETIME)
-        .await
-        .map(|body| (status, Some(body)))
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = match status {
+        StatusCode::OK => Some(read_body(response, MAX_CALL_LIFETIME, call).await?),
+        _ => None,
+    };
+    Ok(Answer {
+        status,
+        content_type,
+        body,
+    })
 }
 
-/// Reads a body of at most [`MAX_BODY_BYTES`].
+/// What an answer means for `call`: its body when XNAT said it is the media type asked for (or
+/// said nothing and it is not HTML); a login page (HTML) is a rejected session; another media
+/// type or a 406 is [`XnatError::NotAcceptable`].
+fn read_answer(call: XnatCall, answer: Answer) -> Result<Option<Vec<u8>>, Rejected> {
+    let not_acceptable = |got: Option<String>| {
+        Rejected::Other(XnatError::NotAcceptable {
+            path: call.path(),
+            asked: call.accept(),
+            got,
+        })
+    };
+    match answer.status {
+        StatusCode::OK => {
+            let body = answer.body.unwrap_or_default();
+            match answer.content_type {
+                Some(t) if call.reads(&t) => Ok(Some(body)),
+                Some(t) if is_html(&t) => Err(Rejected::Session),
+                Some(t) => Err(not_acceptable(Some(crate::echo::echo(&t).to_string()))),
+                None if looks_like_html(&body) && !is_xml_document(call, &body) => {
+                    Err(Rejected::Session)
+                }
+                None => Ok(Some(body)),
+            }
+        }
+        StatusCode::NOT_FOUND => Ok(None),
+        StatusCode::UNAUTHORIZED => Err(Rejected::Session),
+        StatusCode::FORBIDDEN => Err(Rejected::Other(XnatError::MissingRole {
+            path: call.path(),
+            role: call.role(),
+        })),
+        StatusCode::NOT_ACCEPTABLE => Err(not_acceptable(None)),
+        s => Err(Rejected::Other(XnatError::Status(s.as_u16()))),
+    }
+}
+
+/// Reads a body of at most [`XnatCall::max_body`] bytes.
 pub(super) async fn read_body(
     mut response: reqwest::Response,
     timeout: Duration,
+    call: XnatCall,
 ) -> Result<Vec<u8>, XnatError> {
-    if response
-        .content_length()
-        .is_some_and(|n| n > MAX_BODY_BYTES as u64)
-    {
-        return Err(XnatError::TooLarge);
+    let max = call.max_body();
+    let too_large = || XnatError::TooLarge {
+        path: call.path(),
+        limit: max,
+    };
+    if response.content_length().is_some_and(|n| n > max as u64) {
+        return Err(too_large());
     }
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(|e| classify(e, timeout))? {
-        if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(XnatError::TooLarge);
+        if body.len() + chunk.len() > max {
+            return Err(too_large());
         }
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+/// Reads a JSON answer of `call`; a body that is not is recorded as its failure.
+pub(super) fn parse_json<T: DeserializeOwned>(call: XnatCall, body: &[u8]) -> Result<T, XnatError> {
+    serde_json::from_slice(body).map_err(|e| {
+        let e = XnatError::BadJson(e.to_string());
+        crate::xnat::health::failed(call.name(), &e);
+        e
+    })
 }
 
 pub(super) fn classify(e: reqwest::Error, timeout: Duration) -> XnatError {
@@ -245,7 +293,7 @@ pub(super) fn classify(e: reqwest::Error, timeout: Duration) -> XnatError {
 
 /// Counts one XNAT request by endpoint and status (or failure kind), with its time to headers.
 pub(super) fn record(
-    endpoint: &'static str,
+    call: XnatCall,
     result: &Result<reqwest::Response, reqwest::Error>,
     started: std::time::Instant,
 ) {
@@ -255,7 +303,7 @@ pub(super) fn record(
         Err(e) if e.is_connect() => "connect".into(),
         Err(_) => "error".into(),
     };
-    crate::metrics::xnat_request(endpoint, status, started.elapsed());
+    crate::metrics::xnat_request(call.name(), status, started.elapsed());
 }
 
 /// Why one attempt failed.
@@ -274,11 +322,12 @@ impl Rejected {
     }
 }
 
-/// `archive_spec` answers XML (`<?xml …` or `<arc:project …`), never a login page's
+/// An XML answer without a `Content-Type` (`<?xml …` or `<arc:project …`) is not a login page's
 /// `<!DOCTYPE html>` or `<html>`.
-fn is_xml_answer(endpoint: &str, body: &[u8]) -> bool {
+fn is_xml_document(call: XnatCall, body: &[u8]) -> bool {
     let start = body.trim_ascii_start();
-    endpoint == "archive_spec" && (start.starts_with(b"<?xml") || start.starts_with(b"<arc:"))
+    call.media() == crate::xnat::call::Media::Xml
+        && (start.starts_with(b"<?xml") || start.starts_with(b"<arc:"))
 }
 
 pub(super) fn looks_like_html(body: &[u8]) -> bool {

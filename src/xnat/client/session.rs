@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use super::XnatClient;
 use super::request::{Rejected, classify, looks_like_html, read_body, record};
-use crate::xnat::XnatError;
+use crate::xnat::{XnatCall, XnatError};
 
 /// A logged-in XNAT session.
 pub(super) struct Session {
@@ -50,7 +50,7 @@ impl XnatClient {
             .timeout(self.settings.timeout)
             .send()
             .await;
-        record("logout", &result, started);
+        record(XnatCall::Logout, &result, started);
         match result {
             Ok(r) => tracing::info!(status = r.status().as_u16(), "closed the XNAT session"),
             Err(e) => tracing::warn!(error = %e.without_url(), "could not close the XNAT session"),
@@ -85,7 +85,7 @@ impl XnatClient {
             .timeout(timeout)
             .send()
             .await;
-        record("login", &response, started);
+        record(XnatCall::Login, &response, started);
         let response = response.map_err(|e| classify(e, timeout))?;
         match response.status() {
             StatusCode::OK => {}
@@ -104,7 +104,7 @@ impl XnatClient {
             }
             s => return Err(XnatError::Status(s.as_u16())),
         }
-        let body = read_body(response, timeout).await?;
+        let body = read_body(response, timeout, XnatCall::Login).await?;
         if looks_like_html(&body) {
             return Err(XnatError::Html);
         }

@@ -13,8 +13,8 @@
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use super::{XnatClient, check_id};
-use crate::xnat::XnatError;
+use super::{XnatClient, check_id, request::parse_json};
+use crate::xnat::{XnatCall, XnatError};
 
 /// XNAT's restlet table envelope: `{"ResultSet": {"Result": [...], "totalRecords": "N"}}`.
 #[derive(Deserialize)]
@@ -53,10 +53,10 @@ impl XnatClient {
         let mut url = self.url(&["data", "projects"]);
         url.set_query(Some("format=json&allDataOverride=true"));
         let body = self
-            .get_body("projects", url, deadline)
+            .get_body(XnatCall::Projects, url, deadline)
             .await?
             .ok_or(XnatError::Status(404))?;
-        let table: Table<ProjectRow> = parse("projects", &body)?;
+        let table: Table<ProjectRow> = parse_json(XnatCall::Projects, &body)?;
         Ok(table
             .result_set
             .result
@@ -76,21 +76,10 @@ impl XnatClient {
         check_id(project)?;
         let mut url = self.url(&["data", "projects", project, "users"]);
         url.set_query(Some("format=json"));
-        let Some(body) = self.get_body("project_users", url, deadline).await? else {
+        let Some(body) = self.get_body(XnatCall::ProjectUsers, url, deadline).await? else {
             return Ok(None);
         };
-        let table: Table<MemberRow> = parse("project_users", &body)?;
+        let table: Table<MemberRow> = parse_json(XnatCall::ProjectUsers, &body)?;
         Ok(Some(table.result_set.result))
     }
-}
-
-fn parse<T: serde::de::DeserializeOwned>(
-    endpoint: &'static str,
-    body: &[u8],
-) -> Result<T, XnatError> {
-    serde_json::from_slice(body).map_err(|e| {
-        let e = XnatError::BadJson(e.to_string());
-        crate::xnat::health::failed(endpoint, &e);
-        e
-    })
 }

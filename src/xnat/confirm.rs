@@ -1,0 +1,168 @@
+//! What XNAT confirms beyond a user's project list, from the cache or from XNAT: a launch's
+//! public projects and shared experiment, and where each mounted project keeps its files. Every
+//! answer is shared by all users (cached per project or experiment for `cacheTtl`), and a failed
+//! one is remembered ([`super::memory`]) so a refusing XNAT is not asked by every spawn.
+
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use super::{AccessCache, XnatCall, XnatError};
+use crate::archive::{ProjectPlace, ProjectRoot, ProjectRoots};
+use crate::sharing::{Asks, Confirmed, hidden, is_public};
+
+impl AccessCache {
+    /// What XNAT confirms of `asks`, before `deadline`, all asked at once. A question XNAT did
+    /// not answer confirms nothing (and is not cached): the mount it was for is refused, never
+    /// mounted on a guess, and the refusal says why.
+    pub async fn confirm(&self, asks: &Asks, deadline: Instant) -> Confirmed {
+        let client = self.client();
+        let inner = &self.inner;
+        let live = inner.live.load_full();
+        let projects = asks.projects.iter().map(|p| {
+            let (client, live) = (client.clone(), live.clone());
+            async move {
+                let ask = async {
+                    let a = client.project_accessibility(p, deadline).await?;
+                    Ok::<_, XnatError>(a.map(Arc::from))
+                };
+                let answer = inner
+                    .accessibility
+                    .try_get_with_by_ref(
+                        p,
+                        inner.failures.ask(XnatCall::Accessibility, p, &live, ask),
+                    )
+                    .await;
+                (p, answer)
+            }
+        });
+        let experiment = async {
+            let id = asks.experiment.as_ref()?;
+            let ask = async {
+                let e = client.experiment(id, deadline).await?;
+                Ok::<_, XnatError>(e.map(Arc::new))
+            };
+            let answer = inner
+                .experiments
+                .try_get_with_by_ref(id, inner.failures.ask(XnatCall::Experiment, id, &live, ask))
+                .await;
+            Some(match answer {
+                Ok(Some(e)) => Ok((*e).clone()),
+                Ok(None) => Err(hidden("experiment", id)),
+                Err(e) => {
+                    tracing::warn!(experiment = %id, error = %e, "cannot ask XNAT about an experiment");
+                    Err(format!(
+                        "XNAT could not say where experiment {id} lives: {e}"
+                    ))
+                }
+            })
+        };
+        let (projects, experiment) =
+            tokio::join!(futures_util::future::join_all(projects), experiment);
+        let mut confirmed = Confirmed::NONE;
+        for (p, answer) in projects {
+            match answer {
+                Ok(Some(a)) if is_public(&a) => confirmed.public.push(p.clone()),
+                Ok(Some(a)) => confirmed
+                    .unconfirmed
+                    .push((p.clone(), format!("XNAT calls project {p} {a}"))),
+                Ok(None) => confirmed
+                    .unconfirmed
+                    .push((p.clone(), hidden("project", p))),
+                Err(e) => {
+                    tracing::warn!(project = %p, error = %e, "cannot ask XNAT whether a project is public");
+                    confirmed.unconfirmed.push((
+                        p.clone(),
+                        format!("XNAT could not say whether project {p} is public: {e}"),
+                    ));
+                }
+            }
+        }
+        match experiment {
+            Some(Ok(e)) => confirmed.experiment = Some(e),
+            Some(Err(why)) => confirmed.experiment_unconfirmed = Some(why),
+            None => {}
+        }
+        confirmed
+    }
+
+    /// Where each of `projects` keeps its files and which arc is current, from the index, the
+    /// cache or XNAT before `deadline`, all asked at once. A project XNAT cannot say for stands
+    /// on its last good answer (younger than `staleIfError`), or is [`ProjectRoot::Unknown`]:
+    /// never mounted on a guess.
+    pub async fn project_roots(
+        &self,
+        projects: &[&str],
+        site_archive: &str,
+        deadline: Instant,
+    ) -> ProjectRoots {
+        let inner = &self.inner;
+        // The warm path: cached specs, and only places that are not the site's kept (the
+        // common case allocates nothing).
+        let mut places = Vec::new();
+        let mut misses = Vec::new();
+        for &p in projects {
+            let indexed = inner
+                .index
+                .as_ref()
+                .and_then(|i| i.archive_spec(p, i.settings().max_age));
+            let cached = match indexed {
+                Some(spec) => Some(spec),
+                None => inner.archive.get(p).await,
+            };
+            match cached {
+                Some(spec) => places.push((p.to_owned(), spec.place(p, site_archive))),
+                None => misses.push(p),
+            }
+        }
+        if misses.is_empty() {
+            return ProjectRoots::new(places);
+        }
+        let client = self.client();
+        let live = inner.live.load_full();
+        let asked = misses.into_iter().map(|p| {
+            let (client, live) = (client.clone(), live.clone());
+            async move {
+                let ask = async {
+                    let spec = Arc::new(client.archive_spec(p, deadline).await?);
+                    if let Some(last) = &inner.last_archive {
+                        last.insert(p.to_owned(), spec.clone()).await;
+                    }
+                    Ok::<_, XnatError>(spec)
+                };
+                let answer = inner
+                    .archive
+                    .try_get_with_by_ref(
+                        p,
+                        inner.failures.ask(XnatCall::ArchiveSpec, p, &live, ask),
+                    )
+                    .await;
+                let place = match answer {
+                    Ok(spec) => spec.place(p, site_archive),
+                    Err(e) => match self.last_archive_spec(p).await {
+                        Some(spec) => spec.place(p, site_archive),
+                        None => ProjectPlace {
+                            root: ProjectRoot::Unknown(format!("XNAT could not say: {e}")),
+                            ..ProjectPlace::site()
+                        },
+                    },
+                };
+                (p.to_owned(), place)
+            }
+        });
+        places.extend(futures_util::future::join_all(asked).await);
+        ProjectRoots::new(places)
+    }
+
+    /// A project's last good archive spec: the cache's, or the index's while it may stand in.
+    async fn last_archive_spec(&self, p: &str) -> Option<Arc<crate::archive::ArchiveSpec>> {
+        let inner = &self.inner;
+        if let Some(last) = &inner.last_archive
+            && let Some(spec) = last.get(p).await
+        {
+            return Some(spec);
+        }
+        let index = inner.index.as_ref()?;
+        index.archive_spec(p, index.settings().max_age + inner.stale_if_error)
+    }
+}

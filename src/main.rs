@@ -46,9 +46,8 @@ enum Command {
     Review(ReviewArgs),
     /// Print the policy's JSON Schema (also kept in deploy/base/policy.schema.json).
     PolicySchema,
-    /// Check the XNAT service account before the first spawn: log in, read its roles, look up
-    /// another user's projects and (with userOptions.enabled) a launch context; exit 1 on a
-    /// problem.
+    /// Check the XNAT service account before the first spawn: log in, read its roles, and make
+    /// every call the policy makes on a spawn with real ids; exit 1 naming a call that fails.
     CheckXnat(CheckXnatArgs),
 }
 
@@ -76,9 +75,18 @@ struct MountedInputs {
 struct CheckXnatArgs {
     #[command(flatten)]
     inputs: MountedInputs,
-    /// The other user to look up (default `admin`, or `guest` when the account is `admin`).
+    /// The user to look up (default: a member of --project, or of one of the first projects
+    /// XNAT lists).
     #[arg(long)]
     user: Option<String>,
+    /// The project whose archive_spec and accessibility are asked (default: the first the
+    /// user may read).
+    #[arg(long)]
+    project: Option<String>,
+    /// An experiment to ask about when launches are on (default: an id no XNAT has, whose 404
+    /// still proves the media type).
+    #[arg(long)]
+    experiment: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -236,12 +244,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let policy = Policy::load(&a.inputs.policy, &overrides)?;
             let credentials = CredentialSource::File(a.inputs.xnat_credentials);
-            let report = jupyter_xnat_webhook::xnat::check::check_xnat(
-                &policy,
-                credentials,
-                a.user.as_deref(),
-            )
-            .await?;
+            let targets = jupyter_xnat_webhook::xnat::check::CheckTargets {
+                user: a.user.as_deref(),
+                project: a.project.as_deref(),
+                experiment: a.experiment.as_deref(),
+            };
+            let report =
+                jupyter_xnat_webhook::xnat::check::check_xnat(&policy, credentials, targets)
+                    .await?;
             print!("{}", report.text);
             if report.problems > 0 {
                 std::process::exit(1);

@@ -5,15 +5,28 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use xnat_standin::{ADMINISTRATOR, JUPYTERHUB, Standin};
+use xnat_standin::{ADMINISTRATOR, Fault, JUPYTERHUB, Standin};
 
 const BIN: &str = env!("CARGO_BIN_EXE_jupyter-xnat-webhook");
 
 /// Runs `check-xnat` for `account` (whose password at XNAT is `pw`, and which has `roles`),
 /// logging in with `password`; returns (exit code, stdout).
 async fn check(policy: &str, account: &str, roles: &[&str], password: &str) -> (i32, String) {
+    check_on(policy, account, roles, password, Some("alice"), |_| {}).await
+}
+
+/// [`check`] against a demo site `setup` changes first.
+async fn check_on(
+    policy: &str,
+    account: &str,
+    roles: &[&str],
+    password: &str,
+    user: Option<&str>,
+    setup: impl FnOnce(&Standin),
+) -> (i32, String) {
     let xnat = Standin::demo(account, "pw");
     xnat.set_roles(account, roles);
+    setup(&xnat);
     let (url, _task) = xnat
         .spawn("127.0.0.1:0".parse().unwrap(), "/xnat")
         .await
@@ -23,7 +36,7 @@ async fn check(policy: &str, account: &str, roles: &[&str], password: &str) -> (
         (dir.path().join("policy.yaml"), dir.path().join("creds"));
     std::fs::write(&policy_file, policy).unwrap();
     std::fs::write(&creds, format!("{account}:{password}\n")).unwrap();
-    let args = [
+    let mut args = vec![
         "check-xnat".to_owned(),
         "--policy".to_owned(),
         policy_file.display().to_string(),
@@ -31,9 +44,10 @@ async fn check(policy: &str, account: &str, roles: &[&str], password: &str) -> (
         creds.display().to_string(),
         "--xnat-url".to_owned(),
         url.clone(),
-        "--user".to_owned(),
-        "alice".to_owned(),
     ];
+    if let Some(user) = user {
+        args.extend(["--user".to_owned(), user.to_owned()]);
+    }
     let out = tokio::task::spawn_blocking(move || {
         Command::new(BIN)
             .args(&args)
@@ -63,8 +77,96 @@ async fn an_administrator_account_passes() {
         "ok       logged in to XNAT_URL as webhook-svc\n\
          ok       webhook-svc's site roles: Administrator\n\
          ok       groups lookup of another user (alice) works: 2 project(s) readable\n\
+         ok       /data/projects/{id}/archive_spec of ALPHA: files at the site archive\n\
+         ok       /data/projects/{id}/accessibility of ALPHA: private\n\
+         ok       /data/experiments/{id} of XNAT_E_CHECK_NONE: none such (404, after the media \
+         type was accepted)\n\
          ok       user-options read for alice works (none stored: 404)\n\
-         \x20        XNAT answers everything the webhook asks\n"
+         ok       /xapi/users (for names XNAT has only in another case): 5 logins\n\
+         \x20        XNAT answers every call this policy makes\n"
+    );
+}
+
+/// The policies sites start from, against a healthy XNAT: every call they make answers, and
+/// `check-xnat` finds a user to look up by itself (the first project's first member).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sample_policy_and_the_nrgxnat_preset_pass_on_a_healthy_xnat() {
+    let sample = std::fs::read_to_string("deploy/base/policy.yaml").unwrap();
+    let preset = std::fs::read_to_string("deploy/presets/nrgxnat-k8s.yaml").unwrap();
+    let index = sample.replace("    enabled: false\n", "    enabled: true\n");
+    for (name, policy) in [("sample", &sample), ("preset", &preset), ("index", &index)] {
+        let (code, out) = run(policy, None).await;
+        if std::env::var_os("SHOW").is_some() {
+            eprintln!("--- {name}\n{out}");
+        }
+        assert_eq!(code, 0, "{name}:\n{out}");
+        assert!(
+            out.ends_with("XNAT answers every call this policy makes\n"),
+            "{name}:\n{out}"
+        );
+        assert!(
+            out.contains("/data/projects/{id}/users of ALPHA: 2 members"),
+            "{name}:\n{out}"
+        );
+        assert!(
+            out.contains("/data/projects/{id}/archive_spec of ALPHA"),
+            "{name}:\n{out}"
+        );
+        assert!(out.contains("/xapi/users (for names"), "{name}:\n{out}");
+    }
+    let (_, out) = run(&preset, None).await;
+    assert!(
+        out.contains("archive_spec of ALPHA: files at the site archive, current arc arc001"),
+        "{out}"
+    );
+    assert!(out.contains("user-options read for alice"), "{out}");
+}
+
+/// `check-xnat` for `policy` by an Administrator, asking about `user` when given.
+async fn run(policy: &str, user: Option<&str>) -> (i32, String) {
+    check_on(policy, "webhook-svc", &[ADMINISTRATOR], "pw", user, |_| {}).await
+}
+
+/// XNAT refusing the media type the webhook asks for (or answering another) is named by the
+/// call, and is a failure: before, `check-xnat` never made these calls and said everything
+/// worked.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_call_is_named_and_fails_the_check() {
+    let (code, out) = check_on(
+        WITH_LAUNCHES,
+        "webhook-svc",
+        &[ADMINISTRATOR],
+        "pw",
+        Some("alice"),
+        |x| {
+            x.set_endpoint_fault("archive_spec", Fault::Status(406));
+        },
+    )
+    .await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(
+            "PROBLEM  /data/projects/{id}/archive_spec of ALPHA: XNAT will not answer \
+             /data/projects/{id}/archive_spec as text/xml (406 Not Acceptable)"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("1 problem(s)"), "{out}");
+    let (code, out) = check_on(
+        WITH_LAUNCHES,
+        "webhook-svc",
+        &[ADMINISTRATOR],
+        "pw",
+        Some("alice"),
+        |x| {
+            x.set_endpoint_fault("accessibility", Fault::HtmlLogin);
+        },
+    )
+    .await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("PROBLEM  /data/projects/{id}/accessibility of ALPHA"),
+        "{out}"
     );
 }
 
@@ -94,7 +196,11 @@ async fn the_plugins_jupyterhub_account_is_told_it_lacks_the_administrator_role(
             ),
             // The JupyterHub role is enough for launch contexts.
             "ok       user-options read for alice works (none stored: 404)".to_owned(),
-            "2 problem(s)".to_owned(),
+            // Nothing readable to ask about, and the login list is an Administrator's too.
+            "PROBLEM  /data/projects/{id}/archive_spec and accessibility not checked".to_owned(),
+            "PROBLEM  /xapi/users (for names XNAT has only in another case): XNAT answered 403"
+                .to_owned(),
+            "4 problem(s)".to_owned(),
         ] {
             assert!(out.contains(&line), "{source}: missing {line:?} in\n{out}");
         }

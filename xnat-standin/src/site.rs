@@ -124,5 +124,10 @@ pub(crate) async fn project_users(
             }));
         }
     }
+    // `ORDER BY g.id DESC`, then by login for a stable answer.
+    rows.sort_by(|a, b| {
+        (&b["GROUP_ID"].as_str(), &a["login"].as_str())
+            .cmp(&(&a["GROUP_ID"].as_str(), &b["login"].as_str()))
+    });
     table(&headers, raw.as_deref(), rows)
 }

@@ -702,3 +702,50 @@ async fn a_public_project_is_mounted_once_xnat_says_it_is_public() {
     both_pods_on(&h, options).await;
     assert_eq!(h.xnat.counts().accessibility, 2);
 }
+
+/// A server the hub starts itself gets each project in the tree a project launch gives, from
+/// the project's *current* arc (`DefaultUserOptionsService` mounts `getCurrentArc()`; XNAT's
+/// `archive_spec` says it): a project moved to `arc002` is mounted from `arc002`.
+#[tokio::test]
+async fn the_preset_mounts_a_project_from_its_current_arc() {
+    let archive = tempfile::tempdir().unwrap();
+    for dir in [
+        "ALPHA/arc002",
+        "ALPHA/arc001",
+        "ALPHA/resources",
+        "BETA/arc001",
+    ] {
+        std::fs::create_dir_all(archive.path().join(dir)).unwrap();
+    }
+    let policy = site_policy().replace(
+        "seenAt: /archive",
+        &format!("seenAt: {}", archive.path().display()),
+    );
+    let h = Harness::start(&policy).await;
+    h.xnat.set_current_arc("ALPHA", "arc002");
+    let review = chart_review("");
+    let response = h.review(&review).await;
+    let pod = patched_pod(&review, &response);
+    assert_eq!(
+        mounts_of(&pod, "archive"),
+        [
+            (
+                "/data/projects/ALPHA/experiments".into(),
+                "ALPHA/arc002".into(),
+                true
+            ),
+            (
+                "/data/projects/ALPHA/resources".into(),
+                "ALPHA/resources".into(),
+                true
+            ),
+            (
+                "/data/projects/BETA/experiments".into(),
+                "BETA/arc001".into(),
+                true
+            ),
+        ],
+        "{:?}",
+        warnings(&response)
+    );
+}

@@ -1,5 +1,11 @@
 //! Warnings returned to the API client (which hands them to whoever created the pod) and written
 //! to the admission log line. Every one starts with the webhook's name, added here once.
+//!
+//! The API server relays warnings as `Warning` headers (`filters/warning.go`): at most 4,096
+//! runes of them per request, from every webhook together — past that it cuts each to 256 runes
+//! and drops the rest without a word — and it drops outright a warning with a control character
+//! (`net.NewWarningHeader`). So the answer keeps its warnings within [`MAX_ANSWER_CHARS`] and says
+//! how many it left out; the log line keeps them all.
 
 use std::fmt;
 use std::ops::Deref;
@@ -11,6 +17,10 @@ pub const PREFIX: &str = "xnat-webhook";
 /// thousands of bad entries, and each answer and log line stays readable and bounded.
 pub const MAX_WARNINGS: usize = 32;
 pub const MAX_WARNING_CHARS: usize = 512;
+
+/// Most characters of warnings in one answer: the API server's 4,096, less room for other
+/// webhooks' and for the line that counts what was left out.
+pub const MAX_ANSWER_CHARS: usize = 3072;
 
 /// The warnings of one review, in the order they arose.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -36,6 +46,14 @@ impl Warnings {
             self.1 += 1;
             return;
         }
+        // A control character (a newline from an XNAT message) would make the API server drop
+        // the whole warning.
+        if text.chars().any(char::is_control) {
+            text = text
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
+        }
         if let Some((cut, _)) = text.char_indices().nth(MAX_WARNING_CHARS) {
             text.truncate(cut);
             text.push('…');
@@ -43,11 +61,27 @@ impl Warnings {
         self.0.push(text);
     }
 
-    /// The warnings, and a last one counting those left out past [`MAX_WARNINGS`].
+    /// The warnings for the answer: in order, as many as fit [`MAX_ANSWER_CHARS`], and a last
+    /// one counting those left out (past it or past [`MAX_WARNINGS`]).
     pub fn into_vec(mut self) -> Vec<String> {
-        if self.1 > 0 {
-            self.0
-                .push(format!("{PREFIX}: {} more warnings left out", self.1));
+        /// Room kept for the counting line.
+        const SUMMARY_CHARS: usize = 100;
+        let mut total = 0;
+        let fits = self
+            .0
+            .iter()
+            .take_while(|w| {
+                total += w.chars().count();
+                total <= MAX_ANSWER_CHARS - SUMMARY_CHARS
+            })
+            .count();
+        let left_out = self.1 + (self.0.len() - fits);
+        self.0.truncate(fits);
+        if left_out > 0 {
+            self.0.push(format!(
+                "{PREFIX}: {left_out} more warnings left out here; the pod's Event and the \
+                 webhook's log say more"
+            ));
         }
         self.0
     }
@@ -71,10 +105,30 @@ mod tests {
         for i in 0..1000 {
             w.push(format_args!("{i} {}", "x".repeat(2000)));
         }
+        assert_eq!(w.len(), MAX_WARNINGS);
+        assert!(w.iter().all(|w| w.chars().count() <= MAX_WARNING_CHARS + 1));
         let v = w.into_vec();
-        assert_eq!(v.len(), MAX_WARNINGS + 1);
-        assert!(v.iter().all(|w| w.chars().count() <= MAX_WARNING_CHARS + 1));
-        assert_eq!(v[MAX_WARNINGS], "xnat-webhook: 968 more warnings left out");
+        // What the API server relays whole: 4,096 characters in all.
+        let total: usize = v.iter().map(|w| w.chars().count()).sum();
+        assert!(total <= MAX_ANSWER_CHARS, "{total}");
+        assert_eq!(v.len(), 6);
+        assert_eq!(
+            v[5],
+            "xnat-webhook: 995 more warnings left out here; the pod's Event and the webhook's \
+             log say more"
+        );
+    }
+
+    /// `net.NewWarningHeader` refuses text with a control character: the API server would drop
+    /// the whole warning.
+    #[test]
+    fn control_characters_never_reach_the_api_server() {
+        let mut w = Warnings::new();
+        w.push("XNAT said:\nUnable to find\tproject");
+        assert_eq!(
+            w.into_vec(),
+            ["xnat-webhook: XNAT said: Unable to find project"]
+        );
     }
 
     #[test]

@@ -338,6 +338,28 @@ async fn the_same_event_twice_is_counted_into_the_first() {
     assert_eq!(kube.events()[0]["count"], 2);
 }
 
+/// A spawn retried at once under the same pod name is a new admission request: it gets its own
+/// Event. KubeSpawner's spawn page skips every Event of the pod's name up to the newest it saw
+/// before the spawn started (`progress` and `_last_event` in kubespawner/spawner.py), so a
+/// count added to the first attempt's Event would never show on the retry's page.
+#[tokio::test]
+async fn a_quick_retry_of_a_spawn_gets_an_event_of_its_own() {
+    let (h, kube) = with_events("").await;
+    let first = review_for("alice");
+    h.review(&first).await;
+    kube.wait_for_events(1).await;
+    let mut retry = first.clone();
+    retry["request"]["uid"] = json!("7c1f0a6e-0000-4000-8000-000000000002");
+    h.review(&retry).await;
+    let events = kube.wait_for_events(2).await;
+    assert_eq!(events.len(), 2);
+    assert!(kube.patches().is_empty(), "{:?}", kube.patches());
+    let (a, b) = (&events[0], &events[1]);
+    assert_eq!(a["involvedObject"]["name"], b["involvedObject"]["name"]);
+    assert_ne!(a["metadata"]["name"], b["metadata"]["name"]);
+    assert!(b["lastTimestamp"].as_str() >= a["lastTimestamp"].as_str());
+}
+
 /// Reviews answered while the API server is slow, refusing or down: all within `limit`.
 async fn reviews_are_answered_quickly(h: &Harness, n: usize, limit: Duration) {
     for i in 0..n {

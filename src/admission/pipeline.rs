@@ -253,7 +253,7 @@ fn post(
     if name.is_empty() || namespace.is_empty() {
         return;
     }
-    events.post(event((namespace, name)));
+    events.post(event((namespace, name)).for_attempt(&req.uid));
 }
 
 /// Passes the review unchanged, saying why when a person should hear about it.

@@ -25,6 +25,12 @@ pub const MAX_MESSAGE_CHARS: usize = 1024;
 pub struct PodEvent {
     pub namespace: String,
     pub pod: String,
+    /// The admission request it is about (`request.uid`): only the same request (a webhook
+    /// call the API server repeats) is counted into an Event already posted. A spawn retried
+    /// under the same pod name is a new request and gets an Event of its own, which KubeSpawner
+    /// shows: its spawn page skips every Event up to the newest one it saw before the spawn,
+    /// so a count added to an old one would not show.
+    pub attempt: String,
     /// `Warning` when something was left out, refused or not known; else `Normal`.
     pub warning: bool,
     /// CamelCase, as Kubernetes reasons are.
@@ -65,6 +71,7 @@ impl PodEvent {
         Self {
             namespace: namespace.to_owned(),
             pod: pod.to_owned(),
+            attempt: String::new(),
             warning,
             reason,
             message: bounded(message),
@@ -76,10 +83,17 @@ impl PodEvent {
         Self {
             namespace: namespace.to_owned(),
             pod: pod.to_owned(),
+            attempt: String::new(),
             warning: true,
             reason: "XnatDataNotAttached",
             message: bounded(format!("No XNAT data attached: {why}")),
         }
+    }
+
+    /// The same Event, for admission request `uid`.
+    pub fn for_attempt(mut self, uid: &str) -> Self {
+        self.attempt = uid.to_owned();
+        self
     }
 
     pub fn type_(&self) -> &'static str {

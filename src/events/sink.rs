@@ -27,8 +27,9 @@ pub struct SinkSettings {
     /// of spawns while XNAT is down must not flood the API server.
     pub burst: u32,
     pub per_second: f64,
-    /// The same Event about the same pod within this window (a reinvocation, a retried create)
-    /// is counted into the Event already posted instead of posted again.
+    /// The same Event about the same admission request within this window (the API server
+    /// calling again for one request) is counted into the Event already posted instead of posted
+    /// again; another request for the same pod (a retried spawn) gets its own.
     pub repeat_window: Duration,
     /// The longest one API call may take.
     pub call_timeout: Duration,

@@ -1047,7 +1047,8 @@ fn check_webhook(
         "the policy's pods.requesters has the hub the matchCondition names"
     );
 
-    assert_eq!(w.side_effects, "None", "{name}: sideEffects");
+    // Events are a side effect, skipped on dry runs (tests/events.rs).
+    assert_eq!(w.side_effects, "NoneOnDryRun", "{name}: sideEffects");
     let timeout = w.timeout_seconds.expect("timeoutSeconds is set");
     assert!(
         timeout <= MAX_TIMEOUT_SECONDS,
@@ -1747,5 +1748,67 @@ fn archive_view_shows_the_archive_where_the_preset_looks() {
     assert!(
         preset.storage.projects.iter().all(|p| p.optional),
         "the preset mounts each project directory only when it exists"
+    );
+}
+
+/// KubeSpawner's user namespaces (`enable_user_namespaces`): a namespace per user, unknown ahead,
+/// so the webhook is called for namespaces the hub labels, never kube-system or its own, and may
+/// post Events (and nothing else) in any namespace.
+#[test]
+fn user_namespaces_select_by_label_and_post_events_where_the_pods_are() {
+    let site = Site::new();
+    let r = site.render_with(&["cert-manager", "user-namespaces"], "");
+    let config: MutatingWebhookConfiguration = r.one("MutatingWebhookConfiguration");
+    let webhook = &config.webhooks.as_ref().expect("webhooks")[0];
+    let selector = webhook
+        .namespace_selector
+        .as_ref()
+        .expect("namespaceSelector");
+    assert_eq!(
+        selector.match_labels,
+        Some(BTreeMap::from([(
+            "jupyter-xnat-webhook/notebooks".to_owned(),
+            "true".to_owned()
+        )]))
+    );
+    let never = selector
+        .match_expressions
+        .iter()
+        .flatten()
+        .find(|e| e.key == "kubernetes.io/metadata.name" && e.operator == "NotIn")
+        .expect("a NotIn on the namespace's own name");
+    let never: Vec<&str> = never.values.iter().flatten().map(String::as_str).collect();
+    assert!(
+        never.contains(&"kube-system") && never.contains(&"xnat-webhook"),
+        "{never:?}"
+    );
+    // The hub still makes the pods: the requester is unchanged.
+    assert!(
+        webhook
+            .match_conditions
+            .iter()
+            .flatten()
+            .any(|c| c.expression.contains(&format!("'{HUB}'")))
+    );
+    let role = r
+        .of_kind("ClusterRole")
+        .into_iter()
+        .next()
+        .expect("a ClusterRole")
+        .clone();
+    assert_eq!(
+        role["rules"],
+        serde_json::json!([{"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]}])
+    );
+    let binding = r
+        .of_kind("ClusterRoleBinding")
+        .into_iter()
+        .next()
+        .expect("a ClusterRoleBinding")
+        .clone();
+    assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+    assert_eq!(
+        binding["subjects"],
+        serde_json::json!([{"kind": "ServiceAccount", "name": "jupyter-xnat-webhook", "namespace": "xnat-webhook"}])
     );
 }

@@ -79,11 +79,6 @@ pub fn requests_equal_limits(name: &str) -> bool {
     name.contains('/') || name.starts_with("hugepages-")
 }
 
-/// An XNAT group role as it ends a project group id (`owner`, `member`, a custom one).
-pub fn is_group_role(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-}
-
 /// A relative path with no empty, `.` or `..` segment. Applied to templates at load and to every
 /// rendered subPath again at admission.
 pub fn check_sub_path(path: &str) -> Result<(), String> {

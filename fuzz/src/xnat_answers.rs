@@ -1,12 +1,15 @@
 //! Any bytes as what XNAT answers, read by the parsers the client uses (the first byte picks
 //! one): the group list (`GET /xapi/users/{u}/groups`), the admin access list
 //! (`GET /xapi/access/{u}/projects`), an experiment's item JSON (`GET /data/experiments/{id}`),
-//! and the quantities the plugin's launch resources and the
-//! policy become. Whatever XNAT says, access holds only mountable project ids and project-group
-//! roles, sorted and distinct; a quantity's canonical spelling reads back as the same value.
+//! a project's `archive_spec` XML (a first byte of 0xA0 or more), and the quantities the
+//! plugin's launch resources and the policy become. Whatever XNAT says, access holds only
+//! mountable project ids and standard project roles, sorted and distinct; an archive spec is
+//! only ever the project's own, with a current arc that is a directory name; a quantity's
+//! canonical spelling reads back as the same value.
 
-use jupyter_xnat_webhook::access::{AccessEntry, UserAccess};
-use jupyter_xnat_webhook::names::{is_group_role, is_safe_segment, is_valid_project_id};
+use jupyter_xnat_webhook::access::{AccessEntry, PROJECT_ROLES, UserAccess};
+use jupyter_xnat_webhook::archive::{ArchiveSpec, ProjectRoot, archive_spec_of};
+use jupyter_xnat_webhook::names::{is_safe_segment, is_valid_project_id};
 use jupyter_xnat_webhook::quantity::{Amount, Quantity};
 use jupyter_xnat_webhook::sharing::SharedExperiment;
 
@@ -23,7 +26,7 @@ fn access(access: &UserAccess) {
             is_valid_project_id(&g.project) && is_safe_segment(&g.project),
             "{g:?}"
         );
-        assert!(is_group_role(&g.role), "{g:?}");
+        assert!(PROJECT_ROLES.contains(&g.role.as_str()), "{g:?}");
     }
     let roles = ["owner".to_owned(), "member".to_owned()];
     let readable = access.readable_projects(&roles);
@@ -60,11 +63,40 @@ fn quantity(text: &str) {
     );
 }
 
+/// `GET /data/projects/ALPHA/archive_spec`: read as ALPHA's or refused, never another's, and
+/// its current arc is a directory name or the project is refused.
+fn archive_spec(text: &str) {
+    let Ok(spec) = archive_spec_of(text, "ALPHA") else {
+        return;
+    };
+    assert!(matches!(spec, ArchiveSpec::Found { .. }));
+    let place = spec.place("ALPHA", "/data/xnat/archive");
+    match &place.root {
+        ProjectRoot::Refused(_) => {}
+        root => {
+            assert!(is_safe_segment(&place.arc), "{place:?}");
+            if let ProjectRoot::Own(path) = root {
+                assert!(
+                    !path.starts_with("/data/xnat/archive/")
+                        || path.starts_with("/data/xnat/archive/ALPHA/"),
+                    "{place:?}"
+                );
+            }
+        }
+    }
+}
+
 /// Panics when the input breaks a promise.
 pub fn check(bytes: &[u8]) {
     let Some((&pick, body)) = bytes.split_first() else {
         return;
     };
+    if pick >= 0xA0 {
+        if let Ok(text) = std::str::from_utf8(body) {
+            archive_spec(text);
+        }
+        return;
+    }
     match pick % 4 {
         0 => {
             if let Ok(ids) = serde_json::from_slice::<Vec<String>>(body) {

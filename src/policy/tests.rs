@@ -69,6 +69,11 @@ fn errors_name_the_field() {
         field_of("xnat:\n  roles: [owner, 'a b']\n"),
         "xnat.roles[1]"
     );
+    // A custom group's name is not a role that grants a mount.
+    assert_eq!(
+        field_of("xnat:\n  roles: [owner, Analysts]\n"),
+        "xnat.roles[1]"
+    );
     assert_eq!(field_of("xnat:\n  onError: explode\n"), "xnat.onError");
     assert_eq!(
         field_of("storage:\n  projects: {subPath: 'archive/{proj}', mountPath: '/p/{project}'}\n"),

@@ -11,8 +11,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{PolicyError, invalid};
+use crate::access::PROJECT_ROLES;
 use crate::echo::without_url_credentials;
-use crate::names::is_group_role;
 use crate::timeouts::{MAX_XNAT_BUDGET, MAX_XNAT_TIMEOUT};
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
@@ -87,7 +87,8 @@ pub struct XnatFile {
     pub refresh_ahead: Option<Duration>,
     /// How many users' project lists are kept.
     pub cache_capacity: u64,
-    /// Project group roles that grant a mount (`{project}_{role}`).
+    /// Project group roles that grant a mount (`{project}_{role}`): XNAT's standard groups
+    /// `owner`, `member`, `collaborator` (custom groups never do).
     pub roles: Vec<String>,
     /// What to do when XNAT cannot be asked.
     pub on_error: OnError,
@@ -304,11 +305,13 @@ impl XnatFile {
             .roles
             .iter()
             .enumerate()
-            .find(|(_, r)| !is_group_role(r))
+            .find(|(_, r)| !PROJECT_ROLES.contains(&r.as_str()))
         {
+            // Custom groups' ids can read as another project's standard groups, and their
+            // permissions are the site's own: only XNAT's standard groups grant a mount.
             return Err(invalid(
                 format!("xnat.roles[{i}]"),
-                format!("{r:?} is not a group role (e.g. owner, member, collaborator)"),
+                format!("{r:?} is not one of XNAT's project roles (owner, member, collaborator)"),
             ));
         }
         if self.deny_message.trim().is_empty() {

@@ -141,6 +141,37 @@ fn a_command_becomes_args_followed_by_what_kubespawner_appends() {
     );
 }
 
+/// KubeSpawner applies a `profile_list` profile's `kubespawner_override` after the hub's
+/// `pre_spawn_hook`, so under the chart's hook a profile's image wins over the plugin's. The
+/// webhook sees the pod after the profile and cannot tell a profile's image from the hub's
+/// default: which wins is the policy's choice (`userOptions.image`).
+#[test]
+fn the_pods_image_wins_when_the_policy_says_so() {
+    let launch = options(
+        json!({"image": "registry.example.org/xnat/monai:1"}),
+        json!({}),
+    );
+    let (pod, _) = decide_with(&alice_pod(), Launch::Stored(&launch), "", false);
+    assert_eq!(
+        pod["spec"]["containers"][0]["image"],
+        "registry.example.org/xnat/monai:1"
+    );
+    let (pod, warnings) = decide_with(
+        &alice_pod(),
+        Launch::Stored(&launch),
+        "  image: false\n",
+        false,
+    );
+    assert_eq!(
+        pod["spec"]["containers"][0]["image"],
+        "quay.io/jupyterhub/k8s-singleuser-sample:4.0.0"
+    );
+    assert!(
+        warnings.is_empty(),
+        "a policy choice, not a refusal: {warnings:?}"
+    );
+}
+
 #[test]
 fn an_image_outside_the_allowed_prefixes_keeps_the_hubs() {
     let launch = options(json!({"image": "docker.io/evil/miner:latest"}), json!({}));

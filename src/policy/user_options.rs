@@ -30,6 +30,10 @@ pub struct UserOptionsFile {
     /// Image prefixes a launch's compute environment may name (`registry.example.org/xnat/`);
     /// `*` for any (the default: XNAT's admins define the compute environments).
     pub allowed_images: Vec<String>,
+    /// Use the compute environment's `image` in place of the pod's. `false` keeps the hub's (or
+    /// a `profile_list` profile's) image, as the chart's hook does when a profile sets one:
+    /// KubeSpawner applies a profile's `kubespawner_override` after the hook.
+    pub image: bool,
     /// Run the compute environment's `command` (as KubeSpawner runs its `cmd`: the container's
     /// args, followed by the hub's own arguments).
     pub command: bool,
@@ -79,6 +83,7 @@ impl Default for UserOptionsFile {
             ],
             secrets: SecretsPolicy::VerifiedCaller,
             allowed_images: vec!["*".into()],
+            image: true,
             command: true,
             working_dir: None,
             env: BTreeMap::new(),
@@ -122,6 +127,7 @@ pub struct UserOptionsPolicy {
     pub secrets: SecretsPolicy,
     /// Empty for any image.
     pub allowed_images: Vec<String>,
+    pub image: bool,
     pub command: bool,
     pub working_dir: Option<Template>,
     pub env: Vec<EnvVar>,
@@ -250,6 +256,7 @@ impl UserOptionsFile {
             path_mappings,
             secrets: self.secrets,
             allowed_images,
+            image: self.image,
             command: self.command,
             working_dir,
             env: env_at("userOptions.env", self.env)?,

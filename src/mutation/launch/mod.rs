@@ -103,11 +103,12 @@ pub fn plan(
         &mut out,
         warnings,
     );
-    if let Some(image) = spec
-        .image
-        .as_deref()
-        .map(str::trim)
-        .filter(|i| !i.is_empty())
+    if policy.image
+        && let Some(image) = spec
+            .image
+            .as_deref()
+            .map(str::trim)
+            .filter(|i| !i.is_empty())
     {
         if image.len() > MAX_IMAGE_CHARS
             || image.chars().any(|c| c.is_whitespace() || c.is_control())

@@ -33,8 +33,9 @@ pub struct XnatLabels {
 pub struct XnatFailureLabels {
     pub endpoint: &'static str,
     /// `bad_credentials` (401: the password), `missing_role` (403: the account's role),
-    /// `timeout`, `connect`, `status`, `html`, `bad_json`, `too_large`, `busy`, `request`,
-    /// `credentials_file`.
+    /// `not_acceptable` (406, or a media type not read), `wrong_answer` (not about what was
+    /// asked), `timeout`, `connect`, `status`, `html`, `bad_json`, `too_large`, `busy`,
+    /// `request`, `credentials_file`: [`crate::xnat::XnatError::metric_label`].
     pub reason: &'static str,
 }
 

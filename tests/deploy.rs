@@ -1812,3 +1812,59 @@ fn user_namespaces_select_by_label_and_post_events_where_the_pods_are() {
         serde_json::json!([{"kind": "ServiceAccount", "name": "jupyter-xnat-webhook", "namespace": "xnat-webhook"}])
     );
 }
+
+/// README "Migrating from the chart's pre_spawn_hook", step 1: NrgXnat's chart runs the hub in
+/// namespace `xnat`. The README's site kustomization sends that namespace's pods to the webhook,
+/// accepts its hub's requester, and gives the webhook Events there; its policy names the same
+/// requester.
+#[test]
+fn the_readmes_nrgxnat_site_puts_every_hub_field_in_namespace_xnat() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let start = readme
+        .find("# xnat-webhook-site/kustomization.yaml, NrgXnat's chart")
+        .expect("the README's NrgXnat site kustomization");
+    let end = start + readme[start..].find("```").unwrap();
+    let kustomization: String = readme[start..end]
+        .lines()
+        .map(|l| l.strip_prefix("   ").unwrap_or(l))
+        .map(|l| l.replace("../jupyter-xnat-webhook/", "../"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let site = Site::new();
+    let dir = site.tmp.path().join("xnat-webhook-site");
+    std::fs::create_dir_all(&dir).unwrap();
+    let requester = "system:serviceaccount:xnat:hub";
+    let policy = format!(
+        "{}\npods:\n  requesters: [\"{requester}\"]\nxnat:\n  url: http://xnat-xnat-web.xnat.svc.cluster.local\n",
+        std::fs::read_to_string(repo().join("deploy/presets/nrgxnat-k8s.yaml")).unwrap()
+    );
+    std::fs::write(dir.join("policy.yaml"), &policy).unwrap();
+    std::fs::write(dir.join("kustomization.yaml"), kustomization).unwrap();
+    let r = kustomize(&dir);
+    check_events_rbac(&r);
+    let config: MutatingWebhookConfiguration = r.one("MutatingWebhookConfiguration");
+    let webhook = &config.webhooks.unwrap()[0];
+    let selector = webhook.namespace_selector.clone().unwrap();
+    assert_eq!(selector.match_labels.unwrap()[NAME_LABEL], "xnat");
+    let condition = &webhook.match_conditions.as_ref().unwrap()[0].expression;
+    assert_eq!(
+        condition,
+        &format!("request.userInfo.username == '{requester}'")
+    );
+    let role: Role = r.one("Role");
+    assert_eq!(role.metadata.namespace.as_deref(), Some("xnat"));
+    let config: ConfigMap = r.one("ConfigMap");
+    let rendered = &config.data.unwrap()["policy.yaml"];
+    let policy = Policy::from_yaml(rendered.as_bytes(), &Default::default()).unwrap();
+    assert_eq!(policy.pods.requesters, [requester]);
+    let deployment: Deployment = r.one("Deployment");
+    let (_, container) = webhook_container(&deployment);
+    assert!(
+        container
+            .volume_mounts
+            .iter()
+            .flatten()
+            .any(|m| m.mount_path == "/archive"),
+        "the archive-view component"
+    );
+}

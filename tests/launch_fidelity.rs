@@ -685,7 +685,9 @@ async fn a_public_project_is_mounted_once_xnat_says_it_is_public() {
     assert_eq!(
         warnings
             .iter()
-            .filter(|w| w.contains("project CLOSED"))
+            .filter(
+                |w| w.contains("project CLOSED") && w.contains("XNAT calls project CLOSED private")
+            )
             .count(),
         3,
         "{warnings:?}"
@@ -701,6 +703,23 @@ async fn a_public_project_is_mounted_once_xnat_says_it_is_public() {
     assert_eq!(h.xnat.counts().accessibility, 2);
     both_pods_on(&h, options).await;
     assert_eq!(h.xnat.counts().accessibility, 2);
+
+    // A project XNAT does not show the service account is a 404: said as such, not as a missing
+    // role or a project that does not exist.
+    let options = stored(
+        "ALPHA",
+        "xdat:stored_search",
+        "xs1",
+        json!({"mounts": project_mounts("HIDDEN")}),
+        json!({}),
+    );
+    let (_, _, warnings) = both_pods_on(&h, options).await;
+    let w = warnings.join("\n");
+    assert!(
+        w.contains("XNAT does not show the service account project HIDDEN (404: it does not exist, or the account may not read it)"),
+        "{w}"
+    );
+    assert!(!w.contains("role"), "{w}");
 }
 
 /// A server the hub starts itself gets each project in the tree a project launch gives, from

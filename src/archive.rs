@@ -32,21 +32,24 @@ pub enum ProjectRoot {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProjectPlace {
     pub root: ProjectRoot,
-    /// `arc001` unless XNAT says otherwise (`current_arc`).
-    pub arc: String,
+    /// `None`: `arc001`, as XNAT does when it says nothing.
+    pub arc: Option<String>,
 }
 
 impl ProjectPlace {
     /// `{site archive}/{ID}/arc001`: what a project is unless XNAT says otherwise.
-    pub fn site() -> Self {
-        Self {
-            root: ProjectRoot::Site,
-            arc: DEFAULT_ARC.to_owned(),
-        }
+    pub const SITE: ProjectPlace = ProjectPlace {
+        root: ProjectRoot::Site,
+        arc: None,
+    };
+
+    /// The current arc directory (`{arc}`).
+    pub fn arc(&self) -> &str {
+        self.arc.as_deref().unwrap_or(DEFAULT_ARC)
     }
 
     fn is_site(&self) -> bool {
-        self.root == ProjectRoot::Site && self.arc == DEFAULT_ARC
+        self.root == ProjectRoot::Site && self.arc() == DEFAULT_ARC
     }
 }
 
@@ -82,8 +85,17 @@ impl ProjectRoots {
 
     /// The project's current arc directory (`{arc}`).
     pub fn arc(&self, project: &str) -> &str {
-        self.place(project).map_or(DEFAULT_ARC, |p| p.arc.as_str())
+        self.place(project).map_or(DEFAULT_ARC, ProjectPlace::arc)
     }
+}
+
+/// What a 404 to an item means: the service account does not see it, which is not a missing
+/// role (that is a 403) and not proof the item does not exist.
+pub fn hidden(kind: &str, id: &str) -> String {
+    format!(
+        "XNAT does not show the service account {kind} {id} (404: it does not exist, or the \
+         account may not read it)"
+    )
 }
 
 /// What `GET /data/projects/{ID}/archive_spec` said about a project.
@@ -100,38 +112,37 @@ pub enum ArchiveSpec {
 }
 
 impl ArchiveSpec {
-    /// Where the project's files are, given the site archive path.
-    pub fn place(&self, project: &str, site_archive: &str) -> ProjectPlace {
+    /// Where the project's files are, given the site archive path; `None` for the site default
+    /// (`{archive}/{ID}`, `arc001`), found without allocating: the warm path of every review.
+    pub fn place(&self, project: &str, site_archive: &str) -> Option<ProjectPlace> {
         match self {
             ArchiveSpec::Found { path, arc } => {
                 let root = match path {
                     Some(p) => classify(project, p, site_archive),
                     None => ProjectRoot::Site,
                 };
-                let arc = arc.as_deref().unwrap_or(DEFAULT_ARC);
-                if crate::names::is_safe_segment(arc) {
-                    ProjectPlace {
-                        root,
-                        arc: arc.to_owned(),
-                    }
-                } else {
-                    ProjectPlace {
+                let arc = arc.as_deref().filter(|a| *a != DEFAULT_ARC);
+                if let Some(a) = arc
+                    && !crate::names::is_safe_segment(a)
+                {
+                    return Some(ProjectPlace {
                         root: ProjectRoot::Refused(format!(
                             "its current arc {:?} is not a directory name",
-                            crate::echo::echo(arc)
+                            crate::echo::echo(a)
                         )),
-                        arc: DEFAULT_ARC.to_owned(),
-                    }
+                        arc: None,
+                    });
                 }
+                let place = ProjectPlace {
+                    root,
+                    arc: arc.map(str::to_owned),
+                };
+                (!place.is_site()).then_some(place)
             }
-            ArchiveSpec::NoProject => ProjectPlace {
-                root: ProjectRoot::Unknown(
-                    "XNAT does not show the service account this project (404: no such \
-                     project, or one the account may not read)"
-                        .into(),
-                ),
-                arc: DEFAULT_ARC.to_owned(),
-            },
+            ArchiveSpec::NoProject => Some(ProjectPlace {
+                root: ProjectRoot::Unknown(hidden("project", project)),
+                arc: None,
+            }),
         }
     }
 }
@@ -224,34 +235,32 @@ pub fn archive_spec_of(xml: &str, project: &str) -> Result<ArchiveSpec, String> 
 /// `path` compared with the site's `{archive}/{project}`: backslashes as `/` (XNAT does so on
 /// Windows paths), empty and `.` segments and a trailing `/` ignored. A path at or inside the
 /// site archive that is not the project's own directory (the archive itself, another project's
-/// directory) is refused: no project keeps its files there.
+/// directory) is refused: no project keeps its files there. The site default allocates nothing.
 pub fn classify(project: &str, path: &str, site_archive: &str) -> ProjectRoot {
-    let segments = |p: &str| -> Vec<String> {
-        p.replace('\\', "/")
-            .split('/')
-            .filter(|s| !s.is_empty() && *s != ".")
-            .map(str::to_owned)
-            .collect()
-    };
-    let own = segments(path);
-    let site = segments(site_archive);
-    let shown = format!("/{}", own.join("/"));
-    if own.iter().any(|s| s == "..") {
-        return ProjectRoot::Refused(format!("its archive path {shown} has a `..` segment"));
+    fn segments(p: &str) -> impl Iterator<Item = &str> + Clone {
+        p.split(['/', '\\']).filter(|s| !s.is_empty() && *s != ".")
     }
-    if let Some(inside) = own.strip_prefix(site.as_slice()) {
-        return match inside.first() {
-            None => ProjectRoot::Refused(format!(
-                "its archive path {shown} is the site archive itself"
-            )),
-            Some(dir) if dir != project => ProjectRoot::Refused(format!(
-                "its archive path {shown} is project {dir}'s directory"
-            )),
-            Some(_) if inside.len() == 1 => ProjectRoot::Site,
-            Some(_) => ProjectRoot::Own(shown),
-        };
+    let shown = || format!("/{}", segments(path).collect::<Vec<_>>().join("/"));
+    if segments(path).any(|s| s == "..") {
+        return ProjectRoot::Refused(format!("its archive path {} has a `..` segment", shown()));
     }
-    ProjectRoot::Own(shown)
+    let mut own = segments(path);
+    let inside_site = segments(site_archive).all(|s| own.next() == Some(s));
+    if !inside_site {
+        return ProjectRoot::Own(shown());
+    }
+    match (own.next(), own.next()) {
+        (None, _) => ProjectRoot::Refused(format!(
+            "its archive path {} is the site archive itself",
+            shown()
+        )),
+        (Some(dir), _) if dir != project => ProjectRoot::Refused(format!(
+            "its archive path {} is project {dir}'s directory",
+            shown()
+        )),
+        (Some(_), None) => ProjectRoot::Site,
+        (Some(_), Some(_)) => ProjectRoot::Own(shown()),
+    }
 }
 
 #[cfg(test)]
@@ -288,7 +297,7 @@ mod tests {
         let place = archive_spec_of(&none, "ALPHA")
             .unwrap()
             .place("ALPHA", "/data/xnat/archive");
-        assert_eq!(place, ProjectPlace::site());
+        assert_eq!(place, None, "the site default");
         for not_a_spec in [
             "<html>login</html>",
             r#"<?xml version="1.0"?><html xmlns="http://www.w3.org/1999/xhtml"><body/></html>"#,
@@ -333,7 +342,7 @@ mod tests {
             path: None,
             arc: Some("../BETA".into()),
         };
-        let place = spec.place("ALPHA", "/data/xnat/archive");
+        let place = spec.place("ALPHA", "/data/xnat/archive").unwrap();
         assert!(matches!(place.root, ProjectRoot::Refused(_)), "{place:?}");
     }
 

@@ -49,15 +49,6 @@ impl Confirmed {
     }
 }
 
-/// What a 404 to an item means: the service account does not see it, which is not a missing
-/// role (that is a 403) and not proof the item does not exist.
-pub fn hidden(kind: &str, id: &str) -> String {
-    format!(
-        "XNAT does not show the service account {kind} {id} (404: it does not exist, or the \
-         account may not read it)"
-    )
-}
-
 /// What to ask XNAT before deciding a launch: projects its mounts name that the user may not
 /// read (public ones may still be mounted), and the launched experiment when one of those may be
 /// its primary project.

@@ -286,14 +286,16 @@ async fn project_calls(
     if asks_spec {
         let spec = client.archive_spec(p, deadline()).await;
         r.call(XnatCall::ArchiveSpec, &format!("of {p}"), spec, |spec| {
-            let place = spec.place(p, &x.archive_path);
+            let place = spec
+                .place(p, &x.archive_path)
+                .unwrap_or(crate::archive::ProjectPlace::SITE);
             let uses_arc = policy
                 .storage
                 .projects
                 .iter()
                 .any(|m| m.template.sub_path.uses(Var::Arc));
             let arc = if uses_arc {
-                format!(", current arc {}", place.arc)
+                format!(", current arc {}", place.arc())
             } else {
                 String::new()
             };

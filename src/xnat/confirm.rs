@@ -8,8 +8,8 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::{AccessCache, XnatCall, XnatError};
-use crate::archive::{ProjectPlace, ProjectRoot, ProjectRoots};
-use crate::sharing::{Asks, Confirmed, hidden, is_public};
+use crate::archive::{ProjectPlace, ProjectRoot, ProjectRoots, hidden};
+use crate::sharing::{Asks, Confirmed, is_public};
 
 impl AccessCache {
     /// What XNAT confirms of `asks`, before `deadline`, all asked at once. A question XNAT did
@@ -111,7 +111,9 @@ impl AccessCache {
                 None => inner.archive.get(p).await,
             };
             match cached {
-                Some(spec) => places.push((p.to_owned(), spec.place(p, site_archive))),
+                Some(spec) => {
+                    places.extend(spec.place(p, site_archive).map(|at| (p.to_owned(), at)))
+                }
                 None => misses.push(p),
             }
         }
@@ -141,16 +143,21 @@ impl AccessCache {
                     Ok(spec) => spec.place(p, site_archive),
                     Err(e) => match self.last_archive_spec(p).await {
                         Some(spec) => spec.place(p, site_archive),
-                        None => ProjectPlace {
+                        None => Some(ProjectPlace {
                             root: ProjectRoot::Unknown(format!("XNAT could not say: {e}")),
-                            ..ProjectPlace::site()
-                        },
+                            arc: None,
+                        }),
                     },
                 };
-                (p.to_owned(), place)
+                place.map(|at| (p.to_owned(), at))
             }
         });
-        places.extend(futures_util::future::join_all(asked).await);
+        places.extend(
+            futures_util::future::join_all(asked)
+                .await
+                .into_iter()
+                .flatten(),
+        );
         ProjectRoots::new(places)
     }
 

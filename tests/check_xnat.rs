@@ -132,17 +132,17 @@ async fn run(policy: &str, user: Option<&str>) -> (i32, String) {
 /// worked.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refused_call_is_named_and_fails_the_check() {
-    let (code, out) = check_on(
-        WITH_LAUNCHES,
-        "webhook-svc",
-        &[ADMINISTRATOR],
-        "pw",
-        Some("alice"),
-        |x| {
-            x.set_endpoint_fault("archive_spec", Fault::Status(406));
-        },
-    )
-    .await;
+    let refusing = |call: &'static str, fault: Fault| {
+        check_on(
+            WITH_LAUNCHES,
+            "webhook-svc",
+            &[ADMINISTRATOR],
+            "pw",
+            Some("alice"),
+            move |x| x.set_endpoint_fault(call, fault),
+        )
+    };
+    let (code, out) = refusing("archive_spec", Fault::Status(406)).await;
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains(
@@ -152,17 +152,7 @@ async fn a_refused_call_is_named_and_fails_the_check() {
         "{out}"
     );
     assert!(out.contains("1 problem(s)"), "{out}");
-    let (code, out) = check_on(
-        WITH_LAUNCHES,
-        "webhook-svc",
-        &[ADMINISTRATOR],
-        "pw",
-        Some("alice"),
-        |x| {
-            x.set_endpoint_fault("accessibility", Fault::HtmlLogin);
-        },
-    )
-    .await;
+    let (code, out) = refusing("accessibility", Fault::HtmlLogin).await;
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains("PROBLEM  /data/projects/{id}/accessibility of ALPHA"),

@@ -9,7 +9,8 @@
 //!    and compact, as the API server sends it.
 //!
 //! The XNAT stand-in answers the first lookup; everything after is a cache hit, which is what a
-//! spawn storm looks like after its first second.
+//! spawn storm looks like after its first second. `BENCH_XNAT_REFUSE=archive_spec` has XNAT
+//! refuse that call (406) throughout: a refusal remembered keeps the path warm.
 
 mod body;
 #[path = "../common/mod.rs"]
@@ -63,6 +64,12 @@ fn main() {
     }
     rt.block_on(async {
         let xnat = Standin::demo(common::SVC_USER, common::SVC_PASSWORD);
+        // `BENCH_XNAT_REFUSE=archive_spec` (any Counts name): XNAT answers that call 406, as a
+        // version that offers another media type would; the warm path must stay warm.
+        if let Ok(call) = std::env::var("BENCH_XNAT_REFUSE") {
+            xnat.set_endpoint_fault(&call, xnat_standin::Fault::Status(406));
+            println!("XNAT refuses every {call} call with 406");
+        }
         if all {
             bench_in_process(&body, &xnat).await;
             bench_https(&body, xnat.clone()).await;

@@ -44,25 +44,39 @@ fn no_project(id: &str) -> Response {
         .into_response()
 }
 
+/// A project resource as Restlet runs it: authentication and faults, the constructor (the
+/// project the id or alias names, or its 404), then negotiation among `variants`; the project
+/// and the call's in-flight guard, or the answer to give instead.
+async fn project_resource(
+    s: &Arc<Standin>,
+    headers: &HeaderMap,
+    (endpoint, id): (&str, &str),
+    variants: &[&'static str],
+) -> Result<(crate::InFlight, String), Response> {
+    let (guard, caller) = s.api_call(headers).await?;
+    if let Some(r) = s.endpoint_fault(endpoint, id) {
+        return Err(r);
+    }
+    let Some(project) = readable_project(s, &caller, id) else {
+        return Err(no_project(id));
+    };
+    if restlet(headers, variants).is_none() {
+        return Err(not_acceptable());
+    }
+    Ok((guard, project))
+}
+
 pub(crate) async fn archive_spec(
     State(s): State<Arc<Standin>>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
     s.counters.archive_specs.fetch_add(1, Ordering::SeqCst);
-    let (_guard, caller) = match s.api_call(&headers).await {
-        Ok(g) => g,
-        Err(r) => return r,
-    };
-    if let Some(r) = s.endpoint_fault("archive_spec", &id) {
-        return r;
-    }
-    let Some(project) = readable_project(&s, &caller, &id) else {
-        return no_project(&id);
-    };
-    if restlet(&headers, &[XML]).is_none() {
-        return not_acceptable();
-    }
+    let (_guard, project) =
+        match project_resource(&s, &headers, ("archive_spec", &id), &[XML]).await {
+            Ok(p) => p,
+            Err(r) => return r,
+        };
     let path = lock(&s.archive_paths)
         .get(&project)
         .cloned()
@@ -94,19 +108,11 @@ pub(crate) async fn accessibility(
     headers: HeaderMap,
 ) -> Response {
     s.counters.accessibility.fetch_add(1, Ordering::SeqCst);
-    let (_guard, caller) = match s.api_call(&headers).await {
-        Ok(g) => g,
-        Err(r) => return r,
-    };
-    if let Some(r) = s.endpoint_fault("accessibility", &id) {
-        return r;
-    }
-    let Some(project) = readable_project(&s, &caller, &id) else {
-        return no_project(&id);
-    };
-    if restlet(&headers, &[TEXT]).is_none() {
-        return not_acceptable();
-    }
+    let (_guard, project) =
+        match project_resource(&s, &headers, ("accessibility", &id), &[TEXT]).await {
+            Ok(p) => p,
+            Err(r) => return r,
+        };
     let a = lock(&s.accessibility)
         .get(&project)
         .cloned()

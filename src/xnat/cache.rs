@@ -383,7 +383,7 @@ impl Inner {
         unknown: UserAccess,
         deadline: Instant,
     ) -> Result<UserAccess, super::XnatError> {
-        let live = self.live.load();
+        let live = self.live.load_full();
         let found = match self
             .logins
             .matching(name, client, &self.failures, &live, deadline)

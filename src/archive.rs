@@ -247,6 +247,13 @@ pub fn classify(project: &str, path: &str, site_archive: &str) -> ProjectRoot {
     let mut own = segments(path);
     let inside_site = segments(site_archive).all(|s| own.next() == Some(s));
     if !inside_site {
+        let mut site = segments(site_archive);
+        if segments(path).all(|s| site.next() == Some(s)) {
+            return ProjectRoot::Refused(format!(
+                "its archive path {} holds the site archive",
+                shown()
+            ));
+        }
         return ProjectRoot::Own(shown());
     }
     match (own.next(), own.next()) {
@@ -373,6 +380,8 @@ mod tests {
             ),
             ("/data/xnat/archive/", "is the site archive itself"),
             ("/data/xnat/archive", "is the site archive itself"),
+            ("/data/xnat", "holds the site archive"),
+            ("/", "holds the site archive"),
             ("/mnt/../data/xnat/archive/BETA", "has a `..` segment"),
         ] {
             match classify("ALPHA", path, site) {

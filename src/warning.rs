@@ -41,6 +41,19 @@ impl Warnings {
         self.add(format!("{PREFIX} (audit mode): {message}"));
     }
 
+    /// Puts `xnat-webhook (audit mode): {message}` first: the summary of audit mode is what the
+    /// answer must keep when it cannot keep everything.
+    pub fn lead_with_audit(&mut self, message: impl fmt::Display) {
+        if self.0.len() >= MAX_WARNINGS {
+            self.0.pop();
+            self.1 += 1;
+        }
+        self.add(format!("{PREFIX} (audit mode): {message}"));
+        if let Some(last) = self.0.pop() {
+            self.0.insert(0, last);
+        }
+    }
+
     fn add(&mut self, mut text: String) {
         if self.0.len() >= MAX_WARNINGS {
             self.1 += 1;
@@ -143,5 +156,18 @@ mod tests {
                 "xnat-webhook (audit mode): would mount 2 project(s)"
             ]
         );
+    }
+
+    /// Audit mode's summary is kept first, whatever else was left out.
+    #[test]
+    fn the_audit_summary_leads() {
+        let mut w = Warnings::new();
+        for i in 0..40 {
+            w.push(format_args!("left out {i}: {}", "x".repeat(300)));
+        }
+        w.lead_with_audit("would mount 2 project(s)");
+        let v = w.into_vec();
+        assert_eq!(v[0], "xnat-webhook (audit mode): would mount 2 project(s)");
+        assert!(v.last().unwrap().contains("more warnings left out"));
     }
 }

@@ -360,6 +360,40 @@ async fn a_quick_retry_of_a_spawn_gets_an_event_of_its_own() {
     assert!(b["lastTimestamp"].as_str() >= a["lastTimestamp"].as_str());
 }
 
+/// The API server gives every webhook call a new `request.uid`, a reinvocation too
+/// (`reinvocationPolicy: IfNeeded`, after a later webhook changed the pod). The pod then carries
+/// the status annotation of the first pass, whose Event was posted: none is posted again, even
+/// when this pass patches the pod once more.
+#[tokio::test]
+async fn a_reinvocation_posts_no_second_event() {
+    let (h, kube) = with_events("").await;
+    let first = review_for("alice");
+    let response = h.review(&first).await;
+    kube.wait_for_events(1).await;
+    let mut pod = patched_pod(&first, &response);
+    // A later webhook dropped one of our mounts: this pass adds it back.
+    let mounts = pod["spec"]["containers"][0]["volumeMounts"]
+        .as_array_mut()
+        .unwrap();
+    let before = mounts.len();
+    mounts.retain(|m| m["mountPath"] != "/data/projects/BETA");
+    assert_eq!(mounts.len(), before - 1);
+    let mut again = first.clone();
+    again["request"]["uid"] = json!("7c1f0a6e-0000-4000-8000-000000000003");
+    again["request"]["object"] = pod;
+    let response = h.review(&again).await;
+    assert!(
+        decoded_patch(&response).is_some(),
+        "the mount is added back"
+    );
+    // Anything the sink would post has been posted by the time a later Event arrives.
+    h.review(&review_of_pod("erin", "jupyter-erin")).await;
+    let events = kube.wait_for_events(2).await;
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert!(kube.patches().is_empty(), "{:?}", kube.patches());
+    assert_eq!(events[1]["involvedObject"]["name"], "jupyter-erin");
+}
+
 /// Reviews answered while the API server is slow, refusing or down: all within `limit`.
 async fn reviews_are_answered_quickly(h: &Harness, n: usize, limit: Duration) {
     for i in 0..n {

@@ -619,3 +619,26 @@ async fn an_archive_spec_of_another_project_is_refused() {
         "{w}"
     );
 }
+
+/// An own archive path that is a path mapping's prefix itself, or that holds the site archive,
+/// would mount other projects' directories: refused, by name.
+#[tokio::test]
+async fn an_own_archive_path_that_holds_other_projects_is_refused() {
+    let h = Harness::start(OWN_ARCHIVES).await;
+    h.xnat.set_archive_path("ALPHA", Some("/mnt/big/"));
+    h.xnat.set_archive_path("BETA", Some("/data/xnat"));
+    h.xnat.set_user("frank", &["ALPHA_owner", "BETA_member"]);
+    let review = review_for("frank");
+    let response = h.review(&review).await;
+    assert_eq!(project_paths(&review, &response), ["/data/xnat/workspace"]);
+    assert!(mounts_of(&patched_pod(&review, &response), "big").is_empty());
+    let w = warnings(&response).join("\n");
+    assert!(
+        w.contains("project ALPHA not mounted: its archive path /mnt/big is not the site's (it is the userOptions.pathMappings prefix \"/mnt/big\" itself)"),
+        "{w}"
+    );
+    assert!(
+        w.contains("project BETA not mounted: its archive path /data/xnat holds the site archive"),
+        "{w}"
+    );
+}

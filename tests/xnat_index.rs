@@ -275,3 +275,67 @@ async fn a_project_list_of_a_large_site_is_read_whole() {
     let ids = client.project_ids(deadline).await.unwrap();
     assert_eq!(ids.len(), 7004);
 }
+
+/// A project whose member list was never read (new since the last refresh, and failing) could
+/// hold any listed user: nobody's index answer is complete, so every user is looked up per user
+/// until it is read — never answered without it.
+#[tokio::test]
+async fn a_project_never_read_sends_every_user_to_a_lookup() {
+    let h = Harness::start(&index_policy("")).await;
+    index_ready(&h, 4).await;
+    let review = review_for("carol");
+    assert_eq!(answer_of(&review, &h.review(&review).await), "indexed");
+    h.xnat
+        .set_endpoint_fault("project_users/NEWP", Fault::Status(500));
+    h.xnat.set_user(
+        "carol",
+        &["GPU_LAB_member", "ALPHA_collaborator", "NEWP_member"],
+    );
+    for _ in 0..60 {
+        let index = h.readyz().await["xnat"]["index"].clone();
+        if index["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("project NEWP"))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let response = h.review(&review).await;
+    assert_eq!(answer_of(&review, &response), "asked");
+    assert!(
+        project_paths(&review, &response).contains(&"/data/projects/NEWP".to_owned()),
+        "{:?}",
+        project_paths(&review, &response)
+    );
+}
+
+/// A hub name XNAT has only in another case (`jsmith` for `JSmith`) is answered from the
+/// login's index entry on every spawn, so its revocations apply at the next refresh too — not
+/// after `cacheTtl`.
+#[tokio::test]
+async fn a_login_in_another_case_follows_the_index() {
+    let xnat = Standin::demo(SVC_USER, SVC_PASSWORD);
+    xnat.set_user("JSmith", &["GAMMA_member", "BETA_member"]);
+    let h = Harness::builder()
+        .standin(xnat)
+        .policy(&index_policy("  cacheTtl: 10m\n"))
+        .start()
+        .await;
+    index_ready(&h, 5).await;
+    let review = review_for("jsmith");
+    let response = h.review(&review).await;
+    assert_eq!(project_paths(&review, &response).len(), 3);
+    let response = h.review(&review).await;
+    assert_eq!(answer_of(&review, &response), "indexed");
+    h.xnat.set_user("JSmith", &["GAMMA_member"]);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    index_ready(&h, 5).await;
+    let response = h.review(&review).await;
+    assert_eq!(
+        project_paths(&review, &response),
+        ["/data/projects/GAMMA", "/data/xnat/workspace"]
+    );
+    let pod = patched_pod(&review, &response);
+    assert_eq!(env_of(&pod, "XNAT_USER").as_deref(), Some("JSmith"));
+}

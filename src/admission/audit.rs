@@ -16,7 +16,7 @@ pub fn audit_answer(decision: Decision) -> Answer {
             projects,
             ..
         } => {
-            warnings.push_audit(format_args!(
+            warnings.lead_with_audit(format_args!(
                 "would mount {} project(s) [{}] with {} patch operation(s); nothing changed",
                 projects.len(),
                 projects.join(", "),

@@ -210,8 +210,11 @@ async fn confirm(
     }
 }
 
-/// Stamps the pod's status annotation and posts its Event, unless this is a second pass that
-/// changes nothing (the first pass did both).
+/// Stamps the pod's status annotation and posts its Event. A pod that already carries the
+/// annotation is the webhook's own first pass coming back (`reinvocationPolicy: IfNeeded`; the
+/// API server gives each call a new `request.uid`): its Event was posted, and the annotation
+/// stays unless this pass changes the pod. A spawn retried by KubeSpawner is a new pod, without
+/// it.
 fn report(
     decision: &mut Decision,
     (target, xnat_user): (&Target<'_>, &str),
@@ -221,14 +224,15 @@ fn report(
     review: &Review<'_>,
     events: &EventSink,
 ) {
-    let again = target.meta.annotation(STATUS_ANNOTATION).is_some()
-        && matches!(decision, Decision::Allow { patch, .. } if patch.is_empty());
-    if again {
+    let seen = target.meta.annotation(STATUS_ANNOTATION).is_some();
+    if seen && matches!(decision, Decision::Allow { patch, .. } if patch.is_empty()) {
         return;
     }
-    post(events, policy, review, |at| {
-        PodEvent::decided(at, decision, access, launch, xnat_user)
-    });
+    if !seen {
+        post(events, policy, review, |at| {
+            PodEvent::decided(at, decision, access, launch, xnat_user)
+        });
+    }
     let xnat = XnatState::of(xnat_user, access, cache);
     if let Some(status) = PodStatus::of(decision, &policy.version, launch, xnat) {
         stamp(decision, target.meta, &status);

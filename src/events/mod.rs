@@ -26,10 +26,11 @@ pub struct PodEvent {
     pub namespace: String,
     pub pod: String,
     /// The admission request it is about (`request.uid`): only the same request (a webhook
-    /// call the API server repeats) is counted into an Event already posted. A spawn retried
-    /// under the same pod name is a new request and gets an Event of its own, which KubeSpawner
-    /// shows: its spawn page skips every Event up to the newest one it saw before the spawn,
-    /// so a count added to an old one would not show.
+    /// call repeated as it was) is counted into an Event already posted. A spawn retried under
+    /// the same pod name is a new request and gets an Event of its own, which KubeSpawner shows:
+    /// its spawn page skips every Event up to the newest one it saw before the spawn, so a count
+    /// added to an old one would not show. (A reinvocation for a pod the webhook already
+    /// annotated posts none: the admission pipeline sees to that.)
     pub attempt: String,
     /// `Warning` when something was left out, refused or not known; else `Normal`.
     pub warning: bool,

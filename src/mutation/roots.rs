@@ -110,6 +110,13 @@ fn follow_own_root(
         .mapping_for(&source)
         .filter(|(m, _)| m.scope == MountScope::Project)
         .ok_or("no project-scope userOptions.pathMappings prefix covers it")?;
+    if rest.is_empty() {
+        // The prefix itself holds other projects' directories too.
+        return Err(format!(
+            "it is the userOptions.pathMappings prefix {:?} itself",
+            mapping.xnat_path
+        ));
+    }
     let sub_path: Vec<&str> = std::iter::once(mapping.sub_path.as_str())
         .filter(|p| !p.is_empty())
         .chain(rest)

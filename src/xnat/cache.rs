@@ -227,6 +227,8 @@ impl AccessCache {
     /// Uses `client` for every request from now on (a reload changed timeouts, retries or
     /// concurrency), keeping every cached answer; returns the old client to close.
     pub fn replace_client(&self, client: XnatClient) -> Arc<XnatClient> {
+        // What the old client was refused may be answered now.
+        self.inner.failures.clear();
         self.inner.client.swap(Arc::new(client))
     }
 
@@ -251,7 +253,11 @@ impl AccessCache {
                     return (AccessOutcome::Known(access), CacheStatus::Indexed);
                 }
                 Indexed::TooOld { access, age } => too_old = Some((access, age)),
-                Indexed::Unlisted => {}
+                Indexed::Unlisted => {
+                    if let Some(access) = inner.indexed_other_case(index, xnat_user).await {
+                        return (AccessOutcome::Known(access), CacheStatus::Indexed);
+                    }
+                }
             }
         }
         let entry = inner
@@ -348,6 +354,20 @@ impl AccessCache {
 }
 
 impl Inner {
+    /// The index's answer for the login a name was resolved to before (in another case), so
+    /// such a user's revocations apply at the index's refresh, as anyone else's.
+    async fn indexed_other_case(&self, index: &AccessIndex, name: &str) -> Option<Arc<UserAccess>> {
+        let entry = self.fresh.get(name).await?;
+        let login = entry.access.login.as_ref()?;
+        let Indexed::Fresh(access) = index.user(login) else {
+            return None;
+        };
+        Some(Arc::new(UserAccess {
+            login: Some(login.clone()),
+            ..(*access).clone()
+        }))
+    }
+
     async fn fetch(&self, xnat_user: &str, deadline: Instant) -> Result<Entry, super::XnatError> {
         let client = self.client.load_full();
         let mut access = client.user_access(xnat_user, deadline).await?;
@@ -386,7 +406,13 @@ impl Inner {
         let live = self.live.load_full();
         let found = match self
             .logins
-            .matching(name, client, &self.failures, &live, deadline)
+            .matching(
+                name,
+                client,
+                &self.failures,
+                (&live, self.stale_if_error),
+                deadline,
+            )
             .await
         {
             Ok(found) => found,

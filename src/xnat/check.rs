@@ -113,6 +113,7 @@ pub async fn check_xnat(
         site_lists(&client, targets.project, &mut r).await;
     }
     let readable = lookup(policy, &client, &user, &mut r).await;
+    second_source(policy, &client, &user, &mut r).await;
     let project = targets
         .project
         .map(str::to_owned)
@@ -180,18 +181,14 @@ fn missing_roles(policy: &Policy, account: &str, roles: &[String], r: &mut Repor
 /// index's calls, made once); `admin` when none has members.
 async fn find_user(client: &XnatClient, project: Option<&str>, r: &mut Report) -> String {
     let fallback = || "admin".to_owned();
-    let projects = match project {
-        Some(p) => vec![p.to_owned()],
-        None => {
-            let listed = client.project_ids(deadline()).await;
-            let all = r.call(XnatCall::Projects, "(every project)", listed, |ids| {
-                format!("{} projects", ids.len())
-            });
-            match all {
-                Some(ids) => ids,
-                None => return fallback(),
-            }
-        }
+    let listed = client.project_ids(deadline()).await;
+    let all = r.call(XnatCall::Projects, "(every project)", listed, |ids| {
+        format!("{} projects", ids.len())
+    });
+    let projects = match (project, all) {
+        (Some(p), _) => vec![p.to_owned()],
+        (None, Some(ids)) => ids,
+        (None, None) => return fallback(),
     };
     for p in projects.iter().take(MAX_PROJECTS_SEARCHED) {
         let members = client.project_members(p, deadline()).await;
@@ -259,6 +256,29 @@ async fn lookup(policy: &Policy, client: &XnatClient, user: &str, r: &mut Report
         Err(e) => {
             r.problem(format_args!("{endpoint} lookup of {user}: {e}"));
             Vec::new()
+        }
+    }
+}
+
+/// The call each project source makes for some users only, made here for `user`: with the
+/// group list, the access list (for group ids that read two ways, `ALPHA_PET_member`); with the
+/// access list, the group list (to tell an unknown user from one in no group).
+async fn second_source(policy: &Policy, client: &XnatClient, user: &str, r: &mut Report) {
+    match policy.xnat.endpoint.project_source {
+        ProjectSource::Groups => {
+            let rows = client.access_list(user, deadline()).await;
+            let what = format!("of {user} (for group ids that read two ways)");
+            r.call(XnatCall::Access, &what, rows, |rows| {
+                format!("{} rows", rows.len())
+            });
+        }
+        ProjectSource::Access => {
+            let known = client.user_exists(user, deadline()).await;
+            let what = format!("of {user} (to tell an unknown user from one in no group)");
+            r.call(XnatCall::Groups, &what, known, |known| match known {
+                true => "XNAT has the user".into(),
+                false => "XNAT has no such user (404)".into(),
+            });
         }
     }
 }

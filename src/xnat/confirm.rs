@@ -63,9 +63,10 @@ impl AccessCache {
         for (p, answer) in projects {
             match answer {
                 Ok(Some(a)) if is_public(&a) => confirmed.public.push(p.clone()),
-                Ok(Some(a)) => confirmed
-                    .unconfirmed
-                    .push((p.clone(), format!("XNAT calls project {p} {a}"))),
+                Ok(Some(a)) => confirmed.unconfirmed.push((
+                    p.clone(),
+                    format!("XNAT calls project {p} {}", crate::echo::echo(&a)),
+                )),
                 Ok(None) => confirmed
                     .unconfirmed
                     .push((p.clone(), hidden("project", p))),

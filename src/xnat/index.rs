@@ -59,10 +59,15 @@ struct Snapshot {
     /// such list was read: they are looked up per user.
     unconfirmed: HashMap<String, Instant>,
     projects: HashMap<String, ProjectMembers>,
-    archive: HashMap<String, Arc<ArchiveSpec>>,
+    /// Each project's archive spec and when it was read (a spec that failed to read keeps the
+    /// last one, and its age).
+    archive: HashMap<String, (Arc<ArchiveSpec>, Instant)>,
     read_at: Instant,
     /// Projects whose member lists this reading could not read, and why (the first).
     failed: Option<(usize, String)>,
+    /// A project's members were never read (its list failed, and no earlier reading has it):
+    /// nobody's answer can be complete, so every user is looked up per user.
+    incomplete: bool,
 }
 
 /// The index in use, and how its refreshes go.
@@ -101,6 +106,12 @@ impl AccessIndex {
                 age: read_at.elapsed(),
             };
         }
+        if snap.incomplete {
+            return Indexed::TooOld {
+                access: access.clone(),
+                age: snap.read_at.elapsed(),
+            };
+        }
         let age = snap.read_at.elapsed();
         if age <= self.settings.max_age {
             Indexed::Fresh(access.clone())
@@ -121,15 +132,12 @@ impl AccessIndex {
             .unwrap_or_default()
     }
 
-    /// A project's archive spec as the last refresh read it, while the index is younger than
-    /// `max_age` (`maxAge` to answer, `maxAge` + `staleIfError` to stand in for XNAT).
+    /// A project's archive spec as a refresh read it, while that was no longer than `max_age`
+    /// ago (`maxAge` to answer, `maxAge` + `staleIfError` to stand in for XNAT).
     pub fn archive_spec(&self, project: &str, max_age: Duration) -> Option<Arc<ArchiveSpec>> {
         let guard = self.current.load();
-        let snap = guard.as_ref()?;
-        if snap.read_at.elapsed() > max_age {
-            return None;
-        }
-        snap.archive.get(project).cloned()
+        let (spec, read_at) = guard.as_ref()?.archive.get(project)?;
+        (read_at.elapsed() <= max_age).then(|| spec.clone())
     }
 
     /// Reads the site again and puts the result in use (`true`: every member list was read);
@@ -196,6 +204,7 @@ impl AccessIndex {
         let mut projects = HashMap::with_capacity(reads.len());
         let mut archive = HashMap::new();
         let mut failed: Option<(usize, String)> = None;
+        let mut incomplete = false;
         for (id, members, spec) in reads {
             let members = match members {
                 Ok(Some(rows)) => ProjectMembers {
@@ -212,16 +221,20 @@ impl AccessIndex {
                             kept: true,
                             ..last.clone()
                         },
-                        // Never read: its members are unknown. An older reading lacks it too,
-                        // so this one is still the better one; the very first is no reading.
-                        None if prev.is_some() => continue,
+                        // Never read: its members are unknown, so no user's answer is complete
+                        // (a listed user may be one of them). The reading still applies what
+                        // it did read (revocations), for per-user lookups to fall back on.
+                        None if prev.is_some() => {
+                            incomplete = true;
+                            continue;
+                        }
                         None => return Err(e),
                     }
                 }
             };
             match spec {
                 Some(Ok(spec)) => {
-                    archive.insert(id.clone(), Arc::new(spec));
+                    archive.insert(id.clone(), (Arc::new(spec), now));
                 }
                 Some(Err(_)) => {
                     if let Some(last) = prev.as_ref().and_then(|p| p.archive.get(&id)) {
@@ -240,6 +253,7 @@ impl AccessIndex {
             archive,
             read_at: now,
             failed,
+            incomplete,
         })
     }
 
@@ -394,6 +408,7 @@ mod tests {
             archive: HashMap::new(),
             read_at: at,
             failed: None,
+            incomplete: false,
         };
         let mut projects = projects;
         projects.insert("BETA".into(), project(&[]));

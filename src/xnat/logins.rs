@@ -2,12 +2,15 @@
 //! case-sensitive (`XDATUser` and `RoleHolder` look names up exactly), while JupyterHub's default
 //! `normalize_username` lowercases every name: XNAT's `JSmith` is hub user `jsmith`. So for a
 //! name XNAT does not know, the site's logins (`GET /xapi/users`, read at most once per
-//! `cacheTtl`, or once per `negativeCacheTtl` while a name finds none) are searched for the
-//! ones equal to it but for ASCII case: exactly one is used; several are none.
+//! `cacheTtl`, or once per `negativeCacheTtl` while a name finds none; the last reading stands
+//! in for `staleIfError` while XNAT cannot give a new one) are searched for the ones equal to it
+//! but for ASCII case: exactly one is used; several are none.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
+use arc_swap::ArcSwapOption;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
@@ -71,39 +74,65 @@ impl Logins {
     }
 }
 
-/// The site's logins as last read; one reading at a time.
+/// The site's logins as last read, and one new reading at a time.
 #[derive(Default)]
-pub struct LoginDirectory(Mutex<Option<Arc<Logins>>>);
+pub struct LoginDirectory {
+    current: ArcSwapOption<Logins>,
+    reading: Mutex<()>,
+}
 
 impl LoginDirectory {
     /// The logins equal to `name` but for case, from the last reading while it is younger than
     /// `cacheTtl` (and, when it finds none, younger than `negativeCacheTtl`: the account may be
-    /// new), else from a new one.
+    /// new), else from a new one. While XNAT cannot give a new one, a reading younger than
+    /// `stale` stands in.
     pub async fn matching(
         &self,
         name: &str,
         client: &XnatClient,
         failures: &Failures,
-        live: &LiveSettings,
+        (live, stale): (&LiveSettings, Duration),
         deadline: Instant,
     ) -> Result<LoginMatch, XnatError> {
-        let mut current = tokio::time::timeout_at(deadline, self.0.lock())
-            .await
-            .map_err(|_| XnatError::Busy)?;
-        if let Some(logins) = current.as_ref() {
-            let age = logins.read_at.elapsed();
-            let found = logins.matching(name);
-            if age < live.negative_ttl || (age < live.ttl && found != LoginMatch::None) {
-                return Ok(found);
-            }
+        let usable = |l: &Logins| {
+            let age = l.read_at.elapsed();
+            let found = l.matching(name);
+            (age < live.negative_ttl || (age < live.ttl && found != LoginMatch::None))
+                .then_some(found)
+        };
+        if let Some(found) = self.current.load().as_deref().and_then(usable) {
+            return Ok(found);
         }
-        let list = failures
-            .ask(XnatCall::Users, "", live, client.logins(deadline))
-            .await?;
-        let logins = Arc::new(Logins::read(list));
-        let found = logins.matching(name);
-        *current = Some(logins);
-        Ok(found)
+        let one_reading = tokio::time::timeout_at(deadline, self.reading.lock()).await;
+        // Another review may have read them meanwhile.
+        if let Some(found) = self.current.load().as_deref().and_then(usable) {
+            return Ok(found);
+        }
+        // Held until the new reading is stored, so a review waiting for it finds it.
+        let read = match &one_reading {
+            Ok(_) => {
+                failures
+                    .ask(XnatCall::Users, "", live, client.logins(deadline))
+                    .await
+            }
+            Err(_) => Err(XnatError::Busy),
+        };
+        match read {
+            Ok(list) => {
+                let logins = Arc::new(Logins::read(list));
+                let found = logins.matching(name);
+                self.current.store(Some(logins));
+                Ok(found)
+            }
+            Err(e) => match self.current.load_full() {
+                Some(last) if last.read_at.elapsed() <= stale => {
+                    tracing::warn!(error = %e, age_s = last.read_at.elapsed().as_secs(),
+                        "cannot read XNAT's logins; the last reading stands in");
+                    Ok(last.matching(name))
+                }
+                _ => Err(e),
+            },
+        }
     }
 }
 

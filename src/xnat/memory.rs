@@ -43,8 +43,14 @@ impl Failures {
         (Instant::now() < f.until).then(|| f.error.clone())
     }
 
-    /// Remembers a failure, for longer the more often it recurs.
+    /// Remembers a failure that is XNAT's answer about the item, for longer the more often it
+    /// recurs. The webhook's own trouble — no request slot free, credentials refused or
+    /// unreadable (a rotation in progress), a session XNAT rejected — says nothing of the item
+    /// and is not remembered.
     pub fn failed(&self, call: XnatCall, item: &str, error: &XnatError, live: &LiveSettings) {
+        if !is_about_the_item(error) {
+            return;
+        }
         let (base, cap) = if error.is_transient() {
             (
                 Duration::from_secs(1).min(live.negative_ttl),
@@ -76,6 +82,11 @@ impl Failures {
         );
     }
 
+    /// Forgets every failure: how XNAT is reached changed.
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
     /// Forgets a failure: XNAT answered.
     pub fn succeeded(&self, call: XnatCall, item: &str) {
         let mut map = self.lock();
@@ -101,6 +112,25 @@ impl Failures {
             Err(e) => self.failed(call, item, e, live),
         }
         answer
+    }
+}
+
+/// Whether a failure is XNAT's answer about the item asked (or XNAT's own trouble answering it).
+fn is_about_the_item(error: &XnatError) -> bool {
+    match error {
+        XnatError::NotAcceptable { .. }
+        | XnatError::MissingRole { .. }
+        | XnatError::WrongAnswer { .. }
+        | XnatError::BadJson(_)
+        | XnatError::TooLarge { .. }
+        | XnatError::Status(_)
+        | XnatError::Timeout(_)
+        | XnatError::Connect(_) => true,
+        XnatError::Busy
+        | XnatError::BadCredentials(_)
+        | XnatError::Credentials(_)
+        | XnatError::Html
+        | XnatError::Request(_) => false,
     }
 }
 

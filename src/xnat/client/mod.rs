@@ -133,7 +133,7 @@ impl XnatClient {
     }
 
     /// `GET /xapi/access/{u}/projects`: every group of the user with the project it belongs to.
-    async fn access_list(
+    pub(in crate::xnat) async fn access_list(
         &self,
         xnat_user: &str,
         deadline: Instant,
@@ -146,10 +146,12 @@ impl XnatClient {
     /// Every login of the site (`GET /xapi/users`, a site Administrator's: disabled accounts
     /// included), to find the one a hub name stands for when they differ in case.
     pub async fn logins(&self, deadline: Instant) -> Result<Vec<String>, XnatError> {
-        let logins: Option<Vec<String>> = self
-            .get_json(XnatCall::Users, &["xapi", "users"], deadline)
-            .await?;
-        logins.ok_or(XnatError::Status(404))
+        let url = self.url(&["xapi", "users"]);
+        let body = self
+            .get_body(XnatCall::Users, url, deadline)
+            .await?
+            .ok_or(XnatError::Status(404))?;
+        request::parse_json_blocking(XnatCall::Users, body).await
     }
 
     /// Whether a name XNAT does not have is looked for in another case.

@@ -60,10 +60,8 @@ impl XnatClient {
         loop {
             let (session, result) = self.get_once(call, &url, deadline).await?;
             let err = match result {
-                Ok(Some(body)) => return Ok(Some(body)),
-                Ok(None) => return Ok(None),
-                Err(Rejected::Session) => Rejected::Session,
-                Err(Rejected::Other(e)) => Rejected::Other(e),
+                Ok(body) => return Ok(body),
+                Err(err) => err,
             };
             match err {
                 // A session that is seconds old was not "expired": this endpoint refuses the
@@ -202,8 +200,10 @@ async fn send(request: reqwest::RequestBuilder, call: XnatCall) -> Result<Answer
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    // A page in another media type (a login page, a proxy's) is never read: it is refused.
+    let readable = content_type.as_deref().is_none_or(|t| call.reads(t));
     let body = match status {
-        StatusCode::OK => Some(read_body(response, MAX_CALL_LIFETIME, call).await?),
+        StatusCode::OK if readable => Some(read_body(response, MAX_CALL_LIFETIME, call).await?),
         _ => None,
     };
     Ok(Answer {
@@ -270,6 +270,17 @@ pub(super) async fn read_body(
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+/// [`parse_json`] on the blocking pool: for a site's lists (megabytes of JSON), which would
+/// hold a runtime thread for tens of milliseconds.
+pub(super) async fn parse_json_blocking<T: DeserializeOwned + Send + 'static>(
+    call: XnatCall,
+    body: Vec<u8>,
+) -> Result<T, XnatError> {
+    tokio::task::spawn_blocking(move || parse_json(call, &body))
+        .await
+        .unwrap_or_else(|_| Err(XnatError::Request("reading XNAT's answer failed".into())))
 }
 
 /// Reads a JSON answer of `call`; a body that is not is recorded as its failure.

@@ -13,7 +13,8 @@
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use super::{XnatClient, check_id, request::parse_json};
+use super::request::parse_json_blocking;
+use super::{XnatClient, check_id};
 use crate::xnat::{XnatCall, XnatError};
 
 /// XNAT's restlet table envelope: `{"ResultSet": {"Result": [...], "totalRecords": "N"}}`.
@@ -56,7 +57,7 @@ impl XnatClient {
             .get_body(XnatCall::Projects, url, deadline)
             .await?
             .ok_or(XnatError::Status(404))?;
-        let table: Table<ProjectRow> = parse_json(XnatCall::Projects, &body)?;
+        let table: Table<ProjectRow> = parse_json_blocking(XnatCall::Projects, body).await?;
         Ok(table
             .result_set
             .result
@@ -79,7 +80,7 @@ impl XnatClient {
         let Some(body) = self.get_body(XnatCall::ProjectUsers, url, deadline).await? else {
             return Ok(None);
         };
-        let table: Table<MemberRow> = parse_json(XnatCall::ProjectUsers, &body)?;
+        let table: Table<MemberRow> = parse_json_blocking(XnatCall::ProjectUsers, body).await?;
         Ok(Some(table.result_set.result))
     }
 }

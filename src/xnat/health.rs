@@ -89,3 +89,38 @@ pub fn snapshot() -> Value {
         .collect();
     json!({ "ok": false, "problems": problems })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::xnat::XnatCall;
+
+    /// A refused media type is named in `/readyz` as such, with the call's path.
+    #[test]
+    fn a_refusal_is_named_in_readyz() {
+        // An endpoint name no other test uses: the map is process-wide.
+        let endpoint = "readyz-test";
+        let e = XnatError::NotAcceptable {
+            path: XnatCall::ArchiveSpec.path(),
+            asked: XnatCall::ArchiveSpec.accept(),
+            got: None,
+        };
+        failed(endpoint, &e);
+        let ready = snapshot();
+        let problem = ready["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["endpoint"] == endpoint)
+            .unwrap()
+            .clone();
+        assert_eq!(problem["reason"], "not_acceptable");
+        assert!(
+            problem["message"]
+                .as_str()
+                .unwrap()
+                .contains("/data/projects/{id}/archive_spec as text/xml (406 Not Acceptable)")
+        );
+        succeeded(endpoint);
+    }
+}

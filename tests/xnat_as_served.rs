@@ -178,7 +178,7 @@ async fn a_user_in_300_projects_gets_all_of_them_unless_the_policy_caps() {
 const XNAT_LAYOUT: &str = r#"
 storage:
   projects:
-    - subPath: "archive/{project}/arc001"
+    - subPath: "archive/{project}/{arc}"
       mountPath: /data/projects/{project}/experiments
     - subPath: "archive/{project}/resources"
       mountPath: /data/projects/{project}/resources

@@ -2,8 +2,6 @@
 
 use std::time::Duration;
 
-pub use super::call::MAX_BODY_BYTES;
-
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum XnatError {
     #[error("XNAT did not answer within {0:?}")]

@@ -14,7 +14,7 @@ mod logins;
 mod memory;
 
 pub use cache::{AccessCache, CacheStatus};
-pub use call::XnatCall;
+pub use call::{MAX_BODY_BYTES, XnatCall};
 pub use client::XnatClient;
 pub use credentials::{CredentialSource, Credentials, CredentialsError};
-pub use error::{MAX_BODY_BYTES, XnatError};
+pub use error::XnatError;

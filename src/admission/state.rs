@@ -41,6 +41,7 @@ impl Admission {
                         credentials.clone(),
                         new.client.clone(),
                     )?;
+                    client.take_over_calls(&cache.client());
                     retired = Some(cache.replace_client(client));
                 }
                 cache.update(new.live.clone());

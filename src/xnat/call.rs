@@ -87,6 +87,20 @@ impl XnatCall {
         }
     }
 
+    /// Whether one answer serves many reviews (it is cached for all, or read for the index), so
+    /// it waits for a request slot before calls about one user ([`super::client`]'s limiter).
+    pub const fn shared(self) -> bool {
+        matches!(
+            self,
+            XnatCall::Users
+                | XnatCall::Accessibility
+                | XnatCall::ArchiveSpec
+                | XnatCall::Experiment
+                | XnatCall::Projects
+                | XnatCall::ProjectUsers
+        )
+    }
+
     /// The path as an admin reads it in XNAT's API docs.
     pub const fn path(self) -> &'static str {
         match self {

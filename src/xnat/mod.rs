@@ -15,6 +15,6 @@ mod memory;
 
 pub use cache::{AccessCache, CacheStatus};
 pub use call::{MAX_BODY_BYTES, XnatCall};
-pub use client::XnatClient;
+pub use client::{XnatClient, as_other_caller};
 pub use credentials::{CredentialSource, Credentials, CredentialsError};
 pub use error::XnatError;

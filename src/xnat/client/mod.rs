@@ -9,6 +9,7 @@ mod request;
 mod session;
 mod site;
 
+pub use limit::as_other_caller;
 pub use site::MemberRow;
 
 use std::sync::Arc;
@@ -96,6 +97,12 @@ impl XnatClient {
         })
     }
 
+    /// Counts the calls `old` still has at XNAT against this client's limit until they end: a
+    /// reload that changes timeouts or concurrency must not double what XNAT is asked at once.
+    pub fn take_over_calls(&self, old: &XnatClient) {
+        self.limiter.take_over(&old.limiter);
+    }
+
     /// The user's project memberships, from the policy's project source. 404 means XNAT has no
     /// such user, which is an answer (no projects), not an outage.
     pub async fn user_access(
@@ -161,7 +168,7 @@ impl XnatClient {
 
     /// Logs in when there is no session yet: the first step of `check-xnat`.
     pub async fn login(&self, deadline: Instant) -> Result<(), XnatError> {
-        self.session(deadline).await.map(|_| ())
+        self.session(deadline, &mut None).await.map(|_| ())
     }
 
     /// A user's site roles (`GET /xapi/users/{u}/roles`: the user themself or an Administrator

@@ -107,12 +107,20 @@ impl XnatClient {
         url: &Url,
         deadline: Instant,
     ) -> Result<(Arc<Session>, Result<Option<Vec<u8>>, Rejected>), XnatError> {
-        let slot = self
-            .limiter
-            .acquire(deadline)
-            .await
-            .ok_or(XnatError::Busy)?;
-        let session = self.session(deadline).await?;
+        let mut slot = self.limiter.acquire(deadline, call.shared()).await;
+        if slot.is_none() {
+            return Err(XnatError::Busy);
+        }
+        let session = self.session(deadline, &mut slot).await?;
+        // A login abandoned at its timeout took the slot with it; this call waits for another.
+        let slot = match slot {
+            Some(slot) => slot,
+            None => self
+                .limiter
+                .acquire(deadline, call.shared())
+                .await
+                .ok_or(XnatError::Busy)?,
+        };
         let timeout = match self.attempt_timeout(deadline) {
             Ok(t) => t,
             Err(r) => return Ok((session, Err(r))),

@@ -10,6 +10,7 @@ use reqwest::{Method, StatusCode};
 use tokio::time::Instant;
 
 use super::XnatClient;
+use super::limit::{Ending, MAX_CALL_LIFETIME, Slot};
 use super::request::{Rejected, classify, looks_like_html, read_body, record};
 use crate::xnat::{XnatCall, XnatError};
 
@@ -58,8 +59,15 @@ impl XnatClient {
     }
 
     /// The current session id, logging in first when there is none. One login at a time: the
-    /// reviews of a spawn storm wait for the same login.
-    pub(super) async fn session(&self, deadline: Instant) -> Result<Arc<Session>, XnatError> {
+    /// reviews of a spawn storm wait for the same login. A login is a call like any other: it
+    /// runs in the caller's request slot (`slot`), and when the caller stops waiting for it at
+    /// the attempt's timeout, the slot stays taken until XNAT has answered (or
+    /// [`MAX_CALL_LIFETIME`] has passed), so the limit is what XNAT really sees.
+    pub(super) async fn session(
+        &self,
+        deadline: Instant,
+        slot: &mut Option<Slot>,
+    ) -> Result<Arc<Session>, XnatError> {
         if let Some(s) = self.session.load_full() {
             return Ok(s);
         }
@@ -77,17 +85,26 @@ impl XnatClient {
         let timeout = self
             .attempt_timeout(deadline)
             .map_err(Rejected::into_error)?;
-        let started = std::time::Instant::now();
-        let response = self
+        let request = self
             .http
             .post(self.url(&["data", "JSESSION"]))
             .basic_auth(credentials.username(), Some(credentials.password()))
-            .timeout(timeout)
-            .send()
-            .await;
-        record(XnatCall::Login, &response, started);
-        let response = response.map_err(|e| classify(e, timeout))?;
-        match response.status() {
+            .timeout(MAX_CALL_LIFETIME);
+        let held = slot.take();
+        let task = tokio::spawn(async move { (post_login(request).await, held) });
+        let (status, body) = match tokio::time::timeout(timeout, task).await {
+            Ok(Ok((answer, held))) => {
+                *slot = held;
+                answer?
+            }
+            Ok(Err(_)) => return Err(XnatError::Request("the XNAT login's task failed".into())),
+            Err(_) => {
+                // Abandoned, not cancelled: the task keeps the slot until XNAT has finished.
+                self.limiter.ended(Ending::TimedOut);
+                return Err(XnatError::Timeout(timeout));
+            }
+        };
+        match status {
             StatusCode::OK => {}
             s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
                 let error = XnatError::BadCredentials(s.as_u16());
@@ -104,23 +121,8 @@ impl XnatClient {
             }
             s => return Err(XnatError::Status(s.as_u16())),
         }
-        let body = read_body(response, timeout, XnatCall::Login).await?;
-        if looks_like_html(&body) {
-            return Err(XnatError::Html);
-        }
-        let id = std::str::from_utf8(&body).unwrap_or_default().trim();
-        if id.is_empty()
-            || id.len() > 256
-            || !id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-        {
-            return Err(XnatError::BadJson(
-                "the login did not return a session id".into(),
-            ));
-        }
         let session = Arc::new(Session {
-            id: id.to_owned(),
+            id: session_id(&body)?.to_owned(),
             born: std::time::Instant::now(),
         });
         self.session.store(Some(session.clone()));
@@ -137,4 +139,33 @@ impl XnatClient {
             .filter(|r| r.fingerprint == fingerprint && r.at.elapsed() < LOGIN_BACKOFF)
             .map(|r| r.error.clone())
     }
+}
+
+/// `POST /data/JSESSION`: its status, and the body of a 200.
+async fn post_login(request: reqwest::RequestBuilder) -> Result<(StatusCode, Vec<u8>), XnatError> {
+    let started = std::time::Instant::now();
+    let response = request.send().await;
+    record(XnatCall::Login, &response, started);
+    let response = response.map_err(|e| classify(e, MAX_CALL_LIFETIME))?;
+    let status = response.status();
+    if status != StatusCode::OK {
+        return Ok((status, Vec::new()));
+    }
+    let body = read_body(response, MAX_CALL_LIFETIME, XnatCall::Login).await?;
+    Ok((status, body))
+}
+
+/// The session id a login answered: a short token, never a page.
+fn session_id(body: &[u8]) -> Result<&str, XnatError> {
+    if looks_like_html(body) {
+        return Err(XnatError::Html);
+    }
+    let id = std::str::from_utf8(body).unwrap_or_default().trim();
+    let token = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-');
+    if id.is_empty() || id.len() > 256 || !id.bytes().all(token) {
+        return Err(XnatError::BadJson(
+            "the login did not return a session id".into(),
+        ));
+    }
+    Ok(id)
 }

@@ -49,6 +49,17 @@ enum Command {
     /// Check the XNAT service account before the first spawn: log in, read its roles, and make
     /// every call the policy makes on a spawn with real ids; exit 1 naming a call that fails.
     CheckXnat(CheckXnatArgs),
+    /// Exit 0 when the webhook answers its loopback probe port (`--probe-listen`): kubelet's
+    /// exec probes, which no flood on the other ports can fail.
+    Probe {
+        /// `ready` (/readyz) or `live` (/healthz).
+        #[arg(value_enum)]
+        which: jupyter_xnat_webhook::server::probe::Probe,
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        addr: SocketAddr,
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
 }
 
 /// The policy and the XNAT service credentials, where the Deployment mounts them: `serve` and
@@ -125,6 +136,19 @@ struct ServeArgs {
     /// TLS handshake. Reloaded when the file changes. Without it, any client is answered.
     #[arg(long, env = "CLIENT_CA")]
     client_ca: Option<PathBuf>,
+    /// The control plane's addresses (CIDRs or addresses, comma-separated or repeated): their
+    /// reviews come first (reserved connections, body bytes and XNAT slots) and, with
+    /// --client-ca's verified callers, are the only ones that get Events.
+    #[arg(long, env = "CONTROL_PLANE", value_delimiter = ',')]
+    control_plane: Vec<ipnet::IpNet>,
+    /// Address and port for the exec probes' plain-HTTP /healthz and /readyz (`probe`); keep it
+    /// on the loopback address so nothing outside the pod can reach it; `off` for none.
+    #[arg(long, env = "PROBE_LISTEN", default_value = "127.0.0.1:8081")]
+    probe_listen: OptionalAddr,
+    /// Connections the webhook port holds at once: one per review waiting for its answer (the
+    /// API server opens one per review), half of them reserved for --control-plane.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(64..=65536))]
+    max_connections: u32,
     #[command(flatten)]
     inputs: MountedInputs,
     /// How long in-flight reviews may take to finish after SIGTERM.
@@ -200,31 +224,45 @@ async fn main() {
     }
 }
 
+/// `serve`: the webhook, until SIGTERM.
+async fn serve(a: ServeArgs) -> anyhow::Result<()> {
+    let config = ServeConfig {
+        listen: a.listen,
+        tls_cert: a.tls_cert,
+        tls_key: a.tls_key,
+        client_ca: a.client_ca,
+        policy: a.inputs.policy,
+        xnat_credentials: a.inputs.xnat_credentials,
+        xnat_url: a.inputs.xnat_url,
+        drain: a.drain_timeout,
+        metrics_listen: a.metrics_listen.0,
+        reload_interval: a.reload_interval,
+        idle_timeout: a.idle_timeout,
+        control_plane: a.control_plane,
+        probe_listen: a.probe_listen.0,
+        max_connections: a.max_connections as usize,
+    };
+    let bound = serve::bind(&config)
+        .await
+        .context("cannot start the webhook")?;
+    attach_events(&bound, a.kubeconfig.as_deref()).await;
+    tracing::info!(addr = %bound.local_addr()?, metrics = ?bound.metrics_addr(),
+        "serving admission reviews over TLS");
+    bound.serve(serve::shutdown_signal(), config.drain).await;
+    Ok(())
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     telemetry::init(cli.log_format);
     match cli.command {
-        Command::Serve(a) => {
-            let config = ServeConfig {
-                listen: a.listen,
-                tls_cert: a.tls_cert,
-                tls_key: a.tls_key,
-                client_ca: a.client_ca,
-                policy: a.inputs.policy,
-                xnat_credentials: a.inputs.xnat_credentials,
-                xnat_url: a.inputs.xnat_url,
-                drain: a.drain_timeout,
-                metrics_listen: a.metrics_listen.0,
-                reload_interval: a.reload_interval,
-                idle_timeout: a.idle_timeout,
-            };
-            let bound = serve::bind(&config)
-                .await
-                .context("cannot start the webhook")?;
-            attach_events(&bound, a.kubeconfig.as_deref()).await;
-            tracing::info!(addr = %bound.local_addr()?, metrics = ?bound.metrics_addr(),
-                "serving admission reviews over TLS");
-            bound.serve(serve::shutdown_signal(), config.drain).await;
-            Ok(())
+        Command::Serve(a) => serve(a).await,
+        Command::Probe {
+            which,
+            addr,
+            timeout,
+        } => {
+            let probed = jupyter_xnat_webhook::server::probe::probe(addr, which, timeout).await;
+            probed.map_err(|why| anyhow::anyhow!("probe failed: {why}"))
         }
         Command::CheckPolicy { file } => {
             let yaml = std::fs::read_to_string(&file)

@@ -67,6 +67,15 @@ pub struct RefusedLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EvictedLabels {
+    /// `webhook`, `metrics` or `probes`.
+    pub port: &'static str,
+    /// What it was doing: `unused` (no request yet: a handshake), `stalled` (a request that
+    /// stopped arriving) or `idle` (a served keep-alive connection).
+    pub state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabels {
     pub version: &'static str,
     /// The git commit built (`GIT_COMMIT` at build time, else `git rev-parse`), or `unknown`.
@@ -116,6 +125,7 @@ struct Metrics {
     cache: Family<CacheLabels, Counter>,
     reloads: Family<ReloadLabels, Counter>,
     refused: Family<RefusedLabels, Counter>,
+    evicted: Family<EvictedLabels, Counter>,
     ops: Operations,
     load: XnatLoad,
 }
@@ -298,6 +308,12 @@ fn metrics() -> &'static Metrics {
                 "Connections closed at once for want of a slot, by port and reason",
                 Family::default(),
             ),
+            evicted: registered(
+                r,
+                "connections_evicted",
+                "Connections closed to make room for a new one, by port and what they were doing",
+                Family::default(),
+            ),
             ops: Operations::register(r),
             load: XnatLoad::register(r),
             registry,
@@ -346,6 +362,13 @@ pub fn connection_refused(port: &'static str, reason: &'static str) {
     metrics()
         .refused
         .get_or_create(&RefusedLabels { port, reason })
+        .inc();
+}
+
+pub fn connection_evicted(port: &'static str, state: &'static str) {
+    metrics()
+        .evicted
+        .get_or_create(&EvictedLabels { port, state })
         .inc();
 }
 

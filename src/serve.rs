@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::admission::{AccessSource, Admission};
+use crate::admission::{AccessSource, Admission, Trust};
 use crate::policy::{Overrides, Policy};
 use crate::reload::{Input, ReloadStatus, read_all, reload_on_change, version_of};
 use crate::server::{AppState, Gate, Listener, lifetimes, listen};
@@ -36,6 +36,14 @@ pub struct ServeConfig {
     pub reload_interval: Duration,
     /// A connection whose client sends nothing for this long is closed.
     pub idle_timeout: Duration,
+    /// The control plane's address ranges (`--control-plane`): capacity is reserved for them and
+    /// only their reviews (or a verified client's) get Events.
+    pub control_plane: Vec<ipnet::IpNet>,
+    /// Plain-HTTP `/healthz` and `/readyz` for the exec probes, on the loopback address; `None`
+    /// for none.
+    pub probe_listen: Option<SocketAddr>,
+    /// Connections the webhook port holds at once (each a review waiting, or a keep-alive).
+    pub max_connections: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +77,9 @@ const METRICS_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 pub struct Bound {
     pub listener: TcpListener,
     pub metrics_listener: Option<TcpListener>,
+    pub probe_listener: Option<TcpListener>,
+    pub trust: Arc<Trust>,
+    max_connections: usize,
     pub admission: Arc<Admission>,
     pub status: Arc<ReloadStatus>,
     pub app: axum::Router,
@@ -87,39 +98,49 @@ impl Bound {
         self.metrics_listener.as_ref()?.local_addr().ok()
     }
 
+    pub fn probe_addr(&self) -> Option<SocketAddr> {
+        self.probe_listener.as_ref()?.local_addr().ok()
+    }
+
     /// Serves until `shutdown`, drains in-flight reviews, then ends the XNAT session.
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()>, drain: Duration) {
-        let (stop_metrics, metrics_stopped) = tokio::sync::watch::channel(());
-        let metrics = self.metrics_listener.map(|tcp| {
+        let (stop_side_ports, side_ports_stopped) = tokio::sync::watch::channel(());
+        // Nobody comes first on the metrics and probe ports: the control plane never calls them.
+        let side_port = |tcp, port, capacity, app| {
             let listener = Listener {
                 tcp,
                 tls: None,
-                max_connections: listen::METRICS_CONNECTIONS,
-                per_peer: listen::METRICS_PER_PEER,
+                port,
+                capacity,
+                trust: Arc::default(),
                 lifetimes: lifetimes(METRICS_IDLE_TIMEOUT),
             };
-            let mut stopped = metrics_stopped.clone();
+            let mut stopped = side_ports_stopped.clone();
             let stop = async move {
                 let _ = stopped.changed().await;
             };
-            tokio::spawn(listen::serve(
-                listener,
-                crate::server::metrics_router(self.status.clone()),
-                stop,
-                Duration::from_secs(1),
-            ))
+            tokio::spawn(listen::serve(listener, app, stop, Duration::from_secs(1)))
+        };
+        let metrics = self.metrics_listener.map(|tcp| {
+            let app = crate::server::metrics_router(self.status.clone());
+            side_port(tcp, "metrics", listen::METRICS, app)
+        });
+        let probes = self.probe_listener.map(|tcp| {
+            let app = crate::server::probe_router(self.status.clone());
+            side_port(tcp, "probes", listen::PROBES, app)
         });
         let listener = Listener {
             tcp: self.listener,
             tls: Some(self.tls),
-            max_connections: listen::WEBHOOK_CONNECTIONS,
-            per_peer: listen::WEBHOOK_PER_PEER,
+            port: "webhook",
+            capacity: listen::webhook_capacity(&self.trust, self.max_connections),
+            trust: self.trust.clone(),
             lifetimes: lifetimes(self.idle_timeout),
         };
         listen::serve(listener, self.app, shutdown, drain).await;
-        drop(stop_metrics);
-        if let Some(metrics) = metrics {
-            let _ = metrics.await;
+        drop(stop_side_ports);
+        for task in metrics.into_iter().chain(probes) {
+            let _ = task.await;
         }
         for task in &self.reloaders {
             task.abort();
@@ -153,19 +174,7 @@ pub async fn bind(config: &ServeConfig) -> Result<Bound, StartError> {
         Some(ca) => Some(read_all(std::slice::from_ref(ca)).await.unwrap_or_default()),
         None => None,
     };
-    tracing::info!(
-        xnat = %policy.xnat.endpoint.url,
-        xnat_user = credentials.username(),
-        claims = %policy
-            .storage
-            .volumes
-            .iter()
-            .map(|v| v.claim_name.as_str())
-            .collect::<Vec<_>>()
-            .join(","),
-        mode = ?policy.mode,
-        "policy loaded"
-    );
+    say_policy_loaded(&policy, &credentials);
     // Read once now so a missing or malformed Secret stops startup; the client re-reads the
     // file at every login, so a rotation on disk needs no restart.
     let admission = Arc::new(admission(
@@ -173,10 +182,14 @@ pub async fn bind(config: &ServeConfig) -> Result<Bound, StartError> {
         CredentialSource::File(config.xnat_credentials.clone()),
     )?);
     let listener = bind_port(config.listen).await?;
-    let metrics_listener = match config.metrics_listen {
-        Some(addr) => Some(bind_port(addr).await?),
-        None => None,
-    };
+    let metrics_listener = bind_optional(config.metrics_listen).await?;
+    let probe_listener = bind_optional(config.probe_listen).await?;
+    let trust = Arc::new(Trust::new(
+        config.control_plane.clone(),
+        config.client_ca.is_some(),
+    ));
+    admission.trust(trust.clone());
+    say_who_comes_first(&trust, &admission.policy());
 
     let status = Arc::new(ReloadStatus::default());
     status.loaded(Input::Policy, version_of(&policy_bytes));
@@ -196,11 +209,14 @@ pub async fn bind(config: &ServeConfig) -> Result<Bound, StartError> {
     Ok(Bound {
         listener,
         metrics_listener,
+        probe_listener,
         app: crate::server::router(AppState {
             admission: admission.clone(),
             status: status.clone(),
-            gate: Gate::default(),
+            gate: Gate::new(&trust),
         }),
+        trust,
+        max_connections: config.max_connections,
         admission,
         status,
         tls,
@@ -296,6 +312,37 @@ fn warn_unauthenticated_callers(policy: &Policy) {
             ""
         }
     );
+}
+
+/// Says at start who gets the reserved capacity and Events, and what follows when nobody can.
+fn say_who_comes_first(trust: &Trust, policy: &Policy) {
+    if trust.distinguishes() {
+        tracing::info!(control_plane = ?trust.control_plane(), "reviews from the control plane \
+            or a verified client certificate come first: capacity is reserved for them, and only \
+            they get Events about notebook pods");
+    } else if policy.events.enabled {
+        tracing::warn!(
+            "events.enabled, but no --control-plane nor --client-ca: the webhook \
+            cannot tell the API server's reviews from forged ones, so it posts no Events about \
+            notebook pods (the answer's warning and the status annotation still say what \
+            happened). Name the control plane's addresses (README: Caller authentication)"
+        );
+    }
+}
+
+fn say_policy_loaded(policy: &Policy, credentials: &Credentials) {
+    let claims: Vec<&str> = (policy.storage.volumes.iter())
+        .map(|v| v.claim_name.as_str())
+        .collect();
+    tracing::info!(xnat = %policy.xnat.endpoint.url, xnat_user = credentials.username(),
+        claims = %claims.join(","), mode = ?policy.mode, "policy loaded");
+}
+
+async fn bind_optional(addr: Option<SocketAddr>) -> Result<Option<TcpListener>, StartError> {
+    match addr {
+        Some(addr) => bind_port(addr).await.map(Some),
+        None => Ok(None),
+    }
 }
 
 async fn bind_port(addr: SocketAddr) -> Result<TcpListener, StartError> {

@@ -1376,6 +1376,9 @@ fn serves_with(cert: &Path, key: &Path, ca_bundle: &[u8], name: &str) {
         metrics_listen: None,
         reload_interval: Duration::from_secs(60),
         idle_timeout: Duration::from_secs(30),
+        control_plane: Vec::new(),
+        probe_listen: None,
+        max_connections: 4096,
     };
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     runtime.block_on(async {
@@ -1575,6 +1578,9 @@ fn answers_only(client_ca: &Path, identity: &[u8]) {
         metrics_listen: None,
         reload_interval: Duration::from_secs(60),
         idle_timeout: Duration::from_secs(300),
+        control_plane: Vec::new(),
+        probe_listen: None,
+        max_connections: 4096,
     };
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     runtime.block_on(async {

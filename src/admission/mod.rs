@@ -4,6 +4,7 @@
 //! review), [`outcome`] (what became of it), [`audit`] (audit mode and redaction), `log`.
 
 mod audit;
+mod caller;
 mod log;
 mod outcome;
 mod pipeline;
@@ -16,6 +17,7 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 
 pub use audit::{audit_answer, redacted};
+pub use caller::{BadCidr, Caller, Trust};
 pub use outcome::{ErrorKind, Outcome};
 pub use source::AccessSource;
 use state::State;
@@ -26,24 +28,6 @@ use crate::review::{self, ReviewError};
 use crate::seen::DirProbe;
 use crate::xnat::CredentialSource;
 
-/// Who sent a review: the peer address, and whether it presented a client certificate the
-/// configured client CA verified (`--client-ca`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Caller {
-    pub addr: std::net::SocketAddr,
-    pub verified: bool,
-}
-
-impl Caller {
-    /// The offline tools: no network, nobody to verify.
-    pub fn offline() -> Self {
-        Self {
-            addr: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
-            verified: false,
-        }
-    }
-}
-
 /// The webhook's state: the current policy and its XNAT access, replaced atomically on reload.
 pub struct Admission {
     state: ArcSwap<State>,
@@ -53,6 +37,8 @@ pub struct Admission {
     dirs: DirProbe,
     /// Where Events about notebook pods go, once a Kubernetes API is known.
     events: std::sync::OnceLock<EventSink>,
+    /// How the API server is told from other callers, once the server knows.
+    trust: std::sync::OnceLock<Arc<Trust>>,
 }
 
 impl Admission {
@@ -69,7 +55,14 @@ impl Admission {
             credentials,
             dirs: DirProbe::default(),
             events: std::sync::OnceLock::new(),
+            trust: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Tells the API server's reviews from others from now on: others' XNAT calls take at most
+    /// half the slots. `false` when set already.
+    pub fn trust(&self, trust: Arc<Trust>) -> bool {
+        self.trust.set(trust).is_ok()
     }
 
     /// Posts Events about notebook pods to `events` from now on (when the policy's
@@ -98,18 +91,26 @@ impl Admission {
         })?;
         let state = self.state.load_full();
         let no_events = EventSink::disabled();
-        let (answer, outcome) = pipeline::admit(
+        // Only the API server's reviews post Events: a forged one must not put its text on
+        // somebody's spawn page, nor use up the Event rate.
+        let events = self.events.get().filter(|_| caller.is_first());
+        let admitted = pipeline::admit(
             &review,
             caller,
             &state.policy,
             pipeline::Edges {
                 source: &state.access,
                 dirs: &self.dirs,
-                events: self.events.get().unwrap_or(&no_events),
+                events: events.unwrap_or(&no_events),
             },
             started,
-        )
-        .await;
+        );
+        let other = self.trust.get().is_some_and(|t| t.distinguishes()) && !caller.is_first();
+        let (answer, outcome) = if other {
+            crate::xnat::as_other_caller(admitted).await
+        } else {
+            admitted.await
+        };
         outcome.record(started.elapsed());
         let req = &review.request;
         Ok(review::response_json(

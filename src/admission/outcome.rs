@@ -25,8 +25,8 @@ pub enum Outcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
     MalformedReview,
-    /// Refused at the gate: too many reviews or body bytes in flight.
-    Busy,
+    /// Refused at the gate: the bodies of reviews waiting hold all the bytes the caller may.
+    Bytes,
     /// Refused at the gate: larger than a review may be.
     TooLarge,
     /// Refused at the gate: the body did not arrive in time.
@@ -60,7 +60,7 @@ impl Outcome {
         match self {
             Outcome::Skipped(r) => r.as_str(),
             Outcome::Errored(ErrorKind::MalformedReview) => "malformed_review",
-            Outcome::Errored(ErrorKind::Busy) => "busy",
+            Outcome::Errored(ErrorKind::Bytes) => "body_budget",
             Outcome::Errored(ErrorKind::TooLarge) => "too_large",
             Outcome::Errored(ErrorKind::Slow) => "slow_body",
             _ => "",

@@ -44,6 +44,11 @@ pub struct Lifetimes {
 
 const NONE: u64 = u64::MAX;
 
+/// A request whose bytes have been arriving this long without its headers complete has stalled:
+/// its connection may be evicted for a new one. The API server, Prometheus and kubelet write a
+/// request at once; only a client holding a slot on purpose takes longer.
+pub const STALLED_AFTER: Duration = Duration::from_secs(1);
+
 /// What the connection's watchdog decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -102,7 +107,7 @@ impl ConnState {
     }
 
     /// Bytes arrived from the client.
-    fn read(&self) {
+    pub(super) fn read(&self) {
         if self.http2.load(Ordering::Relaxed) {
             return;
         }
@@ -130,6 +135,7 @@ impl ConnState {
     }
 
     /// Idle since when, if no request is in flight or arriving.
+    #[cfg(test)]
     pub fn idle_since(&self) -> Option<Instant> {
         let arriving = self.pending_since.load(Ordering::Relaxed) != NONE;
         (self.requests().is_empty() && !arriving)
@@ -140,6 +146,56 @@ impl ConnState {
     /// served none).
     pub fn has_served(&self) -> bool {
         self.served.load(Ordering::Relaxed) > 0
+    }
+
+    /// How readily the connection gives up its slot to a new one: `None` while it is busy (a
+    /// request in flight, or arriving for less than [`STALLED_AFTER`]); otherwise the rank
+    /// (`false` first: it holds its slot for nothing — a handshake, or a request that stopped
+    /// arriving; then `true`: a served keep-alive connection) and since when. The API server
+    /// writes a request at once, so one whose bytes stopped coming is not the API server's.
+    pub fn eviction_key(&self) -> Option<(bool, Instant)> {
+        if !self.requests().is_empty() {
+            return None;
+        }
+        let pending = self.pending_since.load(Ordering::Relaxed);
+        if pending != NONE {
+            let since = self.at(pending);
+            return (since.elapsed() >= STALLED_AFTER).then_some((false, since));
+        }
+        let since = self.at(self.idle_since.load(Ordering::Relaxed));
+        Some((self.has_served(), since))
+    }
+
+    /// Since when the connection has had no request in flight (one may be arriving), if so.
+    pub fn without_request(&self) -> Option<Instant> {
+        if !self.requests().is_empty() {
+            return None;
+        }
+        let pending = self.pending_since.load(Ordering::Relaxed);
+        let since = if pending == NONE {
+            self.idle_since.load(Ordering::Relaxed)
+        } else {
+            pending
+        };
+        Some(self.at(since))
+    }
+
+    /// What an evicted connection was doing, for the metric: `stalled` (a request stopped
+    /// arriving), `idle` (a served keep-alive connection) or `unused` (no request yet).
+    pub fn eviction_kind(&self) -> &'static str {
+        if self.pending_since.load(Ordering::Relaxed) != NONE {
+            "stalled"
+        } else if self.has_served() {
+            "idle"
+        } else {
+            "unused"
+        }
+    }
+
+    /// Whether a request is arriving, and has for less than [`STALLED_AFTER`].
+    fn arriving(&self) -> bool {
+        let pending = self.pending_since.load(Ordering::Relaxed);
+        pending != NONE && self.at(pending).elapsed() < STALLED_AFTER
     }
 
     /// Returns once the connection has been evicted.
@@ -175,10 +231,12 @@ impl ConnState {
         if self.is_evicted() {
             // A request in flight or arriving is finished first: the API server does not
             // retry a POST its connection lost.
-            return match self.idle_since() {
-                Some(_) => (Some(Verdict::Close("evicted for a new connection")), now),
-                None if !wound_down => (Some(Verdict::WindDown), now),
-                None => (None, now + l.request),
+            let busy = !self.requests().is_empty() || self.arriving();
+            return match busy {
+                false => (Some(Verdict::Close("evicted for a new connection")), now),
+                true if !wound_down => (Some(Verdict::WindDown), now),
+                // A request that stops arriving is closed once it has stalled.
+                true => (None, now + STALLED_AFTER.min(l.request)),
             };
         }
         let mut next = now + l.idle;

@@ -1,8 +1,15 @@
-//! The gate in front of `/mutate`: at most [`MAX_REVIEWS_IN_FLIGHT`] reviews at once and at most
-//! [`MAX_BODY_BYTES_IN_FLIGHT`] bytes of request bodies held ([`MAX_BODY_BYTES_PER_ADDRESS`] from
-//! one address), each body at most [`MAX_REVIEW_BYTES`] and in within [`BODY_DEADLINE`]. Past a
-//! limit a request gets a fast, clear refusal (503, 413 or 408) that the API server logs — never a
-//! reset, and never an unbounded buffer.
+//! The gate in front of `/mutate`: it bounds what reviews waiting for an answer cost by the bytes
+//! of their bodies, not by their number. A review waiting for XNAT holds its body (a few KB) and
+//! a connection (bounded by the listener's slots); refusing it for being one of many would start
+//! a pod without its data and tell nobody, so there is no count: it waits until its XNAT budget
+//! and is then answered by `onError`, with its warning, status annotation and Event.
+//!
+//! At most [`MAX_BODY_BYTES_IN_FLIGHT`] bytes of request bodies are held at once; when the
+//! webhook can tell the API server from others ([`Trust::distinguishes`]), the API server alone
+//! may take the last [`RESERVED_BODY_BYTES`] of them, and every other address at most
+//! [`MAX_BODY_BYTES_PER_ADDRESS`]. Each body is at most [`MAX_REVIEW_BYTES`] and in within
+//! [`BODY_DEADLINE`]. Past a limit a request gets a fast, clear refusal (503, 413 or 408) that
+//! the API server logs — never a reset, and never an unbounded buffer.
 //!
 //! Bytes are counted as they arrive, not as declared: a client that announces a large body and
 //! sends nothing holds nothing but its connection, and that only until the deadline.
@@ -16,19 +23,21 @@ use axum::body::{Body, Bytes};
 use http_body_util::BodyExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::admission::{Caller, Trust};
+
 /// The largest review read. The API server sends the pod being created (no old object for a
 /// CREATE); KubeSpawner's pods are 6–10 KB of JSON, and a pod over 1 MiB would need thousands of
 /// env vars or volumes. A bigger body is refused (413) rather than buffered.
 pub const MAX_REVIEW_BYTES: usize = 1024 * 1024;
-/// Reviews answered at once. One API server opens one connection per review in flight and
-/// JupyterHub starts at most 100 spawns at once by default (`concurrent_spawn_limit`), so 256
-/// leaves room for reinvocations and a second hub; more wait in no queue: they are refused.
-pub const MAX_REVIEWS_IN_FLIGHT: usize = 256;
-/// Bytes of request bodies held at once, whatever their number and sender.
-pub const MAX_BODY_BYTES_IN_FLIGHT: usize = 32 * 1024 * 1024;
-/// Bytes of request bodies one address may hold: the API server's 256 reviews of ~7 KB need
-/// under 2 MiB, so one client sending big bodies cannot take the whole budget.
-pub const MAX_BODY_BYTES_PER_ADDRESS: usize = 8 * 1024 * 1024;
+/// Bytes of request bodies held at once, whatever their number and sender: 6,000 waiting reviews
+/// of KubeSpawner's ~10 KB.
+pub const MAX_BODY_BYTES_IN_FLIGHT: usize = 64 * 1024 * 1024;
+/// Of those, the bytes only the API server may take (when it can be told apart).
+pub const RESERVED_BODY_BYTES: usize = 32 * 1024 * 1024;
+/// Bytes of request bodies one address other than the API server's may hold, so one client
+/// sending big bodies cannot take the whole budget. Without a way to tell the API server apart
+/// it is one of these: 24 MiB is 2,400 of its reviews waiting at once.
+pub const MAX_BODY_BYTES_PER_ADDRESS: usize = 24 * 1024 * 1024;
 /// The whole body must be in this long after the request's headers: the API server sends a
 /// review at once, so only a client that trickles its body on purpose is refused (408).
 pub const BODY_DEADLINE: Duration = Duration::from_secs(2);
@@ -36,10 +45,8 @@ pub const BODY_DEADLINE: Duration = Duration::from_secs(2);
 /// Why a request was not let in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Refused {
-    #[error("xnat-webhook: {MAX_REVIEWS_IN_FLIGHT} reviews are in flight; refused")]
-    Busy,
     #[error(
-        "xnat-webhook: bodies of reviews in flight already hold {MAX_BODY_BYTES_IN_FLIGHT} bytes; refused"
+        "xnat-webhook: the bodies of reviews waiting for an answer already hold all the bytes this caller may; refused"
     )]
     Bytes,
     #[error("xnat-webhook: a review is at most {MAX_REVIEW_BYTES} bytes")]
@@ -50,38 +57,47 @@ pub enum Refused {
     Unreadable,
 }
 
-/// The permits of one review: held until its answer is built.
+/// The body of one review and the bytes it holds until its answer is built.
 pub struct Admitted {
     pub body: Bytes,
-    _review: OwnedSemaphorePermit,
     _bytes: Held,
 }
 
 #[derive(Clone)]
 pub struct Gate {
-    reviews: Arc<Semaphore>,
-    bytes: Arc<Semaphore>,
-    /// Bytes held per address (addresses holding none are removed).
+    /// Bytes everyone may take.
+    shared: Arc<Semaphore>,
+    /// Bytes only the API server may take (none when it cannot be told apart).
+    reserved: Arc<Semaphore>,
+    /// Bytes held per address outside the API server's (addresses holding none are removed).
     by_address: Arc<Mutex<HashMap<IpAddr, usize>>>,
 }
 
 impl Default for Gate {
     fn default() -> Self {
-        Self {
-            reviews: Arc::new(Semaphore::new(MAX_REVIEWS_IN_FLIGHT)),
-            bytes: Arc::new(Semaphore::new(MAX_BODY_BYTES_IN_FLIGHT)),
-            by_address: Arc::default(),
-        }
+        Self::new(&Trust::default())
     }
 }
 
 impl Gate {
-    /// Reads a review's body within the byte budgets and the deadline, then lets it in if a
-    /// review slot is free, or says why not. `declared` is its Content-Length. The slot is
-    /// taken only once the body is in, so a slow upload holds bytes (bounded), never a slot.
+    pub fn new(trust: &Trust) -> Self {
+        let reserved = if trust.distinguishes() {
+            RESERVED_BODY_BYTES
+        } else {
+            0
+        };
+        Self {
+            shared: Arc::new(Semaphore::new(MAX_BODY_BYTES_IN_FLIGHT - reserved)),
+            reserved: Arc::new(Semaphore::new(reserved)),
+            by_address: Arc::default(),
+        }
+    }
+
+    /// Reads a review's body within the byte budgets and the deadline, or says why not.
+    /// `declared` is its Content-Length.
     pub async fn admit(
         &self,
-        peer: IpAddr,
+        caller: &Caller,
         declared: Option<u64>,
         body: Body,
     ) -> Result<Admitted, Refused> {
@@ -90,23 +106,14 @@ impl Gate {
         }
         let mut held = Held {
             gate: self.clone(),
-            peer,
+            peer: (!caller.is_first()).then(|| caller.addr.ip()),
             bytes: 0,
-            permit: None,
+            permits: Vec::new(),
         };
         let body = tokio::time::timeout(BODY_DEADLINE, read(body, &mut held))
             .await
             .map_err(|_| Refused::Slow)??;
-        let review = self
-            .reviews
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| Refused::Busy)?;
-        Ok(Admitted {
-            body,
-            _review: review,
-            _bytes: held,
-        })
+        Ok(Admitted { body, _bytes: held })
     }
 }
 
@@ -127,13 +134,14 @@ async fn read(mut body: Body, held: &mut Held) -> Result<Bytes, Refused> {
     Ok(Bytes::from(buf))
 }
 
-/// Body bytes one request holds, in the global budget and its address's share; given back
-/// when dropped.
+/// Body bytes one request holds, in the budgets and (outside the API server) its address's
+/// share; given back when dropped.
 struct Held {
     gate: Gate,
-    peer: IpAddr,
+    /// The address whose share is counted; `None` for the API server.
+    peer: Option<IpAddr>,
     bytes: usize,
-    permit: Option<OwnedSemaphorePermit>,
+    permits: Vec<OwnedSemaphorePermit>,
 }
 
 impl Held {
@@ -141,22 +149,28 @@ impl Held {
         if n == 0 {
             return Ok(());
         }
+        // A chunk is at most MAX_REVIEW_BYTES (checked by the caller), far below u32::MAX.
+        let permits = u32::try_from(n).map_err(|_| Refused::TooLarge)?;
+        let Some(peer) = self.peer else {
+            // The API server: the shared bytes first, its reserve when they are gone.
+            let permit = (self.gate.shared.clone().try_acquire_many_owned(permits))
+                .or_else(|_| self.gate.reserved.clone().try_acquire_many_owned(permits))
+                .map_err(|_| Refused::Bytes)?;
+            self.permits.push(permit);
+            self.bytes += n;
+            return Ok(());
+        };
         let mut by_address = lock(&self.gate.by_address);
-        let mine = by_address.entry(self.peer).or_default();
+        let mine = by_address.entry(peer).or_default();
         if *mine + n > MAX_BODY_BYTES_PER_ADDRESS {
             if *mine == 0 {
-                by_address.remove(&self.peer);
+                by_address.remove(&peer);
             }
             return Err(Refused::Bytes);
         }
-        // A chunk is at most MAX_REVIEW_BYTES (checked by the caller), far below u32::MAX.
-        let permits = u32::try_from(n).map_err(|_| Refused::TooLarge)?;
-        let permit = self.gate.bytes.clone().try_acquire_many_owned(permits);
+        let permit = self.gate.shared.clone().try_acquire_many_owned(permits);
         let permit = permit.map_err(|_| Refused::Bytes)?;
-        match &mut self.permit {
-            Some(p) => p.merge(permit),
-            None => self.permit = Some(permit),
-        }
+        self.permits.push(permit);
         *mine += n;
         self.bytes += n;
         Ok(())
@@ -165,14 +179,14 @@ impl Held {
 
 impl Drop for Held {
     fn drop(&mut self) {
-        if self.bytes == 0 {
+        let Some(peer) = self.peer.filter(|_| self.bytes > 0) else {
             return;
-        }
+        };
         let mut by_address = lock(&self.gate.by_address);
-        if let Some(mine) = by_address.get_mut(&self.peer) {
+        if let Some(mine) = by_address.get_mut(&peer) {
             *mine = mine.saturating_sub(self.bytes);
             if *mine == 0 {
-                by_address.remove(&self.peer);
+                by_address.remove(&peer);
             }
         }
     }
@@ -186,8 +200,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 mod tests {
     use super::*;
 
-    fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap()
+    fn from(ip: &str, control_plane: bool) -> Caller {
+        Caller {
+            addr: std::net::SocketAddr::new(ip.parse().unwrap(), 1),
+            verified: false,
+            control_plane,
+        }
+    }
+
+    fn big() -> Body {
+        Body::from(vec![b' '; MAX_REVIEW_BYTES])
     }
 
     #[tokio::test]
@@ -197,27 +219,50 @@ mod tests {
         let (_tx, body) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
         let never = Body::from_stream(tokio_stream_from(body));
         tokio::time::pause();
-        let waiting = gate.admit(ip("10.0.0.1"), Some(1_000_000), never);
-        assert_eq!(waiting.await.err(), Some(Refused::Slow));
+        let waiting = gate
+            .admit(&from("10.0.0.1", false), Some(1_000_000), never)
+            .await;
+        assert_eq!(waiting.err(), Some(Refused::Slow));
         tokio::time::resume();
         assert!(lock(&gate.by_address).is_empty());
 
         // One address holds at most its share; another still gets in.
-        let big = Bytes::from(vec![b' '; MAX_REVIEW_BYTES]);
         let mut kept = Vec::new();
         for _ in 0..MAX_BODY_BYTES_PER_ADDRESS / MAX_REVIEW_BYTES {
-            let a = gate.admit(ip("10.0.0.1"), None, Body::from(big.clone()));
-            match a.await {
+            match gate.admit(&from("10.0.0.1", false), None, big()).await {
                 Ok(admitted) => kept.push(admitted),
                 Err(e) => panic!("within the address's share: {e}"),
             }
         }
-        let over = gate.admit(ip("10.0.0.1"), None, Body::from(big.clone()));
-        assert_eq!(over.await.err(), Some(Refused::Bytes));
-        let other = gate.admit(ip("10.0.0.2"), None, Body::from(big.clone()));
-        assert!(other.await.is_ok());
-        drop(kept);
+        let over = gate.admit(&from("10.0.0.1", false), None, big()).await;
+        assert_eq!(over.err(), Some(Refused::Bytes));
+        let other = gate.admit(&from("10.0.0.2", false), None, big()).await;
+        assert!(other.is_ok());
+        drop((kept, other));
         assert!(lock(&gate.by_address).is_empty());
+    }
+
+    #[tokio::test]
+    async fn others_never_take_the_api_servers_bytes() {
+        let trust = Trust::new(vec!["10.0.0.1/32".parse().unwrap()], false);
+        let gate = Gate::new(&trust);
+        let mut kept = Vec::new();
+        // Many addresses together take every byte they may: the shared part.
+        for i in 0..64 {
+            let caller = from(&format!("10.9.0.{i}"), false);
+            if let Ok(a) = gate.admit(&caller, None, big()).await {
+                kept.push(a);
+            }
+        }
+        let shared = (MAX_BODY_BYTES_IN_FLIGHT - RESERVED_BODY_BYTES) / MAX_REVIEW_BYTES;
+        assert_eq!(kept.len(), shared);
+        // The API server still has its reserve, and no per-address cap.
+        for _ in 0..RESERVED_BODY_BYTES / MAX_REVIEW_BYTES {
+            let a = gate.admit(&from("10.0.0.1", true), None, big()).await;
+            kept.push(a.expect("the API server's reserve"));
+        }
+        let over = gate.admit(&from("10.0.0.1", true), None, big()).await;
+        assert_eq!(over.err(), Some(Refused::Bytes), "the whole budget is held");
     }
 
     fn tokio_stream_from(

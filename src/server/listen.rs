@@ -4,9 +4,12 @@
 //! Figures for the webhook port and why:
 //! - one API server opens one HTTP/1.1 connection per review in flight (it does not use HTTP/2
 //!   for webhooks since Kubernetes 1.16, and does not retry a failed call), from its own
-//!   address; JupyterHub starts at most 100 spawns at once by default and an HA control plane
-//!   behind one proxy address may be three API servers: [`WEBHOOK_PER_PEER`] = 512 covers that
-//!   with room, [`WEBHOOK_CONNECTIONS`] = 1024 in all;
+//!   address, and a review waiting for XNAT keeps its connection until its budget: a
+//!   first-day-of-term surge is thousands of connections at once. [`WEBHOOK_CONNECTIONS`] =
+//!   4096 in all (each costs tens of KB: README "Performance" has the figure); when the site
+//!   names the control plane's addresses, half are reserved for them and every other address
+//!   may hold [`OTHERS_PER_PEER`]; when it does not, any address may be the API server's and
+//!   holds at most half;
 //! - the API server keeps an idle connection for 90 s, so the idle time (5 min by default)
 //!   exceeds it and the server never closes a connection the client is about to reuse;
 //! - HTTP/2 clients get at most [`H2_STREAMS`] streams per connection and small windows, so one
@@ -28,16 +31,44 @@ use tokio::task::JoinSet;
 
 use super::conn::{ConnState, Lifetimes, Verdict, Watched};
 use super::service::ConnService;
-use super::slots::Slots;
-use crate::admission::Caller;
+use super::slots::{Capacity, Slots};
+use crate::admission::{Caller, Trust};
 use crate::tls::TlsSource;
 
-/// Connections of the webhook port, in all and from one address.
-pub const WEBHOOK_CONNECTIONS: usize = 1024;
-pub const WEBHOOK_PER_PEER: usize = 512;
-/// Connections of the metrics port (Prometheus needs one or two).
-pub const METRICS_CONNECTIONS: usize = 64;
-pub const METRICS_PER_PEER: usize = 16;
+/// Connections of the webhook port in all, by default (`--max-connections`).
+pub const WEBHOOK_CONNECTIONS: usize = 4096;
+/// Connections one address outside a named control plane may hold on the webhook port.
+pub const OTHERS_PER_PEER: usize = 256;
+/// Connections of the metrics port (Prometheus needs one or two): plenty, from any address.
+pub const METRICS: Capacity = Capacity {
+    max: 64,
+    reserved: 0,
+    per_peer: 16,
+};
+/// Connections of the probe port (loopback only: the exec probes, one at a time each).
+pub const PROBES: Capacity = Capacity {
+    max: 16,
+    reserved: 0,
+    per_peer: 16,
+};
+
+/// The webhook port's `max` slots: half reserved for the control plane when the site names it.
+pub fn webhook_capacity(trust: &Trust, max: usize) -> Capacity {
+    let max = max.max(2);
+    if trust.by_address() {
+        Capacity {
+            max,
+            reserved: max / 2,
+            per_peer: OTHERS_PER_PEER.min(max / 2),
+        }
+    } else {
+        Capacity {
+            max,
+            reserved: 0,
+            per_peer: max / 2,
+        }
+    }
+}
 /// How long a client gets to finish the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// HTTP/2 streams per connection.
@@ -52,10 +83,13 @@ pub const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 /// A bound port and how its connections are served.
 pub struct Listener {
     pub tcp: TcpListener,
-    /// `None` for plain HTTP/1 (the metrics port).
+    /// `None` for plain HTTP/1 (the metrics and probe ports).
     pub tls: Option<Arc<TlsSource>>,
-    pub max_connections: usize,
-    pub per_peer: usize,
+    /// Its name in the metrics and the log: `webhook`, `metrics` or `probes`.
+    pub port: &'static str,
+    pub capacity: Capacity,
+    /// Which callers are the API server's.
+    pub trust: Arc<Trust>,
     pub lifetimes: Lifetimes,
 }
 
@@ -78,7 +112,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     drain: Duration,
 ) {
-    let slots = Slots::new(listener.max_connections, listener.per_peer);
+    let slots = Slots::new(listener.port, listener.capacity);
+    let port = listener.port;
     let last_warning = std::sync::atomic::AtomicU64::new(0);
     let (draining, drained) = watch::channel(false);
     let mut tasks = JoinSet::new();
@@ -101,19 +136,15 @@ pub async fn serve(
         // peer's delayed ACK add ~40 ms to some of them.
         let _ = tcp.set_nodelay(true);
         let state = ConnState::new();
-        let slot = match slots.admit(peer.ip(), state.clone()) {
+        let control_plane = listener.trust.is_control_plane(peer.ip());
+        let slot = match slots.admit(peer.ip(), control_plane, state.clone()) {
             Ok(slot) => slot,
             Err(why) => {
-                let port = if listener.tls.is_some() {
-                    "webhook"
-                } else {
-                    "metrics"
-                };
                 crate::metrics::connection_refused(port, why.label());
                 // A flood of them is one line a second; the metric counts them all.
                 let second = std::time::UNIX_EPOCH.elapsed().map_or(0, |d| d.as_secs());
                 if last_warning.swap(second, std::sync::atomic::Ordering::Relaxed) != second {
-                    tracing::warn!(%peer, port, connections = slots.len(),
+                    tracing::warn!(%peer, port, control_plane, connections = slots.len(),
                         "connection refused: {why} (logged at most once a second)");
                 }
                 continue;
@@ -121,6 +152,7 @@ pub async fn serve(
         };
         let c = Conn {
             peer,
+            control_plane,
             state,
             lifetimes: listener.lifetimes,
             app: app.clone(),
@@ -147,6 +179,7 @@ pub async fn serve(
 /// One accepted connection.
 struct Conn {
     peer: SocketAddr,
+    control_plane: bool,
     state: Arc<ConnState>,
     lifetimes: Lifetimes,
     app: Router,
@@ -160,6 +193,7 @@ impl Conn {
             let caller = Caller {
                 addr: peer,
                 verified: false,
+                control_plane: self.control_plane,
             };
             return self.http(tcp, false, caller).await;
         };
@@ -182,6 +216,7 @@ impl Conn {
             addr: peer,
             // Only a certificate the configured client CA verified gets this far with one.
             verified: session.peer_certificates().is_some_and(|c| !c.is_empty()),
+            control_plane: self.control_plane,
         };
         self.http(stream, h2, caller).await;
     }

@@ -5,6 +5,7 @@
 mod conn;
 pub mod gate;
 pub mod listen;
+pub mod probe;
 mod service;
 mod slots;
 
@@ -23,8 +24,10 @@ use rustls::ServerConfig;
 use tokio::net::TcpListener;
 use tower_http::timeout::TimeoutLayer;
 
+pub use conn::STALLED_AFTER;
 pub use gate::{Gate, MAX_REVIEW_BYTES, Refused};
 pub use listen::{Listener, lifetimes};
+pub use slots::Capacity;
 
 use crate::admission::{Admission, Caller, ErrorKind, Outcome};
 use crate::reload::{Input, ReloadStatus};
@@ -67,7 +70,7 @@ async fn mutate(
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     let admitted = match state
         .gate
-        .admit(caller.addr.ip(), declared, request.into_body())
+        .admit(&caller, declared, request.into_body())
         .await
     {
         Ok(a) => a,
@@ -79,19 +82,26 @@ async fn mutate(
     }
 }
 
-/// A fast, clear refusal the API server logs; counted, and logged at most once a second.
+/// A fast, clear refusal the API server logs; counted, and logged with its caller at most once a
+/// second (the line says how many were not logged since).
 fn refusal(refused: Refused, caller: Caller, started: std::time::Instant) -> Response {
     let (status, kind) = match refused {
-        Refused::Busy | Refused::Bytes => (StatusCode::SERVICE_UNAVAILABLE, ErrorKind::Busy),
+        Refused::Bytes => (StatusCode::SERVICE_UNAVAILABLE, ErrorKind::Bytes),
         Refused::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, ErrorKind::TooLarge),
         Refused::Slow => (StatusCode::REQUEST_TIMEOUT, ErrorKind::Slow),
         Refused::Unreadable => (StatusCode::BAD_REQUEST, ErrorKind::MalformedReview),
     };
     Outcome::Errored(kind).record(started.elapsed());
     static LAST_WARNING: AtomicU64 = AtomicU64::new(0);
+    static UNLOGGED: AtomicU64 = AtomicU64::new(0);
     let second = std::time::UNIX_EPOCH.elapsed().map_or(0, |d| d.as_secs());
     if LAST_WARNING.swap(second, Ordering::Relaxed) != second {
-        tracing::warn!(caller = %caller.addr, "{refused} (logged at most once a second)");
+        let unlogged = UNLOGGED.swap(0, Ordering::Relaxed);
+        tracing::warn!(caller = %caller.addr, control_plane = caller.control_plane,
+            verified = caller.verified, unlogged,
+            "{refused} (logged at most once a second; `unlogged` more since the last line)");
+    } else {
+        UNLOGGED.fetch_add(1, Ordering::Relaxed);
     }
     let mut response = text(status, &refused.to_string());
     if status == StatusCode::SERVICE_UNAVAILABLE {
@@ -131,9 +141,18 @@ async fn readyz(State(status): State<Arc<ReloadStatus>>) -> Response {
     axum::Json(body).into_response()
 }
 
-/// The metrics port's routes, plain HTTP: `/metrics`, and `/healthz` and `/readyz` for kubelet's
-/// probes (which present no client certificate, so they cannot use the webhook port when it
-/// requires one).
+/// The probe port's routes, plain HTTP on the loopback address: `/healthz` and `/readyz` for
+/// kubelet's exec probes (`jupyter-xnat-webhook probe`). No other pod can reach a pod's loopback,
+/// so no flood on the other ports can fail a probe and take the replica out of service.
+pub fn probe_router(status: Arc<ReloadStatus>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(status)
+}
+
+/// The metrics port's routes, plain HTTP: `/metrics`, and `/healthz` and `/readyz` for people and
+/// for `httpGet` probes where exec probes cannot run.
 pub fn metrics_router(status: Arc<ReloadStatus>) -> Router {
     Router::new()
         .route(
@@ -166,8 +185,9 @@ pub async fn serve_tls(
     let listener = Listener {
         tcp,
         tls: Some(Arc::new(TlsSource::fixed(tls))),
-        max_connections: listen::WEBHOOK_CONNECTIONS,
-        per_peer: listen::WEBHOOK_PER_PEER,
+        port: "webhook",
+        capacity: listen::webhook_capacity(&Default::default(), listen::WEBHOOK_CONNECTIONS),
+        trust: Arc::default(),
         lifetimes: lifetimes(idle),
     };
     listen::serve(listener, app, shutdown, drain).await;

@@ -139,6 +139,8 @@ pub struct Builder {
     fault: Option<Fault>,
     idle_timeout: Duration,
     client_ca: Option<PathBuf>,
+    control_plane: Vec<ipnet::IpNet>,
+    max_connections: usize,
     called_by_api_server: bool,
     events: Option<(kube::Client, jupyter_xnat_webhook::events::SinkSettings)>,
 }
@@ -221,6 +223,19 @@ impl Builder {
         self
     }
 
+    /// The control plane's addresses (`--control-plane`); by default 127.0.0.1, where the
+    /// harness's client calls from: reviews from 127.0.0.2 and up are somebody else's.
+    pub fn control_plane(mut self, cidrs: &[&str]) -> Self {
+        self.control_plane = cidrs.iter().map(|c| c.parse().unwrap()).collect();
+        self
+    }
+
+    /// Connections the webhook port holds at once (`--max-connections`; 4096 by default).
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n;
+        self
+    }
+
     /// The stand-in answers every API call with this fault.
     pub fn xnat_fault(mut self, fault: Fault) -> Self {
         self.fault = Some(fault);
@@ -291,6 +306,9 @@ impl Builder {
             metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
             reload_interval: Duration::from_millis(200),
             idle_timeout: self.idle_timeout,
+            control_plane: self.control_plane,
+            probe_listen: Some("127.0.0.1:0".parse().unwrap()),
+            max_connections: self.max_connections,
         };
         let bound = serve::bind(&config).await.unwrap();
         if let Some((client, settings)) = self.events {
@@ -299,6 +317,7 @@ impl Builder {
         }
         let addr = bound.local_addr().unwrap();
         let metrics_addr = bound.metrics_addr().unwrap();
+        let probe_addr = bound.probe_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(bound.serve(
             async {
@@ -314,6 +333,7 @@ impl Builder {
             ca_pem,
             dir,
             metrics_addr,
+            probe_addr,
             stop: Some(stop),
             server: Some(server),
         }
@@ -331,6 +351,8 @@ pub struct Harness {
     /// Where the harness keeps the policy, credentials and certificate it wrote.
     pub dir: TempDir,
     pub metrics_addr: SocketAddr,
+    /// The loopback probe port (`jupyter-xnat-webhook probe`).
+    pub probe_addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
 }
@@ -348,9 +370,23 @@ impl Harness {
             fault: None,
             idle_timeout: Duration::from_secs(5),
             client_ca: None,
+            control_plane: vec!["127.0.0.1/32".parse().unwrap()],
+            max_connections: 4096,
             called_by_api_server: false,
             events: None,
         }
+    }
+
+    /// An HTTP/1.1 client calling from `ip` (127.0.0.2 and up are not the control plane), with
+    /// its own connection per request in flight, as the API server's.
+    pub fn client_from(&self, ip: &str) -> reqwest::Client {
+        reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(self.ca_pem.as_bytes()).unwrap()])
+            .local_address(Some(ip.parse().unwrap()))
+            .http1_only()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap()
     }
 
     /// The default set-up with `policy_yaml`.

@@ -692,26 +692,26 @@ fn check_ports_and_probes(pod: &PodSpec, container: &Container) {
         Some("json"),
         "JSON logs in the cluster"
     );
-    for (probe, path) in [
-        (&container.readiness_probe, "/readyz"),
-        (&container.liveness_probe, "/healthz"),
+    // Exec probes on the loopback probe port: nothing outside the pod can starve them.
+    let probes = flag(container, "probe-listen", "PROBE_LISTEN").unwrap_or("127.0.0.1:8081".into());
+    assert!(
+        probes.starts_with("127.0.0.1:"),
+        "--probe-listen {probes} is on the loopback address"
+    );
+    for (probe, which) in [
+        (&container.readiness_probe, "ready"),
+        (&container.liveness_probe, "live"),
     ] {
-        let get = probe
+        let command = probe
             .as_ref()
-            .and_then(|p| p.http_get.as_ref())
-            .unwrap_or_else(|| panic!("an httpGet probe on {path}"));
-        assert_eq!(get.path.as_deref(), Some(path));
-        // kubelet presents no client certificate: with --client-ca the webhook port would
-        // refuse it, so probes use the plain metrics port, which serves them too.
-        assert_eq!(
-            get.scheme.as_deref().unwrap_or("HTTP"),
-            "HTTP",
-            "{path} is probed on the plain metrics port"
-        );
-        assert_eq!(
-            port_number(container, &get.port),
-            socket_port(&metrics),
-            "{path} is probed on the --metrics-listen port"
+            .and_then(|p| p.exec.as_ref())
+            .and_then(|e| e.command.clone())
+            .unwrap_or_else(|| panic!("an exec probe `probe {which}`"));
+        let addr = format!("--addr={probes}");
+        assert!(
+            command[0].ends_with("/jupyter-xnat-webhook")
+                && command[1..] == ["probe".to_string(), which.to_string(), addr.clone()],
+            "the {which} probe runs `jupyter-xnat-webhook probe {which} {addr}`: {command:?}"
         );
     }
 
@@ -921,7 +921,13 @@ fn check_network_policy(
         for p in ports {
             assert!(p.end_port.is_none(), "no ingress port ranges");
             let port = p.port.expect("an ingress rule names its port");
-            ingress.insert(port_number(container, &port));
+            let port = port_number(container, &port);
+            // A pod anywhere in the cluster could hold the metrics port's connections.
+            assert!(
+                port != metrics || rule.from.as_ref().is_some_and(|f| !f.is_empty()),
+                "the metrics port is open only to named sources"
+            );
+            ingress.insert(port);
         }
     }
     assert_eq!(
@@ -1696,12 +1702,26 @@ fn control_plane_only_keeps_the_webhook_port_to_the_given_addresses() {
         ["192.0.2.0/24"],
         "a placeholder that matches nothing"
     );
-    assert_eq!(sources(9090), ["anywhere"]);
+    assert_eq!(sources(9090), ["not a CIDR"], "Prometheus's namespace");
+    let control_plane = |r: &Rendered| {
+        let deployment: Deployment = r.one("Deployment");
+        let (_, container) = webhook_container(&deployment);
+        flag(container, "control-plane", "CONTROL_PLANE").expect("CONTROL_PLANE is set")
+    };
+    assert_eq!(
+        control_plane(&r),
+        "192.0.2.0/24",
+        "the webhook knows the same addresses"
+    );
 
     // The README's site patch replaces the placeholder.
     let patch = "patches:\n  - target: {kind: NetworkPolicy, name: jupyter-xnat-webhook}\n    \
                  patch: |-\n      - op: replace\n        path: /spec/ingress/0/from\n        \
-                 value: [{ipBlock: {cidr: 10.0.0.0/28}}]\n";
+                 value: [{ipBlock: {cidr: 10.0.0.0/28}}]\n  \
+                 - target: {kind: Deployment, name: jupyter-xnat-webhook}\n    \
+                 patch: |-\n      - op: replace\n        \
+                 path: /spec/template/spec/containers/0/env/0\n        \
+                 value: {name: CONTROL_PLANE, value: 10.0.0.0/28}\n";
     let r = site.render_with(&["cert-manager", "control-plane-only"], patch);
     check_common(&r);
     let np: NetworkPolicy = r.one("NetworkPolicy");
@@ -1716,6 +1736,9 @@ fn control_plane_only_keeps_the_webhook_port_to_the_given_addresses() {
             .cidr,
         "10.0.0.0/28"
     );
+    assert_eq!(control_plane(&r), "10.0.0.0/28");
+    let cidrs = control_plane(&r);
+    jupyter_xnat_webhook::admission::Trust::parse_cidrs([cidrs.as_str()]).expect("CIDRs");
 }
 
 /// The archive-view component mounts, read-only, the claim the NrgXnat preset's `seenAt` names,

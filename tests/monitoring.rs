@@ -155,6 +155,7 @@ async fn exercised_metrics() -> String {
     h.xnat.set_fault(xnat_standin::Fault::Status(503));
     h.review(&review_for("erin")).await;
     kube.wait_for_calls(1).await;
+    fill_the_metrics_port(&h).await;
     std::fs::write(h.dir.path().join("policy.yaml"), "xnat: [not a policy\n").unwrap();
     for _ in 0..100 {
         if h.readyz().await["policy"]["failedReloads"].as_u64() > Some(0) {
@@ -168,6 +169,8 @@ async fn exercised_metrics() -> String {
         "events_total",
         "events_dropped_total",
         "xnat_failures_total",
+        "connections_refused_total",
+        "connections_evicted_total",
     ] {
         assert!(
             text.contains(&format!("xnat_webhook_{family}{{")),
@@ -175,6 +178,30 @@ async fn exercised_metrics() -> String {
         );
     }
     text
+}
+
+/// Four addresses fill the metrics port with stalled connections: a fifth address evicts one,
+/// and one address past its share is refused.
+async fn fill_the_metrics_port(h: &Harness) {
+    use tokio::io::AsyncWriteExt;
+    let per_peer = jupyter_xnat_webhook::server::listen::METRICS.per_peer;
+    let connect = |ip: &'static str| async move {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+        let mut tcp = socket.connect(h.metrics_addr).await.unwrap();
+        let _ = tcp.write_all(b"G").await;
+        tcp
+    };
+    let mut held = Vec::new();
+    for ip in ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"] {
+        for _ in 0..per_peer {
+            held.push(connect(ip).await);
+        }
+    }
+    held.push(connect("127.0.0.2").await);
+    tokio::time::sleep(jupyter_xnat_webhook::server::STALLED_AFTER).await;
+    held.push(connect("127.0.0.6").await);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
 }
 
 #[tokio::test]
@@ -260,9 +287,14 @@ fn every_alert_says_how_bad_and_what_to_do() {
         "XnatWebhookReloadRejected",
         "XnatWebhookAdmissionErrors",
         "XnatWebhookCertificateExpiresSoon",
+        "XnatWebhookRefusing",
+        "XnatWebhookIndexStale",
     ] {
         assert!(names.contains(must), "no {must}");
     }
+    // A refusal is a pod started without its data and without an Event: the first burst alerts.
+    let refusing = rules.iter().find(|r| r["alert"] == "XnatWebhookRefusing");
+    assert_eq!(refusing.unwrap()["for"], "0m");
     // The ServiceMonitor scrapes the Service port that serves /metrics.
     let monitor = &of_kind(&objects, "ServiceMonitor")[0];
     let port = monitor["spec"]["endpoints"][0]["port"].as_str().unwrap();

@@ -5,6 +5,7 @@ DEV          := certs/dev
 WEBHOOK_PORT ?= 8443
 XNAT_PORT    ?= 8090
 METRICS_PORT ?= 9090
+PROBE_PORT   ?= 8081
 CARGO_TARGET_DIR ?= target
 BIN          := $(CARGO_TARGET_DIR)/debug
 
@@ -28,6 +29,7 @@ run: dev-certs ## Run the webhook locally against the XNAT stand-in (Ctrl-C stop
 	  $(BIN)/jupyter-xnat-webhook serve \
 	    --listen 127.0.0.1:$(WEBHOOK_PORT) \
 	    --metrics-listen 127.0.0.1:$(METRICS_PORT) \
+	    --probe-listen 127.0.0.1:$(PROBE_PORT) \
 	    --tls-cert $(DEV)/tls.crt --tls-key $(DEV)/tls.key \
 	    --policy deploy/base/policy.yaml \
 	    --xnat-credentials $(DEV)/xnat-credentials \

@@ -147,7 +147,7 @@ struct ServeArgs {
     probe_listen: OptionalAddr,
     /// Connections the webhook port holds at once: one per review waiting for its answer (the
     /// API server opens one per review), half of them reserved for --control-plane.
-    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(64..=65536))]
+    #[arg(long, default_value_t = 3072, value_parser = clap::value_parser!(u32).range(64..=65536))]
     max_connections: u32,
     #[command(flatten)]
     inputs: MountedInputs,

@@ -105,7 +105,7 @@ async fn forged_cold_users_never_take_the_api_servers_xnat_slots() {
 
 #[tokio::test]
 async fn forged_bodies_never_crowd_out_the_api_server() {
-    let names = (0..8).map(|i| format!("big{i}")).chain(["real".into()]);
+    let names = (0..12).map(|i| format!("big{i}")).chain(["real".into()]);
     let xnat = users(names);
     let policy = "xnat:\n  maxConcurrentRequests: 4\n  timeout: 3s\n  budget: 4s\n";
     let h = Harness::builder()
@@ -113,14 +113,14 @@ async fn forged_bodies_never_crowd_out_the_api_server() {
         .policy(policy)
         .start()
         .await;
-    h.review(&review_for("big7")).await;
+    h.review(&review_for("big11")).await;
     xnat.set_latency(Duration::from_secs(2));
-    // Five addresses hold 8 bodies of ~1 MiB each while they wait for XNAT: more than the
-    // 32 MiB everyone shares (and, before, the whole budget).
+    // Five addresses hold 12 bodies of ~1 MiB each while they wait for XNAT: more than the
+    // 48 MiB everyone shares (and, before, the whole budget).
     let floods: Vec<_> = (2..7)
         .map(|i| {
             let client = h.client_from(&format!("127.0.0.{i}"));
-            flood(&client, h.url("/mutate"), "big", 8, 1_000_000)
+            flood(&client, h.url("/mutate"), "big", 12, 1_000_000)
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(1500)).await;

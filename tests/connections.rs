@@ -195,7 +195,7 @@ async fn a_body_over_one_mebibyte_is_refused() {
 #[tokio::test]
 async fn bodies_announced_but_not_sent_hold_nothing() {
     let h = Harness::start("").await;
-    // 40 requests announce 1 MiB each (more than the 32 MiB budget) and send none of it.
+    // 40 requests announce 1 MiB each (most of what an address may hold) and send none of it.
     let head = "POST /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
                 Content-Length: 1048576\r\n\r\n";
     let mut stalled = Vec::new();

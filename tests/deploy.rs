@@ -1384,7 +1384,7 @@ fn serves_with(cert: &Path, key: &Path, ca_bundle: &[u8], name: &str) {
         idle_timeout: Duration::from_secs(30),
         control_plane: Vec::new(),
         probe_listen: None,
-        max_connections: 4096,
+        max_connections: 3072,
     };
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     runtime.block_on(async {
@@ -1586,7 +1586,7 @@ fn answers_only(client_ca: &Path, identity: &[u8]) {
         idle_timeout: Duration::from_secs(300),
         control_plane: Vec::new(),
         probe_listen: None,
-        max_connections: 4096,
+        max_connections: 3072,
     };
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     runtime.block_on(async {

@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 wport=${SMOKE_WEBHOOK_PORT:-18443}
 xport=${SMOKE_XNAT_PORT:-18090}
 mport=${SMOKE_METRICS_PORT:-19090}
+pport=${SMOKE_PROBE_PORT:-18081}
 log=$(mktemp)
-setsid make run WEBHOOK_PORT="$wport" XNAT_PORT="$xport" METRICS_PORT="$mport" >"$log" 2>&1 &
+setsid make run WEBHOOK_PORT="$wport" XNAT_PORT="$xport" METRICS_PORT="$mport" PROBE_PORT="$pport" >"$log" 2>&1 &
 pid=$!
 cleanup() { kill -TERM -- "-$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -f "$log"; }
 trap cleanup EXIT
@@ -42,4 +43,9 @@ expect '[.[] | select(.path | endswith("/env/-")) | .value | select(.name == "XN
 metrics=$(curl -fsS "http://127.0.0.1:$mport/metrics")
 grep -q 'xnat_webhook_admissions_total{outcome="mutated"' <<<"$metrics" \
   || { echo "smoke: the review did not show in /metrics"; exit 1; }
-echo "smoke: make run + README curl OK"
+# kubelet's exec probes, as the Deployment runs them.
+for which in ready live; do
+  "${CARGO_TARGET_DIR:-target}/debug/jupyter-xnat-webhook" probe "$which" --addr "127.0.0.1:$pport" \
+    || { echo "smoke: probe $which failed"; cat "$log"; exit 1; }
+done
+echo "smoke: make run + README curl + probes OK"

@@ -1,15 +1,18 @@
-//! The gate in front of `/mutate`: it bounds what reviews waiting for an answer cost by the bytes
-//! of their bodies, not by their number. A review waiting for XNAT holds its body (a few KB) and
-//! a connection (bounded by the listener's slots); refusing it for being one of many would start
-//! a pod without its data and tell nobody, so there is no count: it waits until its XNAT budget
-//! and is then answered by `onError`, with its warning, status annotation and Event.
+//! The gate in front of `/mutate`: it bounds what reviews waiting for an answer cost in memory,
+//! not their number. A review waiting for XNAT holds its body and its state; refusing it for being
+//! one of many would start a pod without its data and tell nobody, so there is no count: it waits
+//! until its XNAT budget and is then answered by `onError`, with its warning, status annotation
+//! and Event.
 //!
-//! At most [`MAX_BODY_BYTES_IN_FLIGHT`] bytes of request bodies are held at once; when the
-//! webhook can tell the API server from others ([`Trust::distinguishes`]), the API server alone
-//! may take the last [`RESERVED_BODY_BYTES`] of them, and every other address at most
-//! [`MAX_BODY_BYTES_PER_ADDRESS`]. Each body is at most [`MAX_REVIEW_BYTES`] and in within
-//! [`BODY_DEADLINE`]. Past a limit a request gets a fast, clear refusal (503, 413 or 408) that
-//! the API server logs — never a reset, and never an unbounded buffer.
+//! Each review is charged its body's bytes plus [`REVIEW_COST`] (what a waiting review holds
+//! besides its body, measured: README "Performance"). At most [`MAX_BYTES_IN_FLIGHT`] are
+//! charged at once; when the webhook can tell the API server from others
+//! ([`Trust::distinguishes`]), the API server alone may take the last [`RESERVED_BYTES`] of
+//! them, and every other address at most [`MAX_BYTES_PER_ADDRESS`]. Each body is at most
+//! [`MAX_REVIEW_BYTES`] and in within [`BODY_DEADLINE`]. Past a limit a request gets a fast,
+//! clear refusal (503, 413 or 408) that the API server logs — never a reset, and never an
+//! unbounded buffer. With the connections' own cost ([`super::listen`]) this bounds the
+//! process's memory under the Deployment's limit whatever the callers send.
 //!
 //! Bytes are counted as they arrive, not as declared: a client that announces a large body and
 //! sends nothing holds nothing but its connection, and that only until the deadline.
@@ -29,15 +32,20 @@ use crate::admission::{Caller, Trust};
 /// CREATE); KubeSpawner's pods are 6–10 KB of JSON, and a pod over 1 MiB would need thousands of
 /// env vars or volumes. A bigger body is refused (413) rather than buffered.
 pub const MAX_REVIEW_BYTES: usize = 1024 * 1024;
-/// Bytes of request bodies held at once, whatever their number and sender: 6,000 waiting reviews
-/// of KubeSpawner's ~10 KB.
-pub const MAX_BODY_BYTES_IN_FLIGHT: usize = 64 * 1024 * 1024;
-/// Of those, the bytes only the API server may take (when it can be told apart).
-pub const RESERVED_BODY_BYTES: usize = 32 * 1024 * 1024;
-/// Bytes of request bodies one address other than the API server's may hold, so one client
-/// sending big bodies cannot take the whole budget. Without a way to tell the API server apart
-/// it is one of these: 24 MiB is 2,400 of its reviews waiting at once.
-pub const MAX_BODY_BYTES_PER_ADDRESS: usize = 24 * 1024 * 1024;
+/// What a review waiting for its answer holds besides its body (request and connection
+/// buffers, the parsed review, the pipeline's state): 31 KiB measured with `make bench-storm`
+/// (2,000 waiting reviews against 2,000 idle connections).
+pub const REVIEW_COST: usize = 32 * 1024;
+/// Bytes charged at once, whatever the reviews' number and sender: 2,900 waiting reviews of
+/// KubeSpawner's ~7 KB.
+pub const MAX_BYTES_IN_FLIGHT: usize = 112 * 1024 * 1024;
+/// Of those, the bytes only the API server may take (when it can be told apart): 1,650 of its
+/// reviews waiting, whatever the others send.
+pub const RESERVED_BYTES: usize = 64 * 1024 * 1024;
+/// Bytes one address other than the API server's may be charged, so one client sending big
+/// bodies cannot take the whole budget. Without a way to tell the API server apart it is one
+/// of these: 48 MiB is 1,250 of its reviews waiting at once.
+pub const MAX_BYTES_PER_ADDRESS: usize = 48 * 1024 * 1024;
 /// The whole body must be in this long after the request's headers: the API server sends a
 /// review at once, so only a client that trickles its body on purpose is refused (408).
 pub const BODY_DEADLINE: Duration = Duration::from_secs(2);
@@ -46,7 +54,7 @@ pub const BODY_DEADLINE: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Refused {
     #[error(
-        "xnat-webhook: the bodies of reviews waiting for an answer already hold all the bytes this caller may; refused"
+        "xnat-webhook: the reviews waiting for an answer already hold all the memory this caller may; refused"
     )]
     Bytes,
     #[error("xnat-webhook: a review is at most {MAX_REVIEW_BYTES} bytes")]
@@ -82,12 +90,12 @@ impl Default for Gate {
 impl Gate {
     pub fn new(trust: &Trust) -> Self {
         let reserved = if trust.distinguishes() {
-            RESERVED_BODY_BYTES
+            RESERVED_BYTES
         } else {
             0
         };
         Self {
-            shared: Arc::new(Semaphore::new(MAX_BODY_BYTES_IN_FLIGHT - reserved)),
+            shared: Arc::new(Semaphore::new(MAX_BYTES_IN_FLIGHT - reserved)),
             reserved: Arc::new(Semaphore::new(reserved)),
             by_address: Arc::default(),
         }
@@ -110,6 +118,7 @@ impl Gate {
             bytes: 0,
             permits: Vec::new(),
         };
+        held.take(REVIEW_COST)?;
         let body = tokio::time::timeout(BODY_DEADLINE, read(body, &mut held))
             .await
             .map_err(|_| Refused::Slow)??;
@@ -162,7 +171,7 @@ impl Held {
         };
         let mut by_address = lock(&self.gate.by_address);
         let mine = by_address.entry(peer).or_default();
-        if *mine + n > MAX_BODY_BYTES_PER_ADDRESS {
+        if *mine + n > MAX_BYTES_PER_ADDRESS {
             if *mine == 0 {
                 by_address.remove(&peer);
             }
@@ -228,7 +237,8 @@ mod tests {
 
         // One address holds at most its share; another still gets in.
         let mut kept = Vec::new();
-        for _ in 0..MAX_BODY_BYTES_PER_ADDRESS / MAX_REVIEW_BYTES {
+        let each = MAX_REVIEW_BYTES + REVIEW_COST;
+        for _ in 0..MAX_BYTES_PER_ADDRESS / each {
             match gate.admit(&from("10.0.0.1", false), None, big()).await {
                 Ok(admitted) => kept.push(admitted),
                 Err(e) => panic!("within the address's share: {e}"),
@@ -248,16 +258,18 @@ mod tests {
         let gate = Gate::new(&trust);
         let mut kept = Vec::new();
         // Many addresses together take every byte they may: the shared part.
-        for i in 0..64 {
+        for i in 0..128 {
             let caller = from(&format!("10.9.0.{i}"), false);
             if let Ok(a) = gate.admit(&caller, None, big()).await {
                 kept.push(a);
             }
         }
-        let shared = (MAX_BODY_BYTES_IN_FLIGHT - RESERVED_BODY_BYTES) / MAX_REVIEW_BYTES;
+        let each = MAX_REVIEW_BYTES + REVIEW_COST;
+        let shared = (MAX_BYTES_IN_FLIGHT - RESERVED_BYTES) / each;
         assert_eq!(kept.len(), shared);
-        // The API server still has its reserve, and no per-address cap.
-        for _ in 0..RESERVED_BODY_BYTES / MAX_REVIEW_BYTES {
+        // The API server still has its reserve (and what the others left), and no per-address cap.
+        let left = MAX_BYTES_IN_FLIGHT - shared * each;
+        for _ in 0..left / each {
             let a = gate.admit(&from("10.0.0.1", true), None, big()).await;
             kept.push(a.expect("the API server's reserve"));
         }

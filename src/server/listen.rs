@@ -6,10 +6,11 @@
 //!   for webhooks since Kubernetes 1.16, and does not retry a failed call), from its own
 //!   address, and a review waiting for XNAT keeps its connection until its budget: a
 //!   first-day-of-term surge is thousands of connections at once. [`WEBHOOK_CONNECTIONS`] =
-//!   4096 in all (each costs tens of KB: README "Performance" has the figure); when the site
-//!   names the control plane's addresses, half are reserved for them and every other address
-//!   may hold [`OTHERS_PER_PEER`]; when it does not, any address may be the API server's and
-//!   holds at most half;
+//!   3072 in all by default: an idle TLS connection costs 27 KiB (`make bench-storm`), so 81 MiB
+//!   at most, and with the gate's 112 MiB of waiting reviews ([`super::gate`]) the process stays
+//!   under the Deployment's 256 MiB; when the site names the control plane's addresses, half are
+//!   reserved for them and every other address may hold [`OTHERS_PER_PEER`]; when it does not,
+//!   any address may be the API server's and holds at most half;
 //! - the API server keeps an idle connection for 90 s, so the idle time (5 min by default)
 //!   exceeds it and the server never closes a connection the client is about to reuse;
 //! - HTTP/2 clients get at most [`H2_STREAMS`] streams per connection and small windows, so one
@@ -36,7 +37,7 @@ use crate::admission::{Caller, Trust};
 use crate::tls::TlsSource;
 
 /// Connections of the webhook port in all, by default (`--max-connections`).
-pub const WEBHOOK_CONNECTIONS: usize = 4096;
+pub const WEBHOOK_CONNECTIONS: usize = 3072;
 /// Connections one address outside a named control plane may hold on the webhook port.
 pub const OTHERS_PER_PEER: usize = 256;
 /// Connections of the metrics port (Prometheus needs one or two): plenty, from any address.

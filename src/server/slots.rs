@@ -121,8 +121,9 @@ impl Slots {
                     let unused = !idle && h.state.eviction_kind() == "unused";
                     (if unused { 3 } else { 1 + u8::from(idle) }, since)
                 }),
-                (false, false) => (h.state.eviction_key())
-                    .map(|(idle, since)| (1 + u8::from(idle), since)),
+                (false, false) => {
+                    (h.state.eviction_key()).map(|(idle, since)| (1 + u8::from(idle), since))
+                }
             };
             let victim = inner
                 .conns

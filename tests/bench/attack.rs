@@ -61,7 +61,7 @@ impl Server {
         let (addr, metrics) = (free_addr(), free_addr());
         let log = dir.path().join("webhook.log");
         let script = format!(
-            "ulimit -n 4096 && exec {} serve --listen {addr} --metrics-listen {metrics} \
+            "ulimit -n 4096 && exec {} serve --listen {addr} --metrics-listen {metrics} --probe-listen off \
              --tls-cert {} --tls-key {} --policy {} --xnat-credentials {} --xnat-url {xnat_url}",
             env!("CARGO_BIN_EXE_jupyter-xnat-webhook"),
             cert.display(),

@@ -34,6 +34,7 @@ impl Webhook {
             .arg("serve")
             .args(["--listen", &addr.to_string()])
             .args(["--metrics-listen", &metrics.to_string()])
+            .args(["--probe-listen", "off"])
             .arg("--tls-cert")
             .arg(&cert)
             .arg("--tls-key")
@@ -63,6 +64,14 @@ impl Webhook {
 
     pub fn url(&self, path: &str) -> String {
         format!("https://localhost:{}{path}", self.addr.port())
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
     }
 
     pub fn client(&self) -> reqwest::Client {

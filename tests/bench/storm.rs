@@ -1,12 +1,15 @@
 //! The first day of term (`make bench-storm`, release build): N cold users' reviews at once, from
 //! one address as the API server sends them, against the XNAT stand-in answering each call
 //! after a fixed latency. Once without the access index and once with it warm; for each, the
-//! time to the last answer, p50/p99 per review, how many got their project, the XNAT calls the
-//! storm made (by endpoint) and the most calls XNAT had at once.
+//! time to the last answer, p50/p99 per review, how many got their project (against what the
+//! slots allow within the budget: the planning figure), how many were refused, the XNAT calls
+//! the storm made (by endpoint), the most calls XNAT had at once, and the p99 of a warm user's
+//! reviews during the storm against its p99 without it.
 //!
 //! `STORM_USERS` (500), `STORM_XNAT_MS` (100), `STORM_LIMIT` (`maxConcurrentRequests`, 8).
 //!
-//! Then the memory a big site costs: the release server in its own process, its RSS with
+//! Then the memory: the release server in its own process, its peak RSS with `STORM_WAITING`
+//! (2,000) reviews waiting for an XNAT that does not answer within the budget; and its RSS with
 //! `STORM_SITE_USERS` (10,000) users in 3 of 200 projects each, cached (one review each) and
 //! indexed.
 
@@ -42,8 +45,18 @@ fn main() {
         "{users} cold users at once, XNAT answering each call after {latency:?}, \
          maxConcurrentRequests: {limit}"
     );
+    let budget = Duration::from_secs(4);
+    let rounds = (budget.as_secs_f64() / latency.as_secs_f64()).floor();
+    // Logged in and the class's archive_spec known (a warm user's review did both): one call of
+    // L per cold user, C at a time, each ending within the budget.
+    let allowed = (limit as f64 * rounds) as usize;
     println!(
-        "{:<14} {:>10} {:>9} {:>9} {:>13} {:>8} {:>22} {:>15}",
+        "planning: limit C = {limit}, XNAT L = {latency:?}, budget B = {budget:?}: the slots allow \
+         C × ⌊B/L⌋ = {allowed} cold users their data within the budget (one call each; from a \
+         cold start the login and each project's archive_spec take a round first)"
+    );
+    println!(
+        "{:<10} {:>8} {:>8} {:>8} {:>18} {:>7} {:>22} {:>7} {:>20}",
         "index",
         "last (s)",
         "p50 (ms)",
@@ -51,17 +64,111 @@ fn main() {
         "with project",
         "refused",
         "XNAT calls",
-        "peak at XNAT"
+        "peak",
+        "warm p99 (ms) alone/storm"
     );
     rt.block_on(async {
         for index in [false, true] {
-            storm(users, latency, limit, index).await;
+            storm(users, latency, limit, index, allowed).await;
         }
+        let n = env("STORM_WAITING", 2000) as usize;
+        idle_connections(n).await;
+        waiting(n).await;
         let site = env("STORM_SITE_USERS", 10_000) as usize;
         for index in [false, true] {
             memory(site, index).await;
         }
     });
+}
+
+/// The release server's peak RSS with `n` reviews waiting at once for an XNAT slower than the
+/// budget: each holds its connection and body until the budget ends.
+async fn waiting(n: usize) {
+    let xnat = Standin::new(common::SVC_USER, common::SVC_PASSWORD);
+    for i in 0..n {
+        xnat.set_user(&format!("student{i:05}"), &["CLASS101_member"]);
+    }
+    let (url, _task) = xnat
+        .spawn("127.0.0.1:0".parse().unwrap(), "/xnat")
+        .await
+        .unwrap();
+    let server = process::Webhook::start(&url, "");
+    let idle = server.rss_kib();
+    xnat.set_latency(Duration::from_secs(30));
+    // One connection per review, as the API server opens them.
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(server.ca_pem().as_bytes()).unwrap()])
+        .http1_only()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let target = server.url("/mutate");
+    let sent: Vec<_> = (0..n)
+        .map(|i| {
+            let body = serde_json::to_vec(&common::review_for(&format!("student{i:05}"))).unwrap();
+            let (client, target) = (client.clone(), target.clone());
+            tokio::spawn(async move {
+                client
+                    .post(target)
+                    .body(body)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0)
+            })
+        })
+        .collect();
+    let mut peak = 0;
+    let all = futures::future::join_all(sent);
+    tokio::pin!(all);
+    let statuses = loop {
+        tokio::select! {
+            statuses = &mut all => break statuses,
+            () = tokio::time::sleep(Duration::from_millis(50)) => peak = peak.max(server.rss_kib()),
+        }
+    };
+    let answered = statuses.iter().filter(|s| matches!(s, Ok(200))).count();
+    println!(
+        "peak RSS with {n} reviews waiting for XNAT: {:.1} MiB (idle {:.1} MiB; {answered}/{n} \
+         answered 200 by onError at the budget)",
+        peak as f64 / 1024.0,
+        idle as f64 / 1024.0,
+    );
+}
+
+/// The release server's RSS with `n` connections open and idle (handshake done, no request): what
+/// a connection costs without a review.
+async fn idle_connections(n: usize) {
+    let xnat = Standin::new(common::SVC_USER, common::SVC_PASSWORD);
+    let (url, _task) = xnat
+        .spawn("127.0.0.1:0".parse().unwrap(), "/xnat")
+        .await
+        .unwrap();
+    let server = process::Webhook::start(&url, "");
+    let idle = server.rss_kib();
+    jupyter_xnat_webhook::install_crypto_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = rustls::pki_types::pem::PemObject::from_pem_slice(server.ca_pem().as_bytes());
+    roots.add(ca.unwrap()).unwrap();
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let mut held = Vec::new();
+    for _ in 0..n {
+        let tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        held.push(connector.connect(name, tcp).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rss = server.rss_kib();
+    println!(
+        "RSS with {n} idle connections: {:.1} MiB (idle {:.1} MiB): {:.0} KiB per connection",
+        rss as f64 / 1024.0,
+        idle as f64 / 1024.0,
+        (rss - idle) as f64 / n as f64
+    );
 }
 
 /// The release server's RSS after `users` users are cached (a review each) or indexed.
@@ -126,10 +233,26 @@ async fn memory(users: usize, index: bool) {
     );
 }
 
-async fn storm(users: usize, latency: Duration, limit: u64, index: bool) {
+/// The p99 of one warm user's reviews, one after another on a kept-alive connection, until `done`.
+async fn warm_p99(h: &common::Harness, done: impl Fn() -> bool) -> Duration {
+    let review = common::review_for("warm");
+    let mut lat = Vec::new();
+    while lat.len() < 50 || !done() {
+        let t = Instant::now();
+        h.review(&review).await;
+        lat.push(t.elapsed());
+        if lat.len() >= 100_000 {
+            break;
+        }
+    }
+    lat.sort();
+    stats::quantile(&lat, 0.99)
+}
+
+async fn storm(users: usize, latency: Duration, limit: u64, index: bool, allowed: usize) {
     let xnat = Standin::new(common::SVC_USER, common::SVC_PASSWORD);
     let names: Vec<String> = (0..users).map(|i| format!("student{i:04}")).collect();
-    for u in &names {
+    for u in names.iter().chain([&"warm".to_owned()]) {
         xnat.set_user(u, &["CLASS101_member"]);
     }
     let mut policy = format!("xnat:\n  maxConcurrentRequests: {limit}\n");
@@ -142,9 +265,17 @@ async fn storm(users: usize, latency: Duration, limit: u64, index: bool) {
         .start()
         .await;
     xnat.set_latency(latency);
+    let warming = Instant::now();
     if index {
-        wait_for_index(&h, users).await;
+        wait_for_index(&h, users + 1).await;
+        println!(
+            "(the index of {} users in 1 project was ready {:.2} s after start: 1 + 2P calls)",
+            users + 1,
+            warming.elapsed().as_secs_f64()
+        );
     }
+    h.review(&common::review_for("warm")).await;
+    let alone = warm_p99(&h, || true).await;
     let bodies: Vec<Vec<u8>> = names
         .iter()
         .map(|u| serde_json::to_vec(&common::review_for(u)).unwrap())
@@ -175,29 +306,72 @@ async fn storm(users: usize, latency: Duration, limit: u64, index: bool) {
             })
         })
         .collect();
-    let mut lat = Vec::with_capacity(users);
-    let (mut with_project, mut refused) = (0, 0);
-    for t in tasks {
-        let (took, status, project) = t.await.unwrap();
-        lat.push(took);
-        refused += usize::from(status != 200);
-        with_project += usize::from(project);
-    }
-    let last = started.elapsed();
+    let stormed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let during = {
+        let stormed = stormed.clone();
+        warm_p99(&h, move || {
+            stormed.load(std::sync::atomic::Ordering::Relaxed)
+        })
+    };
+    let collect = async {
+        let mut all = Vec::with_capacity(users);
+        for t in tasks {
+            all.push(t.await.unwrap());
+        }
+        stormed.store(true, std::sync::atomic::Ordering::Relaxed);
+        all
+    };
+    let (answers, during) = tokio::join!(collect, during);
     let after = xnat.counts();
-    lat.sort();
-    println!(
-        "{:<14} {:>10.2} {:>9.1} {:>9.1} {:>13} {:>8} {:>22} {:>15}",
-        if index { "on (warm)" } else { "off" },
-        last.as_secs_f64(),
-        stats::quantile(&lat, 0.5).as_secs_f64() * 1000.0,
-        stats::quantile(&lat, 0.99).as_secs_f64() * 1000.0,
-        format!("{with_project}/{users}"),
-        refused,
-        calls(&before, &after),
-        after.max_in_flight,
-    );
+    let result = Storm {
+        answers,
+        last: started.elapsed(),
+        calls: calls(&before, &after),
+        peak: after.max_in_flight,
+        warm: (alone, during),
+    };
+    result.print(if index { "on (warm)" } else { "off" }, allowed, index);
     h.stop().await;
+}
+
+/// What one storm came to.
+struct Storm {
+    /// Each review's time, status and whether it got its project.
+    answers: Vec<(Duration, u16, bool)>,
+    last: Duration,
+    calls: String,
+    peak: usize,
+    /// The warm user's p99 alone and during the storm.
+    warm: (Duration, Duration),
+}
+
+impl Storm {
+    fn print(&self, label: &str, allowed: usize, index: bool) {
+        let users = self.answers.len();
+        let mut lat: Vec<Duration> = self.answers.iter().map(|a| a.0).collect();
+        lat.sort();
+        let refused = self.answers.iter().filter(|a| a.1 != 200).count();
+        let with_project = self.answers.iter().filter(|a| a.2).count();
+        let share = if index || allowed == 0 {
+            String::new()
+        } else {
+            let of = 100.0 * with_project as f64 / allowed.min(users) as f64;
+            format!(" ({of:.0} %)")
+        };
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        println!(
+            "{:<10} {:>8.2} {:>8.1} {:>8.1} {:>18} {:>7} {:>22} {:>7} {:>20}",
+            label,
+            self.last.as_secs_f64(),
+            ms(stats::quantile(&lat, 0.5)),
+            ms(stats::quantile(&lat, 0.99)),
+            format!("{with_project}/{users}{share}"),
+            refused,
+            self.calls,
+            self.peak,
+            format!("{:.1} / {:.1}", ms(self.warm.0), ms(self.warm.1)),
+        );
+    }
 }
 
 /// The XNAT calls between two counts: the total, then the endpoints that had any.

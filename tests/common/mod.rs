@@ -230,7 +230,7 @@ impl Builder {
         self
     }
 
-    /// Connections the webhook port holds at once (`--max-connections`; 4096 by default).
+    /// Connections the webhook port holds at once (`--max-connections`; 3072 by default).
     pub fn max_connections(mut self, n: usize) -> Self {
         self.max_connections = n;
         self
@@ -371,7 +371,7 @@ impl Harness {
             idle_timeout: Duration::from_secs(5),
             client_ca: None,
             control_plane: vec!["127.0.0.1/32".parse().unwrap()],
-            max_connections: 4096,
+            max_connections: 3072,
             called_by_api_server: false,
             events: None,
         }

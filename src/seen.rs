@@ -9,7 +9,7 @@
 //! out with a warning, since mounting a missing one could fail the pod. Answers are kept for
 //! [`FRESH_FOR`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,26 +26,53 @@ pub const FRESH_FOR: Duration = Duration::from_secs(60);
 /// Most `stat`s in flight: a hung file system holds this many blocking threads, no more.
 const MAX_LOOKS: usize = 16;
 
+/// What one look found at a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Found {
+    Dir,
+    /// Not there, or not a directory.
+    Missing,
+}
+
+/// One blocking look: (the `seenAt` root, the path below it) → what is there.
+pub type Look = dyn Fn(&Path, &Path) -> Found + Send + Sync;
+
 /// Cached looks at the claims the webhook sees; cheap to clone.
 #[derive(Clone)]
 pub struct DirProbe {
     exists: Cache<PathBuf, bool>,
     looks: Arc<Semaphore>,
+    look: Arc<Look>,
 }
 
 impl Default for DirProbe {
     fn default() -> Self {
+        Self::with_look(on_disk)
+    }
+}
+
+/// The product's look: a `stat` of the path.
+fn on_disk(_root: &Path, path: &Path) -> Found {
+    if path.is_dir() {
+        Found::Dir
+    } else {
+        Found::Missing
+    }
+}
+
+impl DirProbe {
+    /// Looks made by `look` instead of the file system: how the tests make a path hang.
+    pub fn with_look(look: impl Fn(&Path, &Path) -> Found + Send + Sync + 'static) -> Self {
         Self {
             exists: Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(FRESH_FOR)
                 .build(),
             looks: Arc::new(Semaphore::new(MAX_LOOKS)),
+            look: Arc::new(look),
         }
     }
-}
 
-impl DirProbe {
     /// Which of `dirs` (volume, subPath) are known not to exist, looked at all at once.
     pub async fn absent(
         &self,
@@ -59,10 +86,10 @@ impl DirProbe {
             Some(async move {
                 // A claim the webhook does not see at all (not mounted: a misconfigured pod, or
                 // `review` on an admin's machine) cannot say which directories exist.
-                let seen = if self.exists(seen_at.clone(), deadline).await != Some(true) {
+                let seen = if self.exists(seen_at, seen_at.clone(), deadline).await != Some(true) {
                     Some(Seen::Unseen)
                 } else {
-                    match self.exists(path, deadline).await {
+                    match self.exists(seen_at, path, deadline).await {
                         Some(true) => None,
                         Some(false) => Some(Seen::Missing),
                         None => Some(Seen::Unseen),
@@ -76,7 +103,7 @@ impl DirProbe {
     }
 
     /// Whether `path` is a directory; `None` when that could not be told in time.
-    async fn exists(&self, path: PathBuf, deadline: Instant) -> Option<bool> {
+    async fn exists(&self, root: &Path, path: PathBuf, deadline: Instant) -> Option<bool> {
         if let Some(known) = self.exists.get(&path).await {
             return Some(known);
         }
@@ -85,9 +112,10 @@ impl DirProbe {
             .ok()?
             .ok()?;
         let key = path.clone();
+        let (look, root) = (self.look.clone(), root.to_owned());
         let look = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            path.is_dir()
+            look(&root, &path) == Found::Dir
         });
         match tokio::time::timeout_at(deadline, look).await {
             Ok(Ok(exists)) => {

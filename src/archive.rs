@@ -155,6 +155,10 @@ pub enum Seen {
     /// Could not be looked for (the claim is not visible at `seenAt`, or the look did not finish
     /// in time): left out too, with a warning — mounting it could fail the pod.
     Unseen,
+    /// Reached through a symbolic link out of the claim: left out, with a warning. Kubelet
+    /// resolves a subPath's links and refuses one that leaves the volume, so the pod would not
+    /// start; and it is not this claim's directory.
+    OutOfClaim,
 }
 
 /// The directories of optional mounts that are not to be mounted (volume, subPath), sorted; one

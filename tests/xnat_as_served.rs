@@ -423,6 +423,54 @@ storage:
     );
 }
 
+/// A directory reached through a symbolic link out of the claim is not mounted: kubelet resolves
+/// a subPath's links and refuses one that leaves the volume (the pod would not start), so it
+/// counts as not there, with a warning. A link that stays inside the claim is followed, as
+/// kubelet does.
+#[tokio::test]
+async fn an_optional_directory_through_a_link_out_of_the_claim_is_not_mounted() {
+    let claim = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(elsewhere.path().join("subjects")).unwrap();
+    std::fs::create_dir_all(claim.path().join("archive/BETA/arc001")).unwrap();
+    let link = |target: &std::path::Path, at: &str| {
+        std::os::unix::fs::symlink(target, claim.path().join(at)).unwrap();
+    };
+    // A link at the directory itself, one at a component above it, one inside the claim.
+    link(elsewhere.path(), "archive/BETA/resources");
+    link(elsewhere.path(), "archive/ALPHA");
+    link(std::path::Path::new("arc001"), "archive/BETA/subjects");
+    let policy = format!(
+        r#"
+storage:
+  volumes:
+    - {{name: xnat-data, claimName: xnat-gpfs, seenAt: "{}"}}
+  projects:
+    - {{subPath: "archive/{{project}}/arc001", mountPath: "/data/projects/{{project}}/experiments", optional: true}}
+    - {{subPath: "archive/{{project}}/resources", mountPath: "/data/projects/{{project}}/resources", optional: true}}
+    - {{subPath: "archive/{{project}}/subjects", mountPath: "/data/projects/{{project}}/subjects", optional: true}}
+"#,
+        claim.path().display()
+    );
+    let h = Harness::start(&policy).await;
+    let review = review_for("alice");
+    let response = h.review(&review).await;
+    assert_eq!(
+        project_paths(&review, &response),
+        [
+            "/data/projects/BETA/experiments",
+            "/data/projects/BETA/subjects",
+            "/data/xnat/workspace"
+        ]
+    );
+    let w = warnings(&response).join("\n");
+    assert!(w.contains("out of the claim"), "{w}");
+    assert!(
+        w.contains("/data/projects/ALPHA/subjects") && w.contains("/data/projects/BETA/resources"),
+        "{w}"
+    );
+}
+
 /// The sample policy (`deploy/base/policy.yaml`) against an XNAT that negotiates as XNAT does:
 /// `archive_spec` offers only `text/xml` and answers 406 to `Accept: application/json`, so a
 /// client asking for JSON everywhere leaves every project out.

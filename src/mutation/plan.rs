@@ -206,7 +206,7 @@ fn project_list_mounts(
             left_out.join(", ")
         ));
     }
-    let mut unseen: Vec<String> = Vec::new();
+    let (mut unseen, mut out_of_claim) = (Vec::new(), Vec::new());
     for project in readable {
         let values = Values {
             project: Some(project),
@@ -219,18 +219,12 @@ fn project_list_mounts(
                 // As XNAT's plugin: a directory that does not exist is not mounted.
                 Some(Seen::Missing) => {}
                 Some(Seen::Unseen) => unseen.push(m.mount_path),
+                Some(Seen::OutOfClaim) => out_of_claim.push(m.mount_path),
                 None => out.push(m),
             }
         }
     }
-    if !unseen.is_empty() {
-        warnings.push(format_args!(
-            "could not see whether {} optional project directories exist (storage.volumes[].seenAt); \
-             left out: {}",
-            unseen.len(),
-            unseen.join(", ")
-        ));
-    }
+    warn_left_out(&unseen, &out_of_claim, warnings);
     if let Some(ws) = &storage.workspace
         && let Some(w) = render_mount(ws, base, warnings)
     {
@@ -244,6 +238,26 @@ fn project_list_mounts(
         }
     }
     out
+}
+
+/// Says which optional directories were left out though they may exist.
+fn warn_left_out(unseen: &[String], out_of_claim: &[String], warnings: &mut Warnings) {
+    if !unseen.is_empty() {
+        warnings.push(format_args!(
+            "could not see whether {} optional project directories exist (storage.volumes[].seenAt); \
+             left out: {}",
+            unseen.len(),
+            unseen.join(", ")
+        ));
+    }
+    if !out_of_claim.is_empty() {
+        warnings.push(format_args!(
+            "{} optional project directories are reached through a symbolic link out of the claim \
+             (kubelet would refuse the subPath); left out: {}",
+            out_of_claim.len(),
+            out_of_claim.join(", ")
+        ));
+    }
 }
 
 /// Matching rules' mounts, after the others; one whose path is taken is left out.

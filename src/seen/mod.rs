@@ -39,6 +39,8 @@ pub enum Found {
     Dir,
     /// Not there, or not a directory.
     Missing,
+    /// Reached through a symbolic link whose target is outside the claim (at any component).
+    OutOfClaim,
 }
 
 /// One blocking look: (the `seenAt` root, the path below it) → what is there.
@@ -67,9 +69,16 @@ fn cache<V: Clone + Send + Sync + 'static>() -> Cache<PathBuf, V> {
         .build()
 }
 
-/// The product's look: a `stat` of the path.
-fn on_disk(_root: &Path, path: &Path) -> Found {
-    if path.is_dir() {
+/// The product's look: where the path really is, and whether it is a directory. Kubelet resolves
+/// a subPath's symbolic links and refuses (fails the pod) one whose real place is outside the
+/// volume, so a path that resolves outside the claim's real root is [`Found::OutOfClaim`].
+fn on_disk(root: &Path, path: &Path) -> Found {
+    let (Ok(root), Ok(real)) = (root.canonicalize(), path.canonicalize()) else {
+        return Found::Missing;
+    };
+    if !real.starts_with(&root) {
+        Found::OutOfClaim
+    } else if real.is_dir() {
         Found::Dir
     } else {
         Found::Missing
@@ -104,6 +113,7 @@ impl DirProbe {
                     Some(Found::Dir) => match self.found(seen_at, path, deadline).await {
                         Some(Found::Dir) => None,
                         Some(Found::Missing) => Some(Seen::Missing),
+                        Some(Found::OutOfClaim) => Some(Seen::OutOfClaim),
                         None => Some(Seen::Unseen),
                     },
                     _ => Some(Seen::Unseen),

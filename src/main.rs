@@ -132,6 +132,11 @@ struct ServeArgs {
     /// PEM private key of that certificate.
     #[arg(long, env = "TLS_KEY", default_value = "/etc/webhook/tls/tls.key")]
     tls_key: PathBuf,
+    /// PEM CA bundle the API server trusts (the webhook configuration's caBundle): a serving
+    /// certificate it did not issue is refused, at start and on reload. Default: `ca.crt`
+    /// beside --tls-cert when it exists (cert-manager's and certs/webhook-certs.sh's Secrets).
+    #[arg(long, env = "TLS_CA")]
+    tls_ca: Option<PathBuf>,
     /// PEM CA(s) whose client certificates are accepted; every other client is refused at the
     /// TLS handshake. Reloaded when the file changes. Without it, any client is answered.
     #[arg(long, env = "CLIENT_CA")]
@@ -230,6 +235,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         listen: a.listen,
         tls_cert: a.tls_cert,
         tls_key: a.tls_key,
+        tls_ca: a.tls_ca,
         client_ca: a.client_ca,
         policy: a.inputs.policy,
         xnat_credentials: a.inputs.xnat_credentials,

@@ -22,6 +22,9 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     pub tls_cert: PathBuf,
     pub tls_key: PathBuf,
+    /// The CA bundle the API server trusts (`--tls-ca`); `None`: `ca.crt` beside `tls_cert`
+    /// when that file exists at start.
+    pub tls_ca: Option<PathBuf>,
     /// When set, every client must present a certificate this CA (PEM) issued.
     pub client_ca: Option<PathBuf>,
     pub policy: PathBuf,
@@ -164,11 +167,7 @@ pub async fn bind(config: &ServeConfig) -> Result<Bound, StartError> {
     let policy = Policy::from_yaml(&policy_bytes, &overrides)?;
     crate::metrics::policy_version(&policy.version);
     let credentials = Credentials::load(&config.xnat_credentials)?;
-    // The bytes first, then the pair: a renewal landing in between is then seen as a change.
-    let cert_files = vec![config.tls_cert.clone(), config.tls_key.clone()];
-    let cert_bytes = read_all(&cert_files).await.unwrap_or_default();
-    let certs = CertStore::load(&config.tls_cert, &config.tls_key)?;
-    crate::metrics::certificate_expiry(certs.not_after());
+    let (certs, cert_files, cert_bytes) = load_certificate(config).await?;
     let tls = Arc::new(TlsSource::new(&certs, config.client_ca.as_deref())?);
     let client_ca_bytes = match &config.client_ca {
         Some(ca) => Some(read_all(std::slice::from_ref(ca)).await.unwrap_or_default()),
@@ -253,7 +252,41 @@ fn reload_policy(
     ))
 }
 
-/// Watches the serving certificate and key; a pair that loads replaces the one served.
+/// The serving certificate, checked against the configured CA; with the files it is read from
+/// and their bytes, to tell a later change. The bytes are read first, then the pair: a renewal
+/// landing in between is then seen as a change.
+async fn load_certificate(
+    config: &ServeConfig,
+) -> Result<(Arc<CertStore>, Vec<PathBuf>, Vec<u8>), StartError> {
+    let tls_ca = configured_ca(config);
+    let mut files = vec![config.tls_cert.clone(), config.tls_key.clone()];
+    files.extend(tls_ca.clone());
+    let bytes = read_all(&files).await.unwrap_or_default();
+    let certs = CertStore::load(&config.tls_cert, &config.tls_key, tls_ca.as_deref())?;
+    crate::metrics::certificate_expiry(certs.not_after());
+    Ok((certs, files, bytes))
+}
+
+/// The configured CA: `--tls-ca`, else `ca.crt` beside the certificate (where cert-manager and
+/// certs/webhook-certs.sh put it) when it exists; said at start either way.
+fn configured_ca(config: &ServeConfig) -> Option<PathBuf> {
+    let ca = config.tls_ca.clone().or_else(|| {
+        let beside = config.tls_cert.with_file_name("ca.crt");
+        beside.exists().then_some(beside)
+    });
+    match &ca {
+        Some(ca) => tracing::info!(ca = %ca.display(),
+            "the serving certificate must be issued by this CA bundle, at start and on reload"),
+        None => tracing::warn!(cert = %config.tls_cert.display(),
+            "no ca.crt beside the certificate and no --tls-ca: a renewed certificate from another \
+             CA would be served, and the API server would refuse it"),
+    }
+    ca
+}
+
+/// Watches the serving certificate, key and CA bundle; a pair that loads (and that the bundle
+/// issued) replaces the one served. Any of the files changing retries a refused pair, so a
+/// certificate that arrives before its CA is taken once the CA does.
 fn reload_certificate(
     config: &ServeConfig,
     files: Vec<PathBuf>,
@@ -261,7 +294,8 @@ fn reload_certificate(
     certs: &Arc<CertStore>,
     status: &Arc<ReloadStatus>,
 ) -> tokio::task::JoinHandle<()> {
-    let changes = Changes::new(&[&config.tls_cert, &config.tls_key], config.reload_interval);
+    let watched: Vec<&std::path::Path> = files.iter().map(PathBuf::as_path).collect();
+    let changes = Changes::new(&watched, config.reload_interval);
     let store = certs.clone();
     tokio::spawn(reload_on_change(
         files,

@@ -1355,7 +1355,14 @@ fn certs_script_overlay_carries_the_secret_and_the_ca_bundle() {
     openssl(&["verify", "-CAfile", ca_path, crt_path], &[(&ca, &bundle)]);
 
     // And the webhook itself serves that pair: a client that trusts only the caBundle and asks
-    // for the Service's name gets through, as the API server would.
+    // for the Service's name gets through, as the API server would. The Secret's ca.crt, beside
+    // the certificate as kubelet mounts it, is the CA the webhook checks the pair against.
+    assert_eq!(
+        get("ca.crt"),
+        generated_ca.as_bytes(),
+        "the Secret's ca.crt"
+    );
+    std::fs::write(dir.join("ca.crt"), get("ca.crt")).expect("write ca.crt");
     let key_path = dir.join("served.key");
     std::fs::write(&key_path, &key).expect("write the key");
     std::fs::write(&crt, &certificate).expect("write the certificate");
@@ -1374,6 +1381,7 @@ fn serves_with(cert: &Path, key: &Path, ca_bundle: &[u8], name: &str) {
         listen: "127.0.0.1:0".parse().expect("address"),
         tls_cert: cert.to_owned(),
         tls_key: key.to_owned(),
+        tls_ca: None,
         client_ca: None,
         policy: repo().join("deploy/base/policy.yaml"),
         xnat_credentials: creds,
@@ -1576,6 +1584,7 @@ fn answers_only(client_ca: &Path, identity: &[u8]) {
         listen: "127.0.0.1:0".parse().expect("address"),
         tls_cert: cert,
         tls_key: key,
+        tls_ca: None,
         client_ca: Some(client_ca.to_owned()),
         policy: repo().join("deploy/base/policy.yaml"),
         xnat_credentials: dir.path().join("creds"),

@@ -458,7 +458,7 @@ async fn an_https_xnat_with_a_private_ca_is_trusted_through_ca_file_only() {
     let ca = TestCa::new();
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = ca.write_pair(dir.path());
-    let store = CertStore::load(&cert, &key).unwrap();
+    let store = CertStore::load(&cert, &key, None).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!(
         "https://localhost:{}/xnat",

@@ -13,6 +13,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
+mod ca;
 mod leaf;
 pub use leaf::Leaf;
 
@@ -32,6 +33,14 @@ pub enum TlsError {
     Unusable { path: String, message: String },
     #[error("certificate {path} does not cover {missing:?}, which the served one does")]
     Names { path: String, missing: Vec<String> },
+    #[error("CA bundle {path} is not usable: {message}")]
+    Ca { path: String, message: String },
+    #[error("certificate {cert} is not issued by the configured CA {ca}: {message}")]
+    NotIssued {
+        cert: String,
+        ca: String,
+        message: String,
+    },
     #[error("client CA {path} is not usable: {message}")]
     ClientCa { path: String, message: String },
     #[error("TLS configuration: {0}")]
@@ -113,6 +122,8 @@ fn client_verifier(path: &Path) -> Result<Arc<dyn rustls::server::danger::Client
 pub struct CertStore {
     cert_path: PathBuf,
     key_path: PathBuf,
+    /// The configured CA: a pair it did not issue is refused.
+    ca_path: Option<PathBuf>,
     current: ArcSwap<CertifiedKey>,
     /// What the served certificate says: a renewal must cover the same names.
     leaf: ArcSwap<Leaf>,
@@ -123,26 +134,31 @@ impl fmt::Debug for CertStore {
         f.debug_struct("CertStore")
             .field("cert_path", &self.cert_path)
             .field("key_path", &self.key_path)
+            .field("ca_path", &self.ca_path)
             .finish_non_exhaustive()
     }
 }
 
 impl CertStore {
-    /// Loads the pair; refuses a certificate that is not valid now.
-    pub fn load(cert_path: &Path, key_path: &Path) -> Result<Arc<Self>> {
-        let (pair, leaf) = read_pair(cert_path, key_path)?;
+    /// Loads the pair; refuses a certificate that is not valid now, or that the CA bundle at
+    /// `ca_path` (when given) did not issue.
+    pub fn load(cert_path: &Path, key_path: &Path, ca_path: Option<&Path>) -> Result<Arc<Self>> {
+        let (pair, leaf) = read_issued_pair(cert_path, key_path, ca_path)?;
         Ok(Arc::new(Self {
             cert_path: cert_path.to_owned(),
             key_path: key_path.to_owned(),
+            ca_path: ca_path.map(Path::to_owned),
             current: ArcSwap::from_pointee(pair),
             leaf: ArcSwap::from_pointee(leaf),
         }))
     }
 
-    /// Re-reads the files. A pair that does not load, is not valid now, or does not cover every
+    /// Re-reads the files, the CA bundle with them (a rotation changes both). A pair that does
+    /// not load, is not valid now, was not issued by the configured CA, or does not cover every
     /// name the served certificate covers is refused, and the current pair keeps serving.
     pub fn reload(&self) -> Result<()> {
-        let (pair, leaf) = read_pair(&self.cert_path, &self.key_path)?;
+        let (pair, leaf) =
+            read_issued_pair(&self.cert_path, &self.key_path, self.ca_path.as_deref())?;
         let missing = leaf.missing_names(&self.leaf.load());
         if !missing.is_empty() {
             return Err(TlsError::Names {
@@ -153,6 +169,11 @@ impl CertStore {
         self.current.store(Arc::new(pair));
         self.leaf.store(Arc::new(leaf));
         Ok(())
+    }
+
+    /// The configured CA bundle, when there is one.
+    pub fn ca_path(&self) -> Option<&Path> {
+        self.ca_path.as_deref()
     }
 
     /// When the served certificate expires.
@@ -190,6 +211,29 @@ impl ResolvesServerCert for CertStore {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(self.current.load_full())
     }
+}
+
+/// The pair and its leaf, checked against the CA bundle at `ca_path` when given.
+fn read_issued_pair(
+    cert_path: &Path,
+    key_path: &Path,
+    ca_path: Option<&Path>,
+) -> Result<(CertifiedKey, Leaf)> {
+    let (pair, leaf) = read_pair(cert_path, key_path)?;
+    if let Some(ca_path) = ca_path {
+        let roots = ca::read_bundle(ca_path).map_err(|message| TlsError::Ca {
+            path: ca_path.display().to_string(),
+            message,
+        })?;
+        ca::check_issued(&pair.cert, &leaf, &roots, std::time::SystemTime::now()).map_err(
+            |message| TlsError::NotIssued {
+                cert: cert_path.display().to_string(),
+                ca: ca_path.display().to_string(),
+                message,
+            },
+        )?;
+    }
+    Ok((pair, leaf))
 }
 
 /// The pair, and what its leaf certificate says (which must be valid now).

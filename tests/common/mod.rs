@@ -104,12 +104,14 @@ impl TestCa {
         format!("{}{}", cert.pem(), key.serialize_pem())
     }
 
-    /// A certificate for localhost written as `tls.crt`/`tls.key` into `dir`.
+    /// A certificate for localhost written as `tls.crt`/`tls.key` into `dir`, with this CA as
+    /// `ca.crt`, as cert-manager's Secret holds them.
     pub fn write_pair(&self, dir: &Path) -> (PathBuf, PathBuf) {
         let (cert, key, _) = self.issue();
         let (cert_path, key_path) = (dir.join("tls.crt"), dir.join("tls.key"));
         std::fs::write(&cert_path, cert).unwrap();
         std::fs::write(&key_path, key).unwrap();
+        std::fs::write(dir.join("ca.crt"), &self.pem).unwrap();
         (cert_path, key_path)
     }
 }
@@ -135,6 +137,7 @@ pub struct Builder {
     credentials: CredentialsFrom,
     xnat: Xnat,
     tls: Option<(PathBuf, PathBuf, String)>,
+    tls_ca: Option<PathBuf>,
     latency: Option<Duration>,
     fault: Option<Fault>,
     idle_timeout: Duration,
@@ -198,6 +201,13 @@ impl Builder {
         self
     }
 
+    /// The CA bundle the served certificate must come from (`--tls-ca`; default: `ca.crt`
+    /// beside the certificate, when there is one).
+    pub fn tls_ca(mut self, path: PathBuf) -> Self {
+        self.tls_ca = Some(path);
+        self
+    }
+
     /// The stand-in answers every API call this much later.
     pub fn xnat_latency(mut self, latency: Duration) -> Self {
         self.latency = Some(latency);
@@ -243,6 +253,14 @@ impl Builder {
     }
 
     pub async fn start(self) -> Harness {
+        match self.try_start().await {
+            Ok(h) => h,
+            Err(e) => panic!("the webhook did not start: {e}"),
+        }
+    }
+
+    /// Starts the webhook, or says why it did not.
+    pub async fn try_start(self) -> Result<Harness, serve::StartError> {
         let dir = tempfile::tempdir().unwrap();
         let (xnat, xnat_url) = match self.xnat {
             Xnat::Standin(xnat) => {
@@ -298,6 +316,7 @@ impl Builder {
             listen: "127.0.0.1:0".parse().unwrap(),
             tls_cert,
             tls_key,
+            tls_ca: self.tls_ca,
             client_ca,
             policy,
             xnat_credentials: credentials,
@@ -310,7 +329,7 @@ impl Builder {
             probe_listen: Some("127.0.0.1:0".parse().unwrap()),
             max_connections: self.max_connections,
         };
-        let bound = serve::bind(&config).await.unwrap();
+        let bound = serve::bind(&config).await?;
         if let Some((client, settings)) = self.events {
             let sink = jupyter_xnat_webhook::events::EventSink::start(client, settings);
             assert!(bound.admission.attach_events(sink));
@@ -325,7 +344,7 @@ impl Builder {
             },
             Duration::from_secs(5),
         ));
-        Harness {
+        Ok(Harness {
             xnat,
             xnat_url,
             addr,
@@ -336,7 +355,7 @@ impl Builder {
             probe_addr,
             stop: Some(stop),
             server: Some(server),
-        }
+        })
     }
 }
 
@@ -366,6 +385,7 @@ impl Harness {
             credentials: CredentialsFrom::Text(format!("{SVC_USER}:{SVC_PASSWORD}\n")),
             xnat: Xnat::Standin(Standin::demo(SVC_USER, SVC_PASSWORD)),
             tls: None,
+            tls_ca: None,
             latency: None,
             fault: None,
             idle_timeout: Duration::from_secs(5),

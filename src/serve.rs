@@ -243,6 +243,11 @@ fn reload_policy(
         Input::Policy,
         status.clone(),
         move |bytes| {
+            // At start an empty file is the default policy; here it is a file emptied or cut
+            // short, and the default would drop every rule in force.
+            if crate::policy::is_empty_document(bytes) {
+                return Err("the policy file is empty; keeping the policy in force".into());
+            }
             let policy = Policy::from_yaml(bytes, &overrides).map_err(|e| e.to_string())?;
             let version = policy.version.clone();
             admission.apply_policy(policy).map_err(|e| e.to_string())?;

@@ -202,3 +202,50 @@ async fn an_in_place_write_that_pauses_is_applied_only_once_complete() {
         "the half was applied"
     );
 }
+
+/// A policy that keeps BETA out, and names itself in `WHICH`.
+fn never_beta(which: &str) -> String {
+    format!("env:\n  WHICH: {which}\nstorage:\n  neverMount: [BETA]\n")
+}
+
+fn policy_failures(metrics: &str) -> f64 {
+    metric(
+        metrics,
+        "xnat_webhook_reloads_total{input=\"policy\",result=\"failure\"}",
+    )
+}
+
+/// A policy file emptied (truncated, or left with only whitespace and comments) is refused: an
+/// empty file would otherwise be the default policy, which keeps nothing out.
+#[tokio::test]
+async fn an_emptied_policy_file_keeps_the_policy_in_force() {
+    let config_map = KubeletDir::new(&[("policy.yaml", never_beta("a").as_bytes())]);
+    let h = Harness::builder()
+        .policy_file(config_map.path("policy.yaml"))
+        .start()
+        .await;
+    let review = review_for("alice");
+    let version = h.readyz().await["policy"]["version"].clone();
+    let before = policy_failures(&h.metrics().await);
+    let target = std::fs::canonicalize(config_map.path("policy.yaml")).unwrap();
+    for (n, empty) in ["", "  \n# emptied by hand\n\n"].into_iter().enumerate() {
+        std::fs::write(&target, empty).unwrap();
+        wait_for("the refusal", async || {
+            policy_failures(&h.metrics().await) >= before + n as f64 + 1.0
+        })
+        .await;
+        let ready = h.readyz().await;
+        assert_eq!(ready["policy"]["version"], version, "{ready}");
+        let error = ready["policy"]["lastError"].as_str().unwrap_or_default();
+        assert!(error.contains("the policy file is empty"), "{ready}");
+        let response = h.review(&review).await;
+        assert_eq!(
+            env_of(&patched_pod(&review, &response), "WHICH").as_deref(),
+            Some("a")
+        );
+        assert_eq!(
+            project_paths(&review, &response),
+            ["/data/projects/ALPHA", "/data/xnat/workspace"]
+        );
+    }
+}

@@ -122,6 +122,18 @@ pub const MAX_POLICY_BYTES: usize = 256 * 1024;
 /// brackets, 100 KB, took 8 s); a policy needs three.
 const MAX_FLOW_DEPTH: usize = 32;
 
+/// Whether `bytes` hold no policy at all: nothing, whitespace, comments, a bare `---` or `null`,
+/// which [`PolicyFile::parse`] reads as the default policy. What a truncated or emptied file
+/// reads as, so a reload refuses it rather than drop every rule.
+pub fn is_empty_document(bytes: &[u8]) -> bool {
+    let Ok(yaml) = std::str::from_utf8(bytes) else {
+        return false;
+    };
+    yaml.len() <= MAX_POLICY_BYTES
+        && flow_depth(yaml) <= MAX_FLOW_DEPTH
+        && serde_yaml_ng::from_str::<serde_yaml_ng::Value>(yaml).is_ok_and(|v| v.is_null())
+}
+
 impl PolicyFile {
     /// Parses a policy document; an empty document is the default policy.
     pub fn parse(yaml: &str) -> Result<Self, PolicyError> {

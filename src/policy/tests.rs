@@ -11,6 +11,17 @@ fn field_of(yaml: &str) -> String {
     }
 }
 
+/// What a reload refuses as an emptied file: every form of "no document", and nothing else.
+#[test]
+fn an_empty_document_is_told_from_a_short_one() {
+    for empty in ["", "\n  \n", "# all gone\n", "---\n# c\n", "~\n", "null"] {
+        assert!(is_empty_document(empty.as_bytes()), "{empty:?}");
+    }
+    for policy in ["mode: audit\n", "env: {}\n", "xnat:\n", "[", "{}", "\u{ff}"] {
+        assert!(!is_empty_document(policy.as_bytes()), "{policy:?}");
+    }
+}
+
 #[test]
 fn empty_document_is_the_default_policy() {
     let p = Policy::parse("").unwrap();

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
@@ -111,49 +111,92 @@ pub fn version_of(bytes: &[u8]) -> String {
 }
 
 /// Re-reads `files` on every change signal and hands a changed content (all files, concatenated)
-/// to `apply`; records the result for `input`. Runs until the task is dropped. `current` is the
-/// content loaded at start. A rejected version is not retried until the files change again.
+/// to `apply` once it has settled ([`Input::settle`]); records the result for `input`. Runs until
+/// the task is dropped. `current` is the content loaded at start. A rejected version is not
+/// retried until the files change again.
 pub async fn reload_on_change(
     files: Vec<PathBuf>,
     mut changes: Changes,
-    mut current: Vec<u8>,
+    current: Vec<u8>,
     input: Input,
     status: Arc<ReloadStatus>,
     apply: impl Fn(&[u8]) -> Result<(), String> + Send + Sync + 'static,
 ) {
-    let apply = Arc::new(apply);
-    // The last rejected version and when: not retried on every signal, but once a minute, in
-    // case what it needs (a CA file, say) appears.
-    let mut rejected: Option<(Vec<u8>, std::time::Instant)> = None;
-    let mut read_error: Option<String> = None;
+    let apply: Arc<Apply> = Arc::new(apply);
+    let mut reloader = Reloader {
+        files,
+        input,
+        status,
+        current,
+        rejected: None,
+        read_error: None,
+        changing_since: None,
+    };
     loop {
         changes.next().await;
-        let bytes = match read_stable(&files, &current).await {
+        if let Some(bytes) = reloader.read().await {
+            reloader.apply(&apply, bytes).await;
+        }
+    }
+}
+
+type Apply = dyn Fn(&[u8]) -> Result<(), String> + Send + Sync;
+
+/// One input's reload state between change signals.
+struct Reloader {
+    files: Vec<PathBuf>,
+    input: Input,
+    status: Arc<ReloadStatus>,
+    /// The content in use.
+    current: Vec<u8>,
+    /// The last rejected version and when: not retried on every signal, but once a minute, in
+    /// case what it needs (a CA file, say) appears.
+    rejected: Option<(Vec<u8>, Instant)>,
+    read_error: Option<String>,
+    /// Since when the files have kept changing without settling.
+    changing_since: Option<Instant>,
+}
+
+impl Reloader {
+    /// The settled content when it is new and worth applying; `None` otherwise.
+    async fn read(&mut self) -> Option<Vec<u8>> {
+        let input = self.input.as_str();
+        let looked_at = Instant::now();
+        let bytes = match read_stable(&self.files, &self.current, self.input.settle()).await {
             Ok(Some(b)) => b,
-            // Being written: the next signal or tick looks again.
-            Ok(None) => continue,
+            // Still being written: nothing new applies; the next signal or tick looks again.
+            Ok(None) => {
+                let since = *self.changing_since.get_or_insert(looked_at);
+                if since.elapsed() >= KEEPS_CHANGING {
+                    tracing::warn!(input, changing_for = ?since.elapsed(),
+                        "the file keeps changing and never stays the same for long enough; \
+                         the version in force stays until it does");
+                }
+                return None;
+            }
             Err(e) => {
                 // Gone or unreadable: keep serving, and say so once per distinct error.
                 let e = format!("cannot read: {e}");
-                if read_error.as_ref() != Some(&e) {
-                    tracing::error!(input = input.as_str(), error = %e, "keeping the current version");
-                    status.rejected(input, e.clone());
-                    read_error = Some(e);
+                if self.read_error.as_ref() != Some(&e) {
+                    tracing::error!(input, error = %e, "keeping the current version");
+                    self.status.rejected(self.input, e.clone());
+                    self.read_error = Some(e);
                 }
-                continue;
+                return None;
             }
         };
-        read_error = None;
-        if bytes == current {
-            continue;
-        }
-        if rejected
+        self.changing_since = None;
+        self.read_error = None;
+        let retry_later = self
+            .rejected
             .as_ref()
-            .is_some_and(|(b, at)| *b == bytes && at.elapsed() < RETRY_REJECTED)
-        {
-            continue;
-        }
-        let version = version_of(&bytes);
+            .is_some_and(|(b, at)| *b == bytes && at.elapsed() < RETRY_REJECTED);
+        (bytes != self.current && !retry_later).then_some(bytes)
+    }
+
+    /// Hands `bytes` to `apply` and records what became of them.
+    async fn apply(&mut self, apply: &Arc<Apply>, bytes: Vec<u8>) {
+        let (input, version) = (self.input, version_of(&bytes));
         // Parsing and validating is CPU work: off the async workers. A bug must not end
         // reloading for good: a panic counts as a rejection.
         let result = {
@@ -165,47 +208,72 @@ pub async fn reload_on_change(
         match result {
             Ok(()) => {
                 tracing::info!(input = input.as_str(), version, "reloaded");
-                status.reloaded(input, version);
-                current = bytes;
-                rejected = None;
+                self.status.reloaded(input, version);
+                self.current = bytes;
+                self.rejected = None;
             }
             Err(e) => {
                 tracing::error!(input = input.as_str(), version, error = %e,
                     "new version rejected; the current one keeps serving");
-                status.rejected(input, e);
-                rejected = Some((bytes, std::time::Instant::now()));
+                self.status.rejected(input, e);
+                self.rejected = Some((bytes, Instant::now()));
             }
         }
     }
 }
 
 /// How often a rejected version is tried again while it stays on disk.
-const RETRY_REJECTED: std::time::Duration = std::time::Duration::from_secs(60);
+const RETRY_REJECTED: Duration = Duration::from_secs(60);
 
-/// How long a changed content must stay the same before it is applied. An in-place write that
-/// pauses (an editor, `cat > file` from a slow pipe) must not be applied half-written; kubelet's
-/// symlink swaps are atomic and only wait this once.
-const STABLE_FOR: std::time::Duration = std::time::Duration::from_secs(1);
-/// How long a file may keep changing before this signal gives up (the next one looks again).
-const STABLE_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a changed policy must stay the same before it is applied. A file written in place
+/// can pause mid-write (an editor saving, `cat > file` from a slow pipe, a copy over NFS), and
+/// the part written so far may be a valid policy without its last rules: pauses of over a second
+/// have applied one. Two seconds is twice that, and costs nothing that matters: kubelet's
+/// ConfigMap updates are atomic symlink swaps that settle at once and only wait this once, after
+/// a sync delay of up to a minute.
+const POLICY_SETTLE: Duration = Duration::from_secs(2);
+/// The certificate and client CA settle faster: a half-written PEM does not parse, and a pair
+/// that does not match or that the configured CA did not issue is refused anyway.
+const FILE_SETTLE: Duration = Duration::from_secs(1);
+/// How long one change signal waits for a file to settle before leaving it to the next.
+const STABLE_WITHIN: Duration = Duration::from_secs(10);
+/// A file still changing after this long is warned about at every look.
+const KEEPS_CHANGING: Duration = Duration::from_secs(30);
 
-/// The files' content once it has stayed the same for [`STABLE_FOR`]; `None` while it keeps
-/// changing. Content equal to `current` needs no wait: the periodic check stays one read.
-async fn read_stable(files: &[PathBuf], current: &[u8]) -> std::io::Result<Option<Vec<u8>>> {
+const _: () = assert!(POLICY_SETTLE.as_millis() < STABLE_WITHIN.as_millis());
+
+impl Input {
+    /// How long a changed content must stay the same before it is applied.
+    pub fn settle(self) -> Duration {
+        match self {
+            Input::Policy => POLICY_SETTLE,
+            Input::Certificate | Input::ClientCa => FILE_SETTLE,
+        }
+    }
+}
+
+/// The files' content once it has stayed the same for `settle`; `None` while it keeps changing
+/// (for up to [`STABLE_WITHIN`]). Content equal to `current` needs no wait: the periodic check
+/// stays one read.
+async fn read_stable(
+    files: &[PathBuf],
+    current: &[u8],
+    settle: Duration,
+) -> std::io::Result<Option<Vec<u8>>> {
     let mut seen = read_all(files).await?;
     if seen == current {
         return Ok(Some(seen));
     }
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let mut since = started;
-    while since.elapsed() < STABLE_FOR {
+    while since.elapsed() < settle {
         if started.elapsed() > STABLE_WITHIN {
             return Ok(None);
         }
-        tokio::time::sleep(STABLE_FOR / 4).await;
+        tokio::time::sleep(settle / 8).await;
         let now = read_all(files).await?;
         if now != seen {
-            (seen, since) = (now, std::time::Instant::now());
+            (seen, since) = (now, Instant::now());
         }
     }
     Ok(Some(seen))

@@ -249,3 +249,53 @@ async fn an_emptied_policy_file_keeps_the_policy_in_force() {
         );
     }
 }
+
+/// A file written in place that pauses mid-write longer than a moment is applied only once it
+/// has stayed the same for the settle period: the first half here is a valid policy without the
+/// `neverMount` rule.
+#[tokio::test]
+async fn a_policy_written_in_place_with_a_long_pause_is_not_applied_half_written() {
+    let config_map = KubeletDir::new(&[("policy.yaml", never_beta("a").as_bytes())]);
+    let h = Harness::builder()
+        .policy_file(config_map.path("policy.yaml"))
+        .start()
+        .await;
+    let review = review_for("alice");
+    let target = std::fs::canonicalize(config_map.path("policy.yaml")).unwrap();
+    let whole = never_beta("b");
+    let (first, rest) = whole.split_at(whole.find("storage:").unwrap());
+    let mut file = std::fs::File::create(&target).unwrap();
+    std::io::Write::write_all(&mut file, first.as_bytes()).unwrap();
+    file.sync_all().unwrap();
+    let paused = Instant::now();
+    while paused.elapsed() < Duration::from_millis(1500) {
+        let response = h.review(&review).await;
+        let pod = patched_pod(&review, &response);
+        assert_eq!(
+            env_of(&pod, "WHICH").as_deref(),
+            Some("a"),
+            "the half applied"
+        );
+        assert_eq!(
+            project_paths(&review, &response),
+            ["/data/projects/ALPHA", "/data/xnat/workspace"]
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    std::io::Write::write_all(&mut file, rest.as_bytes()).unwrap();
+    file.sync_all().unwrap();
+    drop(file);
+    wait_for("policy b", async || {
+        let response = h.review(&review).await;
+        env_of(&patched_pod(&review, &response), "WHICH").as_deref() == Some("b")
+    })
+    .await;
+    let response = h.review(&review).await;
+    assert_eq!(
+        project_paths(&review, &response),
+        ["/data/projects/ALPHA", "/data/xnat/workspace"]
+    );
+    let ready = h.readyz().await;
+    assert_eq!(ready["policy"]["reloads"], 1, "{ready}");
+    assert!(ready["policy"].get("lastError").is_none(), "{ready}");
+}

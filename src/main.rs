@@ -35,7 +35,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the admission webhook over TLS (POST /mutate, GET /healthz, GET /readyz).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Validate a policy file and print its effective values (defaults filled in).
     CheckPolicy {
         /// The policy YAML.
@@ -230,7 +230,7 @@ async fn main() {
 }
 
 /// `serve`: the webhook, until SIGTERM.
-async fn serve(a: ServeArgs) -> anyhow::Result<()> {
+async fn serve(a: Box<ServeArgs>) -> anyhow::Result<()> {
     let config = ServeConfig {
         listen: a.listen,
         tls_cert: a.tls_cert,

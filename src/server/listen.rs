@@ -94,10 +94,11 @@ pub struct Listener {
     pub lifetimes: Lifetimes,
 }
 
-/// The lifetimes every port uses, with its own idle time.
+/// The lifetimes every port uses, with its own idle time (a new connection gets no longer than
+/// an idle one to send its first request).
 pub fn lifetimes(idle: Duration) -> Lifetimes {
     Lifetimes {
-        first_request: Duration::from_secs(10),
+        first_request: Duration::from_secs(10).min(idle),
         headers: Duration::from_secs(10),
         idle,
         request: crate::timeouts::REQUEST_TIMEOUT + SEND_TIMEOUT,

@@ -7,6 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::fake_kube::FakeKube;
 use common::{Harness, patched_pod, project_paths, review_for, warnings};
 use serde_json::Value;
 use xnat_standin::Standin;
@@ -23,13 +24,23 @@ fn class_of(users: usize) -> std::sync::Arc<Standin> {
     xnat
 }
 
+/// The review of student `i`'s own pod, as the API server sends it (its own request uid).
+fn student(i: usize) -> Value {
+    let mut review = review_for(&format!("student{i:03}"));
+    let pod = format!("jupyter-student{i:03}");
+    review["request"]["uid"] = serde_json::json!(format!("00000000-0000-4000-8000-{i:012}"));
+    review["request"]["name"] = serde_json::json!(pod);
+    review["request"]["object"]["metadata"]["name"] = serde_json::json!(pod);
+    review
+}
+
 /// Sends every review at once, each on its own connection; (status, body) in order.
 async fn surge(h: &Harness, users: std::ops::Range<usize>) -> Vec<(u16, Value)> {
     let client = h.client_from("127.0.0.1");
     let tasks: Vec<_> = users
         .map(|i| {
             let (client, url) = (client.clone(), h.url("/mutate"));
-            let review = review_for(&format!("student{i:03}"));
+            let review = student(i);
             tokio::spawn(async move {
                 let response = client.post(url).json(&review).send().await.unwrap();
                 let status = response.status().as_u16();
@@ -49,9 +60,11 @@ async fn every_review_of_a_surge_is_answered_with_its_data_or_its_reason() {
     let xnat = class_of(SURGE);
     // 4 calls at once of 400 ms each, a 2 s budget: about 20 cold users get their data.
     let policy = "xnat:\n  maxConcurrentRequests: 4\n  timeout: 1s\n  budget: 2s\n";
+    let (kube, kube_url) = FakeKube::start().await;
     let h = Harness::builder()
         .standin(xnat.clone())
         .policy(policy)
+        .events(FakeKube::client(&kube_url), Default::default())
         .start()
         .await;
     xnat.set_latency(Duration::from_millis(400));
@@ -61,7 +74,7 @@ async fn every_review_of_a_surge_is_answered_with_its_data_or_its_reason() {
     let mut with_data = 0;
     for (i, (status, response)) in answers.iter().enumerate() {
         assert_eq!(*status, 200, "review {i}: {response}");
-        let review = review_for(&format!("student{i:03}"));
+        let review = student(i);
         if project_paths(&review, response)
             .iter()
             .any(|p| p.ends_with("/CLASS101"))
@@ -85,6 +98,14 @@ async fn every_review_of_a_surge_is_answered_with_its_data_or_its_reason() {
         answers[0].1
     );
     assert!(took < Duration::from_secs(8), "the surge took {took:?}");
+    // And every student's spawn page says what happened: one Event per pod.
+    let events = kube.wait_for_events(SURGE).await;
+    let warned = events.iter().filter(|e| e["type"] == "Warning").count();
+    assert_eq!(
+        warned,
+        SURGE - with_data,
+        "an Event for every pod without its data"
+    );
 }
 
 #[tokio::test]

@@ -23,8 +23,10 @@ const COMPONENT: &str = "jupyter-xnat-webhook";
 pub struct SinkSettings {
     /// Events waiting for the worker; past it they are dropped (`queue_full`).
     pub queue: usize,
-    /// Events posted in a burst, and per second after it (`rate_limited` past that): a storm
-    /// of spawns while XNAT is down must not flood the API server.
+    /// Events posted in a burst, and per second after it (`rate_limited` past that): as many as
+    /// the pods of a first-day-of-term surge (each pod is one API call the API server has just
+    /// answered; one Event each is the same again, not a flood), while a storm that goes on is
+    /// held to a steady rate. client-go's recorder limits per object, not in all.
     pub burst: u32,
     pub per_second: f64,
     /// The same Event about the same admission request within this window (the API server
@@ -40,9 +42,9 @@ pub struct SinkSettings {
 impl Default for SinkSettings {
     fn default() -> Self {
         Self {
-            queue: 256,
-            burst: 25,
-            per_second: 5.0,
+            queue: 1024,
+            burst: 512,
+            per_second: 50.0,
             repeat_window: Duration::from_secs(10),
             call_timeout: Duration::from_secs(5),
             instance: std::env::var("HOSTNAME").unwrap_or_default(),

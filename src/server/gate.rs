@@ -8,7 +8,8 @@
 //! besides its body, measured: README "Performance"). At most [`MAX_BYTES_IN_FLIGHT`] are
 //! charged at once; when the webhook can tell the API server from others
 //! ([`Trust::distinguishes`]), the API server alone may take the last [`RESERVED_BYTES`] of
-//! them, and every other address at most [`MAX_BYTES_PER_ADDRESS`]. Each body is at most
+//! them, and every other address at most [`MAX_BYTES_PER_ADDRESS`]; when it cannot, any address
+//! may be the API server's and may take them all. Each body is at most
 //! [`MAX_REVIEW_BYTES`] and in within [`BODY_DEADLINE`]. Past a limit a request gets a fast,
 //! clear refusal (503, 413 or 408) that the API server logs — never a reset, and never an
 //! unbounded buffer. With the connections' own cost ([`super::listen`]) this bounds the
@@ -42,10 +43,10 @@ pub const MAX_BYTES_IN_FLIGHT: usize = 112 * 1024 * 1024;
 /// Of those, the bytes only the API server may take (when it can be told apart): 1,650 of its
 /// reviews waiting, whatever the others send.
 pub const RESERVED_BYTES: usize = 64 * 1024 * 1024;
-/// Bytes one address other than the API server's may be charged, so one client sending big
-/// bodies cannot take the whole budget. Without a way to tell the API server apart it is one
-/// of these: 48 MiB is 1,250 of its reviews waiting at once.
-pub const MAX_BYTES_PER_ADDRESS: usize = 48 * 1024 * 1024;
+/// Bytes one address other than the API server's may be charged (when it can be told apart), so
+/// one client sending big bodies cannot take all the others' share. Without a way to tell the API
+/// server apart, any address may be its, with all its reviews waiting: none has a cap of its own.
+pub const MAX_BYTES_PER_ADDRESS: usize = 24 * 1024 * 1024;
 /// The whole body must be in this long after the request's headers: the API server sends a
 /// review at once, so only a client that trickles its body on purpose is refused (408).
 pub const BODY_DEADLINE: Duration = Duration::from_secs(2);
@@ -79,6 +80,8 @@ pub struct Gate {
     reserved: Arc<Semaphore>,
     /// Bytes held per address outside the API server's (addresses holding none are removed).
     by_address: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    /// What one of those addresses may hold.
+    per_address: usize,
 }
 
 impl Default for Gate {
@@ -89,15 +92,16 @@ impl Default for Gate {
 
 impl Gate {
     pub fn new(trust: &Trust) -> Self {
-        let reserved = if trust.distinguishes() {
-            RESERVED_BYTES
+        let (reserved, per_address) = if trust.distinguishes() {
+            (RESERVED_BYTES, MAX_BYTES_PER_ADDRESS)
         } else {
-            0
+            (0, MAX_BYTES_IN_FLIGHT)
         };
         Self {
             shared: Arc::new(Semaphore::new(MAX_BYTES_IN_FLIGHT - reserved)),
             reserved: Arc::new(Semaphore::new(reserved)),
             by_address: Arc::default(),
+            per_address,
         }
     }
 
@@ -171,7 +175,7 @@ impl Held {
         };
         let mut by_address = lock(&self.gate.by_address);
         let mine = by_address.entry(peer).or_default();
-        if *mine + n > MAX_BYTES_PER_ADDRESS {
+        if *mine + n > self.gate.per_address {
             if *mine == 0 {
                 by_address.remove(&peer);
             }
@@ -223,7 +227,7 @@ mod tests {
 
     #[tokio::test]
     async fn bytes_are_held_as_they_arrive_and_per_address() {
-        let gate = Gate::default();
+        let gate = Gate::new(&Trust::new(vec!["10.0.0.9/32".parse().unwrap()], false));
         // Declared but never sent: nothing is held, and the deadline ends it.
         let (_tx, body) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
         let never = Body::from_stream(tokio_stream_from(body));

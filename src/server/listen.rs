@@ -10,7 +10,8 @@
 //!   at most, and with the gate's 112 MiB of waiting reviews ([`super::gate`]) the process stays
 //!   under the Deployment's 256 MiB; when the site names the control plane's addresses, half are
 //!   reserved for them and every other address may hold [`OTHERS_PER_PEER`]; when it does not,
-//!   any address may be the API server's and holds at most half;
+//!   any address may be the API server's, so none has a cap of its own (a handshake or a stalled
+//!   request still makes room for a new connection first);
 //! - the API server keeps an idle connection for 90 s, so the idle time (5 min by default)
 //!   exceeds it and the server never closes a connection the client is about to reuse;
 //! - HTTP/2 clients get at most [`H2_STREAMS`] streams per connection and small windows, so one
@@ -63,10 +64,11 @@ pub fn webhook_capacity(trust: &Trust, max: usize) -> Capacity {
             per_peer: OTHERS_PER_PEER.min(max / 2),
         }
     } else {
+        // Any address may be the API server's, with all its reviews waiting at once.
         Capacity {
             max,
             reserved: 0,
-            per_peer: max / 2,
+            per_peer: max,
         }
     }
 }

@@ -315,6 +315,34 @@ struct OutStatus<'a> {
     message: &'a str,
 }
 
+/// The pod a review is about, `(namespace, name)`, from its first bytes alone: the request's
+/// `name` and `namespace`, which the API server writes before the object. For a review that was
+/// refused before it was read whole, so its user can still be told; `None` when they are not
+/// there, or not names a pod could have.
+pub fn pod_named_in(head: &[u8]) -> Option<(String, String)> {
+    let head = &head[..head.len().min(8 * 1024)];
+    let start = find(head, b"\"request\"")?;
+    let window = &head[start..];
+    let window = &window[..find(window, b"\"object\"").unwrap_or(window.len())];
+    let field = |key: &[u8]| -> Option<String> {
+        let at = find(window, key)? + key.len();
+        let rest = window[at..].trim_ascii_start().strip_prefix(b":")?;
+        let rest = rest.trim_ascii_start().strip_prefix(b"\"")?;
+        let value = &rest[..find(rest, b"\"")?];
+        let ok = !value.is_empty()
+            && value.len() <= 253
+            && value
+                .iter()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-.".contains(b));
+        ok.then(|| String::from_utf8_lossy(value).into_owned())
+    };
+    Some((field(b"\"namespace\"")?, field(b"\"name\"")?))
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
 /// Serializes the response review for `uid`. An empty patch is left out, so a pass-through
 /// answer carries no `patchType` at all.
 pub fn response_json(api_version: &str, uid: &str, answer: &Answer) -> Vec<u8> {
@@ -369,6 +397,22 @@ fn encode_patch(patch: &[PatchOperation]) -> Box<RawValue> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pod_is_named_by_the_first_bytes_of_a_review() {
+        let review = include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/kubespawner-7.1/alice-default.json"
+        ));
+        let named = Some(("jupyter".to_owned(), "jupyter-alice".to_owned()));
+        assert_eq!(pod_named_in(review), named);
+        // What a refusal read: the head, cut inside the pod.
+        let object = review.windows(8).position(|w| w == b"\"object\"").unwrap();
+        assert_eq!(pod_named_in(&review[..object + 40]), named);
+        assert_eq!(pod_named_in(&review[..20]), None);
+        let forged = br#"{"request":{"name":"Robert'); --","namespace":"jupyter","object":{}}}"#;
+        assert_eq!(pod_named_in(forged), None, "not a name a pod could have");
+    }
 
     fn review(object: &str) -> String {
         format!(

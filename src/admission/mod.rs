@@ -71,6 +71,20 @@ impl Admission {
         self.events.set(events).is_ok()
     }
 
+    /// Tells the user of a pod whose review the server refused before reading it (the API
+    /// server's own, when the webhook cannot take more): the pod starts without XNAT data, and
+    /// its spawn page says why.
+    pub fn tell_refused(&self, (namespace, pod): &(String, String), why: &str) {
+        let Some(events) = self.events.get() else {
+            return;
+        };
+        if events.is_enabled() && self.policy().events.enabled {
+            let why = why.trim_start_matches("xnat-webhook: ");
+            let why = format!("the webhook could not take this pod's review now ({why})");
+            events.post(crate::events::PodEvent::skipped((namespace, pod), &why));
+        }
+    }
+
     pub fn policy(&self) -> Arc<Policy> {
         self.state.load().policy.clone()
     }

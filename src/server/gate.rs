@@ -66,6 +66,21 @@ pub enum Refused {
     Unreadable,
 }
 
+/// A request not let in: why, and the pod its review is about when what was read before the
+/// refusal names it (an API server review's first bytes carry the request's `name` and
+/// `namespace`), so its user can be told.
+#[derive(Debug)]
+pub struct Refusal {
+    pub why: Refused,
+    pub pod: Option<(String, String)>,
+}
+
+impl From<Refused> for Refusal {
+    fn from(why: Refused) -> Self {
+        Self { why, pod: None }
+    }
+}
+
 /// The body of one review and the bytes it holds until its answer is built.
 pub struct Admitted {
     pub body: Bytes,
@@ -112,9 +127,9 @@ impl Gate {
         caller: &Caller,
         declared: Option<u64>,
         body: Body,
-    ) -> Result<Admitted, Refused> {
+    ) -> Result<Admitted, Refusal> {
         if declared.is_some_and(|n| n > MAX_REVIEW_BYTES as u64) {
-            return Err(Refused::TooLarge);
+            return Err(Refused::TooLarge.into());
         }
         let mut held = Held {
             gate: self.clone(),
@@ -122,17 +137,25 @@ impl Gate {
             bytes: 0,
             permits: Vec::new(),
         };
-        held.take(REVIEW_COST)?;
-        let body = tokio::time::timeout(BODY_DEADLINE, read(body, &mut held))
-            .await
-            .map_err(|_| Refused::Slow)??;
-        Ok(Admitted { body, _bytes: held })
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(BODY_DEADLINE, read(body, &mut held, &mut buf)).await;
+        match read {
+            Ok(Ok(())) => Ok(Admitted {
+                body: Bytes::from(buf),
+                _bytes: held,
+            }),
+            Ok(Err(why)) => Err(Refusal {
+                why,
+                pod: crate::review::pod_named_in(&buf),
+            }),
+            Err(_) => Err(Refused::Slow.into()),
+        }
     }
 }
 
-/// Collects the body, holding each chunk's bytes before keeping it.
-async fn read(mut body: Body, held: &mut Held) -> Result<Bytes, Refused> {
-    let mut buf = Vec::new();
+/// Collects the body into `buf`, holding each chunk's bytes before keeping it; the review's own
+/// cost once its first bytes are in (so a refusal for want of memory has read what names the pod).
+async fn read(mut body: Body, held: &mut Held, buf: &mut Vec<u8>) -> Result<(), Refused> {
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|_| Refused::Unreadable)?;
         let Ok(chunk) = frame.into_data() else {
@@ -142,9 +165,16 @@ async fn read(mut body: Body, held: &mut Held) -> Result<Bytes, Refused> {
             return Err(Refused::TooLarge);
         }
         held.take(chunk.len())?;
+        let first = buf.is_empty();
         buf.extend_from_slice(&chunk);
+        if first {
+            held.take(REVIEW_COST)?;
+        }
     }
-    Ok(Bytes::from(buf))
+    if buf.is_empty() {
+        held.take(REVIEW_COST)?;
+    }
+    Ok(())
 }
 
 /// Body bytes one request holds, in the budgets and (outside the API server) its address's
@@ -235,7 +265,7 @@ mod tests {
         let waiting = gate
             .admit(&from("10.0.0.1", false), Some(1_000_000), never)
             .await;
-        assert_eq!(waiting.err(), Some(Refused::Slow));
+        assert_eq!(waiting.err().map(|r| r.why), Some(Refused::Slow));
         tokio::time::resume();
         assert!(lock(&gate.by_address).is_empty());
 
@@ -245,11 +275,11 @@ mod tests {
         for _ in 0..MAX_BYTES_PER_ADDRESS / each {
             match gate.admit(&from("10.0.0.1", false), None, big()).await {
                 Ok(admitted) => kept.push(admitted),
-                Err(e) => panic!("within the address's share: {e}"),
+                Err(e) => panic!("within the address's share: {:?}", e.why),
             }
         }
         let over = gate.admit(&from("10.0.0.1", false), None, big()).await;
-        assert_eq!(over.err(), Some(Refused::Bytes));
+        assert_eq!(over.err().map(|r| r.why), Some(Refused::Bytes));
         let other = gate.admit(&from("10.0.0.2", false), None, big()).await;
         assert!(other.is_ok());
         drop((kept, other));
@@ -278,7 +308,40 @@ mod tests {
             kept.push(a.expect("the API server's reserve"));
         }
         let over = gate.admit(&from("10.0.0.1", true), None, big()).await;
-        assert_eq!(over.err(), Some(Refused::Bytes), "the whole budget is held");
+        assert_eq!(
+            over.err().map(|r| r.why),
+            Some(Refused::Bytes),
+            "the whole budget is held"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_review_of_the_api_server_still_names_its_pod() {
+        let trust = Trust::new(vec!["10.0.0.1/32".parse().unwrap()], false);
+        let gate = Gate::new(&trust);
+        let mut kept = Vec::new();
+        while let Ok(a) = gate.admit(&from("10.0.0.1", true), None, big()).await {
+            kept.push(a);
+        }
+        // Then reviews of one byte: what is left is less than one review's own cost, but room
+        // for the first bytes of another.
+        while let Ok(a) = gate
+            .admit(&from("10.0.0.1", true), None, Body::from("x"))
+            .await
+        {
+            kept.push(a);
+        }
+        let review = include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/kubespawner-7.1/alice-default.json"
+        ));
+        let refused = gate
+            .admit(&from("10.0.0.1", true), None, Body::from(&review[..]))
+            .await;
+        let refused = refused.err().expect("every byte is held");
+        assert_eq!(refused.why, Refused::Bytes);
+        let pod = ("jupyter".to_owned(), "jupyter-alice".to_owned());
+        assert_eq!(refused.pod, Some(pod), "its user can be told");
     }
 
     fn tokio_stream_from(

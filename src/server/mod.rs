@@ -25,7 +25,7 @@ use tokio::net::TcpListener;
 use tower_http::timeout::TimeoutLayer;
 
 pub use conn::STALLED_AFTER;
-pub use gate::{Gate, MAX_REVIEW_BYTES, Refused};
+pub use gate::{Gate, MAX_REVIEW_BYTES, Refusal, Refused};
 pub use listen::{Listener, lifetimes};
 pub use slots::Capacity;
 
@@ -74,7 +74,12 @@ async fn mutate(
         .await
     {
         Ok(a) => a,
-        Err(refused) => return refusal(refused, caller, started),
+        Err(refused) => {
+            if let Some(pod) = refused.pod.as_ref().filter(|_| caller.is_first()) {
+                state.admission.tell_refused(pod, &refused.why.to_string());
+            }
+            return refusal(refused.why, caller, started);
+        }
     };
     match state.admission.review(&admitted.body, &caller).await {
         Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),

@@ -99,3 +99,31 @@ async fn a_struggling_xnat_gets_fewer_calls_at_once() {
         "{m}"
     );
 }
+
+#[tokio::test]
+async fn a_login_xnat_is_still_working_on_keeps_its_slot() {
+    let policy = "xnat:\n  maxConcurrentRequests: 1\n  minConcurrentRequests: 1\n  \
+                  timeout: 1s\n  budget: 1500ms\n  retries: 0\n";
+    let h = Harness::start(policy).await;
+    // XNAT takes 3 s to log in; the webhook stops waiting after 1 s.
+    h.xnat.set_login_latency(Duration::from_secs(3));
+    let alice = review_for("alice");
+    let first = h.review(&alice);
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        h.review(&review_for("bob")).await
+    };
+    let (first, second) = tokio::join!(first, second);
+    for response in [&first, &second] {
+        assert_eq!(response["response"]["allowed"], true, "{response}");
+    }
+    let counts = h.xnat.counts();
+    assert_eq!(
+        counts.max_in_flight, 1,
+        "the abandoned login kept the only slot while XNAT worked on it"
+    );
+    assert_eq!(
+        counts.logins, 1,
+        "no second login piled up behind the first"
+    );
+}

@@ -165,6 +165,8 @@ pub struct Standin {
     /// How many more API calls get the fault; `None` for all of them.
     fault_budget: Mutex<Option<usize>>,
     latency: Mutex<Duration>,
+    /// How long a login takes (Tomcat's authentication and session set-up); 0 by default.
+    login_latency: Mutex<Duration>,
     calls_by_user: Mutex<HashMap<String, usize>>,
     /// Projects without members (`add_project`).
     extra_projects: Mutex<std::collections::BTreeSet<String>>,
@@ -198,6 +200,7 @@ impl Standin {
             fault: Mutex::default(),
             fault_budget: Mutex::default(),
             latency: Mutex::default(),
+            login_latency: Mutex::default(),
             calls_by_user: Mutex::default(),
             extra_projects: Mutex::default(),
             custom_groups: Mutex::default(),
@@ -335,6 +338,12 @@ impl Standin {
 
     pub fn set_latency(&self, latency: Duration) {
         *lock(&self.latency) = latency;
+    }
+
+    /// Makes every login take `latency`: work that, as Tomcat's, goes on when the client stops
+    /// listening, and counts in `max_in_flight` until it is done.
+    pub fn set_login_latency(&self, latency: Duration) {
+        *lock(&self.login_latency) = latency;
     }
 
     /// Ends every session, as a Tomcat restart or session timeout would.
@@ -682,6 +691,18 @@ fn login_page() -> Response {
 /// `POST /data/JSESSION`: basic credentials → a new session id as plain text.
 async fn login(State(s): State<Arc<Standin>>, headers: HeaderMap) -> Response {
     s.counters.logins.fetch_add(1, Ordering::SeqCst);
+    let guard = InFlight::enter(s.clone());
+    let latency = *lock(&s.login_latency);
+    if !latency.is_zero() {
+        // Done in a task of its own: a client that gives up does not stop XNAT's work.
+        let work = tokio::spawn(async move {
+            tokio::time::sleep(latency).await;
+            guard
+        });
+        let _ = work.await;
+    } else {
+        drop(guard);
+    }
     let Some(user) = s.basic_user(&headers) else {
         s.counters.auth_failures.fetch_add(1, Ordering::SeqCst);
         // `XnatBasicAuthenticationFilter`: 401 with the container's error page, and no

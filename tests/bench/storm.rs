@@ -71,6 +71,7 @@ fn main() {
         for index in [false, true] {
             storm(users, latency, limit, index, allowed).await;
         }
+        index_warmup(200, latency).await;
         let n = env("STORM_WAITING", 2000) as usize;
         idle_connections(n).await;
         waiting(n).await;
@@ -233,6 +234,31 @@ async fn memory(users: usize, index: bool) {
     );
 }
 
+/// How long a new replica takes to read its access index of `projects` projects (2,000 users)
+/// from an XNAT answering each call after `latency`; spawns meanwhile are looked up per user.
+async fn index_warmup(projects: usize, latency: Duration) {
+    let xnat = Standin::new(common::SVC_USER, common::SVC_PASSWORD);
+    for i in 0..2000 {
+        xnat.set_user(&format!("student{i:05}"), &[&format!("P{:03}_member", i % projects)]);
+    }
+    let policy = "xnat:\n  index:\n    enabled: true\n    refreshInterval: 1h\n    maxAge: 2h\n";
+    let h = common::Harness::builder()
+        .standin(xnat.clone())
+        .policy(policy)
+        .xnat_latency(latency)
+        .start()
+        .await;
+    let started = Instant::now();
+    wait_for_index(&h, 2000).await;
+    let calls = xnat.counts().total();
+    println!(
+        "a new replica's index of {projects} projects, XNAT at {latency:?}: ready after {:.1} s \
+         ({calls} calls, xnat.index.concurrency 2 at a time)",
+        started.elapsed().as_secs_f64()
+    );
+    h.stop().await;
+}
+
 /// The p99 of one warm user's reviews, one after another on a kept-alive connection, until `done`.
 async fn warm_p99(h: &common::Harness, done: impl Fn() -> bool) -> Duration {
     let review = common::review_for("warm");
@@ -392,7 +418,7 @@ fn calls(before: &Counts, after: &Counts) -> String {
 }
 
 async fn wait_for_index(h: &common::Harness, users: usize) {
-    for _ in 0..600 {
+    for _ in 0..1200 {
         if h.readyz().await["xnat"]["index"]["users"] == users {
             return;
         }

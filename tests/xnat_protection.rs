@@ -126,4 +126,14 @@ async fn a_login_xnat_is_still_working_on_keeps_its_slot() {
         counts.logins, 1,
         "no second login piled up behind the first"
     );
+    // The login XNAT finished after everyone stopped waiting is kept: no new one.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let later = h.review(&alice).await;
+    let paths = project_paths(&alice, &later);
+    assert!(paths.iter().any(|p| p.ends_with("/ALPHA")), "{later}");
+    assert_eq!(
+        h.xnat.counts().logins,
+        1,
+        "the late login's session was used"
+    );
 }

@@ -27,9 +27,17 @@ impl Admission {
         let mut retired: Option<Arc<XnatClient>> = None;
         let access = match (&current.access, &self.credentials, change) {
             (AccessSource::Xnat(cache), Some(credentials), XnatChange::NewCache) => {
-                tracing::info!(xnat = %new.endpoint.url, "policy changes which XNAT answers; new client and cache");
-                retired = Some(cache.client());
-                AccessSource::xnat(&policy, credentials.clone())?
+                tracing::info!(xnat = %new.endpoint.url, "policy changes which XNAT answers or how it is cached; new client and cache");
+                let old = cache.client();
+                let access = AccessSource::xnat(&policy, credentials.clone())?;
+                // The same XNAT is still working on the old client's calls.
+                if let AccessSource::Xnat(fresh) = &access
+                    && current.policy.xnat.endpoint.url == new.endpoint.url
+                {
+                    fresh.client().take_over_calls(&old);
+                }
+                retired = Some(old);
+                access
             }
             (AccessSource::Xnat(cache), Some(credentials), change) => {
                 if change == XnatChange::NewClient {

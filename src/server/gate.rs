@@ -211,8 +211,12 @@ impl Held {
             }
             return Err(Refused::Bytes);
         }
-        let permit = self.gate.shared.clone().try_acquire_many_owned(permits);
-        let permit = permit.map_err(|_| Refused::Bytes)?;
+        let Ok(permit) = self.gate.shared.clone().try_acquire_many_owned(permits) else {
+            if *mine == 0 {
+                by_address.remove(&peer);
+            }
+            return Err(Refused::Bytes);
+        };
         self.permits.push(permit);
         *mine += n;
         self.bytes += n;
@@ -301,6 +305,8 @@ mod tests {
         let each = MAX_REVIEW_BYTES + REVIEW_COST;
         let shared = (MAX_BYTES_IN_FLIGHT - RESERVED_BYTES) / each;
         assert_eq!(kept.len(), shared);
+        let holding = lock(&gate.by_address).len();
+        assert_eq!(holding, kept.len(), "refused addresses leave no entry");
         // The API server still has its reserve (and what the others left), and no per-address cap.
         let left = MAX_BYTES_IN_FLIGHT - shared * each;
         for _ in 0..left / each {

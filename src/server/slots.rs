@@ -98,14 +98,11 @@ impl Slots {
         if !first && inner.per_peer.get(&ip).copied().unwrap_or(0) >= per_peer {
             return Err(NoSlot::Peer);
         }
+        // An evicted connection still finishing a request holds its slot until it closes.
+        let holds = |h: &&Held| !h.state.is_evicted() || h.state.eviction_key().is_none();
         let live = |first_only: Option<bool>| {
             let wanted = |h: &&Held| first_only.is_none_or(|f| h.first == f);
-            inner
-                .conns
-                .values()
-                .filter(wanted)
-                .filter(|h| !h.state.is_evicted())
-                .count()
+            inner.conns.values().filter(wanted).filter(holds).count()
         };
         let full = live(None) >= max || (!first && live(Some(false)) >= max - reserved);
         if full {

@@ -15,10 +15,10 @@ use moka::Expiry;
 use moka::future::Cache;
 use tokio::time::Instant;
 
-use super::XnatClient;
 use super::index::{AccessIndex, Indexed};
 use super::logins::{LoginDirectory, LoginMatch};
 use super::memory::Failures;
+use super::{XnatClient, XnatError};
 use crate::access::{AccessOutcome, UserAccess};
 use crate::archive::ArchiveSpec;
 use crate::policy::{CacheShape, LiveSettings};
@@ -260,20 +260,10 @@ impl AccessCache {
                 }
             }
         }
-        let entry = inner
-            .fresh
-            .entry_by_ref(xnat_user)
-            .or_try_insert_with(inner.fetch(xnat_user, deadline))
-            .await;
-        match entry {
-            Ok(e) => {
-                let status = if e.is_fresh() {
-                    CacheStatus::Miss
-                } else {
-                    CacheStatus::Hit
-                };
-                let entry = e.into_value();
-                if status == CacheStatus::Hit {
+        match self.cached_or_fetched(xnat_user, deadline).await {
+            Ok((entry, status)) => {
+                // Another caller's review starts no background work at the API server's rank.
+                if status == CacheStatus::Hit && !super::client::is_other_caller() {
                     self.maybe_refresh(xnat_user, &entry);
                 }
                 (AccessOutcome::Known(entry.access), status)
@@ -315,6 +305,34 @@ impl AccessCache {
                 )
             }
         }
+    }
+
+    /// The user's cached entry, or one fetched now (and cached). The API server's reviews share
+    /// one fetch per user; another caller's fetches on its own, as in
+    /// [`super::confirm::shared_answer`], so the API server never waits at its rank.
+    async fn cached_or_fetched(
+        &self,
+        xnat_user: &str,
+        deadline: Instant,
+    ) -> Result<(Entry, CacheStatus), Arc<XnatError>> {
+        let inner = &self.inner;
+        if !super::client::is_other_caller() {
+            let e = (inner.fresh.entry_by_ref(xnat_user))
+                .or_try_insert_with(inner.fetch(xnat_user, deadline))
+                .await?;
+            let status = if e.is_fresh() {
+                CacheStatus::Miss
+            } else {
+                CacheStatus::Hit
+            };
+            return Ok((e.into_value(), status));
+        }
+        if let Some(e) = inner.fresh.get(xnat_user).await {
+            return Ok((e, CacheStatus::Hit));
+        }
+        let e = inner.fetch(xnat_user, deadline).await.map_err(Arc::new)?;
+        inner.fresh.insert(xnat_user.to_owned(), e.clone()).await;
+        Ok((e, CacheStatus::Miss))
     }
 
     /// Starts a background refresh of an entry older than `refreshAhead`, once per user.

@@ -3,8 +3,10 @@
 //! answer is shared by all users (cached per project or experiment for `cacheTtl`), and a failed
 //! one is remembered ([`super::memory`]) so a refusing XNAT is not asked by every spawn.
 
+use std::future::Future;
 use std::sync::Arc;
 
+use moka::future::Cache;
 use tokio::time::Instant;
 
 use super::{AccessCache, XnatCall, XnatError};
@@ -26,13 +28,8 @@ impl AccessCache {
                     let a = client.project_accessibility(p, deadline).await?;
                     Ok::<_, XnatError>(a.map(Arc::from))
                 };
-                let answer = inner
-                    .accessibility
-                    .try_get_with_by_ref(
-                        p,
-                        inner.failures.ask(XnatCall::Accessibility, p, &live, ask),
-                    )
-                    .await;
+                let ask = inner.failures.ask(XnatCall::Accessibility, p, &live, ask);
+                let answer = shared_answer(&inner.accessibility, p, ask).await;
                 (p, answer)
             }
         });
@@ -42,10 +39,8 @@ impl AccessCache {
                 let e = client.experiment(id, deadline).await?;
                 Ok::<_, XnatError>(e.map(Arc::new))
             };
-            let answer = inner
-                .experiments
-                .try_get_with_by_ref(id, inner.failures.ask(XnatCall::Experiment, id, &live, ask))
-                .await;
+            let ask = inner.failures.ask(XnatCall::Experiment, id, &live, ask);
+            let answer = shared_answer(&inner.experiments, id, ask).await;
             Some(match answer {
                 Ok(Some(e)) => Ok((*e).clone()),
                 Ok(None) => Err(hidden("experiment", id)),
@@ -133,13 +128,8 @@ impl AccessCache {
                     }
                     Ok::<_, XnatError>(spec)
                 };
-                let answer = inner
-                    .archive
-                    .try_get_with_by_ref(
-                        p,
-                        inner.failures.ask(XnatCall::ArchiveSpec, p, &live, ask),
-                    )
-                    .await;
+                let ask = inner.failures.ask(XnatCall::ArchiveSpec, p, &live, ask);
+                let answer = shared_answer(&inner.archive, p, ask).await;
                 let place = match answer {
                     Ok(spec) => spec.place(p, site_archive),
                     Err(e) => match self.last_archive_spec(p).await {
@@ -172,5 +162,56 @@ impl AccessCache {
         }
         let index = inner.index.as_ref()?;
         index.archive_spec(p, index.settings().max_age + inner.stale_if_error)
+    }
+}
+
+/// `key`'s answer from `cache`, else from `fetch`, cached. The API server's reviews share one
+/// fetch per key (moka's coalescing). Another caller's review ([`super::client::is_other_caller`])
+/// fetches on its own and only stores what it got: a fetch runs at the rank of the review that
+/// started it, so a forged review must never start the one the API server's then waits for.
+pub(super) async fn shared_answer<V, F>(
+    cache: &Cache<String, V>,
+    key: &str,
+    fetch: F,
+) -> Result<V, Arc<XnatError>>
+where
+    V: Clone + Send + Sync + 'static,
+    F: Future<Output = Result<V, XnatError>>,
+{
+    if !super::client::is_other_caller() {
+        return cache.try_get_with_by_ref(key, fetch).await;
+    }
+    if let Some(known) = cache.get(key).await {
+        return Ok(known);
+    }
+    let answer = fetch.await.map_err(Arc::new)?;
+    cache.insert(key.to_owned(), answer.clone()).await;
+    Ok(answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn another_callers_fetch_is_never_the_one_the_api_server_waits_for() {
+        let cache: Cache<String, u32> = Cache::new(16);
+        let (started, release) = (tokio::sync::Notify::new(), tokio::sync::Notify::new());
+        // Another caller's fetch, slow…
+        let other = super::super::client::as_other_caller(shared_answer(&cache, "P", async {
+            started.notify_one();
+            release.notified().await;
+            Ok(1)
+        }));
+        // …and the API server's, for the same key, at once: it runs its own.
+        let first = async {
+            started.notified().await;
+            let mine = shared_answer(&cache, "P", async { Ok(2) }).await;
+            release.notify_one();
+            mine
+        };
+        let (other, first) = tokio::join!(other, first);
+        assert_eq!(first.unwrap(), 2, "not joined to the other caller's fetch");
+        assert_eq!(other.unwrap(), 1);
     }
 }

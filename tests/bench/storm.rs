@@ -239,7 +239,10 @@ async fn memory(users: usize, index: bool) {
 async fn index_warmup(projects: usize, latency: Duration) {
     let xnat = Standin::new(common::SVC_USER, common::SVC_PASSWORD);
     for i in 0..2000 {
-        xnat.set_user(&format!("student{i:05}"), &[&format!("P{:03}_member", i % projects)]);
+        xnat.set_user(
+            &format!("student{i:05}"),
+            &[&format!("P{:03}_member", i % projects)],
+        );
     }
     let policy = "xnat:\n  index:\n    enabled: true\n    refreshInterval: 1h\n    maxAge: 2h\n";
     let h = common::Harness::builder()

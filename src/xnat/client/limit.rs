@@ -20,8 +20,8 @@
 //!
 //! And the API server comes first: reviews from other callers (when the webhook can tell them
 //! apart, [`crate::admission::Trust`]) run inside [`as_other_caller`], wait behind the API
-//! server's and hold at most half the slots, so a flood of forged cold users can never take the
-//! slots the API server's spawns need.
+//! server's and hold at most half the slots (none while the limit is 1), so a flood of forged
+//! cold users can never take the slots the API server's spawns need.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -46,7 +46,8 @@ pub async fn as_other_caller<F: Future>(review: F) -> F::Output {
     OTHER_CALLER.scope((), review).await
 }
 
-fn is_other_caller() -> bool {
+/// Whether the running review is another caller's (see [`as_other_caller`]).
+pub fn is_other_caller() -> bool {
     OTHER_CALLER.try_with(|_| ()).is_ok()
 }
 
@@ -148,10 +149,6 @@ impl Limiter {
     /// A slot, waiting for one until `deadline`; `None` when none came free in time. `shared`:
     /// the answer serves many reviews (it is cached for all), so it is asked first.
     pub async fn acquire(self: &Arc<Self>, deadline: Instant, shared: bool) -> Option<Slot> {
-        if let Some(next) = self.successor() {
-            // Reviews that started before the reload still call the old client.
-            return Box::pin(next.acquire(deadline, shared)).await;
-        }
         let other = is_other_caller();
         let rank = rank(other, shared);
         let mut waiting = Waiting {
@@ -164,8 +161,24 @@ impl Limiter {
             tokio::pin!(freed);
             // Registered before looking, so a slot freed in between still wakes this waiter.
             freed.as_mut().enable();
+            let successor = {
+                let mut s = self.lock();
+                // Reviews that started before a reload still call the old client; checked under
+                // the lock, so no slot is ever taken here once its calls moved on.
+                let successor = s.successor.clone();
+                if successor.is_some() {
+                    waiting.done(&mut s);
+                }
+                successor
+            };
+            if let Some(next) = successor {
+                return Box::pin(next.acquire(deadline, shared)).await;
+            }
             {
                 let mut s = self.lock();
+                if s.successor.is_some() {
+                    continue;
+                }
                 let limit = s.limit.floor() as usize;
                 let room = s.in_flight < limit
                     && (!other || s.others_in_flight < limit / 2)
@@ -176,6 +189,10 @@ impl Limiter {
                     s.others_in_flight += usize::from(other);
                     waiting.done(&mut s);
                     self.publish(&s);
+                    if s.in_flight < limit {
+                        // Two slots freed before this waiter ran: the next one hears of the other.
+                        self.wake(&s);
+                    }
                     return Some(Slot {
                         limiter: self.clone(),
                         other,
@@ -188,10 +205,6 @@ impl Limiter {
             }
             if tokio::time::timeout_at(deadline, freed).await.is_err() {
                 return None;
-            }
-            if let Some(next) = self.successor() {
-                drop(waiting);
-                return Box::pin(next.acquire(deadline, shared)).await;
             }
         }
     }
@@ -470,5 +483,29 @@ mod tests {
             let at = t.await.unwrap().expect("every call got its turn");
             assert!(at > shared_at, "the shared call went first");
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn two_slots_freed_at_once_go_to_two_waiters() {
+        let l = Limiter::new(1, 2, Duration::from_secs(1));
+        let soon = || Instant::now() + Duration::from_secs(1);
+        let (x, y) = (
+            l.acquire(soon(), false).await,
+            l.acquire(soon(), false).await,
+        );
+        let waiter = |shared| {
+            let l = l.clone();
+            tokio::spawn(async move { l.acquire(soon(), shared).await })
+        };
+        let (a, c) = (waiter(true), waiter(false));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(l.lock().waiting, [1, 1, 0, 0], "both wait");
+        // Both freed before either waiter runs: the first one woken passes the turn on.
+        drop((x, y));
+        // Each keeps its slot: a slot given back would wake the other anyway.
+        let a = a.await.unwrap();
+        assert!(a.is_some());
+        let c = c.await.unwrap();
+        assert!(c.is_some(), "the second slot did not sit free");
     }
 }

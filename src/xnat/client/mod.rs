@@ -9,7 +9,7 @@ mod request;
 mod session;
 mod site;
 
-pub use limit::as_other_caller;
+pub use limit::{as_other_caller, is_other_caller};
 pub use site::MemberRow;
 
 use std::sync::Arc;
@@ -44,11 +44,13 @@ pub struct XnatClient {
     settings: ClientSettings,
     /// The adaptive limit on calls XNAT is working on ([`limit`]).
     limiter: Arc<limit::Limiter>,
-    session: ArcSwapOption<Session>,
-    login: Mutex<()>,
+    session: Arc<ArcSwapOption<Session>>,
+    /// One login at a time; held by the login's own task, so it outlives a review that stops
+    /// waiting for it.
+    login: Arc<Mutex<()>>,
     /// The last refused login, so a storm (or a rotation in progress) does not hammer XNAT with
     /// bad credentials until its account lockout trips.
-    refused_login: std::sync::Mutex<Option<RefusedLogin>>,
+    refused_login: Arc<std::sync::Mutex<Option<RefusedLogin>>>,
 }
 
 impl XnatClient {
@@ -91,9 +93,9 @@ impl XnatClient {
                 settings.timeout,
             ),
             settings,
-            session: ArcSwapOption::empty(),
-            login: Mutex::new(()),
-            refused_login: std::sync::Mutex::new(None),
+            session: Arc::default(),
+            login: Arc::default(),
+            refused_login: Arc::default(),
         })
     }
 

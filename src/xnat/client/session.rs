@@ -60,9 +60,10 @@ impl XnatClient {
 
     /// The current session id, logging in first when there is none. One login at a time: the
     /// reviews of a spawn storm wait for the same login. A login is a call like any other: it
-    /// runs in the caller's request slot (`slot`), and when the caller stops waiting for it at
-    /// the attempt's timeout, the slot stays taken until XNAT has answered (or
-    /// [`MAX_CALL_LIFETIME`] has passed), so the limit is what XNAT really sees.
+    /// runs in the caller's request slot (`slot`), in a task of its own that holds the slot and
+    /// the one-login lock until XNAT has answered (or [`MAX_CALL_LIFETIME`] has passed), and
+    /// stores what XNAT said (the session, or refused credentials) even when the caller stopped
+    /// waiting at the attempt's timeout: the next review uses it instead of logging in again.
     pub(super) async fn session(
         &self,
         deadline: Instant,
@@ -71,7 +72,7 @@ impl XnatClient {
         if let Some(s) = self.session.load_full() {
             return Ok(s);
         }
-        let _one_login = tokio::time::timeout_at(deadline, self.login.lock())
+        let one_login = tokio::time::timeout_at(deadline, self.login.clone().lock_owned())
             .await
             .map_err(|_| XnatError::Timeout(self.settings.timeout))?;
         if let Some(s) = self.session.load_full() {
@@ -90,45 +91,37 @@ impl XnatClient {
             .post(self.url(&["data", "JSESSION"]))
             .basic_auth(credentials.username(), Some(credentials.password()))
             .timeout(MAX_CALL_LIFETIME);
+        let login = Login {
+            session: self.session.clone(),
+            refused: self.refused_login.clone(),
+            fingerprint,
+            user: credentials.username().to_owned(),
+        };
         let held = slot.take();
-        let task = tokio::spawn(async move { (post_login(request).await, held) });
-        let (status, body) = match tokio::time::timeout(timeout, task).await {
-            Ok(Ok((answer, held))) => {
+        let task = tokio::spawn(async move {
+            let _one_login = one_login;
+            let answer = post_login(request).await;
+            let ending = match &answer {
+                Ok((status, _)) if status.is_server_error() => Ending::Overloaded,
+                Ok(_) => Ending::Answered,
+                Err(XnatError::Timeout(_)) => Ending::TimedOut,
+                Err(_) => Ending::Other,
+            };
+            (login.store(answer), ending, held)
+        });
+        match tokio::time::timeout(timeout, task).await {
+            Ok(Ok((stored, ending, held))) => {
                 *slot = held;
-                answer?
+                self.limiter.ended(ending);
+                stored
             }
-            Ok(Err(_)) => return Err(XnatError::Request("the XNAT login's task failed".into())),
+            Ok(Err(_)) => Err(XnatError::Request("the XNAT login's task failed".into())),
             Err(_) => {
                 // Abandoned, not cancelled: the task keeps the slot until XNAT has finished.
                 self.limiter.ended(Ending::TimedOut);
-                return Err(XnatError::Timeout(timeout));
+                Err(XnatError::Timeout(timeout))
             }
-        };
-        match status {
-            StatusCode::OK => {}
-            s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
-                let error = XnatError::BadCredentials(s.as_u16());
-                *lock(&self.refused_login) = Some(RefusedLogin {
-                    at: std::time::Instant::now(),
-                    fingerprint,
-                    error: error.clone(),
-                });
-                tracing::warn!(
-                    xnat_user = credentials.username(),
-                    "XNAT refused the service credentials; not trying them again for {LOGIN_BACKOFF:?}"
-                );
-                return Err(error);
-            }
-            s => return Err(XnatError::Status(s.as_u16())),
         }
-        let session = Arc::new(Session {
-            id: session_id(&body)?.to_owned(),
-            born: std::time::Instant::now(),
-        });
-        self.session.store(Some(session.clone()));
-        *lock(&self.refused_login) = None;
-        tracing::info!(xnat_user = credentials.username(), "logged in to XNAT");
-        Ok(session)
     }
 
     /// The refusal of these same credentials within the last [`LOGIN_BACKOFF`], if any.
@@ -168,4 +161,48 @@ fn session_id(body: &[u8]) -> Result<&str, XnatError> {
         ));
     }
     Ok(id)
+}
+
+/// What a login's task needs to keep XNAT's answer once its caller may have gone.
+struct Login {
+    session: Arc<arc_swap::ArcSwapOption<Session>>,
+    refused: Arc<std::sync::Mutex<Option<RefusedLogin>>>,
+    fingerprint: u64,
+    user: String,
+}
+
+impl Login {
+    /// Keeps what XNAT answered: a new session, or refused credentials (not tried again for
+    /// [`LOGIN_BACKOFF`]).
+    fn store(
+        self,
+        answer: Result<(StatusCode, Vec<u8>), XnatError>,
+    ) -> Result<Arc<Session>, XnatError> {
+        let (status, body) = answer?;
+        match status {
+            StatusCode::OK => {}
+            s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
+                let error = XnatError::BadCredentials(s.as_u16());
+                *lock(&self.refused) = Some(RefusedLogin {
+                    at: std::time::Instant::now(),
+                    fingerprint: self.fingerprint,
+                    error: error.clone(),
+                });
+                tracing::warn!(
+                    xnat_user = %self.user,
+                    "XNAT refused the service credentials; not trying them again for {LOGIN_BACKOFF:?}"
+                );
+                return Err(error);
+            }
+            s => return Err(XnatError::Status(s.as_u16())),
+        }
+        let session = Arc::new(Session {
+            id: session_id(&body)?.to_owned(),
+            born: std::time::Instant::now(),
+        });
+        self.session.store(Some(session.clone()));
+        *lock(&self.refused) = None;
+        tracing::info!(xnat_user = %self.user, "logged in to XNAT");
+        Ok(session)
+    }
 }

@@ -141,3 +141,43 @@ async fn a_service_account_without_the_administrator_role_starts_pods_without_pr
         assert_started_without_projects(&review, &response, source);
     }
 }
+
+/// Not in tests/xnat_protection.rs: that binary reads the process-wide concurrency gauge, which
+/// this test's limit of 1 would move under plain `cargo test`.
+#[tokio::test]
+async fn a_login_xnat_is_still_working_on_keeps_its_slot() {
+    let policy = "xnat:\n  maxConcurrentRequests: 1\n  minConcurrentRequests: 1\n  \
+                  timeout: 1s\n  budget: 1500ms\n  retries: 0\n";
+    let h = Harness::start(policy).await;
+    // XNAT takes 3 s to log in; the webhook stops waiting after 1 s.
+    h.xnat.set_login_latency(Duration::from_secs(3));
+    let alice = review_for("alice");
+    let first = h.review(&alice);
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        h.review(&review_for("bob")).await
+    };
+    let (first, second) = tokio::join!(first, second);
+    for response in [&first, &second] {
+        assert_eq!(response["response"]["allowed"], true, "{response}");
+    }
+    let counts = h.xnat.counts();
+    assert_eq!(
+        counts.max_in_flight, 1,
+        "the abandoned login kept the only slot while XNAT worked on it"
+    );
+    assert_eq!(
+        counts.logins, 1,
+        "no second login piled up behind the first"
+    );
+    // The login XNAT finished after everyone stopped waiting is kept: no new one.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let later = h.review(&alice).await;
+    let paths = project_paths(&alice, &later);
+    assert!(paths.iter().any(|p| p.ends_with("/ALPHA")), "{later}");
+    assert_eq!(
+        h.xnat.counts().logins,
+        1,
+        "the late login's session was used"
+    );
+}

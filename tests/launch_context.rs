@@ -434,3 +434,24 @@ fn shared_data_is_its_own_launchs_on_the_default_or_its_named_server() {
         "{warnings:?}"
     );
 }
+
+#[test]
+fn a_launch_mount_of_a_project_the_site_never_mounts_says_so() {
+    // alice owns ALPHA, but the site never mounts it: the refusal is the site's, not XNAT's.
+    let policy = "  pathMappings:\n    - {xnatPath: /data/xnat/archive/, volume: archive, subPath: '', scope: project}\n\
+                  storage:\n  neverMount: [ALPHA]\n  volumes:\n    - {name: xnat-data, claimName: xnat-gpfs}\n    \
+                  - {name: archive, claimName: archive, readOnly: true}\n";
+    let launch = options(
+        json!({"mounts": [
+            {"source": "/data/xnat/archive/ALPHA/arc001", "target": "/data/projects/ALPHA/experiments",
+             "type": "bind", "read_only": true}
+        ]}),
+        json!({}),
+    );
+    let (pod, warnings) = decide_with(&alice_pod(), Launch::Stored(&launch), policy, false);
+    let mounts = pod["spec"]["containers"][0]["volumeMounts"].to_string();
+    assert!(!mounts.contains("ALPHA"), "{mounts}");
+    let said = warnings.join("\n");
+    assert!(said.contains("not mounted by site policy"), "{said}");
+    assert!(!said.contains("XNAT does not list"), "{said}");
+}

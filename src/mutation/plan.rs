@@ -445,6 +445,7 @@ pub fn launch_plan(
         Launch::Stored(opts) => opts,
     };
     let workspace_path = workspace_path(policy, &cx.values(""));
+    let never_mounted = |p: &str| policy.storage.is_never_mounted(p);
     let launch_grant = LaunchGrant {
         readable: &grant.readable,
         xnat_user: cx.who.xnat_user,
@@ -452,6 +453,7 @@ pub fn launch_plan(
         caller_verified: cx.caller_verified,
         workspace_path,
         confirmed: cx.confirmed,
+        never_mounted: &never_mounted,
     };
     Some(launch::plan(
         opts,

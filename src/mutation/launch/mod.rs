@@ -74,6 +74,9 @@ pub struct LaunchGrant<'a> {
     pub workspace_path: Option<String>,
     /// What XNAT confirmed beyond the user's projects (public projects, a shared experiment).
     pub confirmed: &'a Confirmed,
+    /// Whether the site never mounts a project (`storage.neverMount`): a launch mount of one is
+    /// refused for that reason, whatever XNAT says of it.
+    pub never_mounted: &'a dyn Fn(&str) -> bool,
 }
 
 /// Translates user options into a plan. Unless the policy trusts the plugin, no mount reaches
@@ -312,6 +315,7 @@ mod tests {
         caller_verified: false,
         workspace_path: None,
         confirmed: &Confirmed::NONE,
+        never_mounted: &|_| false,
     };
 
     #[test]

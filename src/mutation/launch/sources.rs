@@ -143,13 +143,21 @@ fn translate(
         .first()
         .ok_or("source is a mapping's root, not a project's or user's directory")?;
     let (read_only, project) = match mapping.scope {
-        MountScope::Project if first == SHARED_DATA_DIR => (
-            true,
-            Some(shared_data(&rest, opts, grant, policy.trust_plugin)?),
-        ),
+        MountScope::Project if first == SHARED_DATA_DIR => {
+            let project = shared_data(&rest, opts, grant, policy.trust_plugin)?;
+            if (grant.never_mounted)(&project) {
+                return Err(NEVER_MOUNTED.into());
+            }
+            (true, Some(project))
+        }
         MountScope::Project => {
             if !is_valid_project_id(first) {
                 return Err(format!("{first:?} is not a project id"));
+            }
+            // The site's word comes first: the user's project list leaves such projects out,
+            // so asking it would blame XNAT.
+            if (grant.never_mounted)(first) {
+                return Err(NEVER_MOUNTED.into());
             }
             if !policy.trust_plugin && !grant.readable.contains(&first) {
                 confirmed_elsewhere(&rest, grant)?;
@@ -175,6 +183,9 @@ fn translate(
         project,
     })
 }
+
+/// Why a launch mount of a project in `storage.neverMount` is refused.
+const NEVER_MOUNTED: &str = "not mounted by site policy";
 
 /// A project the user may not read may still be mounted from when XNAT says it is public, or
 /// the mount is the launched experiment's own directory (`{project}/{arc}/{label}…`) in its

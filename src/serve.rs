@@ -69,7 +69,7 @@ pub enum StartError {
 
 /// Builds the admission state from a validated policy and where the credentials come from.
 pub fn admission(policy: Policy, credentials: CredentialSource) -> Result<Admission, StartError> {
-    let access = AccessSource::xnat(&policy, credentials.clone())?;
+    let access = AccessSource::xnat(&policy, credentials.clone(), Arc::default())?;
     Ok(Admission::new(policy, access, Some(credentials)))
 }
 
@@ -125,11 +125,11 @@ impl Bound {
             tokio::spawn(listen::serve(listener, app, stop, Duration::from_secs(1)))
         };
         let metrics = self.metrics_listener.map(|tcp| {
-            let app = crate::server::metrics_router(self.status.clone());
+            let app = crate::server::metrics_router(self.status.clone(), self.admission.clone());
             side_port(tcp, "metrics", listen::METRICS, app)
         });
         let probes = self.probe_listener.map(|tcp| {
-            let app = crate::server::probe_router(self.status.clone());
+            let app = crate::server::probe_router(self.status.clone(), self.admission.clone());
             side_port(tcp, "probes", listen::PROBES, app)
         });
         let listener = Listener {
@@ -213,6 +213,7 @@ pub async fn bind(config: &ServeConfig) -> Result<Bound, StartError> {
             admission: admission.clone(),
             status: status.clone(),
             gate: Gate::new(&trust),
+            refusals: Arc::default(),
         }),
         trust,
         max_connections: config.max_connections,

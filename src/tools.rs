@@ -98,7 +98,7 @@ pub async fn review(
             Admission::new(policy, source, None)
         }
         ReviewAccess::Xnat(credentials) => {
-            let source = AccessSource::xnat(&policy, credentials.clone())?;
+            let source = AccessSource::xnat(&policy, credentials.clone(), Arc::default())?;
             Admission::new(policy, source, Some(credentials))
         }
     };

@@ -18,6 +18,10 @@ fn index_policy(extra: &str) -> String {
     format!("xnat:\n  index:\n    enabled: true\n    refreshInterval: 1s\n    maxAge: 2s\n{extra}")
 }
 
+/// The metrics are process-wide, and every test here moves the index's: under plain
+/// `cargo test` they take turns, so each reads only its own.
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Waits until `/readyz` shows an index with `users` users read no more than a second ago.
 async fn index_ready(h: &Harness, users: u64) -> Value {
     for _ in 0..100 {
@@ -43,12 +47,15 @@ fn answer_of(review: &Value, response: &Value) -> String {
 
 #[tokio::test]
 async fn listed_users_are_answered_with_no_xnat_call_and_new_ones_are_looked_up() {
+    let _turn = TURN.lock().await;
     let h = Harness::start(&index_policy("")).await;
     // The demo site: alice, Bob.Smith@uni.edu.au, carol and erin in ALPHA, BETA, GAMMA and
     // GPU_LAB.
     let index = index_ready(&h, 4).await;
     assert_eq!(index["projects"], 4, "{index}");
     assert_eq!(index["fresh"], true);
+    let indexed = r#"xnat_webhook_xnat_cache_lookups_total{result="index"}"#;
+    let counted_before = metric(&h.metrics().await, indexed);
     let before = h.xnat.counts();
     assert_eq!(before.projects, 1);
     assert_eq!(before.project_users, 4);
@@ -80,19 +87,14 @@ async fn listed_users_are_answered_with_no_xnat_call_and_new_ones_are_looked_up(
     assert_eq!(h.xnat.lookups_for("newbie"), 1);
 
     let m = h.metrics().await;
-    assert_eq!(
-        metric(
-            &m,
-            "xnat_webhook_xnat_cache_lookups_total{result=\"index\"}"
-        ),
-        1.0
-    );
+    assert_eq!(metric(&m, indexed) - counted_before, 1.0);
     assert!(metric(&m, "xnat_webhook_xnat_index_users") >= 4.0, "{m}");
     assert!(metric(&m, "xnat_webhook_xnat_index_refreshed_timestamp_seconds") > 1.7e9);
 }
 
 #[tokio::test]
 async fn a_revoked_membership_is_gone_after_the_next_refresh() {
+    let _turn = TURN.lock().await;
     let h = Harness::start(&index_policy("")).await;
     index_ready(&h, 4).await;
     let review = fixture("alice-default");
@@ -111,6 +113,7 @@ async fn a_revoked_membership_is_gone_after_the_next_refresh() {
 
 #[tokio::test]
 async fn an_index_too_old_falls_back_to_lookups_and_stands_in_only_when_xnat_is_down() {
+    let _turn = TURN.lock().await;
     let policy = index_policy(
         "  onError: staleThenAllow\n  cacheTtl: 1s\n  negativeCacheTtl: 1s\n  staleIfError: 10m\n",
     );
@@ -155,6 +158,7 @@ async fn an_index_too_old_falls_back_to_lookups_and_stands_in_only_when_xnat_is_
 
 #[tokio::test]
 async fn the_index_is_off_by_default() {
+    let _turn = TURN.lock().await;
     let h = Harness::start("").await;
     h.review(&fixture("alice-default")).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -169,6 +173,7 @@ async fn the_index_is_off_by_default() {
 /// other projects still come from XNAT.
 #[tokio::test]
 async fn a_revoked_membership_is_gone_even_while_its_projects_member_list_fails() {
+    let _turn = TURN.lock().await;
     let h = Harness::start(&index_policy("")).await;
     index_ready(&h, 4).await;
     let review = fixture("alice-default");
@@ -220,6 +225,7 @@ async fn a_revoked_membership_is_gone_even_while_its_projects_member_list_fails(
 /// spawn.
 #[tokio::test]
 async fn the_index_reads_memberships_and_archive_specs_as_xnat_names_them() {
+    let _turn = TURN.lock().await;
     let xnat = Standin::demo(SVC_USER, SVC_PASSWORD);
     xnat.add_custom_group("ALPHA", "ALPHA_PET_member");
     xnat.set_user("mallory", &["ALPHA_PET_member", "BETA_member"]);
@@ -253,6 +259,7 @@ async fn the_index_reads_memberships_and_archive_specs_as_xnat_names_them() {
 /// writes the table) are read whole.
 #[tokio::test]
 async fn a_project_list_of_a_large_site_is_read_whole() {
+    let _turn = TURN.lock().await;
     let xnat = Standin::demo(SVC_USER, SVC_PASSWORD);
     for i in 0..7000 {
         xnat.add_project(&format!("PROJECT_{i:05}"));
@@ -269,6 +276,7 @@ async fn a_project_list_of_a_large_site_is_read_whole() {
             jupyter_xnat_webhook::xnat::Credentials::new(SVC_USER, SVC_PASSWORD),
         ),
         policy.xnat.client.clone(),
+        Default::default(),
     )
     .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -281,6 +289,7 @@ async fn a_project_list_of_a_large_site_is_read_whole() {
 /// until it is read — never answered without it.
 #[tokio::test]
 async fn a_project_never_read_sends_every_user_to_a_lookup() {
+    let _turn = TURN.lock().await;
     let h = Harness::start(&index_policy("")).await;
     index_ready(&h, 4).await;
     let review = review_for("carol");
@@ -315,6 +324,7 @@ async fn a_project_never_read_sends_every_user_to_a_lookup() {
 /// after `cacheTtl`.
 #[tokio::test]
 async fn a_login_in_another_case_follows_the_index() {
+    let _turn = TURN.lock().await;
     let xnat = Standin::demo(SVC_USER, SVC_PASSWORD);
     xnat.set_user("JSmith", &["GAMMA_member", "BETA_member"]);
     let h = Harness::builder()

@@ -85,6 +85,11 @@ impl Admission {
         }
     }
 
+    /// `/readyz`'s `xnat` member: what is failing at XNAT, and the access index in use.
+    pub fn readiness(&self) -> serde_json::Value {
+        self.state.load().access.readiness()
+    }
+
     pub fn policy(&self) -> Arc<Policy> {
         self.state.load().policy.clone()
     }

@@ -11,6 +11,7 @@ use crate::archive::ProjectRoots;
 use crate::launch::UserOptions;
 use crate::policy::Policy;
 use crate::sharing::{Asks, Confirmed};
+use crate::xnat::health::Health;
 use crate::xnat::{AccessCache, CacheStatus, CredentialSource, XnatClient, XnatError};
 
 #[derive(Clone)]
@@ -26,10 +27,15 @@ pub enum AccessSource {
 }
 
 impl AccessSource {
-    /// A cached XNAT client built from the policy's `xnat` section.
-    pub fn xnat(policy: &Policy, credentials: CredentialSource) -> Result<Self, XnatError> {
+    /// A cached XNAT client built from the policy's `xnat` section, recording what fails in
+    /// `health` (the webhook's one [`Health`], kept across reloads).
+    pub fn xnat(
+        policy: &Policy,
+        credentials: CredentialSource,
+        health: Arc<Health>,
+    ) -> Result<Self, XnatError> {
         let x = &policy.xnat;
-        let client = XnatClient::new(x.endpoint.clone(), credentials, x.client.clone())?;
+        let client = XnatClient::new(x.endpoint.clone(), credentials, x.client.clone(), health)?;
         Ok(Self::Xnat(AccessCache::new(
             client,
             &x.cache,
@@ -93,6 +99,18 @@ impl AccessSource {
             }
             AccessSource::Static(..) => ProjectRoots::SITE,
         }
+    }
+
+    /// `/readyz`'s `xnat` member: what is failing, and the access index when there is one.
+    pub(super) fn readiness(&self) -> serde_json::Value {
+        let AccessSource::Xnat(cache) = self else {
+            return serde_json::json!({ "ok": true });
+        };
+        let mut xnat = cache.client().health().snapshot();
+        if let Some(index) = cache.index_status() {
+            xnat["index"] = index;
+        }
+        xnat
     }
 
     pub(super) async fn close(&self) {

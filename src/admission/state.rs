@@ -29,7 +29,7 @@ impl Admission {
             (AccessSource::Xnat(cache), Some(credentials), XnatChange::NewCache) => {
                 tracing::info!(xnat = %new.endpoint.url, "policy changes which XNAT answers or how it is cached; new client and cache");
                 let old = cache.client();
-                let access = AccessSource::xnat(&policy, credentials.clone())?;
+                let access = AccessSource::xnat(&policy, credentials.clone(), old.health())?;
                 // The same XNAT is still working on the old client's calls.
                 if let AccessSource::Xnat(fresh) = &access
                     && current.policy.xnat.endpoint.url == new.endpoint.url
@@ -48,6 +48,7 @@ impl Admission {
                         new.endpoint.clone(),
                         credentials.clone(),
                         new.client.clone(),
+                        cache.client().health(),
                     )?;
                     client.take_over_calls(&cache.client());
                     retired = Some(cache.replace_client(client));

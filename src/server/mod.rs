@@ -40,6 +40,28 @@ pub struct AppState {
     pub admission: Arc<Admission>,
     pub status: Arc<ReloadStatus>,
     pub gate: Gate,
+    /// Refusal log lines, one a second: a flood is one line a second, the metric counts all.
+    pub refusals: Arc<LogOncePerSecond>,
+}
+
+/// Lets one log line a second through and counts the others.
+#[derive(Default)]
+pub struct LogOncePerSecond {
+    last: AtomicU64,
+    unlogged: AtomicU64,
+}
+
+impl LogOncePerSecond {
+    /// `Some(lines left out since the last one)` when this one is to be logged.
+    fn admit(&self) -> Option<u64> {
+        let second = std::time::UNIX_EPOCH.elapsed().map_or(0, |d| d.as_secs());
+        if self.last.swap(second, Ordering::Relaxed) != second {
+            Some(self.unlogged.swap(0, Ordering::Relaxed))
+        } else {
+            self.unlogged.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
 }
 
 /// The webhook's routes.
@@ -49,7 +71,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
             "/readyz",
-            get(|State(state): State<AppState>| readyz(State(state.status))),
+            get(|State(state): State<AppState>| readyz(State((state.status, state.admission)))),
         )
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -78,7 +100,7 @@ async fn mutate(
             if let Some(pod) = refused.pod.as_ref().filter(|_| caller.is_first()) {
                 state.admission.tell_refused(pod, &refused.why.to_string());
             }
-            return refusal(refused.why, caller, started);
+            return refusal(refused.why, caller, started, &state.refusals);
         }
     };
     match state.admission.review(&admitted.body, &caller).await {
@@ -89,7 +111,12 @@ async fn mutate(
 
 /// A fast, clear refusal the API server logs; counted, and logged with its caller at most once a
 /// second (the line says how many were not logged since).
-fn refusal(refused: Refused, caller: Caller, started: std::time::Instant) -> Response {
+fn refusal(
+    refused: Refused,
+    caller: Caller,
+    started: std::time::Instant,
+    log: &LogOncePerSecond,
+) -> Response {
     let (status, kind) = match refused {
         Refused::Bytes => (StatusCode::SERVICE_UNAVAILABLE, ErrorKind::Bytes),
         Refused::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, ErrorKind::TooLarge),
@@ -97,16 +124,10 @@ fn refusal(refused: Refused, caller: Caller, started: std::time::Instant) -> Res
         Refused::Unreadable => (StatusCode::BAD_REQUEST, ErrorKind::MalformedReview),
     };
     Outcome::Errored(kind).record(started.elapsed());
-    static LAST_WARNING: AtomicU64 = AtomicU64::new(0);
-    static UNLOGGED: AtomicU64 = AtomicU64::new(0);
-    let second = std::time::UNIX_EPOCH.elapsed().map_or(0, |d| d.as_secs());
-    if LAST_WARNING.swap(second, Ordering::Relaxed) != second {
-        let unlogged = UNLOGGED.swap(0, Ordering::Relaxed);
+    if let Some(unlogged) = log.admit() {
         tracing::warn!(caller = %caller.addr, control_plane = caller.control_plane,
             verified = caller.verified, unlogged,
             "{refused} (logged at most once a second; `unlogged` more since the last line)");
-    } else {
-        UNLOGGED.fetch_add(1, Ordering::Relaxed);
     }
     let mut response = text(status, &refused.to_string());
     if status == StatusCode::SERVICE_UNAVAILABLE {
@@ -126,19 +147,18 @@ fn text(status: StatusCode, message: &str) -> Response {
         .into_response()
 }
 
+/// What `/readyz` reads: the reload status, and the admission state for what XNAT does.
+type Readiness = (Arc<ReloadStatus>, Arc<Admission>);
+
 /// Ready while serving: a rejected policy or certificate keeps the old one in use, so it is
 /// reported here (and in the log and metrics) without taking the webhook out of service.
-async fn readyz(State(status): State<Arc<ReloadStatus>>) -> Response {
+async fn readyz(State((status, admission)): State<Readiness>) -> Response {
     let mut body = serde_json::json!({
         "status": "ok",
         "policy": status.get(Input::Policy),
         "certificate": status.get(Input::Certificate),
     });
-    body["xnat"] = crate::xnat::health::snapshot();
-    let index = crate::xnat::index::snapshot();
-    if !index.is_null() {
-        body["xnat"]["index"] = index;
-    }
+    body["xnat"] = admission.readiness();
     let client_ca = status.get(Input::ClientCa);
     if !client_ca.version.is_empty() {
         body["clientCa"] = serde_json::json!(client_ca);
@@ -149,16 +169,16 @@ async fn readyz(State(status): State<Arc<ReloadStatus>>) -> Response {
 /// The probe port's routes, plain HTTP on the loopback address: `/healthz` and `/readyz` for
 /// kubelet's exec probes (`jupyter-xnat-webhook probe`). No other pod can reach a pod's loopback,
 /// so no flood on the other ports can fail a probe and take the replica out of service.
-pub fn probe_router(status: Arc<ReloadStatus>) -> Router {
+pub fn probe_router(status: Arc<ReloadStatus>, admission: Arc<Admission>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .with_state(status)
+        .with_state((status, admission))
 }
 
 /// The metrics port's routes, plain HTTP: `/metrics`, and `/healthz` and `/readyz` for people and
 /// for `httpGet` probes where exec probes cannot run.
-pub fn metrics_router(status: Arc<ReloadStatus>) -> Router {
+pub fn metrics_router(status: Arc<ReloadStatus>, admission: Arc<Admission>) -> Router {
     Router::new()
         .route(
             "/metrics",
@@ -174,7 +194,7 @@ pub fn metrics_router(status: Arc<ReloadStatus>) -> Router {
         )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .with_state(status)
+        .with_state((status, admission))
 }
 
 /// Serves any router over TLS with the webhook port's limits (tests serve the XNAT stand-in

@@ -203,7 +203,6 @@ impl AccessCache {
         if tokio::runtime::Handle::try_current().is_err() {
             return;
         }
-        super::index::in_use(&index);
         let inner = Arc::downgrade(&self.inner);
         tokio::spawn(async move {
             loop {
@@ -220,6 +219,11 @@ impl AccessCache {
     }
 
     /// The client in use now.
+    /// The access index's state for `/readyz`, when the index is on.
+    pub fn index_status(&self) -> Option<serde_json::Value> {
+        Some(self.inner.index.as_ref()?.status())
+    }
+
     pub fn client(&self) -> Arc<XnatClient> {
         self.inner.client.load_full()
     }

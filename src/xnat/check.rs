@@ -92,7 +92,12 @@ pub async fn check_xnat(
 ) -> Result<CheckReport, XnatError> {
     let x = &policy.xnat;
     let account = credentials.current().await?.username().to_owned();
-    let client = XnatClient::new(x.endpoint.clone(), credentials, x.client.clone())?;
+    let client = XnatClient::new(
+        x.endpoint.clone(),
+        credentials,
+        x.client.clone(),
+        std::sync::Arc::default(),
+    )?;
     let mut r = Report {
         text: String::new(),
         problems: 0,

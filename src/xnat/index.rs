@@ -326,20 +326,6 @@ fn users_of(
     (users, unconfirmed)
 }
 
-/// The index of the cache in use, for `/readyz` (process-wide, like [`super::health`]: the
-/// cache is rebuilt when the policy changes XNAT, and `/readyz` has no handle on it).
-static IN_USE: Mutex<std::sync::Weak<AccessIndex>> = Mutex::new(std::sync::Weak::new());
-
-/// Marks `index` as the one `/readyz` reports.
-pub fn in_use(index: &Arc<AccessIndex>) {
-    *lock(&IN_USE) = Arc::downgrade(index);
-}
-
-/// The index in use for `/readyz`: `null` when it is off.
-pub fn snapshot() -> Value {
-    lock(&IN_USE).upgrade().map_or(Value::Null, |i| i.status())
-}
-
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -21,6 +21,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
+use super::health::Health;
 use super::{CredentialSource, XnatCall, XnatError};
 use crate::access::{AccessEntry, UserAccess, is_ambiguous};
 use crate::archive::ArchiveSpec;
@@ -44,6 +45,8 @@ pub struct XnatClient {
     settings: ClientSettings,
     /// The adaptive limit on calls XNAT is working on ([`limit`]).
     limiter: Arc<limit::Limiter>,
+    /// What is failing, for `/readyz` and the log; shared with the clients a reload builds.
+    health: Arc<Health>,
     session: Arc<ArcSwapOption<Session>>,
     /// One login at a time; held by the login's own task, so it outlives a review that stops
     /// waiting for it.
@@ -59,6 +62,7 @@ impl XnatClient {
         endpoint: Endpoint,
         credentials: CredentialSource,
         settings: ClientSettings,
+        health: Arc<Health>,
     ) -> Result<Self, XnatError> {
         crate::install_crypto_provider();
         let mut builder = reqwest::Client::builder();
@@ -93,10 +97,16 @@ impl XnatClient {
                 settings.timeout,
             ),
             settings,
+            health,
             session: Arc::default(),
             login: Arc::default(),
             refused_login: Arc::default(),
         })
+    }
+
+    /// What is failing at XNAT, as this client (and those before it) saw it.
+    pub fn health(&self) -> Arc<Health> {
+        self.health.clone()
     }
 
     /// Counts the calls `old` still has at XNAT against this client's limit until they end: a
@@ -160,7 +170,7 @@ impl XnatClient {
             .get_body(XnatCall::Users, url, deadline)
             .await?
             .ok_or(XnatError::Status(404))?;
-        request::parse_json_blocking(XnatCall::Users, body).await
+        self.parse_json_blocking(XnatCall::Users, body).await
     }
 
     /// Whether a name XNAT does not have is looked for in another case.
@@ -185,7 +195,7 @@ impl XnatClient {
         // XNAT answers an unknown user with 200 and no body (`getUserRoles` returns null).
         match self.get_body(XnatCall::Roles, url, deadline).await? {
             Some(b) if b.iter().all(u8::is_ascii_whitespace) => Ok(None),
-            Some(b) => request::parse_json(XnatCall::Roles, &b).map(Some),
+            Some(b) => self.parse_json(XnatCall::Roles, &b).map(Some),
             None => Ok(None),
         }
     }
@@ -266,7 +276,7 @@ impl XnatClient {
                 path: XnatCall::ArchiveSpec.path(),
                 why,
             };
-            crate::xnat::health::failed(XnatCall::ArchiveSpec.name(), &e);
+            self.health.failed(XnatCall::ArchiveSpec.name(), &e);
             e
         })
     }
@@ -285,7 +295,7 @@ impl XnatClient {
         let Some(body) = self.get_body(XnatCall::Experiment, url, deadline).await? else {
             return Ok(None);
         };
-        let v: serde_json::Value = request::parse_json(XnatCall::Experiment, &body)?;
+        let v: serde_json::Value = self.parse_json(XnatCall::Experiment, &body)?;
         SharedExperiment::from_item_json(&v)
             .map(Some)
             .ok_or_else(|| XnatError::BadJson("not an experiment's item JSON".into()))
@@ -353,6 +363,7 @@ mod tests {
                 max_concurrent_requests: 1,
                 min_concurrent_requests: 1,
             },
+            Arc::default(),
         )
         .unwrap();
         let url = client.url(&["xapi", "users", "Bob.Smith@uni.edu.au", "groups"]);

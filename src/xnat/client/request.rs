@@ -27,7 +27,7 @@ impl XnatClient {
         deadline: Instant,
     ) -> Result<Option<T>, XnatError> {
         match self.get_body(call, self.url(path), deadline).await? {
-            Some(body) => parse_json(call, &body).map(Some),
+            Some(body) => self.parse_json(call, &body).map(Some),
             None => Ok(None),
         }
     }
@@ -43,8 +43,8 @@ impl XnatClient {
     ) -> Result<Option<Vec<u8>>, XnatError> {
         let result = self.get_body_retrying(call, url, deadline).await;
         match &result {
-            Ok(_) => crate::xnat::health::succeeded(call.name()),
-            Err(e) => crate::xnat::health::failed(call.name(), e),
+            Ok(_) => self.health.succeeded(call.name()),
+            Err(e) => self.health.failed(call.name(), e),
         }
         result
     }
@@ -280,24 +280,32 @@ pub(super) async fn read_body(
     Ok(body)
 }
 
-/// [`parse_json`] on the blocking pool: for a site's lists (megabytes of JSON), which would
-/// hold a runtime thread for tens of milliseconds.
-pub(super) async fn parse_json_blocking<T: DeserializeOwned + Send + 'static>(
-    call: XnatCall,
-    body: Vec<u8>,
-) -> Result<T, XnatError> {
-    tokio::task::spawn_blocking(move || parse_json(call, &body))
-        .await
-        .unwrap_or_else(|_| Err(XnatError::Request("reading XNAT's answer failed".into())))
+impl XnatClient {
+    /// [`Self::parse_json`] on the blocking pool: for a site's lists (megabytes of JSON), which
+    /// would hold a runtime thread for tens of milliseconds.
+    pub(super) async fn parse_json_blocking<T: DeserializeOwned + Send + 'static>(
+        &self,
+        call: XnatCall,
+        body: Vec<u8>,
+    ) -> Result<T, XnatError> {
+        let read = tokio::task::spawn_blocking(move || parse_json(&body)).await;
+        read.unwrap_or_else(|_| Err(XnatError::Request("reading XNAT's answer failed".into())))
+            .inspect_err(|e| self.health.failed(call.name(), e))
+    }
+
+    /// Reads a JSON answer of `call`; a body that is not is recorded as its failure.
+    pub(super) fn parse_json<T: DeserializeOwned>(
+        &self,
+        call: XnatCall,
+        body: &[u8],
+    ) -> Result<T, XnatError> {
+        parse_json(body).inspect_err(|e| self.health.failed(call.name(), e))
+    }
 }
 
-/// Reads a JSON answer of `call`; a body that is not is recorded as its failure.
-pub(super) fn parse_json<T: DeserializeOwned>(call: XnatCall, body: &[u8]) -> Result<T, XnatError> {
-    serde_json::from_slice(body).map_err(|e| {
-        let e = XnatError::BadJson(e.to_string());
-        crate::xnat::health::failed(call.name(), &e);
-        e
-    })
+/// Reads a JSON answer of `call`.
+fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, XnatError> {
+    serde_json::from_slice(body).map_err(|e| XnatError::BadJson(e.to_string()))
 }
 
 pub(super) fn classify(e: reqwest::Error, timeout: Duration) -> XnatError {

@@ -13,7 +13,6 @@
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use super::request::parse_json_blocking;
 use super::{XnatClient, check_id};
 use crate::xnat::{XnatCall, XnatError};
 
@@ -57,7 +56,7 @@ impl XnatClient {
             .get_body(XnatCall::Projects, url, deadline)
             .await?
             .ok_or(XnatError::Status(404))?;
-        let table: Table<ProjectRow> = parse_json_blocking(XnatCall::Projects, body).await?;
+        let table: Table<ProjectRow> = self.parse_json_blocking(XnatCall::Projects, body).await?;
         Ok(table
             .result_set
             .result
@@ -80,7 +79,9 @@ impl XnatClient {
         let Some(body) = self.get_body(XnatCall::ProjectUsers, url, deadline).await? else {
             return Ok(None);
         };
-        let table: Table<MemberRow> = parse_json_blocking(XnatCall::ProjectUsers, body).await?;
+        let table: Table<MemberRow> = self
+            .parse_json_blocking(XnatCall::ProjectUsers, body)
+            .await?;
         Ok(Some(table.result_set.result))
     }
 }

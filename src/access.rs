@@ -165,6 +165,33 @@ pub enum AccessOutcome {
     Unavailable(String),
 }
 
+/// Where one review's answer came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheStatus {
+    /// From the cache, or from a request another review had already started.
+    Hit,
+    /// This review asked XNAT.
+    Miss,
+    /// XNAT failed; an older answer stood in.
+    Stale,
+    /// XNAT failed and nothing stood in.
+    Error,
+    /// From the access index: no XNAT call.
+    Indexed,
+}
+
+impl CacheStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheStatus::Hit => "hit",
+            CacheStatus::Miss => "miss",
+            CacheStatus::Stale => "stale",
+            CacheStatus::Error => "error",
+            CacheStatus::Indexed => "index",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

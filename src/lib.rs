@@ -30,6 +30,7 @@ pub mod telemetry;
 pub mod timeouts;
 pub mod tls;
 pub mod tools;
+mod version;
 pub mod warning;
 pub mod watch;
 pub mod xnat;

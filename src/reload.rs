@@ -99,16 +99,7 @@ fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// A short content hash, to tell versions apart in logs, `/readyz`, the `policy_info` metric and
-/// the pods' status annotation: the first 16 hex digits of the content's SHA-256, the same on
-/// every build and what `sha256sum policy.yaml | cut -c1-16` prints.
-pub fn version_of(bytes: &[u8]) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
-    digest.as_ref()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+pub use crate::version::version_of;
 
 /// Re-reads `files` on every change signal and hands a changed content (all files, concatenated)
 /// to `apply` once it has settled ([`Input::settle`]); records the result for `input`. Runs until
@@ -301,11 +292,5 @@ mod tests {
         );
         let shown = status.get(Input::Policy).last_error.unwrap();
         assert!(!shown.contains("hunter2"), "{shown}");
-    }
-
-    #[test]
-    fn a_version_is_what_sha256sum_prints_first() {
-        // printf abc | sha256sum
-        assert_eq!(version_of(b"abc"), "ba7816bf8f01cfea");
     }
 }

@@ -12,9 +12,9 @@ use serde_json::{Map, Value};
 use super::Decision;
 use super::patch::{At, PodPatch};
 use crate::access::AccessOutcome;
+use crate::access::CacheStatus;
 use crate::pod::PodMeta;
 use crate::warning::PREFIX;
-use crate::xnat::CacheStatus;
 
 /// The annotation's key.
 pub const STATUS_ANNOTATION: &str = "jupyter-xnat-webhook/status";

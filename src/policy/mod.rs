@@ -188,7 +188,7 @@ impl Policy {
             file.xnat.url = url.clone();
         }
         let mut policy = Self::from_file(file)?;
-        policy.version = crate::reload::version_of(bytes);
+        policy.version = crate::version::version_of(bytes);
         Ok(policy)
     }
 
@@ -204,7 +204,7 @@ impl Policy {
     /// Parses and validates a policy document, with no overrides.
     pub fn parse(yaml: &str) -> Result<Self, PolicyError> {
         let mut policy = Self::from_file(PolicyFile::parse(yaml)?)?;
-        policy.version = crate::reload::version_of(yaml.as_bytes());
+        policy.version = crate::version::version_of(yaml.as_bytes());
         Ok(policy)
     }
 
@@ -212,7 +212,7 @@ impl Policy {
     /// Validates a document; its version is the hash of its JSON form (the callers that have
     /// the file's bytes use theirs).
     pub fn from_file(f: PolicyFile) -> Result<Self, PolicyError> {
-        let version = crate::reload::version_of(&serde_json::to_vec(&f).unwrap_or_default());
+        let version = crate::version::version_of(&serde_json::to_vec(&f).unwrap_or_default());
         let mut xnat = f.xnat.validate()?;
         xnat.endpoint.resolve_login_case = f.identity.resolve_login_case;
         let storage = f.storage.validate()?;

@@ -19,37 +19,11 @@ use super::index::{AccessIndex, Indexed};
 use super::logins::{LoginDirectory, LoginMatch};
 use super::memory::Failures;
 use super::{XnatClient, XnatError};
+pub use crate::access::CacheStatus;
 use crate::access::{AccessOutcome, UserAccess};
 use crate::archive::ArchiveSpec;
 use crate::policy::{CacheShape, LiveSettings};
 use crate::sharing::SharedExperiment;
-
-/// Where one review's answer came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CacheStatus {
-    /// From the cache, or from a request another review had already started.
-    Hit,
-    /// This review asked XNAT.
-    Miss,
-    /// XNAT failed; an older answer stood in.
-    Stale,
-    /// XNAT failed and nothing stood in.
-    Error,
-    /// From the access index: no XNAT call.
-    Indexed,
-}
-
-impl CacheStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CacheStatus::Hit => "hit",
-            CacheStatus::Miss => "miss",
-            CacheStatus::Stale => "stale",
-            CacheStatus::Error => "error",
-            CacheStatus::Indexed => "index",
-        }
-    }
-}
 
 #[derive(Clone)]
 struct Entry {

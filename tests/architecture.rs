@@ -2,8 +2,9 @@
 //! their head (DEVELOPMENT.md):
 //! - no function over 80 lines (`main.rs` included), no file over 600 lines (test modules
 //!   excepted);
-//! - no import cycle among the library's top-level modules: every `crate::x` or `super::x`
-//!   reference (in `use`, paths and macro bodies alike, test modules excepted) is an edge;
+//! - no import cycle among the library's top-level modules, nor among the files of any module:
+//!   every `crate::x` or `super::x` reference (in `use`, paths and macro bodies alike, test
+//!   modules excepted) is an edge;
 //! - the layering, as data ([`PURE`]): the pure modules (the decision and what it reads) never
 //!   reach the I/O ones.
 
@@ -283,6 +284,116 @@ fn the_library_modules_form_no_cycle() {
     assert!(graph["metrics"].is_empty(), "metrics is a leaf: {graph:?}");
     if let Some(cycle) = find_cycle(&graph) {
         panic!("import cycle: {}\n{graph:#?}", cycle.join(" -> "));
+    }
+}
+
+/// Every module path a file refers to through `crate::…` or `super::…`, made absolute
+/// (`super::plan::X` in `mutation/roots.rs` is `["mutation", "plan", "X"]`).
+fn paths(s: &Source) -> BTreeSet<Vec<String>> {
+    let mut ast = s.ast.clone();
+    ast.items.retain(|item| match item {
+        syn::Item::Mod(m) => !is_cfg_test(&m.attrs),
+        _ => true,
+    });
+    let mut found = BTreeSet::new();
+    scan_paths(&ast.to_token_stream(), &s.module, &mut found);
+    found
+}
+
+fn scan_paths(tokens: &TokenStream, module: &[String], found: &mut BTreeSet<Vec<String>>) {
+    let tokens: Vec<TokenTree> = tokens.clone().into_iter().collect();
+    let ident = |i: usize| match tokens.get(i) {
+        Some(TokenTree::Ident(id)) => Some(id.to_string()),
+        _ => None,
+    };
+    let is_path_sep = |i: usize| {
+        matches!((tokens.get(i), tokens.get(i + 1)),
+            (Some(TokenTree::Punct(a)), Some(TokenTree::Punct(b))) if a.as_char() == ':' && b.as_char() == ':')
+    };
+    let mut i = 0;
+    while i < tokens.len() {
+        if let TokenTree::Group(g) = &tokens[i] {
+            scan_paths(&g.stream(), module, found);
+        }
+        let (mut path, mut j) = match ident(i).as_deref() {
+            Some("crate") if is_path_sep(i + 1) => (Vec::new(), i + 3),
+            Some("super") if is_path_sep(i + 1) => {
+                let mut base = module.to_vec();
+                let mut j = i;
+                while ident(j).as_deref() == Some("super") && is_path_sep(j + 1) {
+                    base.pop();
+                    j += 3;
+                }
+                (base, j)
+            }
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        while let Some(name) = ident(j) {
+            path.push(name);
+            if !is_path_sep(j + 1) {
+                break;
+            }
+            j += 3;
+        }
+        if let Some(TokenTree::Group(g)) = tokens.get(j)
+            && g.delimiter() == Delimiter::Brace
+        {
+            // `crate::m::{a::X, b}`: each item's first name under the prefix.
+            let mut first = true;
+            for t in g.stream() {
+                match t {
+                    TokenTree::Ident(id) if first => {
+                        let mut item = path.clone();
+                        item.push(id.to_string());
+                        found.insert(item);
+                        first = false;
+                    }
+                    TokenTree::Punct(p) if p.as_char() == ',' => first = true,
+                    _ => {}
+                }
+            }
+        }
+        found.insert(path);
+        i = j.max(i + 1);
+    }
+}
+
+#[test]
+fn the_files_of_each_module_form_no_cycle() {
+    // For each module, a graph of its children (files or directories): `a -> b` when a file in
+    // `a` names something in `b` by path.
+    let mut graphs: BTreeMap<Vec<String>, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
+    for s in sources().iter().filter(|s| !is_test_file(s)) {
+        if s.module.first().is_some_and(|m| m == "main") {
+            continue;
+        }
+        for path in paths(s) {
+            for level in 1..s.module.len() {
+                let (parent, node) = (&s.module[..level], &s.module[level]);
+                if path.len() > level && path[..level] == *parent && path[level] != *node {
+                    let graph = graphs.entry(parent.to_vec()).or_default();
+                    graph
+                        .entry(node.clone())
+                        .or_default()
+                        .insert(path[level].clone());
+                }
+            }
+        }
+    }
+    // The check must see the graph.
+    let mutation = &graphs[&vec!["mutation".to_owned()]];
+    assert!(mutation["roots"].contains("planned"), "{mutation:?}");
+    for (module, graph) in &graphs {
+        if let Some(cycle) = find_cycle(graph) {
+            panic!(
+                "import cycle in {}: {}",
+                module.join("::"),
+                cycle.join(" -> ")
+            );
+        }
     }
 }
 

@@ -21,6 +21,7 @@ mod mounts;
 mod patch;
 mod placement;
 mod plan;
+mod planned;
 
 pub use plan::workspace_path;
 mod resources;

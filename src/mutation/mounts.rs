@@ -6,7 +6,7 @@
 use serde_json::{Map, Value, json};
 
 use super::patch::{At, PodPatch};
-use super::plan::{PlannedMount, same_path};
+use super::planned::{PlannedMount, same_path};
 use crate::pod::{MountView, Notebook, PodView, VolumeView};
 use crate::policy::{Storage, Volume};
 use crate::warning::Warnings;

@@ -4,7 +4,7 @@
 //! segment (`arc001`, `resources`), or none at all, with a warning naming it. Never mounted from
 //! `{archive}/{ID}`, where its files are not.
 
-use super::plan::{PlannedMount, render_mount};
+use super::planned::{PlannedMount, render_mount};
 use crate::archive::ProjectRoot;
 use crate::names::{check_sub_path, is_safe_segment};
 use crate::policy::{MountScope, MountTemplate, Policy, SourcePath, Values};

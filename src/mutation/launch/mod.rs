@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::plan::PlannedMount;
+use super::planned::PlannedMount;
 use crate::launch::UserOptions;
 use crate::names::{is_env_name, is_label_value, is_qualified_name, may_be_secret_name};
 use crate::policy::{ResourceSet, SecretsPolicy, UserOptionsPolicy};

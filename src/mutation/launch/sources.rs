@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::LaunchGrant;
 use crate::echo::echo;
 use crate::launch::{LaunchMount, UserOptions};
-use crate::mutation::plan::{PlannedMount, same_path};
+use crate::mutation::planned::{PlannedMount, same_path};
 use crate::names::{check_abs_path, is_safe_segment, is_valid_project_id};
 use crate::policy::{MountScope, SourcePath, UserOptionsPolicy};
 use crate::sharing::Asks;

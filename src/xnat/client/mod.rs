@@ -4,6 +4,7 @@
 //! retried with jittered backoff after transient failures, and everything stays inside the
 //! admission's deadline ([`request`]). Errors never carry the credentials.
 
+mod answer;
 mod limit;
 mod request;
 mod session;

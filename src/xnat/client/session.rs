@@ -10,8 +10,8 @@ use reqwest::{Method, StatusCode};
 use tokio::time::Instant;
 
 use super::XnatClient;
+use super::answer::{Rejected, classify, looks_like_html, read_body, record};
 use super::limit::{Ending, MAX_CALL_LIFETIME, Slot};
-use super::request::{Rejected, classify, looks_like_html, read_body, record};
 use crate::xnat::{XnatCall, XnatError};
 
 /// A logged-in XNAT session.

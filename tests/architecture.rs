@@ -157,75 +157,14 @@ fn no_function_over_80_lines_and_no_file_over_600() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
-/// The top-level modules a file refers to through `crate::x` or `super::…::x`.
+/// The top-level modules a file refers to through `crate::x` or `super::…::x`: the first name
+/// of each path it names ([`paths`]).
 fn references(s: &Source, top_level: &BTreeSet<String>) -> BTreeSet<String> {
-    let mut ast = s.ast.clone();
-    ast.items.retain(|item| match item {
-        syn::Item::Mod(m) => !is_cfg_test(&m.attrs),
-        _ => true,
-    });
-    let mut found = BTreeSet::new();
-    scan(&ast.to_token_stream(), &s.module, &mut found);
-    found.retain(|m| top_level.contains(m));
-    found
-}
-
-/// Walks tokens (macro bodies included) for `crate :: x` and `super :: … :: x`.
-fn scan(tokens: &TokenStream, module: &[String], found: &mut BTreeSet<String>) {
-    let tokens: Vec<TokenTree> = tokens.clone().into_iter().collect();
-    let ident = |i: usize| match tokens.get(i) {
-        Some(TokenTree::Ident(id)) => Some(id.to_string()),
-        _ => None,
-    };
-    let is_path_sep = |i: usize| {
-        matches!((tokens.get(i), tokens.get(i + 1)),
-            (Some(TokenTree::Punct(a)), Some(TokenTree::Punct(b))) if a.as_char() == ':' && b.as_char() == ':')
-    };
-    let mut i = 0;
-    while i < tokens.len() {
-        if let TokenTree::Group(g) = &tokens[i] {
-            scan(&g.stream(), module, found);
-        }
-        let (base, mut j): (Vec<String>, usize) = match ident(i).as_deref() {
-            Some("crate") if is_path_sep(i + 1) => (Vec::new(), i + 3),
-            Some("super") if is_path_sep(i + 1) => {
-                let mut base = module.to_vec();
-                let mut j = i;
-                while ident(j).as_deref() == Some("super") && is_path_sep(j + 1) {
-                    base.pop();
-                    j += 3;
-                }
-                (base, j)
-            }
-            _ => {
-                i += 1;
-                continue;
-            }
-        };
-        // `super::x` inside a top-level module's own files stays in that module.
-        if let Some(top) = base.first() {
-            found.insert(top.clone());
-        } else if let Some(name) = ident(j) {
-            found.insert(name);
-        } else if let Some(TokenTree::Group(g)) = tokens.get(j)
-            && g.delimiter() == Delimiter::Brace
-        {
-            // `crate::{a::X, b}`: the first name of each item.
-            let mut first = true;
-            for t in g.stream() {
-                match t {
-                    TokenTree::Ident(id) if first => {
-                        found.insert(id.to_string());
-                        first = false;
-                    }
-                    TokenTree::Punct(p) if p.as_char() == ',' => first = true,
-                    _ => {}
-                }
-            }
-        }
-        j = j.max(i + 1);
-        i = j;
-    }
+    paths(s)
+        .into_iter()
+        .filter_map(|p| p.into_iter().next())
+        .filter(|m| top_level.contains(m))
+        .collect()
 }
 
 fn find_cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {

@@ -82,6 +82,12 @@ fn main() {
     });
 }
 
+/// The stand-in on a free loopback port: its URL, and the task serving it (held by the caller).
+async fn served(xnat: &std::sync::Arc<Standin>) -> (String, impl Sized) {
+    let addr = "127.0.0.1:0".parse().unwrap();
+    xnat.spawn(addr, "/xnat").await.unwrap()
+}
+
 /// The release server's peak RSS with `n` reviews waiting at once for an XNAT slower than the
 /// budget: each holds its connection and body until the budget ends.
 async fn waiting(n: usize) {
@@ -89,10 +95,7 @@ async fn waiting(n: usize) {
     for i in 0..n {
         xnat.set_user(&format!("student{i:05}"), &["CLASS101_member"]);
     }
-    let (url, _task) = xnat
-        .spawn("127.0.0.1:0".parse().unwrap(), "/xnat")
-        .await
-        .unwrap();
+    let (url, _task) = served(&xnat).await;
     let server = process::Webhook::start(&url, "");
     let idle = server.rss_kib();
     xnat.set_latency(Duration::from_secs(30));
@@ -142,10 +145,7 @@ async fn waiting(n: usize) {
 /// a connection costs without a review.
 async fn idle_connections(n: usize) {
     let xnat = Standin::new(common::SVC_USER, common::SVC_PASSWORD);
-    let (url, _task) = xnat
-        .spawn("127.0.0.1:0".parse().unwrap(), "/xnat")
-        .await
-        .unwrap();
+    let (url, _task) = served(&xnat).await;
     let server = process::Webhook::start(&url, "");
     let idle = server.rss_kib();
     jupyter_xnat_webhook::install_crypto_provider();
@@ -182,10 +182,7 @@ async fn memory(users: usize, index: bool) {
         let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
         xnat.set_user(&format!("student{i:05}"), &groups);
     }
-    let (url, _task) = xnat
-        .spawn("127.0.0.1:0".parse().unwrap(), "/xnat")
-        .await
-        .unwrap();
+    let (url, _task) = served(&xnat).await;
     let mut policy = "xnat:\n  cacheTtl: 1h\n  negativeCacheTtl: 1h\n".to_owned();
     if index {
         policy.push_str("  index:\n    enabled: true\n    refreshInterval: 1h\n    maxAge: 2h\n");

@@ -69,6 +69,9 @@ pub struct ConnState {
     /// The first byte read while idle: a request is arriving (HTTP/1). `NONE` otherwise.
     pending_since: AtomicU64,
     evicted: AtomicBool,
+    /// Evicted by the control plane: a request arriving on it is not the API server's, so it
+    /// is not waited for.
+    cut: AtomicBool,
     http2: AtomicBool,
     changed: Notify,
 }
@@ -83,6 +86,7 @@ impl ConnState {
             idle_since: AtomicU64::new(0),
             pending_since: AtomicU64::new(NONE),
             evicted: AtomicBool::new(false),
+            cut: AtomicBool::new(false),
             http2: AtomicBool::new(false),
             changed: Notify::new(),
         })
@@ -211,8 +215,29 @@ impl ConnState {
         self.changed.notify_one();
     }
 
+    /// Closes it now unless a request is in flight, even if one is arriving: the control plane
+    /// wants the slot of another address's connection, whose requests are not the API server's.
+    /// Waiting out its arriving request would let a stream of one-byte connections hold every
+    /// slot, each for [`STALLED_AFTER`], until the control plane evicts its own.
+    pub fn cut(&self) {
+        self.cut.store(true, Ordering::Relaxed);
+        self.evict();
+    }
+
     pub fn is_evicted(&self) -> bool {
         self.evicted.load(Ordering::Relaxed)
+    }
+
+    /// Whether it still counts against the listener's slots: until it closes, unless it was
+    /// evicted while nothing it waits for is in flight.
+    pub fn holds_slot(&self) -> bool {
+        if !self.is_evicted() {
+            return true;
+        }
+        if self.cut.load(Ordering::Relaxed) {
+            return !self.requests().is_empty();
+        }
+        self.eviction_key().is_none()
     }
 
     /// Waits for a change that may bring a deadline forward.
@@ -231,7 +256,8 @@ impl ConnState {
         if self.is_evicted() {
             // A request in flight or arriving is finished first: the API server does not
             // retry a POST its connection lost.
-            let busy = !self.requests().is_empty() || self.arriving();
+            let arriving = self.arriving() && !self.cut.load(Ordering::Relaxed);
+            let busy = !self.requests().is_empty() || arriving;
             return match busy {
                 false => (Some(Verdict::Close("evicted for a new connection")), now),
                 true if !wound_down => (Some(Verdict::WindDown), now),

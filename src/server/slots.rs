@@ -5,7 +5,8 @@
 //! has no per-address cap. When every slot it may take is taken, a new connection evicts the one
 //! holding its slot for least: a handshake or a stalled request first, then the keep-alive
 //! connection idle longest, oldest first — busy ones are never cut; the control plane's first
-//! evicts any other address's connection without a request in flight. Every refusal and eviction
+//! evicts any other address's connection without a request in flight, at once even if one is
+//! arriving (it is not the API server's). Every refusal and eviction
 //! is counted (`xnat_webhook_connections_refused_total`, `…_evicted_total`).
 
 use std::collections::HashMap;
@@ -99,7 +100,7 @@ impl Slots {
             return Err(NoSlot::Peer);
         }
         // An evicted connection still finishing a request holds its slot until it closes.
-        let holds = |h: &&Held| !h.state.is_evicted() || h.state.eviction_key().is_none();
+        let holds = |h: &&Held| h.state.holds_slot();
         let live = |first_only: Option<bool>| {
             let wanted = |h: &&Held| first_only.is_none_or(|f| h.first == f);
             inner.conns.values().filter(wanted).filter(holds).count()
@@ -131,7 +132,11 @@ impl Slots {
             let Some((_, victim)) = victim else {
                 return Err(NoSlot::Busy);
             };
-            victim.state.evict();
+            if first && !victim.first {
+                victim.state.cut();
+            } else {
+                victim.state.evict();
+            }
             crate::metrics::connection_evicted(self.port, victim.state.eviction_kind());
         }
         inner.next += 1;
@@ -244,6 +249,31 @@ mod tests {
             .admit(ip("10.0.0.2"), false, ConnState::new())
             .unwrap();
         assert!(stalled.is_evicted());
+    }
+
+    #[test]
+    fn the_control_plane_closes_another_addresss_arriving_request_at_once() {
+        let slots = slots(2, 1, 4);
+        let other = ConnState::new();
+        other.read(); // one byte, as a client holding a slot on purpose sends
+        let _o = slots.admit(ip("10.9.9.9"), false, other.clone()).unwrap();
+        let _p = slots.admit(ip("10.0.0.1"), true, ConnState::new()).unwrap();
+        let _q = slots.admit(ip("10.0.0.1"), true, ConnState::new()).unwrap();
+        // Not the API server's request: its slot is free now, not once it has stalled.
+        assert!(!other.holds_slot());
+        let l = super::super::conn::Lifetimes {
+            first_request: std::time::Duration::from_secs(10),
+            headers: std::time::Duration::from_secs(10),
+            idle: std::time::Duration::from_secs(300),
+            request: std::time::Duration::from_secs(14),
+            max_age: std::time::Duration::from_secs(1800),
+        };
+        assert_eq!(
+            other.verdict(&l, true, false).0,
+            Some(super::super::conn::Verdict::Close(
+                "evicted for a new connection"
+            ))
+        );
     }
 
     #[test]

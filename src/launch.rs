@@ -124,6 +124,30 @@ impl<'a> Launch<'a> {
     }
 }
 
+/// The launch context as read for one review; [`Launch`] borrows it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum LaunchContext {
+    #[default]
+    None,
+    Stored(Box<UserOptions>),
+    Unreadable(String),
+}
+
+impl LaunchContext {
+    pub fn as_launch(&self) -> Launch<'_> {
+        match self {
+            LaunchContext::None => Launch::None,
+            LaunchContext::Stored(opts) => Launch::Stored(opts),
+            LaunchContext::Unreadable(why) => Launch::Unreadable(why),
+        }
+    }
+
+    /// XNAT had one for this server, and it could be read.
+    pub fn is_stored(&self) -> bool {
+        matches!(self, LaunchContext::Stored(_))
+    }
+}
+
 /// `null` reads as the member's empty value.
 fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
 where

@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use crate::archive::{AbsentDirs, ProjectRoots};
+use crate::archive::AbsentDirs;
 
 /// What XNAT confirmed for one review beyond the user's project list.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -21,20 +21,17 @@ pub struct Confirmed {
     pub experiment: Option<SharedExperiment>,
     /// Why the launched experiment, when asked about, is not confirmed.
     pub experiment_unconfirmed: Option<String>,
-    /// Where the project list's projects keep their files (`archive_spec`).
-    pub roots: ProjectRoots,
     /// Optional project mounts' directories found missing.
     pub absent: AbsentDirs,
 }
 
 impl Confirmed {
-    /// Nothing confirmed (no launch, or nothing to ask; every project at the site archive).
+    /// Nothing confirmed (no launch, or nothing to ask; no directory looked at).
     pub const NONE: Confirmed = Confirmed {
         public: Vec::new(),
         unconfirmed: Vec::new(),
         experiment: None,
         experiment_unconfirmed: None,
-        roots: ProjectRoots::SITE,
         absent: AbsentDirs::NONE,
     };
 }

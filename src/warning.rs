@@ -54,6 +54,14 @@ impl Warnings {
         }
     }
 
+    /// Adds `other`'s warnings after these, as if pushed here (those it left out still count).
+    pub fn append(&mut self, other: &Warnings) {
+        for text in &other.0 {
+            self.add(text.clone());
+        }
+        self.1 += other.1;
+    }
+
     fn add(&mut self, mut text: String) {
         if self.0.len() >= MAX_WARNINGS {
             self.1 += 1;

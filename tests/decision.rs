@@ -8,7 +8,7 @@ use std::sync::Arc;
 use common::fixture;
 use jupyter_xnat_webhook::access::{AccessOutcome, UserAccess};
 use jupyter_xnat_webhook::launch::Launch;
-use jupyter_xnat_webhook::mutation::{Context, Decision, Identity, decide};
+use jupyter_xnat_webhook::mutation::{Context, Decision, Identity, decide, prepare};
 use jupyter_xnat_webhook::pod::{PodMeta, PodView};
 use jupyter_xnat_webhook::policy::Policy;
 use jupyter_xnat_webhook::sharing::Confirmed;
@@ -29,14 +29,13 @@ fn run(spec: &Value, who: Identity<'_>, access: &AccessOutcome, policy: &Policy)
         who,
         access,
         launch: Launch::None,
-        confirmed: &Confirmed::NONE,
         xnat_url: "http://xnat/xnat",
         caller_verified: false,
     };
     let spec = serde_json::value::to_raw_value(spec).unwrap();
     let meta: PodMeta = serde_json::from_str("{}").unwrap();
     let pod = PodView::new(&meta, Some(&spec)).unwrap();
-    decide(&pod, &cx, policy)
+    decide(&pod, &prepare(&cx, policy), &Confirmed::NONE, policy)
 }
 
 /// Applies the decision's patch to `spec` (wrapped as a pod) and returns the new spec.
@@ -347,14 +346,18 @@ fn a_launch_limit_below_the_policys_request_lowers_the_request() {
             who: ALICE,
             access: &access(&["ALPHA_owner"]),
             launch: Launch::Stored(&launch),
-            confirmed: &Confirmed::NONE,
             xnat_url: "http://xnat/xnat",
             caller_verified: false,
         };
         let spec = alice_spec();
         let raw = serde_json::value::to_raw_value(&spec).unwrap();
         let meta: PodMeta = serde_json::from_str("{}").unwrap();
-        let d = decide(&PodView::new(&meta, Some(&raw)).unwrap(), &cx, &policy);
+        let d = decide(
+            &PodView::new(&meta, Some(&raw)).unwrap(),
+            &prepare(&cx, &policy),
+            &Confirmed::NONE,
+            &policy,
+        );
         let out = apply(&spec, &d);
         let resources = &out["containers"][0]["resources"];
         // The launch's side wins and the policy's other side follows it.

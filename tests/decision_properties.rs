@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use jupyter_xnat_webhook::access::{AccessOutcome, UserAccess};
 use jupyter_xnat_webhook::launch::{Launch, UserOptions};
-use jupyter_xnat_webhook::mutation::{Context, Decision, Identity, decide};
+use jupyter_xnat_webhook::mutation::{Context, Decision, Identity, decide, prepare};
 use jupyter_xnat_webhook::pod::{PodMeta, PodView};
 use jupyter_xnat_webhook::policy::{Policy, SecretsPolicy};
 use jupyter_xnat_webhook::quantity::Amount;
@@ -224,14 +224,13 @@ fn run(case: &Case, policy: &Policy, spec: &Value) -> Decision {
         },
         access: &access,
         launch: launch.as_ref().map_or(Launch::None, Launch::Stored),
-        confirmed: &Confirmed::NONE,
         xnat_url: "http://xnat/xnat",
         caller_verified: case.verified,
     };
     let raw = serde_json::value::to_raw_value(spec).unwrap();
     let meta: PodMeta = serde_json::from_str("{}").unwrap();
     let pod = PodView::new(&meta, Some(&raw)).unwrap();
-    decide(&pod, &cx, policy)
+    decide(&pod, &prepare(&cx, policy), &Confirmed::NONE, policy)
 }
 
 /// The pod's spec after `decision`'s patch; `None` for a denial.

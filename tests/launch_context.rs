@@ -10,7 +10,7 @@ use std::sync::Arc;
 use common::fixture;
 use jupyter_xnat_webhook::access::{AccessOutcome, UserAccess};
 use jupyter_xnat_webhook::launch::{Launch, UserOptions};
-use jupyter_xnat_webhook::mutation::{Context, Decision, Identity, decide};
+use jupyter_xnat_webhook::mutation::{Context, Decision, Identity, decide, prepare};
 use jupyter_xnat_webhook::pod::{PodMeta, PodView};
 use jupyter_xnat_webhook::policy::Policy;
 use jupyter_xnat_webhook::sharing::Confirmed;
@@ -48,14 +48,18 @@ fn decide_on_server(
         },
         access: &access,
         launch,
-        confirmed: &Confirmed::NONE,
         xnat_url: "http://xnat/xnat",
         caller_verified: verified,
     };
     let meta_text = pod["metadata"].to_string();
     let meta: PodMeta = serde_json::from_str(&meta_text).unwrap();
     let raw = serde_json::value::to_raw_value(&pod["spec"]).unwrap();
-    let d = decide(&PodView::new(&meta, Some(&raw)).unwrap(), &cx, &policy);
+    let d = decide(
+        &PodView::new(&meta, Some(&raw)).unwrap(),
+        &prepare(&cx, &policy),
+        &Confirmed::NONE,
+        &policy,
+    );
     let Decision::Allow {
         patch, warnings, ..
     } = d
@@ -70,9 +74,12 @@ fn decide_on_server(
     let meta_text = out["metadata"].to_string();
     let meta: PodMeta = serde_json::from_str(&meta_text).unwrap();
     let raw = serde_json::value::to_raw_value(&out["spec"]).unwrap();
-    if let Decision::Allow { patch, .. } =
-        decide(&PodView::new(&meta, Some(&raw)).unwrap(), &cx, &policy)
-    {
+    if let Decision::Allow { patch, .. } = decide(
+        &PodView::new(&meta, Some(&raw)).unwrap(),
+        &prepare(&cx, &policy),
+        &Confirmed::NONE,
+        &policy,
+    ) {
         assert!(patch.is_empty(), "a second pass: {patch:?}");
     }
     (out, warnings.into_vec())

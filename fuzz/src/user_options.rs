@@ -9,7 +9,7 @@ use std::sync::{Arc, LazyLock};
 
 use jupyter_xnat_webhook::access::{AccessOutcome, UserAccess};
 use jupyter_xnat_webhook::launch::{Launch, UserOptions};
-use jupyter_xnat_webhook::mutation::{Context, Decision, Identity, decide};
+use jupyter_xnat_webhook::mutation::{Context, Decision, Identity, decide, prepare};
 use jupyter_xnat_webhook::names::may_be_secret_name;
 use jupyter_xnat_webhook::pod::{PodMeta, PodView};
 use jupyter_xnat_webhook::policy::{Policy, SecretsPolicy};
@@ -63,13 +63,17 @@ fn run(policy: &Policy, launch: &UserOptions, spec: &Value) -> Decision {
         },
         access: &setup.access,
         launch: Launch::Stored(launch),
-        confirmed: &Confirmed::NONE,
         xnat_url: "http://xnat/xnat",
         caller_verified: false,
     };
     let raw = serde_json::value::to_raw_value(spec).unwrap();
     let meta: PodMeta = serde_json::from_str("{}").unwrap();
-    decide(&PodView::new(&meta, Some(&raw)).unwrap(), &cx, policy)
+    decide(
+        &PodView::new(&meta, Some(&raw)).unwrap(),
+        &prepare(&cx, policy),
+        &Confirmed::NONE,
+        policy,
+    )
 }
 
 fn patched(spec: &Value, decision: &Decision) -> Option<Value> {

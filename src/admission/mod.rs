@@ -113,17 +113,18 @@ impl Admission {
         // Only the API server's reviews post Events: a forged one must not put its text on
         // somebody's spawn page, nor use up the Event rate.
         let events = self.events.get().filter(|_| caller.is_first());
-        let admitted = pipeline::admit(
-            &review,
+        let admitting = pipeline::Admitting {
+            review: &review,
             caller,
-            &state.policy,
-            pipeline::Edges {
+            policy: &state.policy,
+            edges: pipeline::Edges {
                 source: &state.access,
                 dirs: &self.dirs,
                 events: events.unwrap_or(&no_events),
             },
             started,
-        );
+        };
+        let admitted = admitting.admit();
         let other = self.trust.get().is_some_and(|t| t.distinguishes()) && !caller.is_first();
         let (answer, outcome) = if other {
             crate::xnat::as_other_caller(admitted).await

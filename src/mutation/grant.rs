@@ -1,5 +1,6 @@
 //! What the user is granted, before any pod is looked at: the projects XNAT says they may read
-//! (less the site's never-mount list), their memberships for rule matching, and the rules that
+//! and, of those, the ones the site mounts (not in its never-mount list), their memberships for
+//! rule matching, and the rules that
 //! match. XNAT's failure modes are decided here too: a stale answer or none at all, or a denial.
 
 use crate::access::{AccessOutcome, ProjectGroup};
@@ -8,8 +9,10 @@ use crate::warning::Warnings;
 
 /// The user's grant for one review.
 pub struct Grant<'a> {
-    /// Project ids the user may read and the site mounts, sorted.
+    /// Project ids XNAT says the user may read (in one of `xnat.roles`), sorted.
     pub readable: Vec<&'a str>,
+    /// Of those, the ones the site mounts (not in `storage.neverMount`).
+    pub mountable: Vec<&'a str>,
     /// The policy's rules that match, in file order.
     pub rules: Vec<&'a Rule>,
 }
@@ -24,7 +27,7 @@ impl<'a> Grant<'a> {
         warnings: &mut Warnings,
     ) -> Result<Self, String> {
         let roles = &policy.xnat.roles;
-        let (mut readable, groups): (Vec<&str>, &[ProjectGroup]) = match access {
+        let (readable, groups): (Vec<&str>, &[ProjectGroup]) = match access {
             AccessOutcome::Known(a) => {
                 if a.unknown_user && a.ambiguous_logins.is_empty() {
                     warnings.push(format_args!(
@@ -63,8 +66,9 @@ impl<'a> Grant<'a> {
             .copied()
             .filter(|p| storage.is_never_mounted(p))
             .collect();
+        let mut mountable = readable.clone();
         if !denied.is_empty() {
-            readable.retain(|p| !storage.is_never_mounted(p));
+            mountable.retain(|p| !storage.is_never_mounted(p));
             warnings.push(format_args!(
                 "not mounted by site policy: {}",
                 denied.join(", ")
@@ -75,7 +79,11 @@ impl<'a> Grant<'a> {
             .iter()
             .filter(|r| rule_matches(r, groups, policy))
             .collect();
-        Ok(Self { readable, rules })
+        Ok(Self {
+            readable,
+            mountable,
+            rules,
+        })
     }
 
     pub fn rule_names(&self) -> Vec<String> {

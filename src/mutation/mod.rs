@@ -1,11 +1,14 @@
 //! The decision: pod + identity + access + launch context + policy → JSON Patch (or a denial).
 //! Pure, so every rule is tested without sockets.
 //!
-//! It runs in three steps: work out the user's [`grant::Grant`] (readable projects, matching
-//! rules, XNAT's failure modes), build one [`plan::Plan`] of what the pod should end up with
-//! (precedence written once, there), then let one applier per pod element compare the plan with
-//! the pod and add its operations to one [`patch::PodPatch`]. A new pod element is one new
-//! applier file and one call below.
+//! It runs in two halves around XNAT's answers. [`prepare`] works out the user's
+//! [`grant::Grant`] (readable and mountable projects, matching rules, XNAT's failure modes) and
+//! selects what to mount (a launch context translated, or the project list's projects) — the
+//! selection rule lives there, once; [`Prepared::questions`] and [`Prepared::place`] say what
+//! XNAT must confirm and which directories to look at. [`decide`] then builds one
+//! [`plan::Plan`] of what the pod should end up with (precedence written once, there), and lets
+//! one applier per pod element compare the plan with the pod and add its operations to one
+//! [`patch::PodPatch`]. A new pod element is one new applier file and one call below.
 //!
 //! The patch only ever *adds* (or, for resources in `override` mode, replaces) leaf values, so
 //! every field of the pod it does not name — including ones this build's k8s-openapi does not
@@ -22,12 +25,12 @@ mod patch;
 mod placement;
 mod plan;
 mod planned;
-
-pub use plan::workspace_path;
+mod prepare;
 mod resources;
 mod roots;
-pub use roots::optional_dirs;
 mod status;
+
+pub use prepare::{Prepared, Questions, prepare};
 pub use status::{MAX_LISTED_PROJECTS, PodStatus, STATUS_ANNOTATION, XnatState, stamp};
 
 use std::fmt;
@@ -56,8 +59,6 @@ pub struct Context<'a> {
     pub access: &'a AccessOutcome,
     /// The plugin's launch context, when the policy enables it and XNAT has one.
     pub launch: Launch<'a>,
-    /// What XNAT confirmed for the launch beyond the user's projects.
-    pub confirmed: &'a Confirmed,
     pub xnat_url: &'a str,
     /// The review came with a client certificate the webhook verified (`--client-ca`).
     pub caller_verified: bool,
@@ -108,11 +109,12 @@ impl Decision {
 
 /// A notebook pod whose spec cannot be read: nothing is patched, but XNAT's failure modes still
 /// decide (a denial stays a denial) and the grant's warnings are given.
-pub fn decide_unreadable(cx: &Context<'_>, policy: &Policy, why: impl fmt::Display) -> Decision {
-    let mut warnings = Warnings::new();
-    if let Err(message) = grant::Grant::work_out(cx.access, cx.who.xnat_user, policy, &mut warnings)
-    {
-        return Decision::Deny { message };
+pub fn decide_unreadable(prepared: &Prepared<'_>, why: impl fmt::Display) -> Decision {
+    let mut warnings = prepared.warnings.clone();
+    if let Err(message) = &prepared.grant {
+        return Decision::Deny {
+            message: message.clone(),
+        };
     }
     warnings.push(format_args!(
         "pod spec not understood ({why}); left unchanged"
@@ -120,19 +122,29 @@ pub fn decide_unreadable(cx: &Context<'_>, policy: &Policy, why: impl fmt::Displ
     Decision::unchanged(warnings)
 }
 
-/// Decides what to do with a notebook pod.
-pub fn decide(pod: &PodView<'_>, cx: &Context<'_>, policy: &Policy) -> Decision {
-    let mut warnings = Warnings::new();
-    let grant = match grant::Grant::work_out(cx.access, cx.who.xnat_user, policy, &mut warnings) {
+/// Decides what to do with a notebook pod, from what was prepared and what XNAT confirmed.
+pub fn decide(
+    pod: &PodView<'_>,
+    prepared: &Prepared<'_>,
+    confirmed: &Confirmed,
+    policy: &Policy,
+) -> Decision {
+    let mut warnings = prepared.warnings.clone();
+    let grant = match &prepared.grant {
         Ok(g) => g,
-        Err(message) => return Decision::Deny { message },
+        Err(message) => {
+            return Decision::Deny {
+                message: message.clone(),
+            };
+        }
     };
     let Some(notebook) = pod.notebook(&policy.pods.container) else {
         warnings.push("pod has no containers; left unchanged");
         return Decision::unchanged(warnings);
     };
-    let launch = plan::launch_plan(cx, &grant, policy, &mut warnings);
-    let plan = plan::Plan::build(&grant, cx, policy, launch.as_ref(), &mut warnings);
+    let cx = &prepared.cx;
+    let selected = prepared.selected(&grant.mountable, confirmed, policy, &mut warnings);
+    let plan = plan::Plan::build(grant, cx, policy, selected, &mut warnings);
 
     let mut patch = patch::PodPatch::new();
     let (p, w) = (&mut patch, &mut warnings);

@@ -12,10 +12,8 @@
 
 use super::Context;
 use super::grant::Grant;
-use super::launch::{self, LaunchGrant, LaunchPlan, NodeExpression, TOKEN_PAIR};
+use super::launch::{LaunchPlan, NodeExpression, TOKEN_PAIR};
 use super::planned::{PlannedMount, render_mount, render_path, same_path};
-use crate::archive::{AbsentDirs, ProjectRoots, Seen};
-use crate::launch::Launch;
 use crate::names::is_safe_segment;
 use crate::policy::{Policy, ResourceMode, ResourceSet, Template, Values};
 use crate::warning::Warnings;
@@ -61,24 +59,16 @@ pub struct ContainerPlan<'a> {
 }
 
 impl<'a> Plan<'a> {
+    /// The plan, from the mounts the selection made (a launch's or the project list's, and the
+    /// workspace) and what a launch adds besides.
     pub fn build(
         grant: &Grant<'a>,
         cx: &Context<'a>,
         policy: &'a Policy,
-        launch: Option<&'a LaunchPlan>,
+        (mut mounts, launch): (Vec<PlannedMount>, Option<&'a LaunchPlan>),
         warnings: &mut Warnings,
     ) -> Self {
         let base = cx.values("");
-        let mut mounts = match launch {
-            Some(l) => launch_mounts(l, &base, policy, warnings),
-            None => project_list_mounts(
-                &grant.readable,
-                (&cx.confirmed.roots, &cx.confirmed.absent),
-                &base,
-                policy,
-                warnings,
-            ),
-        };
         rule_mounts(grant, &base, &mut mounts, warnings);
         below_writable(policy, &mut mounts, warnings);
         let working_dir = launch.and_then(|_| {
@@ -102,149 +92,6 @@ impl<'a> Plan<'a> {
             },
             labels: launch.map_or(&[], |l| l.labels.as_slice()),
         }
-    }
-}
-
-/// The launch context's mounts less the site's never-mount projects, capped like the project
-/// list.
-fn launch_mounts(
-    l: &LaunchPlan,
-    base: &Values<'_>,
-    policy: &Policy,
-    warnings: &mut Warnings,
-) -> Vec<PlannedMount> {
-    let storage = &policy.storage;
-    // The policy's workspace stays, as the chart's does (z2jh mounts it); a plugin mount at
-    // its path gave way to it already.
-    let workspace = storage
-        .workspace
-        .as_ref()
-        .and_then(|ws| render_mount(ws, base, warnings));
-    let mut mounts: Vec<PlannedMount> = l
-        .mounts
-        .iter()
-        .filter(|m| {
-            let denied = m
-                .project
-                .as_deref()
-                .is_some_and(|p| storage.is_never_mounted(p));
-            if denied {
-                warnings.push(format_args!(
-                    "launch mount {} not mounted by site policy",
-                    m.mount_path
-                ));
-            }
-            !denied
-        })
-        .cloned()
-        .collect();
-    let mut kept = 0;
-    let mut left_out = Vec::new();
-    mounts.retain(|m| {
-        if m.project.is_none() {
-            return true;
-        }
-        kept += 1;
-        if storage.max_project_mounts.is_some_and(|cap| kept > cap) {
-            left_out.push(m.mount_path.clone());
-            return false;
-        }
-        true
-    });
-    if let Some(cap) = storage.max_project_mounts
-        && !left_out.is_empty()
-    {
-        warnings.push(format_args!(
-            "at most {cap} project mounts (storage.maxProjectMounts); left out: {}",
-            left_out.join(", ")
-        ));
-    }
-    // Unless a launch mount already shows the same directory (a Swarm-style user mapping).
-    if let Some(w) = workspace {
-        let shown = mounts
-            .iter()
-            .any(|m| m.volume == w.volume && m.sub_path == w.sub_path);
-        let taken = mounts
-            .iter()
-            .any(|m| same_path(&m.mount_path, &w.mount_path));
-        if !shown && !taken {
-            mounts.push(w);
-        }
-    }
-    mounts
-}
-
-/// The read-only mounts of every readable project (at most `maxProjectMounts`), from where
-/// XNAT keeps each, then the workspace.
-fn project_list_mounts(
-    readable: &[&str],
-    (roots, absent): (&ProjectRoots, &AbsentDirs),
-    base: &Values<'_>,
-    policy: &Policy,
-    warnings: &mut Warnings,
-) -> Vec<PlannedMount> {
-    let storage = &policy.storage;
-    let mut out: Vec<PlannedMount> =
-        Vec::with_capacity(readable.len() * storage.projects.len() + 1);
-    let cap = storage.max_project_mounts.unwrap_or(usize::MAX);
-    let (readable, left_out) = readable.split_at(readable.len().min(cap));
-    if !left_out.is_empty() {
-        warnings.push(format_args!(
-            "at most {cap} projects are mounted (storage.maxProjectMounts); left out: {}",
-            left_out.join(", ")
-        ));
-    }
-    let (mut unseen, mut out_of_claim) = (Vec::new(), Vec::new());
-    for project in readable {
-        let values = Values {
-            project: Some(project),
-            arc: roots.arc(project),
-            ..*base
-        };
-        let mounts = super::roots::project_mounts(roots.get(project), &values, policy, warnings);
-        for (m, optional) in mounts {
-            match absent.get(&m.volume, &m.sub_path).filter(|_| optional) {
-                // As XNAT's plugin: a directory that does not exist is not mounted.
-                Some(Seen::Missing) => {}
-                Some(Seen::Unseen) => unseen.push(m.mount_path),
-                Some(Seen::OutOfClaim) => out_of_claim.push(m.mount_path),
-                None => out.push(m),
-            }
-        }
-    }
-    warn_left_out(&unseen, &out_of_claim, warnings);
-    if let Some(ws) = &storage.workspace
-        && let Some(w) = render_mount(ws, base, warnings)
-    {
-        if out.iter().any(|m| m.mount_path == w.mount_path) {
-            warnings.push(format_args!(
-                "workspace mount path {} is taken by a project; workspace not mounted",
-                w.mount_path
-            ));
-        } else {
-            out.push(w);
-        }
-    }
-    out
-}
-
-/// Says which optional directories were left out though they may exist.
-fn warn_left_out(unseen: &[String], out_of_claim: &[String], warnings: &mut Warnings) {
-    if !unseen.is_empty() {
-        warnings.push(format_args!(
-            "could not see whether {} optional project directories exist (storage.volumes[].seenAt); \
-             left out: {}",
-            unseen.len(),
-            unseen.join(", ")
-        ));
-    }
-    if !out_of_claim.is_empty() {
-        warnings.push(format_args!(
-            "{} optional project directories are reached through a symbolic link out of the claim \
-             (kubelet would refuse the subPath); left out: {}",
-            out_of_claim.len(),
-            out_of_claim.join(", ")
-        ));
     }
 }
 
@@ -359,45 +206,4 @@ pub fn workspace_path(policy: &Policy, values: &Values<'_>) -> Option<String> {
         .vars()
         .all(|v| is_safe_segment(values.get(v)))
         .then(|| ws.mount_path.render(values))
-}
-
-/// Translates the launch context, when the policy uses one and XNAT has one; says so when XNAT
-/// has one that could not be read.
-pub fn launch_plan(
-    cx: &Context<'_>,
-    grant: &Grant<'_>,
-    policy: &Policy,
-    warnings: &mut Warnings,
-) -> Option<LaunchPlan> {
-    if !policy.user_options.enabled {
-        return None;
-    }
-    let opts = match cx.launch {
-        Launch::None => return None,
-        Launch::Unreadable(why) => {
-            warnings.push(format_args!(
-                "the launch context XNAT stored for this server could not be read ({why}); \
-                 the projects you may read are mounted instead"
-            ));
-            return None;
-        }
-        Launch::Stored(opts) => opts,
-    };
-    let workspace_path = workspace_path(policy, &cx.values(""));
-    let never_mounted = |p: &str| policy.storage.is_never_mounted(p);
-    let launch_grant = LaunchGrant {
-        readable: &grant.readable,
-        xnat_user: cx.who.xnat_user,
-        server_name: cx.who.server_name,
-        caller_verified: cx.caller_verified,
-        workspace_path,
-        confirmed: cx.confirmed,
-        never_mounted: &never_mounted,
-    };
-    Some(launch::plan(
-        opts,
-        &policy.user_options,
-        &launch_grant,
-        warnings,
-    ))
 }

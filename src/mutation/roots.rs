@@ -56,35 +56,6 @@ pub(super) fn project_mounts(
     mounts
 }
 
-/// The (volume, subPath) of every optional project mount of `projects`: what the webhook must
-/// look at before deciding.
-pub fn optional_dirs(
-    projects: &[&str],
-    roots: &crate::archive::ProjectRoots,
-    base: &Values<'_>,
-    policy: &Policy,
-) -> Vec<(String, String)> {
-    if !policy.storage.projects.iter().any(|pm| pm.optional) {
-        return Vec::new();
-    }
-    // Warnings belong to the decision, which renders the same mounts again.
-    let mut scratch = Warnings::new();
-    let mut out = Vec::new();
-    for project in projects {
-        let values = Values {
-            project: Some(project),
-            arc: roots.arc(project),
-            ..*base
-        };
-        for (m, optional) in project_mounts(roots.get(project), &values, policy, &mut scratch) {
-            if optional {
-                out.push((m.volume, m.sub_path));
-            }
-        }
-    }
-    out
-}
-
 /// Mount `m` (rendered from template `t`, checked) moved to a project whose files are at
 /// `own` (absolute, as XNAT sees it), or why it cannot be.
 fn follow_own_root(

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use jupyter_xnat_webhook::access::{AccessOutcome, UserAccess};
 use jupyter_xnat_webhook::admission::Caller;
 use jupyter_xnat_webhook::launch::Launch;
-use jupyter_xnat_webhook::mutation::{Context, Identity, decide};
+use jupyter_xnat_webhook::mutation::{Context, Identity, decide, prepare};
 use jupyter_xnat_webhook::pod::{PodMeta, PodView};
 use jupyter_xnat_webhook::policy::{Overrides, Policy};
 use jupyter_xnat_webhook::serve;
@@ -114,13 +114,12 @@ fn bench_decide(body: &[u8]) {
         },
         access: &access,
         launch: Launch::None,
-        confirmed: &Confirmed::NONE,
         xnat_url: "http://xnat/xnat",
         caller_verified: false,
     };
     let read_and_decide = |spec: &RawValue| {
         let pod = PodView::new(&meta, Some(spec)).unwrap();
-        decide(&pod, &cx, &policy)
+        decide(&pod, &prepare(&cx, &policy), &Confirmed::NONE, &policy)
     };
     for _ in 0..1000 {
         black_box(read_and_decide(&spec));

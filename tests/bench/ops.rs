@@ -15,7 +15,7 @@ use std::sync::Arc;
 use jupyter_xnat_webhook::access::{AccessOutcome, UserAccess};
 use jupyter_xnat_webhook::admission::{AccessSource, Admission, Caller};
 use jupyter_xnat_webhook::launch::Launch;
-use jupyter_xnat_webhook::mutation::{Context, Identity, decide};
+use jupyter_xnat_webhook::mutation::{Context, Identity, decide, prepare};
 use jupyter_xnat_webhook::pod::{PodMeta, PodView};
 use jupyter_xnat_webhook::policy::Policy;
 use jupyter_xnat_webhook::sharing::Confirmed;
@@ -55,13 +55,17 @@ fn decide_n(body: &[u8], n: usize) {
         },
         access: &access,
         launch: Launch::None,
-        confirmed: &Confirmed::NONE,
         xnat_url: "http://xnat/xnat",
         caller_verified: false,
     };
     for _ in 0..n {
         let pod = PodView::new(&meta, Some(black_box(&spec))).unwrap();
-        black_box(decide(&pod, &cx, &policy));
+        black_box(decide(
+            &pod,
+            &prepare(&cx, &policy),
+            &Confirmed::NONE,
+            &policy,
+        ));
     }
 }
 

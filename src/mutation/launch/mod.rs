@@ -15,9 +15,9 @@ use super::planned::PlannedMount;
 use crate::launch::UserOptions;
 use crate::names::{is_env_name, is_label_value, is_qualified_name, may_be_secret_name};
 use crate::policy::{ResourceSet, SecretsPolicy, UserOptionsPolicy};
-use crate::sharing::Confirmed;
+use crate::sharing::{Asks, Confirmed};
 use crate::warning::Warnings;
-pub use sources::{MAX_ASKED_PROJECTS, SHARED_DATA_DIR, to_confirm};
+pub use sources::{MAX_ASKED_PROJECTS, MountOutcome, Pending, SHARED_DATA_DIR};
 
 /// The plugin's token pair: `XNAT_USER` is the alias of a fresh token of the user's, `XNAT_PASS`
 /// its secret. Never split: both come from the launch context, or neither does.
@@ -30,10 +30,38 @@ pub const MAX_LIST_ENTRIES: usize = 512;
 const MAX_COMMAND_WORDS: usize = 256;
 const MAX_IMAGE_CHARS: usize = 1024;
 
-/// What the launch context adds to the pod.
+/// The launch context translated before XNAT is asked more: its mounts, each accepted,
+/// pending a question or refused, and everything else it adds to the pod.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Translated {
+    pub mounts: Vec<MountOutcome>,
+    /// The launched experiment, when a pending mount may be its directory.
+    experiment: Option<String>,
+    pub plan: LaunchPlan,
+    /// What was refused or changed besides mounts (said after the mounts' refusals).
+    pub warnings: Warnings,
+}
+
+impl Translated {
+    /// What XNAT must confirm before the pending mounts could be mounted.
+    pub fn questions(&self) -> Asks {
+        sources::questions(&self.mounts, self.experiment.as_deref())
+    }
+
+    /// The mounts to make, now that XNAT has answered: each pending one by what it confirmed.
+    pub fn resolve(
+        &self,
+        confirmed: &Confirmed,
+        readable: &[&str],
+        warnings: &mut Warnings,
+    ) -> Vec<PlannedMount> {
+        sources::resolve(&self.mounts, confirmed, readable, warnings)
+    }
+}
+
+/// What the launch context adds to the pod besides mounts.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LaunchPlan {
-    pub mounts: Vec<PlannedMount>,
     /// The plugin's env, as the policy lets it through.
     pub env: Vec<(String, String)>,
     /// The plugin's `XNAT_USER`/`XNAT_PASS` are in `env`: neither may come from anywhere else.
@@ -72,16 +100,32 @@ pub struct LaunchGrant<'a> {
     /// Where the policy mounts the user's workspace: a plugin mount there is the workspace
     /// too, and gives way to the policy's (as the chart's hook leaves it to z2jh).
     pub workspace_path: Option<String>,
-    /// What XNAT confirmed beyond the user's projects (public projects, a shared experiment).
-    pub confirmed: &'a Confirmed,
     /// Whether the site never mounts a project (`storage.neverMount`): a launch mount of one is
     /// refused for that reason, whatever XNAT says of it.
     pub never_mounted: &'a dyn Fn(&str) -> bool,
 }
 
-/// Translates user options into a plan. Unless the policy trusts the plugin, no mount reaches
-/// outside the projects the user may read or the user's own space.
-pub fn plan(
+/// Translates user options, once. Unless the policy trusts the plugin, no mount reaches outside
+/// the projects the user may read or the user's own space without XNAT's word.
+pub fn translate(
+    opts: &UserOptions,
+    policy: &UserOptionsPolicy,
+    grant: &LaunchGrant<'_>,
+) -> Translated {
+    let spec = &opts.task_template.container_spec;
+    let mounts = sources::translate_all(&spec.mounts, opts, policy, grant);
+    let mut warnings = Warnings::new();
+    let plan = plan(opts, policy, grant, &mut warnings);
+    Translated {
+        mounts,
+        experiment: sources::launched_experiment(opts),
+        plan,
+        warnings,
+    }
+}
+
+/// Everything but the mounts.
+fn plan(
     opts: &UserOptions,
     policy: &UserOptionsPolicy,
     grant: &LaunchGrant<'_>,
@@ -90,7 +134,6 @@ pub fn plan(
     let spec = &opts.task_template.container_spec;
     let mut resource_env = Vec::new();
     let mut out = LaunchPlan {
-        mounts: sources::mounts(&spec.mounts, opts, policy, grant, warnings),
         resources: quantities::quantities(
             &opts.task_template.resources,
             policy,
@@ -314,7 +357,6 @@ mod tests {
         server_name: "",
         caller_verified: false,
         workspace_path: None,
-        confirmed: &Confirmed::NONE,
         never_mounted: &|_| false,
     };
 

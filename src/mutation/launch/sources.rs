@@ -11,7 +11,7 @@ use crate::launch::{LaunchMount, UserOptions};
 use crate::mutation::planned::{PlannedMount, same_path};
 use crate::names::{check_abs_path, is_safe_segment, is_valid_project_id};
 use crate::policy::{MountScope, SourcePath, UserOptionsPolicy};
-use crate::sharing::Asks;
+use crate::sharing::{Asks, Confirmed};
 use crate::warning::Warnings;
 
 /// Most stored mounts read (a real launch has a handful; a stored search one per project).
@@ -26,51 +26,131 @@ pub const SHARED_DATA_DIR: &str = "SHARED.PROJECT.DATA.STORAGE.DIRECTORY";
 /// the ones the user cannot read are the public ones, and few.
 pub const MAX_ASKED_PROJECTS: usize = 16;
 
-/// What XNAT must confirm before `opts`' mounts outside the user's projects could be mounted.
-pub fn to_confirm(
+/// One stored mount, translated before XNAT is asked anything beyond the user's projects.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MountOutcome {
+    /// Mounted as it is (the user may read it, or it is their own space).
+    Accepted(PlannedMount),
+    /// Mounted once XNAT confirms its project: public, or (for the launched experiment's own
+    /// directory) the experiment shared into a project the user may read.
+    Pending(Pending),
+    /// Refused, or a note on the stored list: the warning that says so.
+    Refused(String),
+}
+
+/// A mount of a project the user may not read, waiting for XNAT's word.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pending {
+    mount: PlannedMount,
+    project: String,
+    /// Below an arc directory (`{project}/arc001/…`): the experiment's word may count.
+    in_arc: bool,
+    /// The directory in the arc (an experiment's label), when there is one.
+    entry: Option<String>,
+    source: String,
+    target: String,
+}
+
+/// Translates every stored mount (the first [`MAX_LAUNCH_MOUNTS`]) once: accepted, pending a
+/// question to XNAT, or refused with its reason.
+pub(super) fn translate_all(
+    stored: &[Value],
     opts: &UserOptions,
     policy: &UserOptionsPolicy,
-    readable: &[&str],
-    workspace_path: Option<&str>,
-) -> Asks {
-    let mut asks = Asks::default();
-    if policy.trust_plugin {
-        return asks;
+    grant: &LaunchGrant<'_>,
+) -> Vec<MountOutcome> {
+    let mut out = Vec::new();
+    if stored.len() > MAX_LAUNCH_MOUNTS {
+        out.push(MountOutcome::Refused(format!(
+            "the launch context has {} mounts; only the first {MAX_LAUNCH_MOUNTS} are read",
+            stored.len()
+        )));
     }
-    let mut experiment_dir = false;
-    let mounts = &opts.task_template.container_spec.mounts;
-    for v in mounts.iter().take(MAX_LAUNCH_MOUNTS) {
-        let Ok(m) = LaunchMount::read(v) else {
-            continue;
+    for v in stored.iter().take(MAX_LAUNCH_MOUNTS) {
+        let m = match LaunchMount::read(v) {
+            Ok(m) => m,
+            Err(why) => {
+                let shown = v.to_string();
+                let why = format!("launch mount {} refused: {why}", echo(&shown));
+                out.push(MountOutcome::Refused(why));
+                continue;
+            }
         };
-        // What translation would skip or refuse anyway is not worth a question.
-        if workspace_path.is_some_and(|ws| same_path(ws, &m.target)) {
-            continue;
-        }
-        let source = SourcePath::parse(&m.source);
-        if source.segments.iter().any(|s| !is_safe_segment(s)) {
-            continue;
-        }
-        let Some((mapping, rest)) = policy.mapping_for(&source) else {
-            continue;
-        };
-        let Some(&first) = rest.first() else { continue };
-        if mapping.scope != MountScope::Project
-            || !is_valid_project_id(first)
-            || readable.contains(&first)
+        if let Some(ws) = &grant.workspace_path
+            && same_path(ws, &m.target)
         {
             continue;
         }
-        experiment_dir |= rest.len() >= 3 && is_arc_dir(rest[1]);
-        if !asks.projects.iter().any(|p| p == first) && asks.projects.len() < MAX_ASKED_PROJECTS {
-            asks.projects.push(first.to_owned());
+        out.push(match translate(&m, opts, policy, grant) {
+            Ok(outcome) => outcome,
+            Err(why) => MountOutcome::Refused(refusal(&m.source, &m.target, &why)),
+        });
+    }
+    out
+}
+
+fn refusal(source: &str, target: &str, why: &str) -> String {
+    format!("launch mount {source:?} → {target:?} refused: {why}")
+}
+
+/// What XNAT must confirm before the pending mounts could be mounted: their projects (at most
+/// [`MAX_ASKED_PROJECTS`]), and the launched experiment when a mount is in an arc directory of
+/// one of them.
+pub(super) fn questions(outcomes: &[MountOutcome], experiment: Option<&str>) -> Asks {
+    let mut asks = Asks::default();
+    let mut experiment_dir = false;
+    for p in outcomes.iter().filter_map(|o| match o {
+        MountOutcome::Pending(p) => Some(p),
+        _ => None,
+    }) {
+        experiment_dir |= p.in_arc && p.entry.is_some();
+        if !asks.projects.contains(&p.project) && asks.projects.len() < MAX_ASKED_PROJECTS {
+            asks.projects.push(p.project.clone());
         }
     }
-    let item = opts.item_id.as_deref().unwrap_or_default();
-    if experiment_dir && is_experiment_launch(opts) && is_valid_project_id(item) {
-        asks.experiment = Some(item.to_owned());
+    if experiment_dir {
+        asks.experiment = experiment.map(str::to_owned);
     }
     asks
+}
+
+/// The launched experiment, when the launch is of one and its id can be asked about.
+pub(super) fn launched_experiment(opts: &UserOptions) -> Option<String> {
+    let item = opts.item_id.as_deref().unwrap_or_default();
+    (is_experiment_launch(opts) && is_valid_project_id(item)).then(|| item.to_owned())
+}
+
+/// The mounts to make once XNAT has answered, each pending one by what XNAT confirmed; every
+/// refusal (and a mount path listed twice) said, in the stored order.
+pub(super) fn resolve(
+    outcomes: &[MountOutcome],
+    confirmed: &Confirmed,
+    readable: &[&str],
+    warnings: &mut Warnings,
+) -> Vec<PlannedMount> {
+    let mut out: Vec<PlannedMount> = Vec::new();
+    for o in outcomes {
+        let m = match o {
+            MountOutcome::Refused(why) => {
+                warnings.push(why);
+                continue;
+            }
+            MountOutcome::Accepted(m) => m,
+            MountOutcome::Pending(p) => match confirmed_elsewhere(p, confirmed, readable) {
+                Ok(()) => &p.mount,
+                Err(why) => {
+                    warnings.push(refusal(&p.source, &p.target, &why));
+                    continue;
+                }
+            },
+        };
+        if out.iter().any(|o| o.mount_path == m.mount_path) {
+            warnings.push(format_args!("launch mount {} listed twice", m.mount_path));
+        } else {
+            out.push(m.clone());
+        }
+    }
+    out
 }
 
 /// The plugin stores every experiment type as `xnat:experimentData` (dashboards may send the
@@ -80,54 +160,12 @@ fn is_experiment_launch(opts: &UserOptions) -> bool {
     t == "xnat:experimentData" || t.ends_with("SessionData")
 }
 
-pub(super) fn mounts(
-    stored: &[Value],
-    opts: &UserOptions,
-    policy: &UserOptionsPolicy,
-    grant: &LaunchGrant<'_>,
-    warnings: &mut Warnings,
-) -> Vec<PlannedMount> {
-    let mut out: Vec<PlannedMount> = Vec::new();
-    if stored.len() > MAX_LAUNCH_MOUNTS {
-        warnings.push(format_args!(
-            "the launch context has {} mounts; only the first {MAX_LAUNCH_MOUNTS} are read",
-            stored.len()
-        ));
-    }
-    for v in stored.iter().take(MAX_LAUNCH_MOUNTS) {
-        let m = match LaunchMount::read(v) {
-            Ok(m) => m,
-            Err(why) => {
-                let shown = v.to_string();
-                warnings.push(format_args!("launch mount {} refused: {why}", echo(&shown)));
-                continue;
-            }
-        };
-        if let Some(ws) = &grant.workspace_path
-            && same_path(ws, &m.target)
-        {
-            continue;
-        }
-        match translate(&m, opts, policy, grant) {
-            Ok(p) if out.iter().any(|o| o.mount_path == p.mount_path) => {
-                warnings.push(format_args!("launch mount {} listed twice", p.mount_path));
-            }
-            Ok(p) => out.push(p),
-            Err(why) => warnings.push(format_args!(
-                "launch mount {:?} → {:?} refused: {why}",
-                m.source, m.target
-            )),
-        }
-    }
-    out
-}
-
 fn translate(
     m: &LaunchMount,
     opts: &UserOptions,
     policy: &UserOptionsPolicy,
     grant: &LaunchGrant<'_>,
-) -> Result<PlannedMount, String> {
+) -> Result<MountOutcome, String> {
     let target = m.target.trim_end_matches('/');
     if check_abs_path(target).is_err() {
         return Err("target is not an absolute path without `.`/`..` segments".into());
@@ -142,6 +180,7 @@ fn translate(
     let first = *rest
         .first()
         .ok_or("source is a mapping's root, not a project's or user's directory")?;
+    let mut pending = None;
     let (read_only, project) = match mapping.scope {
         MountScope::Project if first == SHARED_DATA_DIR => {
             let project = shared_data(&rest, opts, grant, policy.trust_plugin)?;
@@ -160,7 +199,7 @@ fn translate(
                 return Err(NEVER_MOUNTED.into());
             }
             if !policy.trust_plugin && !grant.readable.contains(&first) {
-                confirmed_elsewhere(&rest, grant)?;
+                pending = Some((rest.get(1).is_some_and(|d| is_arc_dir(d)), rest.get(2)));
             }
             (true, Some(first.to_owned()))
         }
@@ -175,12 +214,23 @@ fn translate(
         "" => rest.join("/"),
         prefix => format!("{prefix}/{}", rest.join("/")),
     };
-    Ok(PlannedMount {
+    let mount = PlannedMount {
         volume: mapping.volume.clone(),
         sub_path,
         mount_path: target.to_owned(),
         read_only,
         project,
+    };
+    Ok(match pending {
+        None => MountOutcome::Accepted(mount),
+        Some((in_arc, entry)) => MountOutcome::Pending(Pending {
+            project: first.to_owned(),
+            in_arc,
+            entry: entry.map(|e| (*e).to_owned()),
+            mount,
+            source: m.source.clone(),
+            target: m.target.clone(),
+        }),
     })
 }
 
@@ -190,31 +240,31 @@ const NEVER_MOUNTED: &str = "not mounted by site policy";
 /// A project the user may not read may still be mounted from when XNAT says it is public, or
 /// the mount is the launched experiment's own directory (`{project}/{arc}/{label}…`) in its
 /// primary project and XNAT says it is shared into a project the user may read.
-fn confirmed_elsewhere(rest: &[&str], grant: &LaunchGrant<'_>) -> Result<(), String> {
-    let project = rest[0];
-    if grant.confirmed.public.iter().any(|p| p == project) {
+fn confirmed_elsewhere(
+    p: &Pending,
+    confirmed: &Confirmed,
+    readable: &[&str],
+) -> Result<(), String> {
+    let project = p.project.as_str();
+    if confirmed.public.iter().any(|c| c == project) {
         return Ok(());
     }
-    let confirmed = grant.confirmed;
     if let Some(e) = &confirmed.experiment
         && e.project == project
-        && rest.get(1).is_some_and(|d| is_arc_dir(d))
-        && rest.get(2) == Some(&e.label.as_str())
-        && e.shared_into
-            .iter()
-            .any(|p| grant.readable.contains(&p.as_str()))
+        && p.in_arc
+        && p.entry.as_deref() == Some(e.label.as_str())
+        && e.shared_into.iter().any(|s| readable.contains(&s.as_str()))
     {
         return Ok(());
     }
     // What XNAT said when asked, so the refusal reads as what it is: not public, not shown to
     // the service account (404), or not answered.
-    let experiment_dir = rest.get(1).is_some_and(|d| is_arc_dir(d));
     let asked = [
         confirmed.why_not(project),
         confirmed
             .experiment_unconfirmed
             .as_deref()
-            .filter(|_| experiment_dir),
+            .filter(|_| p.in_arc),
     ];
     let why: Vec<&str> = asked.into_iter().flatten().collect();
     match why.is_empty() {

@@ -6,34 +6,51 @@
 //! [`admission`] wires the two together for one review. No module imports one that imports it
 //! back (`tests/architecture.rs`); DEVELOPMENT.md says where new things go.
 
-pub mod access;
+// The front door: what the binary, the stand-in, the fuzz targets and the tests use. Everything
+// else is the crate's own (`pub` inside a private module reaches no further than the crate).
 pub mod admission;
-pub mod archive;
-pub mod classify;
-pub mod echo;
 pub mod events;
-pub mod identity;
-pub mod launch;
-pub mod metrics;
 pub mod mutation;
-pub mod names;
-pub mod pod;
 pub mod policy;
-pub mod quantity;
-pub mod reload;
-pub mod review;
-pub mod seen;
 pub mod serve;
 pub mod server;
-pub mod sharing;
 pub mod telemetry;
-pub mod timeouts;
 pub mod tls;
 pub mod tools;
-mod version;
-pub mod warning;
-pub mod watch;
 pub mod xnat;
+
+mod access;
+mod archive;
+mod classify;
+mod echo;
+mod identity;
+mod launch;
+mod metrics;
+mod names;
+mod pod;
+mod quantity;
+mod reload;
+mod review;
+mod seen;
+mod sharing;
+mod timeouts;
+mod version;
+mod warning;
+mod watch;
+
+// The vocabulary the decision reads, for callers that build its inputs (tests, fuzz targets).
+pub use access::{AccessEntry, AccessOutcome, PROJECT_ROLES, UserAccess};
+pub use archive::{AbsentDirs, ArchiveSpec, ProjectRoot, Seen, archive_spec_of};
+pub use launch::{Launch, UserOptions};
+pub use names::{
+    is_label_value, is_qualified_name, is_safe_segment, is_valid_project_id, may_be_secret_name,
+};
+pub use pod::{PodMeta, PodView};
+pub use quantity::{Amount, Quantity};
+pub use review::parse as parse_review;
+pub use seen::{DirProbe, Found};
+pub use sharing::{Confirmed, SharedExperiment};
+pub use timeouts::API_SERVER_TIMEOUT;
 
 /// Installs `ring` as the process-wide rustls crypto provider, once.
 ///

@@ -16,37 +16,120 @@ use crate::tls::{CertStore, TlsSource};
 use crate::watch::Changes;
 use crate::xnat::{CredentialSource, Credentials};
 
-/// Everything `serve` needs, already parsed from the command line.
-#[derive(Debug, Clone)]
+/// Everything `serve` needs: the `serve` command's flags, parsed by clap into this one struct
+/// (tests build it directly).
+#[derive(Debug, Clone, clap::Args)]
 pub struct ServeConfig {
+    /// Address and port for HTTPS.
+    #[arg(long, env = "LISTEN", default_value = "0.0.0.0:8443")]
     pub listen: SocketAddr,
+    /// PEM certificate chain served to the API server.
+    #[arg(long, env = "TLS_CERT", default_value = "/etc/webhook/tls/tls.crt")]
     pub tls_cert: PathBuf,
+    /// PEM private key of that certificate.
+    #[arg(long, env = "TLS_KEY", default_value = "/etc/webhook/tls/tls.key")]
     pub tls_key: PathBuf,
-    /// The CA bundle the API server trusts (`--tls-ca`); `None`: `ca.crt` beside `tls_cert`
-    /// when that file exists at start.
+    /// PEM CA bundle the API server trusts (the webhook configuration's caBundle): a serving
+    /// certificate it did not issue is refused, at start and on reload. Default: `ca.crt`
+    /// beside --tls-cert when it exists (cert-manager's and certs/webhook-certs.sh's Secrets).
+    #[arg(long, env = "TLS_CA")]
     pub tls_ca: Option<PathBuf>,
-    /// When set, every client must present a certificate this CA (PEM) issued.
+    /// PEM CA(s) whose client certificates are accepted; every other client is refused at the
+    /// TLS handshake. Reloaded when the file changes. Without it, any client is answered.
+    #[arg(long, env = "CLIENT_CA")]
     pub client_ca: Option<PathBuf>,
-    pub policy: PathBuf,
-    pub xnat_credentials: PathBuf,
-    /// Replaces the policy's `xnat.url` (for local runs against a stand-in).
-    pub xnat_url: Option<String>,
-    /// How long in-flight reviews may take to finish after SIGTERM.
-    pub drain: Duration,
-    /// Plain-HTTP `/metrics`; `None` for no metrics port.
-    pub metrics_listen: Option<SocketAddr>,
-    /// How often the policy and certificate files are checked besides file-change events.
-    pub reload_interval: Duration,
-    /// A connection whose client sends nothing for this long is closed.
-    pub idle_timeout: Duration,
-    /// The control plane's address ranges (`--control-plane`): capacity is reserved for them and
-    /// only their reviews (or a verified client's) get Events.
+    /// The control plane's addresses (CIDRs or addresses, comma-separated or repeated): their
+    /// reviews come first (reserved connections, body bytes and XNAT slots) and, with
+    /// --client-ca's verified callers, are the only ones that get Events.
+    #[arg(long, env = "CONTROL_PLANE", value_delimiter = ',')]
     pub control_plane: Vec<ipnet::IpNet>,
-    /// Plain-HTTP `/healthz` and `/readyz` for the exec probes, on the loopback address; `None`
-    /// for none.
-    pub probe_listen: Option<SocketAddr>,
-    /// Connections the webhook port holds at once (each a review waiting, or a keep-alive).
+    /// Address and port for the exec probes' plain-HTTP /healthz and /readyz (`probe`); keep it
+    /// on the loopback address so nothing outside the pod can reach it; `off` for none.
+    #[arg(long, env = "PROBE_LISTEN", default_value = "127.0.0.1:8081", value_parser = optional_addr)]
+    pub probe_listen: std::option::Option<SocketAddr>,
+    /// Connections the webhook port holds at once: one per review waiting for its answer (the
+    /// API server opens one per review), half of them reserved for --control-plane.
+    #[arg(long, default_value_t = 3072,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(64..=65536))]
     pub max_connections: usize,
+    #[command(flatten)]
+    pub inputs: MountedInputs,
+    /// How long in-flight reviews may take to finish after SIGTERM.
+    #[arg(long = "drain-timeout", value_name = "DRAIN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub drain: Duration,
+    /// Address and port for plain-HTTP /metrics (Prometheus text); `off` for none.
+    #[arg(long, env = "METRICS_LISTEN", default_value = "0.0.0.0:9090", value_parser = optional_addr)]
+    pub metrics_listen: std::option::Option<SocketAddr>,
+    /// How often the policy and certificate files are re-checked besides file events.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub reload_interval: Duration,
+    /// Close a connection with no request in flight for this long (at least 2m: the API server
+    /// keeps idle connections for 90s; a new connection must send a request within 10s).
+    #[arg(long, default_value = "5m", value_parser = parse_idle)]
+    pub idle_timeout: Duration,
+    /// Post Events about notebook pods to the cluster this kubeconfig names (local runs). In a
+    /// cluster the webhook's own ServiceAccount is used; elsewhere, without this, no Events.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+}
+
+/// The policy and the XNAT service credentials, where the Deployment mounts them: `serve` and
+/// `check-xnat` read the same files.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MountedInputs {
+    /// The policy YAML (the ConfigMap key, mounted as a file).
+    #[arg(
+        long,
+        env = "POLICY",
+        default_value = "/etc/webhook/policy/policy.yaml"
+    )]
+    pub policy: PathBuf,
+    /// XNAT service credentials: a basic-auth Secret directory (`username`, `password`) or a
+    /// `username:password` file. Never the credentials themselves.
+    #[arg(long, env = "XNAT_CREDENTIALS", default_value = "/etc/webhook/xnat")]
+    pub xnat_credentials: PathBuf,
+    /// Overrides the policy's xnat.url (local runs against a stand-in).
+    #[arg(long, env = "XNAT_URL")]
+    pub xnat_url: Option<String>,
+}
+
+impl MountedInputs {
+    /// The policy file, with `--xnat-url` applied.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            xnat_url: self.xnat_url.clone(),
+        }
+    }
+}
+
+/// An address, or `off` for none.
+fn optional_addr(s: &str) -> Result<Option<SocketAddr>, String> {
+    if s == "off" {
+        return Ok(None);
+    }
+    s.parse()
+        .map(Some)
+        .map_err(|e| format!("{s:?}: {e} (or `off`)"))
+}
+
+/// The API server keeps an idle connection for up to 90 s and reuses it without retrying a
+/// failed POST: the server must keep it longer, or a reuse could land on a closing connection.
+fn parse_idle(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d < Duration::from_secs(120) {
+        return Err("must be at least 2m (the API server keeps idle connections for 90s)".into());
+    }
+    Ok(d)
+}
+
+/// `serve`: binds, posts Events where it can, and serves until SIGTERM.
+pub async fn run(config: ServeConfig) -> Result<(), StartError> {
+    let bound = bind(&config).await?;
+    bound.attach_events(config.kubeconfig.as_deref()).await;
+    tracing::info!(addr = ?bound.local_addr().ok(), metrics = ?bound.metrics_addr(),
+        "serving admission reviews over TLS");
+    bound.serve(shutdown_signal(), config.drain).await;
+    Ok(())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,21 +161,43 @@ const METRICS_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A webhook bound to its ports, not yet serving; lets callers learn the addresses first.
 pub struct Bound {
-    pub listener: TcpListener,
-    pub metrics_listener: Option<TcpListener>,
-    pub probe_listener: Option<TcpListener>,
-    pub trust: Arc<Trust>,
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    probe_listener: Option<TcpListener>,
+    trust: Arc<Trust>,
     max_connections: usize,
-    pub admission: Arc<Admission>,
-    pub status: Arc<ReloadStatus>,
-    pub app: axum::Router,
-    pub tls: Arc<TlsSource>,
-    pub certs: Arc<CertStore>,
+    admission: Arc<Admission>,
+    status: Arc<ReloadStatus>,
+    app: axum::Router,
+    tls: Arc<TlsSource>,
     reloaders: Vec<tokio::task::JoinHandle<()>>,
     idle_timeout: Duration,
 }
 
 impl Bound {
+    /// Events go to the cluster's API server when there is one; a webhook that cannot post
+    /// them still serves (the users lose the spawn-page messages, which the log says).
+    pub async fn attach_events(&self, kubeconfig: Option<&std::path::Path>) {
+        match crate::events::client(kubeconfig).await {
+            Ok(Some(client)) => {
+                let sink = crate::events::EventSink::start(client, Default::default());
+                self.admission.attach_events(sink);
+                tracing::info!("posting Events about notebook pods to the Kubernetes API");
+            }
+            Ok(None) => tracing::info!(
+                "not in a cluster and no --kubeconfig: no Events are posted about notebook pods"
+            ),
+            Err(error) => tracing::warn!(%error,
+                "cannot reach the Kubernetes API: no Events are posted about notebook pods"),
+        }
+    }
+
+    /// Posts Events through `sink` (tests, with a stand-in API server); false when a sink is
+    /// already attached.
+    pub fn attach_event_sink(&self, sink: crate::events::EventSink) -> bool {
+        self.admission.attach_events(sink)
+    }
+
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }
@@ -155,18 +260,16 @@ impl Bound {
 /// Loads everything and binds the ports. Any error here stops startup with a message that names
 /// the file or field at fault.
 pub async fn bind(config: &ServeConfig) -> Result<Bound, StartError> {
-    let policy_bytes = std::fs::read(&config.policy).map_err(|source| {
+    let policy_bytes = std::fs::read(&config.inputs.policy).map_err(|source| {
         StartError::Policy(crate::policy::PolicyError::Read {
-            path: config.policy.display().to_string(),
+            path: config.inputs.policy.display().to_string(),
             source,
         })
     })?;
-    let overrides = Overrides {
-        xnat_url: config.xnat_url.clone(),
-    };
+    let overrides = config.inputs.overrides();
     let policy = Policy::from_yaml(&policy_bytes, &overrides)?;
     crate::metrics::policy_version(&policy.version);
-    let credentials = Credentials::load(&config.xnat_credentials)?;
+    let credentials = Credentials::load(&config.inputs.xnat_credentials)?;
     let (certs, cert_files, cert_bytes) = load_certificate(config).await?;
     let tls = Arc::new(TlsSource::new(&certs, config.client_ca.as_deref())?);
     let client_ca_bytes = match &config.client_ca {
@@ -178,7 +281,7 @@ pub async fn bind(config: &ServeConfig) -> Result<Bound, StartError> {
     // file at every login, so a rotation on disk needs no restart.
     let admission = Arc::new(admission(
         policy,
-        CredentialSource::File(config.xnat_credentials.clone()),
+        CredentialSource::File(config.inputs.xnat_credentials.clone()),
     )?);
     let listener = bind_port(config.listen).await?;
     let metrics_listener = bind_optional(config.metrics_listen).await?;
@@ -220,7 +323,6 @@ pub async fn bind(config: &ServeConfig) -> Result<Bound, StartError> {
         admission,
         status,
         tls,
-        certs,
         reloaders,
         idle_timeout: config.idle_timeout,
     })
@@ -235,10 +337,10 @@ fn reload_policy(
     admission: &Arc<Admission>,
     status: &Arc<ReloadStatus>,
 ) -> tokio::task::JoinHandle<()> {
-    let changes = Changes::new(&[&config.policy], config.reload_interval);
+    let changes = Changes::new(&[&config.inputs.policy], config.reload_interval);
     let admission = admission.clone();
     tokio::spawn(reload_on_change(
-        vec![config.policy.clone()],
+        vec![config.inputs.policy.clone()],
         changes,
         current,
         Input::Policy,

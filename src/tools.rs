@@ -6,6 +6,9 @@ use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
 use base64::Engine;
 use serde_json::Value;
 
@@ -13,8 +16,10 @@ use crate::access::UserAccess;
 use crate::admission::{AccessSource, Admission, Caller};
 use crate::launch::UserOptions;
 use crate::names::is_secret_name;
-use crate::policy::{Policy, PolicyError, PolicyFile};
+use crate::policy::{Overrides, Policy, PolicyError, PolicyFile};
+use crate::serve::MountedInputs;
 use crate::xnat::CredentialSource;
+use crate::xnat::check::{CheckReport, CheckTargets};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ToolError {
@@ -27,6 +32,98 @@ pub enum ToolError {
     #[error(transparent)]
     Xnat(#[from] crate::xnat::XnatError),
 }
+
+// === The commands, as `main` calls them: flags in, text out ===
+
+/// `check-policy FILE`: the effective policy, or why the file is not one.
+pub fn check_policy_file(file: &Path) -> anyhow::Result<String> {
+    let yaml =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    check_policy(&yaml).with_context(|| format!("{} is not a valid policy", file.display()))
+}
+
+/// `review`'s flags.
+#[derive(clap::Args)]
+pub struct ReviewArgs {
+    /// The policy YAML to try.
+    #[arg(long)]
+    policy: PathBuf,
+    /// Ask a real XNAT (with --xnat-credentials) instead of a fixed access table.
+    #[arg(long, requires = "xnat_credentials", conflicts_with = "access")]
+    xnat_url: Option<String>,
+    /// XNAT service credentials (a file `username:password` or a Secret directory).
+    #[arg(long, requires = "xnat_url")]
+    xnat_credentials: Option<PathBuf>,
+    /// What a user may read: USER=PROJ[:role],PROJ… (repeatable). Users not listed are unknown
+    /// to XNAT.
+    #[arg(long)]
+    access: Vec<String>,
+    /// A stored launch context (JSON, as `GET …/user-options` answers it) for the review's
+    /// server; with `userOptions.enabled` it is used as XNAT's plugin stored it.
+    #[arg(long, conflicts_with = "xnat_url")]
+    user_options: Option<PathBuf>,
+}
+
+/// `review`: the AdmissionReview on stdin through the decision, described.
+pub async fn review_command(a: ReviewArgs) -> anyhow::Result<String> {
+    let overrides = Overrides {
+        xnat_url: a.xnat_url.clone(),
+    };
+    let policy = Policy::load(&a.policy, &overrides)?;
+    let access = match a.xnat_credentials {
+        Some(path) => ReviewAccess::Xnat(CredentialSource::File(path)),
+        None => {
+            let launch = match &a.user_options {
+                Some(file) => Some(Box::new(read_stored_options(file)?)),
+                None => None,
+            };
+            ReviewAccess::Table(access_table(&a.access, &policy)?, launch)
+        }
+    };
+    let mut body = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::stdin(), &mut body)
+        .context("cannot read the AdmissionReview from stdin")?;
+    Ok(review(policy, access, &body).await?)
+}
+
+fn read_stored_options(file: &Path) -> anyhow::Result<UserOptions> {
+    let text = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    serde_json::from_slice(&text)
+        .with_context(|| format!("{} is not a stored launch context", file.display()))
+}
+
+/// `check-xnat`'s flags.
+#[derive(clap::Args)]
+pub struct CheckXnatArgs {
+    #[command(flatten)]
+    inputs: MountedInputs,
+    /// The user to look up (default: a member of --project, or of one of the first projects
+    /// XNAT lists).
+    #[arg(long)]
+    user: Option<String>,
+    /// The project whose archive_spec and accessibility are asked (default: the first the
+    /// user may read).
+    #[arg(long)]
+    project: Option<String>,
+    /// An experiment to ask about when launches are on (default: an id no XNAT has, whose 404
+    /// still proves the media type).
+    #[arg(long)]
+    experiment: Option<String>,
+}
+
+/// `check-xnat`: every call a spawn makes, made once with real ids.
+pub async fn check_xnat(a: CheckXnatArgs) -> anyhow::Result<CheckReport> {
+    let policy = Policy::load(&a.inputs.policy, &a.inputs.overrides())?;
+    let credentials = CredentialSource::File(a.inputs.xnat_credentials);
+    let targets = CheckTargets {
+        user: a.user.as_deref(),
+        project: a.project.as_deref(),
+        experiment: a.experiment.as_deref(),
+    };
+    Ok(crate::xnat::check::check_xnat(&policy, credentials, targets).await?)
+}
+
+// === The pieces, as tests call them ===
 
 /// Validates a policy document and returns its effective values (defaults filled) as YAML.
 pub fn check_policy(yaml: &str) -> Result<String, ToolError> {

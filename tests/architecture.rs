@@ -6,7 +6,8 @@
 //!   every `crate::x` or `super::x` reference (in `use`, paths and macro bodies alike, test
 //!   modules excepted) is an edge;
 //! - the layering, as data ([`PURE`]): the pure modules (the decision and what it reads) never
-//!   reach the I/O ones.
+//!   reach the I/O ones;
+//! - a small front door: at most [`MAX_PUB_MODS`] public modules in `lib.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -18,6 +19,9 @@ use syn::visit::Visit;
 
 const MAX_FN_LINES: usize = 80;
 const MAX_FILE_LINES: usize = 600;
+/// What the binary, the stand-in, the fuzz targets and the tests may name by module; the rest of
+/// their vocabulary is re-exported at the crate root.
+const MAX_PUB_MODS: usize = 10;
 
 /// The pure layer: the decision (`pod + identity + access + launch context + policy → patch`)
 /// and the vocabulary it reads. They may refer to one another and to `timeouts` (constants);
@@ -362,6 +366,29 @@ fn the_pure_modules_never_reach_the_io_ones() {
         wrong.is_empty(),
         "the pure layer reaches I/O:\n{}",
         wrong.join("\n")
+    );
+}
+
+#[test]
+fn the_front_door_is_at_most_ten_public_modules() {
+    let lib = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lib.rs"))
+        .expect("read src/lib.rs");
+    let file = syn::parse_file(&lib).expect("parse src/lib.rs");
+    let public: Vec<String> = file
+        .items
+        .iter()
+        .filter_map(|item| match item {
+            syn::Item::Mod(m) if matches!(m.vis, syn::Visibility::Public(_)) => {
+                Some(m.ident.to_string())
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(
+        public.len() <= MAX_PUB_MODS,
+        "{} public modules in lib.rs (at most {MAX_PUB_MODS}): {public:?}; make it `mod` and \
+         re-export what callers need",
+        public.len()
     );
 }
 

@@ -6,12 +6,12 @@ mod common;
 use std::sync::Arc;
 
 use common::fixture;
-use jupyter_xnat_webhook::access::{AccessOutcome, UserAccess};
-use jupyter_xnat_webhook::launch::Launch;
+use jupyter_xnat_webhook::Confirmed;
+use jupyter_xnat_webhook::Launch;
 use jupyter_xnat_webhook::mutation::{Context, Decision, Identity, decide, prepare};
-use jupyter_xnat_webhook::pod::{PodMeta, PodView};
 use jupyter_xnat_webhook::policy::Policy;
-use jupyter_xnat_webhook::sharing::Confirmed;
+use jupyter_xnat_webhook::{AccessOutcome, UserAccess};
+use jupyter_xnat_webhook::{PodMeta, PodView};
 use serde_json::{Value, json};
 
 const ALICE: Identity<'static> = Identity {
@@ -332,7 +332,7 @@ fn volume_devices_count_like_mounts_and_volumes() {
 fn a_launch_limit_below_the_policys_request_lowers_the_request() {
     // Found by tests/decision_properties.rs: request 0.7 from the policy and a launch profile's
     // limit of 0.5 made a pod the API server rejects (request above limit).
-    let launch: jupyter_xnat_webhook::launch::UserOptions = serde_json::from_value(json!({
+    let launch: jupyter_xnat_webhook::UserOptions = serde_json::from_value(json!({
         "task_template": {"resources": {"cpu_limit": 0.5, "mem_reservation": "12G"}}
     }))
     .unwrap();

@@ -14,13 +14,13 @@ mod common;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use jupyter_xnat_webhook::access::{AccessOutcome, UserAccess};
-use jupyter_xnat_webhook::launch::{Launch, UserOptions};
+use jupyter_xnat_webhook::Amount;
+use jupyter_xnat_webhook::Confirmed;
 use jupyter_xnat_webhook::mutation::{Context, Decision, Identity, decide, prepare};
-use jupyter_xnat_webhook::pod::{PodMeta, PodView};
 use jupyter_xnat_webhook::policy::{Policy, SecretsPolicy};
-use jupyter_xnat_webhook::quantity::Amount;
-use jupyter_xnat_webhook::sharing::Confirmed;
+use jupyter_xnat_webhook::{AccessOutcome, UserAccess};
+use jupyter_xnat_webhook::{Launch, UserOptions};
+use jupyter_xnat_webhook::{PodMeta, PodView};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 

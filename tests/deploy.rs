@@ -34,8 +34,7 @@ const JUPYTER_NS: &str = "jupyter";
 const NAME_LABEL: &str = "kubernetes.io/metadata.name";
 /// The API server's own limit is 30s; the webhook's XNAT budget and request timeout are sized for
 /// the timeout chain's API server timeout (`timeouts.rs`).
-const MAX_TIMEOUT_SECONDS: i32 =
-    jupyter_xnat_webhook::timeouts::API_SERVER_TIMEOUT.as_secs() as i32;
+const MAX_TIMEOUT_SECONDS: i32 = jupyter_xnat_webhook::API_SERVER_TIMEOUT.as_secs() as i32;
 /// Kinds the webhook's deployment may contain. Anything else (in particular any cluster-wide RBAC:
 /// the webhook only posts Events in the hub's namespace) fails the test.
 const ALLOWED_KINDS: &[&str] = &[
@@ -1383,9 +1382,11 @@ fn serves_with(cert: &Path, key: &Path, ca_bundle: &[u8], name: &str) {
         tls_key: key.to_owned(),
         tls_ca: None,
         client_ca: None,
-        policy: repo().join("deploy/base/policy.yaml"),
-        xnat_credentials: creds,
-        xnat_url: Some("http://127.0.0.1:9/xnat".into()),
+        inputs: serve::MountedInputs {
+            policy: repo().join("deploy/base/policy.yaml"),
+            xnat_credentials: creds,
+            xnat_url: Some("http://127.0.0.1:9/xnat".into()),
+        },
         drain: Duration::from_secs(1),
         metrics_listen: None,
         reload_interval: Duration::from_secs(60),
@@ -1393,6 +1394,7 @@ fn serves_with(cert: &Path, key: &Path, ca_bundle: &[u8], name: &str) {
         control_plane: Vec::new(),
         probe_listen: None,
         max_connections: 3072,
+        kubeconfig: None,
     };
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     runtime.block_on(async {
@@ -1586,9 +1588,11 @@ fn answers_only(client_ca: &Path, identity: &[u8]) {
         tls_key: key,
         tls_ca: None,
         client_ca: Some(client_ca.to_owned()),
-        policy: repo().join("deploy/base/policy.yaml"),
-        xnat_credentials: dir.path().join("creds"),
-        xnat_url: Some("http://127.0.0.1:9/xnat".into()),
+        inputs: serve::MountedInputs {
+            policy: repo().join("deploy/base/policy.yaml"),
+            xnat_credentials: dir.path().join("creds"),
+            xnat_url: Some("http://127.0.0.1:9/xnat".into()),
+        },
         drain: Duration::from_secs(1),
         metrics_listen: None,
         reload_interval: Duration::from_secs(60),
@@ -1596,6 +1600,7 @@ fn answers_only(client_ca: &Path, identity: &[u8]) {
         control_plane: Vec::new(),
         probe_listen: None,
         max_connections: 3072,
+        kubeconfig: None,
     };
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     runtime.block_on(async {

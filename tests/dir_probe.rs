@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use jupyter_xnat_webhook::archive::{AbsentDirs, Seen};
 use jupyter_xnat_webhook::policy::{Policy, Storage};
-use jupyter_xnat_webhook::seen::{DirProbe, Found};
+use jupyter_xnat_webhook::{AbsentDirs, Seen};
+use jupyter_xnat_webhook::{DirProbe, Found};
 use tokio::time::Instant;
 
 const POLICY: &str = "

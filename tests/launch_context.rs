@@ -8,12 +8,12 @@ mod common;
 use std::sync::Arc;
 
 use common::fixture;
-use jupyter_xnat_webhook::access::{AccessOutcome, UserAccess};
-use jupyter_xnat_webhook::launch::{Launch, UserOptions};
+use jupyter_xnat_webhook::Confirmed;
 use jupyter_xnat_webhook::mutation::{Context, Decision, Identity, decide, prepare};
-use jupyter_xnat_webhook::pod::{PodMeta, PodView};
 use jupyter_xnat_webhook::policy::Policy;
-use jupyter_xnat_webhook::sharing::Confirmed;
+use jupyter_xnat_webhook::{AccessOutcome, UserAccess};
+use jupyter_xnat_webhook::{Launch, UserOptions};
+use jupyter_xnat_webhook::{PodMeta, PodView};
 use serde_json::{Value, json};
 
 /// alice's KubeSpawner pod (no args: the hub sets no `cmd`).

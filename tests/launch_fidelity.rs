@@ -19,7 +19,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::*;
-use jupyter_xnat_webhook::quantity::Amount;
+use jupyter_xnat_webhook::Amount;
 use serde_json::{Map, Value, json};
 
 const PRESET: &str = include_str!("../deploy/presets/nrgxnat-k8s.yaml");

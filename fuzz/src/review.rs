@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
 use base64::Engine;
-use jupyter_xnat_webhook::access::UserAccess;
+use jupyter_xnat_webhook::UserAccess;
 use jupyter_xnat_webhook::admission::{AccessSource, Admission, Caller};
 use jupyter_xnat_webhook::policy::Policy;
 use serde_json::Value;

@@ -7,13 +7,13 @@
 
 use std::sync::{Arc, LazyLock};
 
-use jupyter_xnat_webhook::access::{AccessOutcome, UserAccess};
-use jupyter_xnat_webhook::launch::{Launch, UserOptions};
+use jupyter_xnat_webhook::Confirmed;
+use jupyter_xnat_webhook::may_be_secret_name;
 use jupyter_xnat_webhook::mutation::{Context, Decision, Identity, decide, prepare};
-use jupyter_xnat_webhook::names::may_be_secret_name;
-use jupyter_xnat_webhook::pod::{PodMeta, PodView};
 use jupyter_xnat_webhook::policy::{Policy, SecretsPolicy};
-use jupyter_xnat_webhook::sharing::Confirmed;
+use jupyter_xnat_webhook::{AccessOutcome, UserAccess};
+use jupyter_xnat_webhook::{Launch, UserOptions};
+use jupyter_xnat_webhook::{PodMeta, PodView};
 use serde_json::{Value, json};
 
 const GRANTED: &[&str] = &["ALPHA", "BETA"];

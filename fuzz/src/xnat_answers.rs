@@ -7,11 +7,11 @@
 //! only ever the project's own, with a current arc that is a directory name; a quantity's
 //! canonical spelling reads back as the same value.
 
-use jupyter_xnat_webhook::access::{AccessEntry, PROJECT_ROLES, UserAccess};
-use jupyter_xnat_webhook::archive::{ArchiveSpec, ProjectRoot, archive_spec_of};
-use jupyter_xnat_webhook::names::{is_safe_segment, is_valid_project_id};
-use jupyter_xnat_webhook::quantity::{Amount, Quantity};
-use jupyter_xnat_webhook::sharing::SharedExperiment;
+use jupyter_xnat_webhook::SharedExperiment;
+use jupyter_xnat_webhook::{AccessEntry, PROJECT_ROLES, UserAccess};
+use jupyter_xnat_webhook::{Amount, Quantity};
+use jupyter_xnat_webhook::{ArchiveSpec, ProjectRoot, archive_spec_of};
+use jupyter_xnat_webhook::{is_safe_segment, is_valid_project_id};
 
 fn access(access: &UserAccess) {
     for pair in access.groups.windows(2) {

@@ -19,7 +19,7 @@ mod container;
 mod env;
 mod grant;
 mod labels;
-pub mod launch;
+pub(crate) mod launch;
 mod mounts;
 mod patch;
 mod placement;

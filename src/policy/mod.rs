@@ -8,7 +8,7 @@ mod pods;
 mod resources;
 mod rules;
 mod storage;
-pub mod template;
+pub(crate) mod template;
 mod user_options;
 mod writable;
 mod xnat;

@@ -3,7 +3,7 @@
 //! ([`slots`], [`conn`]) and bounded reviews in flight ([`gate`]).
 
 mod conn;
-pub mod gate;
+pub(crate) mod gate;
 pub mod listen;
 pub mod probe;
 mod service;

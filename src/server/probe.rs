@@ -16,6 +16,23 @@ pub enum Probe {
     Live,
 }
 
+/// `probe`'s flags.
+#[derive(clap::Args)]
+pub struct ProbeArgs {
+    /// `ready` (/readyz) or `live` (/healthz).
+    #[arg(value_enum)]
+    which: Probe,
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    addr: SocketAddr,
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+}
+
+/// `probe`: `Ok` when the probe port answers 200 in time.
+pub async fn run(a: ProbeArgs) -> Result<(), String> {
+    probe(a.addr, a.which, a.timeout).await
+}
+
 /// The most of an answer read: the status line is all that counts.
 const MAX_ANSWER: usize = 16 * 1024;
 

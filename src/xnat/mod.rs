@@ -1,15 +1,15 @@
 //! Everything that talks to XNAT: the service credentials, the HTTP client and the cache in front
 //! of it.
 
-pub mod cache;
-pub mod call;
+pub(crate) mod cache;
+pub(crate) mod call;
 pub mod check;
-pub mod client;
+pub(crate) mod client;
 mod confirm;
-pub mod credentials;
-pub mod error;
-pub mod health;
-pub mod index;
+pub(crate) mod credentials;
+pub(crate) mod error;
+pub(crate) mod health;
+pub(crate) mod index;
 mod logins;
 mod memory;
 

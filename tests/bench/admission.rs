@@ -22,15 +22,15 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use jupyter_xnat_webhook::access::{AccessOutcome, UserAccess};
+use jupyter_xnat_webhook::Confirmed;
+use jupyter_xnat_webhook::Launch;
 use jupyter_xnat_webhook::admission::Caller;
-use jupyter_xnat_webhook::launch::Launch;
 use jupyter_xnat_webhook::mutation::{Context, Identity, decide, prepare};
-use jupyter_xnat_webhook::pod::{PodMeta, PodView};
 use jupyter_xnat_webhook::policy::{Overrides, Policy};
 use jupyter_xnat_webhook::serve;
-use jupyter_xnat_webhook::sharing::Confirmed;
 use jupyter_xnat_webhook::xnat::{CredentialSource, Credentials};
+use jupyter_xnat_webhook::{AccessOutcome, UserAccess};
+use jupyter_xnat_webhook::{PodMeta, PodView};
 use serde_json::value::RawValue;
 use xnat_standin::Standin;
 
@@ -137,7 +137,7 @@ fn bench_parse(body: &[u8]) {
     let n = 50_000;
     let t = Instant::now();
     for _ in 0..n {
-        black_box(jupyter_xnat_webhook::review::parse(black_box(body)).is_ok());
+        black_box(jupyter_xnat_webhook::parse_review(black_box(body)).is_ok());
     }
     println!("parse review                  {}", per_op(t.elapsed(), n));
 }

@@ -12,13 +12,13 @@ use std::collections::HashMap;
 use std::hint::black_box;
 use std::sync::Arc;
 
-use jupyter_xnat_webhook::access::{AccessOutcome, UserAccess};
+use jupyter_xnat_webhook::Confirmed;
+use jupyter_xnat_webhook::Launch;
 use jupyter_xnat_webhook::admission::{AccessSource, Admission, Caller};
-use jupyter_xnat_webhook::launch::Launch;
 use jupyter_xnat_webhook::mutation::{Context, Identity, decide, prepare};
-use jupyter_xnat_webhook::pod::{PodMeta, PodView};
 use jupyter_xnat_webhook::policy::Policy;
-use jupyter_xnat_webhook::sharing::Confirmed;
+use jupyter_xnat_webhook::{AccessOutcome, UserAccess};
+use jupyter_xnat_webhook::{PodMeta, PodView};
 
 const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use jupyter_xnat_webhook::access::UserAccess;
+use jupyter_xnat_webhook::UserAccess;
 use jupyter_xnat_webhook::admission::{AccessSource, Admission, Caller};
 use jupyter_xnat_webhook::policy::Policy;
 use serde_json::Value;

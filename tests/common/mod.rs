@@ -318,9 +318,11 @@ impl Builder {
             tls_key,
             tls_ca: self.tls_ca,
             client_ca,
-            policy,
-            xnat_credentials: credentials,
-            xnat_url: Some(xnat_url.clone()),
+            inputs: serve::MountedInputs {
+                policy,
+                xnat_credentials: credentials,
+                xnat_url: Some(xnat_url.clone()),
+            },
             drain: Duration::from_secs(5),
             metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
             reload_interval: Duration::from_millis(200),
@@ -328,11 +330,12 @@ impl Builder {
             control_plane: self.control_plane,
             probe_listen: Some("127.0.0.1:0".parse().unwrap()),
             max_connections: self.max_connections,
+            kubeconfig: None,
         };
         let bound = serve::bind(&config).await?;
         if let Some((client, settings)) = self.events {
             let sink = jupyter_xnat_webhook::events::EventSink::start(client, settings);
-            assert!(bound.admission.attach_events(sink));
+            assert!(bound.attach_event_sink(sink));
         }
         let addr = bound.local_addr().unwrap();
         let metrics_addr = bound.metrics_addr().unwrap();

@@ -4,8 +4,8 @@
 
 use std::collections::BTreeSet;
 
-use jupyter_xnat_webhook::names::{is_label_value, is_qualified_name};
-use jupyter_xnat_webhook::quantity::Amount;
+use jupyter_xnat_webhook::Amount;
+use jupyter_xnat_webhook::{is_label_value, is_qualified_name};
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
 

@@ -17,7 +17,7 @@ use crate::names::{is_env_name, is_label_value, is_qualified_name, may_be_secret
 use crate::policy::{ResourceSet, SecretsPolicy, UserOptionsPolicy};
 use crate::sharing::{Asks, Confirmed};
 use crate::warning::Warnings;
-pub use sources::{MAX_ASKED_PROJECTS, MountOutcome, Pending, SHARED_DATA_DIR};
+pub use sources::MountOutcome;
 
 /// The plugin's token pair: `XNAT_USER` is the alias of a fresh token of the user's, `XNAT_PASS`
 /// its secret. Never split: both come from the launch context, or neither does.

@@ -58,13 +58,14 @@ fmt: ## Format the code
 lint: ## Clippy on every target of the workspace, warnings are errors
 	$(CARGO) clippy --workspace --all-targets -- -D warnings -W clippy::too_many_lines
 
-# cargo-nextest when installed (parallel per test), else cargo test.
+# cargo-nextest (every test its own process, 8 at once) when installed, then plain cargo test
+# (the tests as threads of one process), which must pass too: no test may lean on another's
+# process-wide state.
 unit:
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 	  $(CARGO) nextest run --workspace --no-fail-fast --test-threads 8; \
-	else \
-	  $(CARGO) test --workspace --no-fail-fast; \
 	fi
+	$(CARGO) test --workspace --no-fail-fast
 
 smoke: ## Start `make run` on spare ports and run the README's curl against it
 	tests/smoke.sh
@@ -107,7 +108,7 @@ schema: ## Regenerate deploy/base/policy.schema.json from the policy types
 	$(CARGO) run --quiet --bin jupyter-xnat-webhook -- policy-schema > deploy/base/policy.schema.json
 
 golden: ## Rewrite the golden outputs of `review` and the schema after a deliberate change
-	UPDATE_GOLDEN=1 $(CARGO) test --test tools
+	UPDATE_GOLDEN=1 $(CARGO) test --test it tools::
 
 image: ## Build the container image (needs a Docker engine)
 	docker build -f deploy/Dockerfile -t $(IMAGE) .

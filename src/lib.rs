@@ -4,7 +4,7 @@
 //! The decision is pure ([`classify`] → [`identity`] → [`mutation`], reading [`pod`] views and
 //! the typed [`policy`]); the I/O lives at the edges ([`server`], [`tls`], [`xnat`], [`reload`]).
 //! [`admission`] wires the two together for one review. No module imports one that imports it
-//! back (`tests/architecture.rs`); DEVELOPMENT.md says where new things go.
+//! back (`tests/it/architecture.rs`); DEVELOPMENT.md says where new things go.
 
 // The front door: what the binary, the stand-in, the fuzz targets and the tests use. Everything
 // else is the crate's own (`pub` inside a private module reaches no further than the crate).

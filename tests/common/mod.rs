@@ -7,11 +7,12 @@
 //! `Harness::builder().policy(…).credentials(…).start().await`, or `Harness::start(policy)`.
 //! A harness stops when dropped; `stop().await` waits for the stop where a test checks it.
 
-#![allow(dead_code)] // each test binary uses its own subset
+#![allow(dead_code)] // the benches use their own subset
 
 pub mod fake_kube;
 pub mod in_process;
 pub mod pod_rules;
+pub mod turns;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -26,7 +27,7 @@ use tempfile::TempDir;
 use tokio::sync::oneshot;
 use xnat_standin::{Fault, Standin};
 
-#[allow(unused_imports)] // not every test binary runs in process
+#[allow(unused_imports)] // the benches do not run in process
 pub use in_process::InProcess;
 
 pub const SVC_USER: &str = "webhook-svc";
@@ -145,6 +146,8 @@ pub struct Builder {
     control_plane: Vec<ipnet::IpNet>,
     max_connections: usize,
     called_by_api_server: bool,
+    /// This test reads absolute gauges: no other webhook runs meanwhile (`turns::alone`).
+    alone: bool,
     events: Option<(kube::Client, jupyter_xnat_webhook::events::SinkSettings)>,
 }
 
@@ -247,6 +250,13 @@ impl Builder {
     }
 
     /// The stand-in answers every API call with this fault.
+    /// For a test that reads absolute gauges (the XNAT limit, the index's size): under plain
+    /// `cargo test` no other webhook runs while this one does.
+    pub fn alone_with_metrics(mut self) -> Self {
+        self.alone = true;
+        self
+    }
+
     pub fn xnat_fault(mut self, fault: Fault) -> Self {
         self.fault = Some(fault);
         self
@@ -261,6 +271,10 @@ impl Builder {
 
     /// Starts the webhook, or says why it did not.
     pub async fn try_start(self) -> Result<Harness, serve::StartError> {
+        let turn = match self.alone {
+            true => turns::alone().await,
+            false => turns::share().await,
+        };
         let dir = tempfile::tempdir().unwrap();
         let (xnat, xnat_url) = match self.xnat {
             Xnat::Standin(xnat) => {
@@ -297,21 +311,12 @@ impl Builder {
             let (cert, key) = ca.write_pair(dir.path());
             (cert, key, ca.pem)
         });
-        let mut client = https_client(&ca_pem);
-        let mut client_ca = self.client_ca;
-        if self.called_by_api_server {
-            let clients = TestCa::new();
-            let path = dir.path().join("client-ca.crt");
-            std::fs::write(&path, &clients.pem).unwrap();
-            client_ca = Some(path);
-            let identity = clients.issue_client("kube-apiserver");
-            client = reqwest::Client::builder()
-                .tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap()])
-                .identity(reqwest::Identity::from_pem(identity.as_bytes()).unwrap())
-                .timeout(Duration::from_secs(20))
-                .build()
-                .unwrap();
-        }
+        let (client_ca, client) = if self.called_by_api_server {
+            let (path, client) = api_server_client(dir.path(), &ca_pem);
+            (Some(path), client)
+        } else {
+            (self.client_ca, https_client(&ca_pem))
+        };
         let config = ServeConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             tls_cert,
@@ -358,8 +363,25 @@ impl Builder {
             probe_addr,
             stop: Some(stop),
             server: Some(server),
+            _turn: turn,
         })
     }
+}
+
+/// A client CA written into `dir` and a client with the certificate it issued the API server.
+fn api_server_client(dir: &Path, ca_pem: &str) -> (PathBuf, reqwest::Client) {
+    jupyter_xnat_webhook::install_crypto_provider();
+    let clients = TestCa::new();
+    let path = dir.join("client-ca.crt");
+    std::fs::write(&path, &clients.pem).unwrap();
+    let identity = clients.issue_client("kube-apiserver");
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap()])
+        .identity(reqwest::Identity::from_pem(identity.as_bytes()).unwrap())
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    (path, client)
 }
 
 /// A running webhook and its XNAT stand-in; stopped when dropped.
@@ -377,6 +399,8 @@ pub struct Harness {
     pub probe_addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
+    /// This webhook's turn at the process-wide metrics (`turns`); released last.
+    _turn: turns::Turn,
 }
 
 impl Harness {
@@ -396,6 +420,7 @@ impl Harness {
             control_plane: vec!["127.0.0.1/32".parse().unwrap()],
             max_connections: 3072,
             called_by_api_server: false,
+            alone: false,
             events: None,
         }
     }

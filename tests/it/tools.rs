@@ -1,6 +1,6 @@
 //! The admin tools, run as the real binary: `review` golden outputs on the KubeSpawner fixtures,
 //! `check-policy` on good and bad files, and the published JSON Schema being current.
-//! `UPDATE_GOLDEN=1 cargo test --test tools` rewrites the golden files after a deliberate change.
+//! `UPDATE_GOLDEN=1 cargo test --test it tools::` rewrites the golden files after a deliberate change.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -34,7 +34,7 @@ fn golden(name: &str, actual: &str) {
         .unwrap_or_else(|_| panic!("{name} is missing; run with UPDATE_GOLDEN=1"));
     assert!(
         expected == actual,
-        "{name} differs from the output; if the change is intended, run UPDATE_GOLDEN=1 cargo test --test tools\n--- got:\n{actual}"
+        "{name} differs from the output; if the change is intended, run UPDATE_GOLDEN=1 cargo test --test it tools::\n--- got:\n{actual}"
     );
 }
 

@@ -4,11 +4,9 @@
 //! The stand-in serves `/data/projects` and `/data/projects/{id}/users` in XNAT's table shapes
 //! (`xnat_standin::site` says where each comes from).
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use xnat_standin::{Fault, Standin};
 
@@ -17,10 +15,6 @@ const STATUS: &str = "jupyter-xnat-webhook/status";
 fn index_policy(extra: &str) -> String {
     format!("xnat:\n  index:\n    enabled: true\n    refreshInterval: 1s\n    maxAge: 2s\n{extra}")
 }
-
-/// The metrics are process-wide, and every test here moves the index's: under plain
-/// `cargo test` they take turns, so each reads only its own.
-static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Waits until `/readyz` shows an index with `users` users read no more than a second ago.
 async fn index_ready(h: &Harness, users: u64) -> Value {
@@ -47,8 +41,11 @@ fn answer_of(review: &Value, response: &Value) -> String {
 
 #[tokio::test]
 async fn listed_users_are_answered_with_no_xnat_call_and_new_ones_are_looked_up() {
-    let _turn = TURN.lock().await;
-    let h = Harness::start(&index_policy("")).await;
+    let h = Harness::builder()
+        .policy(&index_policy(""))
+        .alone_with_metrics()
+        .start()
+        .await;
     // The demo site: alice, Bob.Smith@uni.edu.au, carol and erin in ALPHA, BETA, GAMMA and
     // GPU_LAB.
     let index = index_ready(&h, 4).await;
@@ -94,8 +91,7 @@ async fn listed_users_are_answered_with_no_xnat_call_and_new_ones_are_looked_up(
 
 #[tokio::test]
 async fn a_revoked_membership_is_gone_after_the_next_refresh() {
-    let _turn = TURN.lock().await;
-    let h = Harness::start(&index_policy("")).await;
+    let h = Harness::builder().policy(&index_policy("")).start().await;
     index_ready(&h, 4).await;
     let review = fixture("alice-default");
     assert_eq!(project_paths(&review, &h.review(&review).await).len(), 3);
@@ -113,7 +109,6 @@ async fn a_revoked_membership_is_gone_after_the_next_refresh() {
 
 #[tokio::test]
 async fn an_index_too_old_falls_back_to_lookups_and_stands_in_only_when_xnat_is_down() {
-    let _turn = TURN.lock().await;
     let policy = index_policy(
         "  onError: staleThenAllow\n  cacheTtl: 1s\n  negativeCacheTtl: 1s\n  staleIfError: 10m\n",
     );
@@ -158,8 +153,7 @@ async fn an_index_too_old_falls_back_to_lookups_and_stands_in_only_when_xnat_is_
 
 #[tokio::test]
 async fn the_index_is_off_by_default() {
-    let _turn = TURN.lock().await;
-    let h = Harness::start("").await;
+    let h = Harness::builder().policy("").start().await;
     h.review(&fixture("alice-default")).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let c = h.xnat.counts();
@@ -173,8 +167,11 @@ async fn the_index_is_off_by_default() {
 /// other projects still come from XNAT.
 #[tokio::test]
 async fn a_revoked_membership_is_gone_even_while_its_projects_member_list_fails() {
-    let _turn = TURN.lock().await;
-    let h = Harness::start(&index_policy("")).await;
+    let h = Harness::builder()
+        .policy(&index_policy(""))
+        .alone_with_metrics()
+        .start()
+        .await;
     index_ready(&h, 4).await;
     let review = fixture("alice-default");
     assert_eq!(project_paths(&review, &h.review(&review).await).len(), 3);
@@ -225,7 +222,6 @@ async fn a_revoked_membership_is_gone_even_while_its_projects_member_list_fails(
 /// spawn.
 #[tokio::test]
 async fn the_index_reads_memberships_and_archive_specs_as_xnat_names_them() {
-    let _turn = TURN.lock().await;
     let xnat = Standin::demo(SVC_USER, SVC_PASSWORD);
     xnat.add_custom_group("ALPHA", "ALPHA_PET_member");
     xnat.set_user("mallory", &["ALPHA_PET_member", "BETA_member"]);
@@ -259,7 +255,8 @@ async fn the_index_reads_memberships_and_archive_specs_as_xnat_names_them() {
 /// writes the table) are read whole.
 #[tokio::test]
 async fn a_project_list_of_a_large_site_is_read_whole() {
-    let _turn = TURN.lock().await;
+    // Its client moves the process-wide XNAT gauges, as a webhook's does.
+    let _turn = crate::common::turns::share().await;
     let xnat = Standin::demo(SVC_USER, SVC_PASSWORD);
     for i in 0..7000 {
         xnat.add_project(&format!("PROJECT_{i:05}"));
@@ -289,8 +286,7 @@ async fn a_project_list_of_a_large_site_is_read_whole() {
 /// until it is read — never answered without it.
 #[tokio::test]
 async fn a_project_never_read_sends_every_user_to_a_lookup() {
-    let _turn = TURN.lock().await;
-    let h = Harness::start(&index_policy("")).await;
+    let h = Harness::builder().policy(&index_policy("")).start().await;
     index_ready(&h, 4).await;
     let review = review_for("carol");
     assert_eq!(answer_of(&review, &h.review(&review).await), "indexed");
@@ -324,7 +320,6 @@ async fn a_project_never_read_sends_every_user_to_a_lookup() {
 /// after `cacheTtl`.
 #[tokio::test]
 async fn a_login_in_another_case_follows_the_index() {
-    let _turn = TURN.lock().await;
     let xnat = Standin::demo(SVC_USER, SVC_PASSWORD);
     xnat.set_user("JSmith", &["GAMMA_member", "BETA_member"]);
     let h = Harness::builder()

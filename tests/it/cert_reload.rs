@@ -2,13 +2,11 @@
 //! kubelet's `..data` swap, or an in-place write), new connections get the new pair and no request
 //! fails; a bad pair keeps the old one and says so.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
 
 /// The DER of the certificate the server presents to a new connection, verified against the CA
@@ -133,6 +131,7 @@ async fn an_expired_certificate_or_one_for_another_name_is_refused() {
     let (cert, key, der) = ca.issue();
     let secret = KubeletDir::new(&[("tls.crt", cert.as_bytes()), ("tls.key", key.as_bytes())]);
     let h = Harness::builder()
+        .alone_with_metrics()
         .tls_files(secret.path("tls.crt"), secret.path("tls.key"), &ca.pem)
         .start()
         .await;
@@ -224,6 +223,7 @@ async fn a_certificate_the_configured_ca_did_not_issue_is_refused() {
         ("ca.crt", old_ca.pem.as_bytes()),
     ]);
     let h = Harness::builder()
+        .alone_with_metrics()
         .tls_files(secret.path("tls.crt"), secret.path("tls.key"), &old_ca.pem)
         .start()
         .await;

@@ -2,14 +2,12 @@
 //! is complete, every PromQL expression parses, and every metric an alert or a panel reads is
 //! one the real server's `/metrics` serves (or, explicitly, the API server's own).
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
-use common::fake_kube::{FakeKube, KubeFault};
-use common::*;
+use crate::common::fake_kube::{FakeKube, KubeFault};
+use crate::common::*;
 use jupyter_xnat_webhook::events::SinkSettings;
 use promql_parser::parser::Expr;
 use promql_parser::util::{ExprVisitor, walk_expr};

@@ -1,11 +1,9 @@
 //! The HTTPS surface: TLS only, health endpoints, clear 400s for bad input, bounded bodies, and a
 //! stop that lets in-flight reviews finish.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -159,7 +157,11 @@ async fn stopping_lets_in_flight_reviews_finish() {
 
 #[tokio::test]
 async fn metrics_move_with_reviews() {
-    let h = Harness::start("").await;
+    let h = Harness::builder()
+        .policy("")
+        .alone_with_metrics()
+        .start()
+        .await;
     let before = h.metrics().await;
     let review = fixture("alice-default");
     h.review(&review).await;

@@ -14,15 +14,15 @@
 //! builds them. XNAT's UI starts a named server named by the launch's `eventTrackingId`
 //! (`jupyterhub-servers.js`).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 
-use common::*;
+use crate::common::*;
 use jupyter_xnat_webhook::Amount;
 use serde_json::{Map, Value, json};
 
-const PRESET: &str = include_str!("../deploy/presets/nrgxnat-k8s.yaml");
+const PRESET: &str = include_str!("../../deploy/presets/nrgxnat-k8s.yaml");
 const EVENT: &str = "20240621T123456789Z";
 
 /// The preset as a site sets it: the chart's default JH_XNAT_UID/JH_XNAT_GID (0).

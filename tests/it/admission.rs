@@ -2,11 +2,9 @@
 //! around the pods stock KubeSpawner 7.1 produces. Assertions are on the patched pod and on the
 //! stand-in's call counts.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 /// The default policy (an empty document) apart from what a test adds.

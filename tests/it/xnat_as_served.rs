@@ -6,9 +6,7 @@
 //!   account that is not a site Administrator (`UsersApi`, `XapiRequestMappingAspect`);
 //! - usernames follow `[a-zA-Z][A-Za-z0-9-_'.]{0,63}` (`Patterns`), so `dave_o'neil` exists.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use xnat_standin::Fault;
 
@@ -67,7 +65,16 @@ async fn a_missing_role_is_named_in_the_warning_readyz_and_metrics() {
         ("groups", "/xapi/users/{user}/groups"),
         ("access", "/xapi/access/{user}/projects"),
     ] {
-        let h = Harness::start(&format!("xnat:\n  projectSource: {source}\n")).await;
+        let h = Harness::builder()
+            .policy(&format!("xnat:\n  projectSource: {source}\n"))
+            .alone_with_metrics()
+            .start()
+            .await;
+        let series = format!(
+            "xnat_webhook_xnat_failures_total{{endpoint=\"{source}\",reason=\"missing_role\"}}"
+        );
+        // Counters are process-wide: this test reads what its own spawn added.
+        let before = metric(&h.metrics().await, &series);
         h.xnat.set_service_admin(false);
         let review = review_for("alice");
         let response = h.review(&review).await;
@@ -87,10 +94,7 @@ async fn a_missing_role_is_named_in_the_warning_readyz_and_metrics() {
         assert_eq!(problem["reason"], "missing_role");
         assert_eq!(problem["role"], "Administrator");
         let m = h.metrics().await;
-        let series = format!(
-            "xnat_webhook_xnat_failures_total{{endpoint=\"{source}\",reason=\"missing_role\"}}"
-        );
-        assert_eq!(metric(&m, &series), 1.0, "{m}");
+        assert_eq!(metric(&m, &series) - before, 1.0, "{m}");
 
         // The role given: the next spawn has its data and /readyz is clean again.
         h.xnat.set_service_admin(true);
@@ -103,9 +107,12 @@ async fn a_missing_role_is_named_in_the_warning_readyz_and_metrics() {
 #[tokio::test]
 async fn wrong_credentials_are_named_as_such() {
     let h = Harness::builder()
+        .alone_with_metrics()
         .credentials("webhook-svc:wrong\n")
         .start()
         .await;
+    let series = "xnat_webhook_xnat_failures_total{endpoint=\"groups\",reason=\"bad_credentials\"}";
+    let before = metric(&h.metrics().await, series);
     let response = h.review(&review_for("alice")).await;
     let w = warnings(&response).join("\n");
     assert!(w.contains("check the username and password"), "{w}");
@@ -113,14 +120,7 @@ async fn wrong_credentials_are_named_as_such() {
     let ready = h.readyz().await;
     assert_eq!(ready["xnat"]["problems"][0]["reason"], "bad_credentials");
     let m = h.metrics().await;
-    assert_eq!(
-        metric(
-            &m,
-            "xnat_webhook_xnat_failures_total{endpoint=\"groups\",reason=\"bad_credentials\"}"
-        ),
-        1.0,
-        "{m}"
-    );
+    assert_eq!(metric(&m, series) - before, 1.0, "{m}");
 }
 
 #[tokio::test]
@@ -574,7 +574,11 @@ async fn two_logins_that_differ_only_in_case_give_neither() {
 /// it once per project within `negativeCacheTtl`, not 80 times.
 #[tokio::test]
 async fn a_refused_archive_spec_is_named_and_not_asked_again_by_every_spawn() {
-    let h = Harness::start("").await;
+    let h = Harness::builder()
+        .policy("")
+        .alone_with_metrics()
+        .start()
+        .await;
     h.xnat.set_user(
         "dora",
         &[
@@ -586,6 +590,9 @@ async fn a_refused_archive_spec_is_named_and_not_asked_again_by_every_spawn() {
     );
     h.xnat
         .set_endpoint_fault("archive_spec", Fault::Status(406));
+    let series =
+        "xnat_webhook_xnat_failures_total{endpoint=\"archive_spec\",reason=\"not_acceptable\"}";
+    let before = metric(&h.metrics().await, series);
     let review = review_for("dora");
     for i in 0..20 {
         let response = h.review(&review).await;
@@ -602,17 +609,8 @@ async fn a_refused_archive_spec_is_named_and_not_asked_again_by_every_spawn() {
         );
     }
     assert_eq!(h.xnat.counts().archive_specs, 4);
-    // (`/readyz` names it too: its health map is process-wide, so another test of this binary
-    // may clear it; `xnat::health`'s own test shows the reason there.)
     let m = h.metrics().await;
-    assert_eq!(
-        metric(
-            &m,
-            "xnat_webhook_xnat_failures_total{endpoint=\"archive_spec\",reason=\"not_acceptable\"}"
-        ),
-        4.0,
-        "{m}"
-    );
+    assert_eq!(metric(&m, series) - before, 4.0, "{m}");
 }
 
 /// Project ALPHA's custom group `PET_member` has the id `ALPHA_PET_member`

@@ -3,11 +3,11 @@
 //! resources, the token pair, and a launch context XNAT has but the webhook cannot read.
 //! Launch shapes follow the plugin's models (see tests/launch_fidelity.rs for where from).
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 
-use common::fixture;
+use crate::common::fixture;
 use jupyter_xnat_webhook::Confirmed;
 use jupyter_xnat_webhook::mutation::{Context, Decision, Identity, decide, prepare};
 use jupyter_xnat_webhook::policy::Policy;

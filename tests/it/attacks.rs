@@ -3,12 +3,12 @@
 //! 127.0.0.1, the control plane, and attackers from 127.0.0.2 and up): the API server's reviews
 //! are all answered with their data, probes are all answered, and forged reviews post no Events.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::fake_kube::FakeKube;
-use common::{Harness, metric, project_paths, review_for};
+use crate::common::fake_kube::FakeKube;
+use crate::common::{Harness, metric, project_paths, review_for};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
@@ -69,6 +69,7 @@ async fn forged_cold_users_never_take_the_api_servers_xnat_slots() {
     let xnat = users(names);
     let policy = "xnat:\n  maxConcurrentRequests: 4\n  timeout: 2s\n  budget: 3s\n";
     let h = Harness::builder()
+        .alone_with_metrics()
         .standin(xnat.clone())
         .policy(policy)
         .start()
@@ -109,6 +110,7 @@ async fn forged_bodies_never_crowd_out_the_api_server() {
     let xnat = users(names);
     let policy = "xnat:\n  maxConcurrentRequests: 4\n  timeout: 3s\n  budget: 4s\n";
     let h = Harness::builder()
+        .alone_with_metrics()
         .standin(xnat.clone())
         .policy(policy)
         .start()
@@ -176,7 +178,11 @@ async fn one_byte(
 
 #[tokio::test]
 async fn one_byte_connections_never_push_the_api_servers_out() {
-    let h = Harness::builder().max_connections(64).start().await;
+    let h = Harness::builder()
+        .alone_with_metrics()
+        .max_connections(64)
+        .start()
+        .await;
     // Three addresses keep opening connections that send one byte and stall, for as long as
     // the API server sends reviews.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -242,7 +248,12 @@ async fn one_byte_connections_never_push_the_api_servers_out() {
 
 #[tokio::test]
 async fn a_metrics_port_full_of_stalled_connections_fails_no_probe() {
-    let h = Harness::start("").await;
+    let h = Harness::builder()
+        .alone_with_metrics()
+        .policy("")
+        .alone_with_metrics()
+        .start()
+        .await;
     // Four addresses take every metrics slot with one byte each.
     let mut held = Vec::new();
     for ip in ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"] {
@@ -282,6 +293,7 @@ async fn a_metrics_port_full_of_stalled_connections_fails_no_probe() {
 async fn forged_reviews_post_no_events() {
     let (kube, url) = FakeKube::start().await;
     let h = Harness::builder()
+        .alone_with_metrics()
         .events(FakeKube::client(&url), Default::default())
         .start()
         .await;

@@ -7,9 +7,9 @@
 //!   never-mount list), unless the policy trusts the plugin's launch context;
 //! - every project mount is read-only.
 //!
-//! `PROPTEST_CASES=5000 cargo nextest run --test decision_properties` runs more cases.
+//! `PROPTEST_CASES=5000 cargo nextest run -E "test(/^decision_properties::/)"` runs more cases.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

@@ -2,9 +2,7 @@
 //! mount cap, the namespace allow list and audit mode. Policy logic runs in process through the
 //! server's admission code; what needs XNAT's call counts or faults runs over TLS.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 const RULES: &str = r#"

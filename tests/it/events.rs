@@ -4,12 +4,10 @@
 //! server here is `common::fake_kube` (the real endpoints and shapes); the webhook runs for real
 //! over TLS with the real kube client.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::fake_kube::{FakeKube, KubeFault};
-use common::*;
+use crate::common::fake_kube::{FakeKube, KubeFault};
+use crate::common::*;
 use jupyter_xnat_webhook::events::SinkSettings;
 use serde_json::{Value, json};
 use xnat_standin::Fault;
@@ -27,7 +25,7 @@ fn status_of(review: &Value, response: &Value) -> Value {
 }
 
 /// With `SHOW=1`, prints what a user or admin would see (for the README's examples):
-/// `SHOW=1 cargo nextest run --test events --no-capture`.
+/// `SHOW=1 cargo nextest run -E "test(/^events::/)" --no-capture`.
 fn show(what: &str, value: &Value) {
     if std::env::var_os("SHOW").is_some() {
         println!("{what}: {value}");
@@ -195,7 +193,7 @@ async fn a_stale_answer_says_how_old_it_is() {
 #[tokio::test]
 async fn a_refused_launch_mount_is_named_on_the_pod_and_in_the_event() {
     let (kube, url) = FakeKube::start().await;
-    let preset = include_str!("../deploy/presets/nrgxnat-k8s.yaml");
+    let preset = include_str!("../../deploy/presets/nrgxnat-k8s.yaml");
     let h = Harness::builder()
         .policy(preset)
         .called_by_api_server()
@@ -414,6 +412,7 @@ async fn a_slow_api_server_never_slows_admission_and_drops_are_counted() {
     let (kube, url) = FakeKube::start().await;
     kube.set_fault(KubeFault::Slow(Duration::from_secs(3)));
     let h = Harness::builder()
+        .alone_with_metrics()
         .events(
             FakeKube::client(&url),
             SinkSettings {
@@ -450,6 +449,7 @@ async fn a_refusing_or_absent_api_server_leaves_admission_alone() {
     let (kube, url) = FakeKube::start().await;
     kube.set_fault(KubeFault::Forbidden);
     let h = Harness::builder()
+        .alone_with_metrics()
         .events(FakeKube::client(&url), settings())
         .start()
         .await;
@@ -469,6 +469,7 @@ async fn a_refusing_or_absent_api_server_leaves_admission_alone() {
     let url = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
     let h = Harness::builder()
+        .alone_with_metrics()
         .events(FakeKube::client(&url), settings())
         .start()
         .await;
@@ -479,6 +480,7 @@ async fn a_refusing_or_absent_api_server_leaves_admission_alone() {
 async fn a_storm_is_rate_limited() {
     let (kube, url) = FakeKube::start().await;
     let h = Harness::builder()
+        .alone_with_metrics()
         .events(
             FakeKube::client(&url),
             SinkSettings {

@@ -2,13 +2,11 @@
 //! directory and an atomic `..data` symlink swap) and by in-place writes, while reviews are in
 //! flight: no failed request, no mixed result, a bad version rejected and the old one kept.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 /// (claim, WHICH env) of a response: which policy produced it.
@@ -45,6 +43,7 @@ async fn the_policy_reloads_atomically_under_load_and_bad_versions_are_rejected(
     let config_map = KubeletDir::new(&[("policy.yaml", policy("a").as_bytes())]);
     let h = Arc::new(
         Harness::builder()
+            .alone_with_metrics()
             .policy_file(config_map.path("policy.yaml"))
             .start()
             .await,
@@ -221,6 +220,7 @@ fn policy_failures(metrics: &str) -> f64 {
 async fn an_emptied_policy_file_keeps_the_policy_in_force() {
     let config_map = KubeletDir::new(&[("policy.yaml", never_beta("a").as_bytes())]);
     let h = Harness::builder()
+        .alone_with_metrics()
         .policy_file(config_map.path("policy.yaml"))
         .start()
         .await;

@@ -2,17 +2,11 @@
 //! still working on after the webhook stopped waiting: the stand-in, like Tomcat, goes on with a
 //! call whose client has gone (`xnat_standin` `api_call`), and counts it in flight until done.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use futures::future::join_all;
 use xnat_standin::Standin;
-
-/// The concurrency gauges are process-wide: under plain `cargo test` this binary's tests would
-/// move them under each other, so they take turns.
-static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn class(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("student{i:03}")).collect()
@@ -20,13 +14,13 @@ fn class(n: usize) -> Vec<String> {
 
 #[tokio::test]
 async fn a_slow_xnat_never_has_more_calls_than_the_limit_and_gets_no_retries() {
-    let _turn = TURN.lock().await;
     let xnat = Standin::demo(SVC_USER, SVC_PASSWORD);
     let users = class(24);
     for u in &users {
         xnat.set_user(u, &["CLASS_member"]);
     }
     let h = Harness::builder()
+        .alone_with_metrics()
         .standin(xnat.clone())
         .policy(
             "xnat:\n  maxConcurrentRequests: 4\n  minConcurrentRequests: 1\n  timeout: 200ms\n  \
@@ -86,9 +80,9 @@ async fn a_slow_xnat_never_has_more_calls_than_the_limit_and_gets_no_retries() {
 
 #[tokio::test]
 async fn a_struggling_xnat_gets_fewer_calls_at_once() {
-    let _turn = TURN.lock().await;
     let xnat = Standin::demo(SVC_USER, SVC_PASSWORD);
     let h = Harness::builder()
+        .alone_with_metrics()
         .standin(xnat.clone())
         .policy("xnat:\n  maxConcurrentRequests: 8\n  retries: 0\n")
         .start()

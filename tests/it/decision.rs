@@ -1,11 +1,9 @@
 //! The pure decision (pod + identity + access + policy → patch), without sockets: the shapes of
 //! pod the end-to-end tests do not reach.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::fixture;
+use crate::common::fixture;
 use jupyter_xnat_webhook::Confirmed;
 use jupyter_xnat_webhook::Launch;
 use jupyter_xnat_webhook::mutation::{Context, Decision, Identity, decide, prepare};

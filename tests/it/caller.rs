@@ -3,11 +3,9 @@
 //! kubelet's probes use the plain metrics port. Launch-context secrets reach a pod only as the
 //! policy's `userOptions.secrets` says.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 /// An HTTPS client trusting the webhook's CA, presenting `identity` (cert + key PEM) if given.
@@ -44,6 +42,7 @@ async fn with_a_client_ca_only_its_clients_get_an_answer() {
     let clients = TestCa::new();
     let ca_dir = KubeletDir::new(&[("ca.crt", clients.pem.as_bytes())]);
     let h = Harness::builder()
+        .alone_with_metrics()
         .policy("userOptions:\n  enabled: true\n")
         .client_ca(ca_dir.path("ca.crt"))
         .start()

@@ -3,12 +3,12 @@
 //! free within the budget, otherwise allowed with a warning and a status annotation that say why
 //! — and a user answered from memory never waits behind the cold ones.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::fake_kube::FakeKube;
-use common::{Harness, patched_pod, project_paths, review_for, warnings};
+use crate::common::fake_kube::FakeKube;
+use crate::common::{Harness, patched_pod, project_paths, review_for, warnings};
 use serde_json::Value;
 use xnat_standin::Standin;
 
@@ -62,6 +62,7 @@ async fn every_review_of_a_surge_is_answered_with_its_data_or_its_reason() {
     let policy = "xnat:\n  maxConcurrentRequests: 4\n  timeout: 1s\n  budget: 2s\n";
     let (kube, kube_url) = FakeKube::start().await;
     let h = Harness::builder()
+        .alone_with_metrics()
         .standin(xnat.clone())
         .policy(policy)
         .events(FakeKube::client(&kube_url), Default::default())
@@ -113,6 +114,7 @@ async fn a_user_answered_from_memory_never_waits_behind_cold_ones() {
     let xnat = class_of(SURGE);
     let policy = "xnat:\n  maxConcurrentRequests: 4\n  timeout: 3s\n  budget: 4s\n";
     let h = Harness::builder()
+        .alone_with_metrics()
         .standin(xnat.clone())
         .policy(policy)
         .start()

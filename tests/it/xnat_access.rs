@@ -2,11 +2,9 @@
 //! rotation, spawn storms that cost one request per user, stale answers during outages,
 //! refresh-ahead, retries, the admin project list, and the plugin's launch context.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 use xnat_standin::{Fault, SessionRejection, Standin};
 

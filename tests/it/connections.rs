@@ -3,12 +3,10 @@
 //! a connection, answers nobody reads, the cap on reviews in flight, the body limit, and the
 //! metrics port's own limits. Each of these failed before the server counted use by requests.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -227,7 +225,11 @@ async fn bodies_announced_but_not_sent_hold_nothing() {
 
 #[tokio::test]
 async fn the_metrics_port_closes_silent_connections_and_caps_them_per_address() {
-    let h = Harness::start("").await;
+    let h = Harness::builder()
+        .policy("")
+        .alone_with_metrics()
+        .start()
+        .await;
     // A connection that sends nothing is closed (it was kept forever).
     let mut silent = tokio::net::TcpStream::connect(h.metrics_addr)
         .await

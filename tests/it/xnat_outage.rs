@@ -2,11 +2,9 @@
 //! when the policy says `onError: deny`. Unverified projects are never mounted, and failures are
 //! not cached.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use xnat_standin::{Fault, Standin};
 
@@ -142,8 +140,7 @@ async fn a_service_account_without_the_administrator_role_starts_pods_without_pr
     }
 }
 
-/// Not in tests/xnat_protection.rs: that binary reads the process-wide concurrency gauge, which
-/// this test's limit of 1 would move under plain `cargo test`.
+/// A login is an outage's first call: its slot is held as long as XNAT works on it.
 #[tokio::test]
 async fn a_login_xnat_is_still_working_on_keeps_its_slot() {
     let policy = "xnat:\n  maxConcurrentRequests: 1\n  minConcurrentRequests: 1\n  \

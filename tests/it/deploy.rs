@@ -1398,6 +1398,8 @@ fn serves_with(cert: &Path, key: &Path, ca_bundle: &[u8], name: &str) {
     };
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     runtime.block_on(async {
+        // Its XNAT client moves the process-wide gauges, as a harness's does.
+        let _turn = crate::common::turns::share().await;
         let bound = serve::bind(&config)
             .await
             .expect("the webhook starts with the generated pair");
@@ -1604,6 +1606,8 @@ fn answers_only(client_ca: &Path, identity: &[u8]) {
     };
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     runtime.block_on(async {
+        // Its XNAT client moves the process-wide gauges, as a harness's does.
+        let _turn = crate::common::turns::share().await;
         let bound = serve::bind(&config).await.expect("the webhook starts");
         let addr = bound.local_addr().expect("address");
         tokio::spawn(bound.serve(std::future::pending(), Duration::from_secs(1)));

@@ -70,7 +70,7 @@ fn run(policy: &Policy, launch: &UserOptions, spec: &Value) -> Decision {
     let meta: PodMeta = serde_json::from_str("{}").unwrap();
     decide(
         &PodView::new(&meta, Some(&raw)).unwrap(),
-        &prepare(&cx, policy),
+        prepare(&cx, policy),
         &Confirmed::NONE,
         policy,
     )

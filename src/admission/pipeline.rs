@@ -83,7 +83,7 @@ impl Admitting<'_> {
         let cx = subject.context(&looked, self);
         let mut prepared = prepare(&cx, policy);
         let confirmed = self.confirm(&mut prepared, subject.deadline).await;
-        let mut decision = subject.decide(&prepared, &confirmed, policy);
+        let mut decision = subject.decide(prepared, &confirmed, policy);
         let audit = policy.mode == Mode::Audit;
         if !audit {
             self.report(&mut decision, &subject, &looked);
@@ -169,14 +169,14 @@ impl Subject<'_> {
     }
 
     /// The pure decision for this review's pod.
-    fn decide(&self, prepared: &Prepared<'_>, confirmed: &Confirmed, policy: &Policy) -> Decision {
+    fn decide(&self, prepared: Prepared<'_>, confirmed: &Confirmed, policy: &Policy) -> Decision {
         let pod = match self.target.spec {
             PodSpec::Read(spec) => Ok(PodView::read(self.target.meta, spec)),
             PodSpec::Raw(raw) => PodView::new(self.target.meta, *raw),
         };
         match pod {
             Ok(pod) => decide(&pod, prepared, confirmed, policy),
-            Err(e) => decide_unreadable(prepared, e),
+            Err(e) => decide_unreadable(&prepared, e),
         }
     }
 }

@@ -123,28 +123,37 @@ pub fn decide_unreadable(prepared: &Prepared<'_>, why: impl fmt::Display) -> Dec
 }
 
 /// Decides what to do with a notebook pod, from what was prepared and what XNAT confirmed.
+/// Takes the preparation whole: the mounts it rendered move into the patch.
 pub fn decide(
     pod: &PodView<'_>,
-    prepared: &Prepared<'_>,
+    prepared: Prepared<'_>,
     confirmed: &Confirmed,
     policy: &Policy,
 ) -> Decision {
-    let mut warnings = prepared.warnings.clone();
-    let grant = match &prepared.grant {
+    let Prepared {
+        cx,
+        grant,
+        mut warnings,
+        selection,
+    } = prepared;
+    let grant = match grant {
         Ok(g) => g,
-        Err(message) => {
-            return Decision::Deny {
-                message: message.clone(),
-            };
-        }
+        Err(message) => return Decision::Deny { message },
     };
     let Some(notebook) = pod.notebook(&policy.pods.container) else {
         warnings.push("pod has no containers; left unchanged");
         return Decision::unchanged(warnings);
     };
-    let cx = &prepared.cx;
-    let selected = prepared.selected(&grant.mountable, confirmed, policy, &mut warnings);
-    let plan = plan::Plan::build(grant, cx, policy, selected, &mut warnings);
+    let (mounts, launch) =
+        selection.select(&cx, &grant.mountable, confirmed, policy, &mut warnings);
+    let plan = plan::Plan::build(
+        &grant,
+        &cx,
+        policy,
+        (mounts, launch.as_ref()),
+        &mut warnings,
+    );
+    let cx = &cx;
 
     let mut patch = patch::PodPatch::new();
     let (p, w) = (&mut patch, &mut warnings);

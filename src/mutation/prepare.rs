@@ -25,18 +25,18 @@ pub struct Prepared<'a> {
     pub(super) grant: Result<Grant<'a>, String>,
     /// What working out the grant said (an unknown user, a stale answer, never-mount).
     pub(super) warnings: Warnings,
-    selection: Selection<'a>,
+    pub(super) selection: Selection<'a>,
 }
 
 /// Where the pod's data comes from.
-enum Selection<'a> {
+pub(super) enum Selection<'a> {
     /// A launch context from XNAT's UI, translated.
     Launch(Box<Translated>),
     /// The user's project list.
     Projects(ProjectList<'a>),
 }
 
-struct ProjectList<'a> {
+pub(super) struct ProjectList<'a> {
     /// Why a stored launch context could not be used, when there was one.
     unreadable_launch: Option<&'a str>,
     /// The mountable projects mounted: at most `storage.maxProjectMounts`, in order.
@@ -142,23 +142,32 @@ impl<'a> Prepared<'a> {
         list.placed = Some(placed);
         optional
     }
+}
 
+impl Selection<'_> {
     /// The mounts of the selection, XNAT's answers in: a launch's (less what XNAT did not
     /// confirm), or the project list's; then the workspace. Also the launch's other changes.
-    pub(super) fn selected(
-        &self,
+    /// Consumed: the mounts rendered once move into the plan.
+    pub(super) fn select(
+        self,
+        cx: &Context<'_>,
         mountable: &[&str],
         confirmed: &Confirmed,
         policy: &Policy,
         warnings: &mut Warnings,
-    ) -> (Vec<PlannedMount>, Option<&launch::LaunchPlan>) {
-        let base = self.cx.values("");
-        match &self.selection {
+    ) -> (Vec<PlannedMount>, Option<launch::LaunchPlan>) {
+        let base = cx.values("");
+        match self {
             Selection::Launch(t) => {
                 let mounts = t.resolve(confirmed, mountable, warnings);
-                warnings.append(&t.warnings);
+                let Translated {
+                    plan,
+                    warnings: said,
+                    ..
+                } = *t;
+                warnings.append(&said);
                 let mounts = launch_mounts(mounts, &base, policy, warnings);
-                (mounts, Some(&t.plan))
+                (mounts, Some(plan))
             }
             Selection::Projects(list) => {
                 if let Some(why) = list.unreadable_launch {
@@ -203,7 +212,7 @@ impl ProjectList<'_> {
     /// The read-only mounts of the projects mounted, less optional directories found missing
     /// or not seen, then the workspace.
     fn mounts(
-        &self,
+        self,
         confirmed: &Confirmed,
         base: &Values<'_>,
         policy: &Policy,
@@ -218,25 +227,21 @@ impl ProjectList<'_> {
                 self.left_out.join(", ")
             ));
         }
-        let placed;
-        let placed = match &self.placed {
+        let placed = match self.placed {
             Some(p) => p,
-            None => {
-                placed = render_projects(&self.mounted, &ProjectRoots::SITE, base, policy);
-                &placed
-            }
+            None => render_projects(&self.mounted, &ProjectRoots::SITE, base, policy),
         };
         warnings.append(&placed.warnings);
         let mut out = Vec::with_capacity(placed.mounts.len() + 1);
         let (mut unseen, mut out_of_claim) = (Vec::new(), Vec::new());
-        for (m, optional) in &placed.mounts {
+        for (m, optional) in placed.mounts {
             let seen = confirmed.absent.get(&m.volume, &m.sub_path);
-            match seen.filter(|_| *optional) {
+            match seen.filter(|_| optional) {
                 // As XNAT's plugin: a directory that does not exist is not mounted.
                 Some(Seen::Missing) => {}
-                Some(Seen::Unseen) => unseen.push(m.mount_path.clone()),
-                Some(Seen::OutOfClaim) => out_of_claim.push(m.mount_path.clone()),
-                None => out.push(m.clone()),
+                Some(Seen::Unseen) => unseen.push(m.mount_path),
+                Some(Seen::OutOfClaim) => out_of_claim.push(m.mount_path),
+                None => out.push(m),
             }
         }
         warn_left_out(&unseen, &out_of_claim, warnings);

@@ -119,7 +119,7 @@ fn bench_decide(body: &[u8]) {
     };
     let read_and_decide = |spec: &RawValue| {
         let pod = PodView::new(&meta, Some(spec)).unwrap();
-        decide(&pod, &prepare(&cx, &policy), &Confirmed::NONE, &policy)
+        decide(&pod, prepare(&cx, &policy), &Confirmed::NONE, &policy)
     };
     for _ in 0..1000 {
         black_box(read_and_decide(&spec));

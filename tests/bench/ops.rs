@@ -62,7 +62,7 @@ fn decide_n(body: &[u8], n: usize) {
         let pod = PodView::new(&meta, Some(black_box(&spec))).unwrap();
         black_box(decide(
             &pod,
-            &prepare(&cx, &policy),
+            prepare(&cx, &policy),
             &Confirmed::NONE,
             &policy,
         ));

@@ -33,7 +33,7 @@ fn run(spec: &Value, who: Identity<'_>, access: &AccessOutcome, policy: &Policy)
     let spec = serde_json::value::to_raw_value(spec).unwrap();
     let meta: PodMeta = serde_json::from_str("{}").unwrap();
     let pod = PodView::new(&meta, Some(&spec)).unwrap();
-    decide(&pod, &prepare(&cx, policy), &Confirmed::NONE, policy)
+    decide(&pod, prepare(&cx, policy), &Confirmed::NONE, policy)
 }
 
 /// Applies the decision's patch to `spec` (wrapped as a pod) and returns the new spec.
@@ -352,7 +352,7 @@ fn a_launch_limit_below_the_policys_request_lowers_the_request() {
         let meta: PodMeta = serde_json::from_str("{}").unwrap();
         let d = decide(
             &PodView::new(&meta, Some(&raw)).unwrap(),
-            &prepare(&cx, &policy),
+            prepare(&cx, &policy),
             &Confirmed::NONE,
             &policy,
         );

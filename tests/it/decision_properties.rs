@@ -230,7 +230,7 @@ fn run(case: &Case, policy: &Policy, spec: &Value) -> Decision {
     let raw = serde_json::value::to_raw_value(spec).unwrap();
     let meta: PodMeta = serde_json::from_str("{}").unwrap();
     let pod = PodView::new(&meta, Some(&raw)).unwrap();
-    decide(&pod, &prepare(&cx, policy), &Confirmed::NONE, policy)
+    decide(&pod, prepare(&cx, policy), &Confirmed::NONE, policy)
 }
 
 /// The pod's spec after `decision`'s patch; `None` for a denial.

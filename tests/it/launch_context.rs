@@ -56,7 +56,7 @@ fn decide_on_server(
     let raw = serde_json::value::to_raw_value(&pod["spec"]).unwrap();
     let d = decide(
         &PodView::new(&meta, Some(&raw)).unwrap(),
-        &prepare(&cx, &policy),
+        prepare(&cx, &policy),
         &Confirmed::NONE,
         &policy,
     );
@@ -76,7 +76,7 @@ fn decide_on_server(
     let raw = serde_json::value::to_raw_value(&out["spec"]).unwrap();
     if let Decision::Allow { patch, .. } = decide(
         &PodView::new(&meta, Some(&raw)).unwrap(),
-        &prepare(&cx, &policy),
+        prepare(&cx, &policy),
         &Confirmed::NONE,
         &policy,
     ) {

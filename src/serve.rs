@@ -49,9 +49,8 @@ pub struct ServeConfig {
     pub probe_listen: std::option::Option<SocketAddr>,
     /// Connections the webhook port holds at once: one per review waiting for its answer (the
     /// API server opens one per review), half of them reserved for --control-plane.
-    #[arg(long, default_value_t = 3072,
-        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(64..=65536))]
-    pub max_connections: usize,
+    #[arg(long, default_value_t = 3072, value_parser = clap::value_parser!(u32).range(64..=65536))]
+    pub max_connections: u32,
     #[command(flatten)]
     pub inputs: MountedInputs,
     /// How long in-flight reviews may take to finish after SIGTERM.
@@ -126,7 +125,11 @@ fn parse_idle(s: &str) -> Result<Duration, String> {
 pub async fn run(config: ServeConfig) -> Result<(), StartError> {
     let bound = bind(&config).await?;
     bound.attach_events(config.kubeconfig.as_deref()).await;
-    tracing::info!(addr = ?bound.local_addr().ok(), metrics = ?bound.metrics_addr(),
+    let addr = bound.local_addr().map_err(|source| StartError::Listen {
+        addr: config.listen,
+        source,
+    })?;
+    tracing::info!(%addr, metrics = ?bound.metrics_addr(),
         "serving admission reviews over TLS");
     bound.serve(shutdown_signal(), config.drain).await;
     Ok(())
@@ -319,7 +322,7 @@ pub async fn bind(config: &ServeConfig) -> Result<Bound, StartError> {
             refusals: Arc::default(),
         }),
         trust,
-        max_connections: config.max_connections,
+        max_connections: config.max_connections as usize,
         admission,
         status,
         tls,

@@ -12,6 +12,7 @@ use super::grant::Grant;
 use super::launch::{self, LaunchGrant, Translated};
 use super::plan::workspace_path;
 use super::planned::{PlannedMount, render_mount, same_path};
+use crate::access::AccessOutcome;
 use crate::archive::{ProjectRoots, Seen};
 use crate::launch::Launch;
 use crate::policy::{Policy, Values};
@@ -112,6 +113,10 @@ pub fn prepare<'a>(cx: &Context<'a>, policy: &'a Policy) -> Prepared<'a> {
 impl<'a> Prepared<'a> {
     /// What XNAT must confirm before [`super::decide`].
     pub fn questions(&self, policy: &Policy) -> Questions<'_> {
+        // XNAT could not say what the user may read: it is not asked more for this review.
+        if matches!(self.cx.access, AccessOutcome::Unavailable(_)) {
+            return Questions::default();
+        }
         match &self.selection {
             Selection::Launch(t) => Questions {
                 launch: t.questions(),

@@ -144,7 +144,7 @@ pub struct Builder {
     idle_timeout: Duration,
     client_ca: Option<PathBuf>,
     control_plane: Vec<ipnet::IpNet>,
-    max_connections: usize,
+    max_connections: u32,
     called_by_api_server: bool,
     /// This test reads absolute gauges: no other webhook runs meanwhile (`turns::alone`).
     alone: bool,
@@ -244,7 +244,7 @@ impl Builder {
     }
 
     /// Connections the webhook port holds at once (`--max-connections`; 3072 by default).
-    pub fn max_connections(mut self, n: usize) -> Self {
+    pub fn max_connections(mut self, n: u32) -> Self {
         self.max_connections = n;
         self
     }
@@ -346,12 +346,15 @@ impl Builder {
         let metrics_addr = bound.metrics_addr().unwrap();
         let probe_addr = bound.probe_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(bound.serve(
-            async {
+        // The turn is the server's: released once it has drained (or its runtime ended), so
+        // nothing it still does moves the metrics of a test that runs alone next.
+        let server = tokio::spawn(async move {
+            let stopped = async {
                 let _ = stopped.await;
-            },
-            Duration::from_secs(5),
-        ));
+            };
+            bound.serve(stopped, Duration::from_secs(5)).await;
+            drop(turn);
+        });
         Ok(Harness {
             xnat,
             xnat_url,
@@ -363,7 +366,6 @@ impl Builder {
             probe_addr,
             stop: Some(stop),
             server: Some(server),
-            _turn: turn,
         })
     }
 }
@@ -399,8 +401,6 @@ pub struct Harness {
     pub probe_addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
-    /// This webhook's turn at the process-wide metrics (`turns`); released last.
-    _turn: turns::Turn,
 }
 
 impl Harness {

@@ -48,13 +48,20 @@ impl Drop for Turn {
 
 /// The metrics to this test alone until the turn is dropped.
 pub async fn alone() -> Turn {
+    /// Counts this test as waiting until it has its turn, or gives up waiting (cancelled).
+    struct Waiting;
+    impl Drop for Waiting {
+        fn drop(&mut self) {
+            turns().waiting_alone -= 1;
+        }
+    }
     turns().waiting_alone += 1;
+    let _waiting = Waiting;
     loop {
         {
             let mut t = turns();
             if !t.alone && t.sharing == 0 {
                 t.alone = true;
-                t.waiting_alone -= 1;
                 return Turn { alone: true };
             }
         }

@@ -462,3 +462,43 @@ fn a_launch_mount_of_a_project_the_site_never_mounts_says_so() {
     assert!(said.contains("not mounted by site policy"), "{said}");
     assert!(!said.contains("XNAT does not list"), "{said}");
 }
+
+/// A launch mounting a project the user cannot read is a question for XNAT (is it public?),
+/// but not when XNAT could not even say what the user may read: that review asks nothing more.
+#[test]
+fn xnat_is_asked_about_a_launch_only_when_it_answered_for_the_user() {
+    let policy = Policy::parse(
+        "userOptions:\n  enabled: true\n  pathMappings:\n    - {xnatPath: /data/xnat/archive/, \
+         volume: archive, subPath: '', scope: project}\nstorage:\n  volumes:\n    \
+         - {name: xnat-data, claimName: xnat-gpfs}\n    \
+         - {name: archive, claimName: archive, readOnly: true}\n",
+    )
+    .unwrap();
+    let launch = options(
+        json!({"mounts": [
+            {"source": "/data/xnat/archive/PUB/arc001", "target": "/data/projects/PUB",
+             "type": "bind", "read_only": true}
+        ]}),
+        json!({}),
+    );
+    let known = AccessOutcome::Known(Arc::new(UserAccess::from_group_ids(&["ALPHA_owner"])));
+    let unavailable = AccessOutcome::Unavailable("XNAT timed out".into());
+    let asked = |access: &AccessOutcome| {
+        let cx = Context {
+            who: Identity {
+                jupyter_user: "alice",
+                server_name: "",
+                xnat_user: "alice",
+            },
+            access,
+            launch: Launch::Stored(&launch),
+            xnat_url: "http://xnat/xnat",
+            caller_verified: false,
+        };
+        let prepared = prepare(&cx, &policy);
+        let questions = prepared.questions(&policy);
+        questions.launch.projects.clone()
+    };
+    assert_eq!(asked(&known), ["PUB"]);
+    assert!(asked(&unavailable).is_empty());
+}

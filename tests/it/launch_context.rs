@@ -85,6 +85,13 @@ fn decide_on_server(
     (out, warnings.into_vec())
 }
 
+/// The policy's rest for a site that keeps its archive on its own claim, mounted at the claim's
+/// root, with launch paths mapped onto it (after `userOptions:` and its first fields).
+const ARCHIVE_ON_ITS_OWN_CLAIM: &str = "  pathMappings:\n    - {xnatPath: /data/xnat/archive/, \
+     volume: archive, subPath: '', scope: project}\nstorage:\n  volumes:\n    \
+     - {name: xnat-data, claimName: xnat-gpfs}\n    \
+     - {name: archive, claimName: archive, readOnly: true}\n";
+
 fn options(container: Value, rest: Value) -> UserOptions {
     let mut t = json!({"container_spec": container});
     for (k, v) in rest.as_object().unwrap() {
@@ -348,9 +355,7 @@ fn a_launch_context_that_cannot_be_read_is_said_and_the_project_list_used() {
 fn a_swarm_style_absolute_source_maps_through_its_prefix_onto_its_volume() {
     // A Swarm-style translation keeps absolute paths; this site keeps its archive on its own
     // claim, mounted at the claim's root.
-    let policy = "  pathMappings:\n    - {xnatPath: /data/xnat/archive/, volume: archive, subPath: '', scope: project}\n\
-                  storage:\n  volumes:\n    - {name: xnat-data, claimName: xnat-gpfs}\n    \
-                  - {name: archive, claimName: archive, readOnly: true}\n";
+    let policy = ARCHIVE_ON_ITS_OWN_CLAIM;
     let launch = options(
         json!({"mounts": [
             {"source": "/data/xnat/archive//ALPHA/arc001/", "target": "/data/projects/ALPHA/experiments",
@@ -467,12 +472,9 @@ fn a_launch_mount_of_a_project_the_site_never_mounts_says_so() {
 /// but not when XNAT could not even say what the user may read: that review asks nothing more.
 #[test]
 fn xnat_is_asked_about_a_launch_only_when_it_answered_for_the_user() {
-    let policy = Policy::parse(
-        "userOptions:\n  enabled: true\n  pathMappings:\n    - {xnatPath: /data/xnat/archive/, \
-         volume: archive, subPath: '', scope: project}\nstorage:\n  volumes:\n    \
-         - {name: xnat-data, claimName: xnat-gpfs}\n    \
-         - {name: archive, claimName: archive, readOnly: true}\n",
-    )
+    let policy = Policy::parse(&format!(
+        "userOptions:\n  enabled: true\n{ARCHIVE_ON_ITS_OWN_CLAIM}"
+    ))
     .unwrap();
     let launch = options(
         json!({"mounts": [

@@ -10,9 +10,17 @@ use jupyter_xnat_webhook::server::probe::{self, ProbeArgs};
 use jupyter_xnat_webhook::telemetry::{self, LogFormat};
 use jupyter_xnat_webhook::tools::{self, CheckXnatArgs, ReviewArgs};
 
+/// `--version`: the Cargo version and the commit built (build.rs), as `xnat_webhook_build_info`.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("JXW_COMMIT"),
+    ")"
+);
+
 #[derive(Parser)]
 #[command(
-    version,
+    version = VERSION,
     about = "Mutating admission webhook that mounts a JupyterHub user's XNAT projects"
 )]
 struct Cli {

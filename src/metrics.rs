@@ -441,7 +441,11 @@ pub fn index_refresh(result: &'static str) {
         .inc();
 }
 
-/// The registry in Prometheus text format.
+/// What [`render`] writes: OpenMetrics text (it ends with `# EOF`), which Prometheus asks for
+/// first in its scrape `Accept` header.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The registry in OpenMetrics text format ([`CONTENT_TYPE`]).
 pub fn render() -> String {
     let mut out = String::new();
     // Writing into a String cannot fail.

@@ -56,7 +56,7 @@ pub struct ServeConfig {
     /// How long in-flight reviews may take to finish after SIGTERM.
     #[arg(long = "drain-timeout", value_name = "DRAIN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
     pub drain: Duration,
-    /// Address and port for plain-HTTP /metrics (Prometheus text); `off` for none.
+    /// Address and port for plain-HTTP /metrics (OpenMetrics text); `off` for none.
     #[arg(long, env = "METRICS_LISTEN", default_value = "0.0.0.0:9090", value_parser = optional_addr)]
     pub metrics_listen: std::option::Option<SocketAddr>,
     /// How often the policy and certificate files are re-checked besides file events.
@@ -90,13 +90,23 @@ pub struct MountedInputs {
     /// Overrides the policy's xnat.url (local runs against a stand-in).
     #[arg(long, env = "XNAT_URL")]
     pub xnat_url: Option<String>,
+    /// Replaces the policy's pods.requesters (comma-separated usernames): the Deployment sets it
+    /// from the hub's namespace and service account.
+    #[arg(
+        long,
+        env = "PODS_REQUESTERS",
+        value_delimiter = ',',
+        value_name = "USERNAMES"
+    )]
+    pub pods_requesters: Vec<String>,
 }
 
 impl MountedInputs {
-    /// The policy file, with `--xnat-url` applied.
+    /// What the command line sets over the policy file: `--xnat-url`, `--pods-requesters`.
     pub fn overrides(&self) -> Overrides {
         Overrides {
             xnat_url: self.xnat_url.clone(),
+            pods_requesters: Overrides::requesters(&self.pods_requesters),
         }
     }
 }
@@ -480,7 +490,8 @@ fn say_policy_loaded(policy: &Policy, credentials: &Credentials) {
         .map(|v| v.claim_name.as_str())
         .collect();
     tracing::info!(xnat = %policy.xnat.endpoint.url, xnat_user = credentials.username(),
-        claims = %claims.join(","), mode = ?policy.mode, "policy loaded");
+        claims = %claims.join(","), requesters = %policy.pods.requesters.join(","),
+        mode = ?policy.mode, "policy loaded");
 }
 
 async fn bind_optional(addr: Option<SocketAddr>) -> Result<Option<TcpListener>, StartError> {

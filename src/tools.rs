@@ -62,12 +62,22 @@ pub struct ReviewArgs {
     /// server; with `userOptions.enabled` it is used as XNAT's plugin stored it.
     #[arg(long, conflicts_with = "xnat_url")]
     user_options: Option<PathBuf>,
+    /// Replaces the policy's pods.requesters (comma-separated usernames), as `serve` does: the
+    /// Deployment sets it from the hub's namespace and service account.
+    #[arg(
+        long,
+        env = "PODS_REQUESTERS",
+        value_delimiter = ',',
+        value_name = "USERNAMES"
+    )]
+    pods_requesters: Vec<String>,
 }
 
 /// `review`: the AdmissionReview on stdin through the decision, described.
 pub async fn review_command(a: ReviewArgs) -> anyhow::Result<String> {
     let overrides = Overrides {
         xnat_url: a.xnat_url.clone(),
+        pods_requesters: Overrides::requesters(&a.pods_requesters),
     };
     let policy = Policy::load(&a.policy, &overrides)?;
     let access = match a.xnat_credentials {

@@ -94,6 +94,17 @@ pub enum Mode {
 pub struct Overrides {
     /// Replaces `xnat.url` (local runs against a stand-in).
     pub xnat_url: Option<String>,
+    /// Replaces `pods.requesters`: the Deployment names the hub's service account, from the
+    /// hub's namespace, where the policy document cannot. Validated as the document's list is.
+    pub pods_requesters: Option<Vec<String>>,
+}
+
+impl Overrides {
+    /// A comma-separated flag's entries as a `pods.requesters` override: none given is none;
+    /// spaces around an entry are dropped, and an entry left empty is refused by validation.
+    pub fn requesters(given: &[String]) -> Option<Vec<String>> {
+        (!given.is_empty()).then(|| given.iter().map(|r| r.trim().to_owned()).collect())
+    }
 }
 
 /// The validated policy the webhook decides with.
@@ -187,7 +198,20 @@ impl Policy {
         if let Some(url) = &overrides.xnat_url {
             file.xnat.url = url.clone();
         }
-        let mut policy = Self::from_file(file)?;
+        if let Some(requesters) = &overrides.pods_requesters {
+            file.pods.requesters = requesters.clone();
+        }
+        let mut policy = Self::from_file(file).map_err(|e| match e {
+            // Named as the document's field, and said where the list came from.
+            PolicyError::Invalid { field, message }
+                if overrides.pods_requesters.is_some() && field.starts_with("pods.requesters") =>
+            {
+                let message =
+                    format!("{message} (given by --pods-requesters or env PODS_REQUESTERS)");
+                PolicyError::Invalid { field, message }
+            }
+            e => e,
+        })?;
         policy.version = crate::version::version_of(bytes);
         Ok(policy)
     }

@@ -41,6 +41,34 @@ fn the_sample_policy_in_deploy_is_valid() {
     Policy::load(&path, &Overrides::default()).unwrap();
 }
 
+/// `--pods-requesters` (the Deployment's `PODS_REQUESTERS`) replaces the document's list, and
+/// the list it gives is validated as the document's is.
+#[test]
+fn the_pods_requesters_override_replaces_the_documents_list() {
+    let yaml = b"pods:\n  requesters: [system:serviceaccount:jupyter:hub]\n";
+    let given = |list: &[&str]| Overrides {
+        pods_requesters: Overrides::requesters(
+            &list.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+        ),
+        ..Overrides::default()
+    };
+    let p = Policy::from_yaml(yaml, &given(&["system:serviceaccount:xnat:hub", " b "])).unwrap();
+    assert_eq!(p.pods.requesters, ["system:serviceaccount:xnat:hub", "b"]);
+    let p = Policy::from_yaml(yaml, &given(&[])).unwrap();
+    assert_eq!(p.pods.requesters, ["system:serviceaccount:jupyter:hub"]);
+    let p = Policy::from_yaml(b"", &given(&["system:serviceaccount:xnat:hub"])).unwrap();
+    assert_eq!(p.pods.requesters, ["system:serviceaccount:xnat:hub"]);
+    for (list, at) in [(&[""][..], 0), (&[" "], 0), (&["a", ""], 1)] {
+        match Policy::from_yaml(yaml, &given(list)).unwrap_err() {
+            PolicyError::Invalid { field, message } => {
+                assert_eq!(field, format!("pods.requesters[{at}]"));
+                assert!(message.contains("PODS_REQUESTERS"), "{message}");
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+}
+
 #[test]
 fn volume_and_launch_errors_name_the_field() {
     for (yaml, field) in [

@@ -184,10 +184,7 @@ pub fn metrics_router(status: Arc<ReloadStatus>, admission: Arc<Admission>) -> R
             "/metrics",
             get(|| async {
                 (
-                    [(
-                        header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4; charset=utf-8",
-                    )],
+                    [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
                     crate::metrics::render(),
                 )
             }),

@@ -150,6 +150,7 @@ async fn bench_in_process(body: &[u8], xnat: &Arc<Standin>) {
         .unwrap();
     let overrides = Overrides {
         xnat_url: Some(url),
+        ..Overrides::default()
     };
     let credentials = Credentials::new(common::SVC_USER, common::SVC_PASSWORD);
     // `BENCH_POLICY` (YAML) compares policies, e.g. `xnat: {askProjectArchivePaths: false}`.

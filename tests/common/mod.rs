@@ -149,6 +149,7 @@ pub struct Builder {
     /// This test reads absolute gauges: no other webhook runs meanwhile (`turns::alone`).
     alone: bool,
     events: Option<(kube::Client, jupyter_xnat_webhook::events::SinkSettings)>,
+    pods_requesters: Vec<String>,
 }
 
 impl Builder {
@@ -159,6 +160,12 @@ impl Builder {
         settings: jupyter_xnat_webhook::events::SinkSettings,
     ) -> Self {
         self.events = Some((client, settings));
+        self
+    }
+
+    /// `--pods-requesters`: replaces the policy's `pods.requesters` (default: not given).
+    pub fn pods_requesters(mut self, usernames: &[&str]) -> Self {
+        self.pods_requesters = usernames.iter().map(|u| u.to_string()).collect();
         self
     }
 
@@ -327,6 +334,7 @@ impl Builder {
                 policy,
                 xnat_credentials: credentials,
                 xnat_url: Some(xnat_url.clone()),
+                pods_requesters: self.pods_requesters,
             },
             drain: Duration::from_secs(5),
             metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
@@ -422,6 +430,7 @@ impl Harness {
             called_by_api_server: false,
             alone: false,
             events: None,
+            pods_requesters: Vec::new(),
         }
     }
 

@@ -220,6 +220,45 @@ async fn a_pod_from_anyone_but_the_hub_gets_nothing() {
     assert_eq!(h.xnat.counts().groups, 0, "XNAT must not even be asked");
 }
 
+/// `--pods-requesters` (the Deployment's `PODS_REQUESTERS`, from the hub's namespace) replaces
+/// the policy's `pods.requesters`: a hub in another namespace is acted on only when it is given.
+#[tokio::test]
+async fn the_requesters_the_deployment_sets_replace_the_policys() {
+    const XNAT_HUB: &str = "system:serviceaccount:xnat:hub";
+    let mut review = fixture("alice-default");
+    review["request"]["userInfo"]["username"] = json!(XNAT_HUB);
+    let skipped = |response: &Value| {
+        decoded_patch(response).is_none()
+            && warnings(response)
+                .iter()
+                .any(|w| w.contains("not created by an allowed requester"))
+    };
+
+    let without = Harness::start(DEFAULT_POLICY).await;
+    assert!(skipped(&without.review(&review).await));
+    without.stop().await;
+
+    let policy = "pods:\n  requesters: [system:serviceaccount:jupyter:hub]\n";
+    let h = Harness::builder()
+        .policy(policy)
+        .pods_requesters(&[XNAT_HUB])
+        .start()
+        .await;
+    let response = h.review(&review).await;
+    assert!(!skipped(&response), "{response}");
+    assert_eq!(
+        project_paths(&review, &response),
+        [
+            "/data/projects/ALPHA",
+            "/data/projects/BETA",
+            "/data/xnat/workspace"
+        ]
+    );
+    // The policy file's own requester is replaced, not added to.
+    let response = h.review(&fixture("alice-default")).await;
+    assert!(skipped(&response), "{response}");
+}
+
 #[tokio::test]
 async fn everything_that_is_not_a_notebook_pod_create_passes_unchanged() {
     let h = Harness::start(DEFAULT_POLICY).await;

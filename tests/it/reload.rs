@@ -299,3 +299,37 @@ async fn a_policy_written_in_place_with_a_long_pause_is_not_applied_half_written
     assert_eq!(ready["policy"]["reloads"], 1, "{ready}");
     assert!(ready["policy"].get("lastError").is_none(), "{ready}");
 }
+
+/// `--pods-requesters` holds on every reload as at start: a new policy file that names its own
+/// requester does not bring it back.
+#[tokio::test]
+async fn the_requesters_override_holds_across_a_reload() {
+    const XNAT_HUB: &str = "system:serviceaccount:xnat:hub";
+    let named = |which: &str| format!("{}pods:\n  requesters: [{HUB}]\n", policy(which));
+    let config_map = KubeletDir::new(&[("policy.yaml", named("a").as_bytes())]);
+    let h = Harness::builder()
+        .policy_file(config_map.path("policy.yaml"))
+        .pods_requesters(&[XNAT_HUB])
+        .start()
+        .await;
+    let from_xnat_hub = {
+        let mut review = fixture("alice-default");
+        review["request"]["userInfo"]["username"] = serde_json::json!(XNAT_HUB);
+        review
+    };
+    // The claim a review from `review`'s requester got, or None when it was skipped.
+    let claim = async |review: &Value| {
+        let response = h.review(review).await;
+        decoded_patch(&response).map(|_| fingerprint(&response).0)
+    };
+    assert_eq!(claim(&from_xnat_hub).await.as_deref(), Some("claim-a"));
+    assert_eq!(claim(&fixture("alice-default")).await, None);
+
+    config_map.swap(&[("policy.yaml", named("b").as_bytes())]);
+    wait_for("policy b", async || {
+        h.readyz().await["policy"]["reloads"] == 1
+    })
+    .await;
+    assert_eq!(claim(&from_xnat_hub).await.as_deref(), Some("claim-b"));
+    assert_eq!(claim(&fixture("alice-default")).await, None);
+}

@@ -155,6 +155,25 @@ async fn stopping_lets_in_flight_reviews_finish() {
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
 
+/// `/metrics` is what prometheus-client writes, OpenMetrics text, and says so.
+#[tokio::test]
+async fn metrics_are_served_as_openmetrics() {
+    let h = Harness::start("").await;
+    let url = format!("http://{}/metrics", h.metrics_addr);
+    let response = reqwest::get(url).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    let body = response.text().await.unwrap();
+    assert!(body.ends_with("# EOF\n"), "{body}");
+    assert!(
+        body.contains("# TYPE xnat_webhook_build_info gauge\n"),
+        "{body}"
+    );
+}
+
 #[tokio::test]
 async fn metrics_move_with_reviews() {
     let h = Harness::builder()

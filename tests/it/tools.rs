@@ -15,7 +15,8 @@ fn run(args: &[&str], stdin: Option<&Path>) -> Output {
     let mut cmd = Command::new(BIN);
     cmd.args(args)
         .current_dir(root())
-        .env_remove("RUST_BACKTRACE");
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("PODS_REQUESTERS");
     cmd.stdin(match stdin {
         Some(p) => Stdio::from(std::fs::File::open(root().join(p)).unwrap()),
         None => Stdio::null(),
@@ -111,6 +112,56 @@ fn review_of_a_pod_it_does_not_touch_says_so() {
     // alice is not in the (empty) access table: unknown to XNAT, workspace only.
     assert!(stdout.contains("XNAT has no user"), "{stdout}");
     assert!(!stdout.contains("/data/projects/"), "{stdout}");
+}
+
+/// `review --pods-requesters` sees what a server with the Deployment's `PODS_REQUESTERS` sees:
+/// the hub in another namespace is acted on, the policy file's own requester no longer is.
+#[test]
+fn review_takes_the_requesters_the_deployment_sets() {
+    let args = |requesters: &str| {
+        let mut args = vec!["review", "--policy", "deploy/base/policy.yaml"];
+        args.extend(["--access", "alice=ALPHA", "--pods-requesters", requesters]);
+        let out = run(
+            &args,
+            Some(Path::new(
+                "tests/fixtures/kubespawner-7.1/alice-default.json",
+            )),
+        );
+        (
+            out.status.success(),
+            String::from_utf8(out.stdout).unwrap(),
+            out.stderr,
+        )
+    };
+    // The fixture's requester is system:serviceaccount:jupyter:hub.
+    let (ok, stdout, _) = args("system:serviceaccount:xnat:hub");
+    assert!(ok);
+    assert!(
+        stdout.contains("not created by an allowed requester"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("/data/projects/ALPHA"), "{stdout}");
+    let (ok, stdout, _) = args("system:serviceaccount:xnat:hub, system:serviceaccount:jupyter:hub");
+    assert!(ok);
+    assert!(stdout.contains("/data/projects/ALPHA"), "{stdout}");
+    let (ok, _, stderr) = args("system:serviceaccount:xnat:hub,");
+    assert!(!ok);
+    let stderr = String::from_utf8_lossy(&stderr);
+    assert!(stderr.contains("`pods.requesters[1]`"), "{stderr}");
+}
+
+/// `--version` names the Cargo version and the commit built.
+#[test]
+fn version_names_the_release_and_the_commit() {
+    let out = run(&["--version"], None);
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let expected = format!(
+        "jupyter-xnat-webhook {} (commit ",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(stdout.starts_with(&expected), "{stdout}");
+    assert!(stdout.trim_end().ends_with(')'), "{stdout}");
 }
 
 #[test]

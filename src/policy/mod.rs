@@ -199,6 +199,13 @@ impl Policy {
             file.xnat.url = url.clone();
         }
         if let Some(requesters) = &overrides.pods_requesters {
+            let written = &file.pods.requesters;
+            if written != requesters && *written != pods::PodsFile::default().requesters {
+                // Never silent: the document names a hub the webhook will not act for.
+                tracing::warn!(policy = %written.join(","), given = %requesters.join(","),
+                    "the policy's pods.requesters is replaced by --pods-requesters / \
+                    PODS_REQUESTERS (the hub setting of the chart or of deploy/components/hub)");
+            }
             file.pods.requesters = requesters.clone();
         }
         let mut policy = Self::from_file(file).map_err(|e| match e {

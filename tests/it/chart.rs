@@ -325,6 +325,18 @@ fn the_hub_namespace_is_one_value_in_both_and_reaches_every_place() {
     );
     let charted = template("hub: {namespace: xnat}");
     assert_same(&kustomized, &charted, Pair::Same);
+    // With user namespaces too (the hub component first: user-namespaces replaces the selector).
+    let both = site(
+        &s,
+        &["@overlays/cert-manager", "hub.yaml"],
+        &["hub", "user-namespaces"],
+        &[("hub.yaml", &hub)],
+    );
+    assert_same(
+        &both,
+        &template("hub: {namespace: xnat, userNamespaces: true}"),
+        Pair::Same,
+    );
     for r in [&kustomized, &charted] {
         assert_hub_is(r, "xnat");
     }
@@ -622,7 +634,17 @@ fn check_kinds_with_cluster_rbac(r: &Rendered) {
                 "{}: Events only",
                 r.source
             ),
-            Some("ClusterRoleBinding") => {}
+            Some("ClusterRoleBinding") => {
+                assert_eq!(o["roleRef"]["kind"], "ClusterRole", "{}", r.source);
+                assert_eq!(o["roleRef"]["name"], "jupyter-xnat-webhook-events");
+                assert_eq!(
+                    o["subjects"],
+                    json!([{"kind": "ServiceAccount", "name": "jupyter-xnat-webhook",
+                        "namespace": NAMESPACE}]),
+                    "{}: the webhook's own account only",
+                    r.source
+                );
+            }
             _ => rest.objects.push(o.clone()),
         }
     }
@@ -643,6 +665,10 @@ fn a_mistyped_policy_value_fails_at_install_naming_the_field() {
         ("policy: {xnat: {onError: retry}}", "policy.xnat.onError"),
         ("preset: nrgxnatt", "preset"),
         ("hub: {namespce: xnat}", "namespce"),
+        (
+            "hub: {serviceAccount: \"x' || true || '\"}",
+            "hub.serviceAccount",
+        ),
         ("certificates: {mode: selfsigned}", "certificates.mode"),
     ] {
         let output = template_output(values);
@@ -655,6 +681,8 @@ fn a_mistyped_policy_value_fails_at_install_naming_the_field() {
     }
     for (values, says) in [
         ("policy: {pods: {requesters: [x]}}", "hub.namespace"),
+        ("hub: {namespace: xnat-webhook}", "its own namespace"),
+        ("hub: {namespace: kube-system}", "kube-system"),
         ("policy: {xnat: {url: \"http://x\"}}", "xnat.url"),
         ("claims: {archiv: a}", "claims.archiv"),
     ] {
@@ -838,6 +866,69 @@ fn one_version_in_cargo_the_chart_kustomize_and_the_changelog() {
         Some(format!("jupyter-xnat-webhook:{version}").as_str())
     );
     assert!(repo().join("LICENSE").exists(), "LICENSE");
+}
+
+/// What values do beyond deploy/'s components: the claims, the runbook address, env replaced
+/// rather than merged, XNAT's own port opened, no PDB for one replica (it would block drains).
+#[test]
+fn values_reach_the_objects_they_name() {
+    let r = template(
+        "preset: nrgxnat\nclaims: {archive: xnat-archive}\nxnat: {url: \"http://xnat:8081/xnat\"}\n\
+         policy: {env: {ONLY: this}}\nreplicas: 1\n\
+         monitoring: {prometheusRule: {enabled: true, runbookBaseUrl: \"https://docs.example.org/jxw/README.md\"}}",
+    );
+    let policy = running_policy(&r);
+    let archive = policy
+        .storage
+        .volumes
+        .iter()
+        .find(|v| v.name == "archive")
+        .unwrap();
+    assert_eq!(archive.claim_name, "xnat-archive");
+    let workspaces = policy
+        .storage
+        .volumes
+        .iter()
+        .find(|v| v.name == "workspaces")
+        .unwrap();
+    assert_eq!(
+        workspaces.claim_name, "workspaces",
+        "the preset's claim kept"
+    );
+    let config: ConfigMap = typed(
+        r.named("ConfigMap", "jupyter-xnat-webhook-policy"),
+        &r.source,
+    );
+    let text: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&config.data.unwrap()["policy.yaml"]).unwrap();
+    assert_eq!(
+        serde_json::to_value(&text["env"]).unwrap(),
+        json!({"ONLY": "this"}),
+        "env replaces the preset's"
+    );
+    let rule = r.named("PrometheusRule", "jupyter-xnat-webhook");
+    let rules = rule["spec"]["groups"][0]["rules"].as_array().unwrap();
+    for alert in rules {
+        let url = alert["annotations"]["runbook_url"].as_str().unwrap();
+        let name = alert["alert"].as_str().unwrap().to_lowercase();
+        assert_eq!(
+            url,
+            format!("https://docs.example.org/jxw/README.md#{name}")
+        );
+    }
+    assert!(
+        r.of_kind("PodDisruptionBudget").is_empty(),
+        "no PDB for one replica"
+    );
+    let policy = r.named("NetworkPolicy", "jupyter-xnat-webhook");
+    let ports: Vec<i64> = policy["spec"]["egress"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|rule| rule["ports"].as_array().unwrap().iter())
+        .filter_map(|p| p["port"].as_i64())
+        .collect();
+    assert!(ports.contains(&8081), "XNAT's port is open: {ports:?}");
 }
 
 /// Optional pieces switch off: no Events RBAC when the policy posts no Events, no

@@ -150,6 +150,41 @@ fn review_takes_the_requesters_the_deployment_sets() {
     assert!(stderr.contains("`pods.requesters[1]`"), "{stderr}");
 }
 
+/// A policy that names another hub than the Deployment's PODS_REQUESTERS says so in the log:
+/// the webhook acts for the hub setting, never silently for neither.
+#[test]
+fn a_policy_naming_another_hub_is_told_it_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yaml");
+    let review = |written: &str| {
+        std::fs::write(&policy, format!("pods:\n  requesters: [{written}]\n")).unwrap();
+        let out = run(
+            &[
+                "review",
+                "--policy",
+                policy.to_str().unwrap(),
+                "--access",
+                "alice=ALPHA",
+                "--pods-requesters",
+                "system:serviceaccount:jupyter:hub",
+            ],
+            Some(Path::new(
+                "tests/fixtures/kubespawner-7.1/alice-default.json",
+            )),
+        );
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let stderr = review("system:serviceaccount:other:hub");
+    assert!(
+        stderr.contains("pods.requesters is replaced")
+            && stderr.contains("system:serviceaccount:other:hub"),
+        "{stderr}"
+    );
+    let stderr = review("system:serviceaccount:jupyter:hub");
+    assert!(!stderr.contains("is replaced"), "the same hub: {stderr}");
+}
+
 /// `--version` names the Cargo version and the commit built.
 #[test]
 fn version_names_the_release_and_the_commit() {

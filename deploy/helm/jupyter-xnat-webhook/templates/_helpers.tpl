@@ -26,6 +26,16 @@ app.kubernetes.io/component: admission-webhook
 
 {{/* The hub's service account as the API server names it: the only requester acted on. */}}
 {{- define "jxw.requester" -}}
+{{- $name := "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" -}}
+{{- if not (regexMatch $name .Values.hub.namespace) -}}
+{{- fail (printf "hub.namespace: %q is not a namespace name" .Values.hub.namespace) -}}
+{{- end -}}
+{{- if not (regexMatch $name .Values.hub.serviceAccount) -}}
+{{- fail (printf "hub.serviceAccount: %q is not a service account name" .Values.hub.serviceAccount) -}}
+{{- end -}}
+{{- if has .Values.hub.namespace (list "kube-system" .Release.Namespace) -}}
+{{- fail (printf "hub.namespace: %q: the webhook never acts on pods in kube-system or its own namespace; install it in a namespace of its own" .Values.hub.namespace) -}}
+{{- end -}}
 system:serviceaccount:{{ .Values.hub.namespace }}:{{ .Values.hub.serviceAccount }}
 {{- end }}
 
@@ -50,7 +60,8 @@ jupyter-xnat-webhook-xnat-credentials
 {{- end }}
 
 {{/*
-The policy file: the preset, `policy` over it (maps merge, lists replace), then xnat.url and the
+The policy file: the preset, `policy` over it (maps merge, lists replace, and so do the maps the
+policy itself replaces when given: env, userOptions.env, pods.labels), then xnat.url and the
 claims. pods.requesters is not written here: the Deployment's PODS_REQUESTERS replaces it with
 the hub's service account, as in deploy/ (kustomize cannot reach into the policy's text).
 */}}
@@ -70,7 +81,11 @@ the hub's service account, as in deploy/ (kustomize cannot reach into the policy
 {{- if and (hasKey $own "xnat") (hasKey $own.xnat "url") -}}
 {{- fail "policy.xnat.url: set xnat.url instead" -}}
 {{- end -}}
-{{- $policy := mergeOverwrite $preset $own -}}
+{{- $policy := mergeOverwrite $preset (deepCopy $own) -}}
+{{- /* Maps the policy replaces when given (env, userOptions.env, pods.labels) replace the preset's too. */ -}}
+{{- if hasKey $own "env" }}{{ $_ := set $policy "env" $own.env }}{{ end -}}
+{{- if and (hasKey $own "userOptions") (hasKey $own.userOptions "env") }}{{ $_ := set $policy.userOptions "env" $own.userOptions.env }}{{ end -}}
+{{- if and (hasKey $own "pods") (hasKey $own.pods "labels") }}{{ $_ := set $policy.pods "labels" $own.pods.labels }}{{ end -}}
 {{- $_ := set $policy "xnat" (merge (dict "url" .Values.xnat.url) ($policy.xnat | default dict)) -}}
 {{- $_ := set $policy.xnat "url" .Values.xnat.url -}}
 {{- if .Values.claims -}}
@@ -106,14 +121,13 @@ the hub's service account, as in deploy/ (kustomize cannot reach into the policy
 
 {{/*
 The generated serving pair, base64 (crt, key, ca): the Secret already in the cluster when there
-is one (`lookup`; so `helm upgrade` never replaces it), else a new CA and certificate. Rendered
-once per install: the Secret and the caBundle come from the same call, memoised in .Values.
+is one (`lookup`; so `helm upgrade` never replaces it), else a new CA and certificate. Called
+once per render (mutatingwebhookconfiguration.yaml), for both the Secret and the caBundle.
 */}}
 {{- define "jxw.generatedTls" -}}
-{{- if not (hasKey .Values.certificates "_generated") -}}
 {{- $found := lookup "v1" "Secret" .Release.Namespace "jupyter-xnat-webhook-tls" -}}
 {{- $pair := dict -}}
-{{- if and $found $found.data (index $found.data "tls.crt") (index $found.data "ca.crt") -}}
+{{- if and $found $found.data (index $found.data "tls.crt") (index $found.data "tls.key") (index $found.data "ca.crt") -}}
 {{- $pair = dict "crt" (index $found.data "tls.crt") "key" (index $found.data "tls.key") "ca" (index $found.data "ca.crt") -}}
 {{- else -}}
 {{- $service := printf "jupyter-xnat-webhook.%s.svc" .Release.Namespace -}}
@@ -121,7 +135,5 @@ once per install: the Secret and the caBundle come from the same call, memoised 
 {{- $cert := genSignedCert $service nil (list $service (printf "%s.cluster.local" $service)) (int .Values.certificates.generated.days) $ca -}}
 {{- $pair = dict "crt" ($cert.Cert | b64enc) "key" ($cert.Key | b64enc) "ca" ($ca.Cert | b64enc) -}}
 {{- end -}}
-{{- $_ := set .Values.certificates "_generated" $pair -}}
-{{- end -}}
-{{- toYaml (get .Values.certificates "_generated") -}}
+{{- toYaml $pair -}}
 {{- end }}

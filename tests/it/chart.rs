@@ -367,6 +367,7 @@ fn assert_hub_is(r: &Rendered, namespace: &str) {
         "{}",
         r.source
     );
+    assert_acts_for_the_hub(r, namespace);
     let policy = running_policy(r);
     assert_eq!(
         policy.pods.requesters,
@@ -376,6 +377,70 @@ fn assert_hub_is(r: &Rendered, namespace: &str) {
     );
     let role: Role = r.one("Role");
     assert_eq!(role.metadata.namespace.as_deref(), Some(namespace));
+}
+
+/// The webhook's own decision (the `review` tool, the server's code) with the rendered policy and
+/// the Deployment's PODS_REQUESTERS acts on KubeSpawner's pod from that hub in `namespace`, and
+/// skips the same pod from the other hub.
+fn assert_acts_for_the_hub(r: &Rendered, namespace: &str) {
+    let deployment: Deployment = r.one("Deployment");
+    let (_, container) = webhook_container(&deployment);
+    let requesters = flag(container, "pods-requesters", "PODS_REQUESTERS").unwrap();
+    let config: ConfigMap = typed(
+        r.named("ConfigMap", "jupyter-xnat-webhook-policy"),
+        &r.source,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, &config.data.unwrap()["policy.yaml"]).unwrap();
+    let fixture = repo().join("tests/fixtures/kubespawner-7.1/alice-default.json");
+    let review: Value = serde_json::from_slice(&std::fs::read(fixture).unwrap()).unwrap();
+    let review_from = |hub: &str| {
+        let mut review = review.clone();
+        review["request"]["namespace"] = json!(hub);
+        review["request"]["object"]["metadata"]["namespace"] = json!(hub);
+        review["request"]["userInfo"]["username"] =
+            json!(format!("system:serviceaccount:{hub}:hub"));
+        let input = dir.path().join(format!("review-{hub}.json"));
+        std::fs::write(&input, review.to_string()).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_jupyter-xnat-webhook"))
+            .args([
+                "review",
+                "--policy",
+                policy.to_str().unwrap(),
+                "--access",
+                "alice=ALPHA",
+            ])
+            .args(["--pods-requesters", &requesters])
+            .stdin(std::fs::File::open(&input).unwrap())
+            .env_remove("PODS_REQUESTERS")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "review: {}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let skipped = "not created by an allowed requester";
+    let answer = review_from(namespace);
+    assert!(
+        !answer.contains(skipped),
+        "{}: the hub in {namespace} is skipped:\n{answer}",
+        r.source
+    );
+    assert!(
+        answer.contains("\"op\""),
+        "{}: no patch for the hub:\n{answer}",
+        r.source
+    );
+    let other = if namespace == "jupyter" {
+        "xnat"
+    } else {
+        "jupyter"
+    };
+    assert!(
+        review_from(other).contains(skipped),
+        "{}: the hub in {other} is acted for",
+        r.source
+    );
 }
 
 /// The policy the webhook runs with: the ConfigMap's file with the Deployment's overrides.

@@ -95,11 +95,11 @@ fuzz-smoke: ## The seeds and 10 s of fuzzing per target, from a faster, less opt
 attack: ## Attacks on a release server: peak RSS per attack vs the Deployment's 256 MiB limit
 	$(CARGO) bench --bench attack
 
-bench: ## Admission latency and throughput, release build (see README "Performance")
+bench: ## Admission latency and throughput, release build (see docs/performance.md)
 	$(CARGO) bench --bench admission
 
 # STORM_USERS (500), STORM_XNAT_MS (100) and STORM_LIMIT (8) change the storm.
-bench-storm: ## N cold users at once, without and with the access index (see README "Performance")
+bench-storm: ## N cold users at once, without and with the access index (see docs/performance.md)
 	$(CARGO) bench --bench storm
 
 # Instructions per op (callgrind: the same count whatever else the machine is doing), from the

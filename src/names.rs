@@ -146,8 +146,8 @@ pub fn is_valid_project_id(s: &str) -> bool {
 
 /// Words of env var names that say the value is a secret (a name's words are split at `_`, `.`,
 /// `-` and lower-to-upper case; compared ignoring case): `review` never prints such a value, and
-/// `userOptions.secrets` decides whether a launch context's reach the pod. Documented in the
-/// README.
+/// `userOptions.secrets` decides whether a launch context's reach the pod. Documented in
+/// docs/behaviour.md and docs/admin-tools.md.
 pub const SECRET_NAME_WORDS: &[&str] = &[
     "PASS",
     "PASSWORD",

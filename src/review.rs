@@ -6,8 +6,8 @@
 //! is known, the spec raw until the decision reads it (an unreadable spec is the decision's to
 //! report, not a malformed review), and errors with the path where the body is wrong. Parsing
 //! alice's 6 KB fixture this way takes about a quarter of the time of kube's
-//! `AdmissionReview<DynamicObject>`, which builds a `Value` tree of the whole pod (see README,
-//! Performance).
+//! `AdmissionReview<DynamicObject>`, which builds a `Value` tree of the whole pod (see
+//! docs/performance.md).
 //!
 //! The response is written with our own small serializer because the API server wants `patch` as
 //! a base64 *string* (Go's encoding of `[]byte`), while kube-core 5's `AdmissionResponse` serializes

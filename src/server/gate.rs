@@ -5,7 +5,7 @@
 //! and Event.
 //!
 //! Each review is charged its body's bytes plus [`REVIEW_COST`] (what a waiting review holds
-//! besides its body, measured: README "Performance"). At most [`MAX_BYTES_IN_FLIGHT`] are
+//! besides its body, measured: docs/performance.md). At most [`MAX_BYTES_IN_FLIGHT`] are
 //! charged at once; when the webhook can tell the API server from others
 //! ([`Trust::distinguishes`]), the API server alone may take the last [`RESERVED_BYTES`] of
 //! them, and every other address at most [`MAX_BYTES_PER_ADDRESS`]; when it cannot, any address

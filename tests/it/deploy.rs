@@ -1,5 +1,5 @@
 //! deploy/: the kustomize base and its two overlays render offline with `kubectl kustomize`, and what
-//! they render keeps the promises the webhook and the API server rely on (README "Install").
+//! they render keeps the promises the webhook and the API server rely on (README "Install with kustomize").
 //!
 //! The overlays are kustomize Components used by a site kustomization outside deploy/ (kustomize
 //! refuses an overlay inside its base's directory); the tests build exactly that layout in a temp
@@ -105,7 +105,7 @@ pub(crate) fn documents(stream: &str, source: &str) -> Rendered {
 }
 
 /// A temp copy of deploy/ (without generated certificates) beside a site kustomization that uses
-/// the base with one overlay, as README "Install" tells admins to set it up.
+/// the base with one overlay, as README "Install with kustomize" tells admins to set it up.
 pub(crate) struct Site {
     pub(crate) tmp: tempfile::TempDir,
 }
@@ -125,7 +125,7 @@ impl Site {
         self.tmp.path().join("certs")
     }
 
-    /// Renders a site kustomization outside deploy/ (README "Install") on one overlay
+    /// Renders a site kustomization outside deploy/ (README "Install with kustomize") on one overlay
     /// (`cert-manager`, `certs-script`) or, for any other name, on the base with that component.
     fn render(&self, overlay: &str) -> Rendered {
         self.render_with(&[overlay], "")
@@ -1213,7 +1213,7 @@ fn check_events_rbac(r: &Rendered) {
 
 #[test]
 fn the_overlays_apply_straight_from_the_checkout_with_their_events_rbac() {
-    // `kubectl apply -k deploy/overlays/cert-manager`, as README "Install" says.
+    // `kubectl apply -k deploy/overlays/cert-manager`, as README "Install with kustomize" says.
     let r = kustomize(&repo().join("deploy/overlays/cert-manager"));
     check_common(&r);
     check_events_rbac(&r);
@@ -1629,7 +1629,7 @@ fn serving_pair(dir: &Path) -> (PathBuf, PathBuf, Vec<u8>) {
     (dir.join("tls.crt"), dir.join("tls.key"), ca)
 }
 
-/// README "Install", step 1: a site kustomization on an overlay, with its own image and policy.
+/// docs/operations.md "The kustomize tree", step 1: a site kustomization on an overlay, with its own image and policy.
 #[test]
 fn a_site_kustomization_sets_its_image_and_policy_over_an_overlay() {
     let site = Site::new();
@@ -1835,10 +1835,10 @@ fn user_namespaces_select_by_label_and_post_events_where_the_pods_are() {
     );
 }
 
-/// README "Migrating from the chart's pre_spawn_hook", step 1: NrgXnat's chart runs the hub in
-/// namespace `xnat`. The README's site kustomization sends that namespace's pods to the webhook,
-/// accepts its hub's requester, and gives the webhook Events there; its policy names the same
-/// requester.
+/// README "Install with kustomize", NrgXnat's chart: the hub runs in namespace `xnat`. The README's
+/// site kustomization (with its hub.yaml) sends that namespace's pods to the webhook, accepts its
+/// hub's requester — in the matchConditions and in the policy the webhook runs with (the
+/// Deployment's PODS_REQUESTERS over the policy file) — and gives the webhook Events there.
 #[test]
 fn the_readmes_nrgxnat_site_puts_every_hub_field_in_namespace_xnat() {
     let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
@@ -1852,15 +1852,21 @@ fn the_readmes_nrgxnat_site_puts_every_hub_field_in_namespace_xnat() {
         .map(|l| l.replace("../jupyter-xnat-webhook/", "../"))
         .collect::<Vec<_>>()
         .join("\n");
+    let hub = readme
+        .find("# my-site/hub.yaml")
+        .map(|at| &readme[at..at + readme[at..].find("```").unwrap()])
+        .expect("the README's hub.yaml")
+        .to_owned();
     let site = Site::new();
     let dir = site.tmp.path().join("xnat-webhook-site");
     std::fs::create_dir_all(&dir).unwrap();
     let requester = "system:serviceaccount:xnat:hub";
     let policy = format!(
-        "{}\npods:\n  requesters: [\"{requester}\"]\nxnat:\n  url: http://xnat-xnat-web.xnat.svc.cluster.local\n",
+        "{}\nxnat:\n  url: http://xnat-xnat-web.xnat.svc.cluster.local\n",
         std::fs::read_to_string(repo().join("deploy/presets/nrgxnat-k8s.yaml")).unwrap()
     );
     std::fs::write(dir.join("policy.yaml"), &policy).unwrap();
+    std::fs::write(dir.join("hub.yaml"), hub).unwrap();
     std::fs::write(dir.join("kustomization.yaml"), kustomization).unwrap();
     let r = kustomize(&dir);
     check_events_rbac(&r);
@@ -1877,10 +1883,15 @@ fn the_readmes_nrgxnat_site_puts_every_hub_field_in_namespace_xnat() {
     assert_eq!(role.metadata.namespace.as_deref(), Some("xnat"));
     let config: ConfigMap = r.one("ConfigMap");
     let rendered = &config.data.unwrap()["policy.yaml"];
-    let policy = Policy::from_yaml(rendered.as_bytes(), &Default::default()).unwrap();
-    assert_eq!(policy.pods.requesters, [requester]);
     let deployment: Deployment = r.one("Deployment");
     let (_, container) = webhook_container(&deployment);
+    let given = flag(container, "pods-requesters", "PODS_REQUESTERS").expect("PODS_REQUESTERS");
+    let overrides = jupyter_xnat_webhook::policy::Overrides {
+        pods_requesters: Some(vec![given]),
+        ..Default::default()
+    };
+    let policy = Policy::from_yaml(rendered.as_bytes(), &overrides).unwrap();
+    assert_eq!(policy.pods.requesters, [requester]);
     assert!(
         container
             .volume_mounts

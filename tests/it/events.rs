@@ -24,7 +24,7 @@ fn status_of(review: &Value, response: &Value) -> Value {
     serde_json::from_str(text).unwrap()
 }
 
-/// With `SHOW=1`, prints what a user or admin would see (for the README's examples):
+/// With `SHOW=1`, prints what a user or admin would see (for docs/behaviour.md's examples):
 /// `SHOW=1 cargo nextest run -E "test(/^events::/)" --no-capture`.
 fn show(what: &str, value: &Value) {
     if std::env::var_os("SHOW").is_some() {

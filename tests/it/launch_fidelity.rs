@@ -2,7 +2,7 @@
 //! each stored launch gives the pod the chart's `pre_spawn_hook.py` would have given on the same
 //! site — worked out here by [`hook_pod`], a reading of that hook
 //! (NrgXnat/xnat-jupyterhub-image, `xnat-jupyterhub-chart/files/pre_spawn_hook.py`) — except
-//! where the webhook is deliberately safer (the README's table), which each test states.
+//! where the webhook is deliberately safer (docs/policy.md's migration table), which each test states.
 //!
 //! The stored launches follow the plugin's source (NrgXnat/xnat-jupyterhub-plugin):
 //! `DefaultUserOptionsService.storeUserOptions` builds the mounts (sources translated by a plain

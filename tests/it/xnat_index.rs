@@ -163,7 +163,7 @@ async fn the_index_is_off_by_default() {
 
 /// A project whose member list cannot be read keeps its last list, but that list is not trusted
 /// for spawns: its members are looked up per user, so a membership removed meanwhile is not
-/// mounted once the next refresh has run (the README's revocation promise), and the user's
+/// mounted once the next refresh has run (docs/behaviour.md's revocation promise), and the user's
 /// other projects still come from XNAT.
 #[tokio::test]
 async fn a_revoked_membership_is_gone_even_while_its_projects_member_list_fails() {

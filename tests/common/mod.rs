@@ -389,6 +389,7 @@ fn api_server_client(dir: &Path, ca_pem: &str) -> (PathBuf, reqwest::Client) {
         .tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap()])
         .identity(reqwest::Identity::from_pem(identity.as_bytes()).unwrap())
         .timeout(Duration::from_secs(20))
+        .pool_idle_timeout(CLIENT_POOL_IDLE)
         .build()
         .unwrap();
     (path, client)
@@ -442,6 +443,7 @@ impl Harness {
             .local_address(Some(ip.parse().unwrap()))
             .http1_only()
             .timeout(Duration::from_secs(30))
+            .pool_idle_timeout(CLIENT_POOL_IDLE)
             .build()
             .unwrap()
     }
@@ -508,12 +510,19 @@ impl Drop for Harness {
     }
 }
 
+/// How long a harness client keeps an idle connection for reuse: well under the webhook's idle
+/// timeout in the harness (5 s), as the API server's 90 s is under the webhook's 5 min. A client
+/// that kept it as long as the server does would send a request on a connection the server is
+/// just closing (a keep-alive race no server can prevent), which a test's loaded machine meets.
+pub const CLIENT_POOL_IDLE: Duration = Duration::from_secs(2);
+
 /// An HTTPS client that trusts only the test CA.
 pub fn https_client(ca_pem: &str) -> reqwest::Client {
     jupyter_xnat_webhook::install_crypto_provider();
     reqwest::Client::builder()
         .tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap()])
         .timeout(Duration::from_secs(20))
+        .pool_idle_timeout(CLIENT_POOL_IDLE)
         .build()
         .unwrap()
 }

@@ -545,3 +545,78 @@ async fn a_kubeconfig_names_the_api_server_for_local_runs() {
     };
     assert!(error.contains("kubeconfig"), "{error}");
 }
+
+/// The API server's review of a pod that the webhook cannot take (here a body over 1 MiB,
+/// streamed as the API server may send it, so it is refused only once its first bytes are in) is
+/// answered 413, and the pod's user still hears why: a Warning naming the pod. The same review
+/// from another address posts nothing (anyone could name any pod).
+#[tokio::test]
+async fn a_review_refused_unread_still_tells_the_pods_user() {
+    let (h, kube) = with_events("").await;
+    let mut review = review_of_pod("alice", "jupyter-huge");
+    review["request"]["object"]["metadata"]["annotations"]["padding"] =
+        json!("x".repeat(1_100_000));
+    let body = axum::body::Bytes::from(serde_json::to_vec(&review).unwrap());
+    assert_eq!(post_streamed(&h, "127.0.0.2", body.clone()).await, 413);
+    assert_eq!(post_streamed(&h, "127.0.0.1", body).await, 413);
+    let e = &kube.wait_for_events(1).await[0];
+    show_event(e);
+    assert_eq!(e["involvedObject"]["name"], "jupyter-huge");
+    assert_eq!(
+        (e["type"].as_str(), e["reason"].as_str()),
+        (Some("Warning"), Some("XnatDataNotAttached"))
+    );
+    let message = e["message"].as_str().unwrap();
+    assert!(
+        message.contains("the webhook could not take this pod's review now"),
+        "{message}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(kube.events().len(), 1, "only the API server's review tells");
+}
+
+/// POSTs `body` over HTTP/2 from `from`, in 64 KiB DATA frames with no Content-Length; the status.
+async fn post_streamed(h: &Harness, from: &str, body: axum::body::Bytes) -> u16 {
+    jupyter_xnat_webhook::install_crypto_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::pem::PemObject::from_pem_slice(h.ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    let mut config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    let tcp = socket.connect(h.addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let (mut send, connection) = h2::client::handshake(tls).await.unwrap();
+    tokio::spawn(connection);
+    let request = axum::http::Request::post(h.url("/mutate"))
+        .header("content-type", "application/json")
+        .body(())
+        .unwrap();
+    let (response, mut stream) = send.send_request(request, false).unwrap();
+    let sending = tokio::spawn(async move {
+        let chunks: Vec<_> = body
+            .chunks(64 * 1024)
+            .map(axum::body::Bytes::copy_from_slice)
+            .collect();
+        let last = chunks.len() - 1;
+        for (i, chunk) in chunks.into_iter().enumerate() {
+            stream.reserve_capacity(chunk.len());
+            // Refused before the end: the server resets the stream, and sending stops.
+            if stream.send_data(chunk, i == last).is_err() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    });
+    let status = response.await.unwrap().status().as_u16();
+    sending.abort();
+    status
+}

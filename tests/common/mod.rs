@@ -516,6 +516,33 @@ impl Drop for Harness {
 /// just closing (a keep-alive race no server can prevent), which a test's loaded machine meets.
 pub const CLIENT_POOL_IDLE: Duration = Duration::from_secs(2);
 
+/// A TLS connection to `addr` from the loopback address `from`, trusting only `ca_pem`, offering
+/// the `alpn` protocols: for tests that speak HTTP by hand (HTTP/2 frames, bytes held back).
+pub async fn tls_to(
+    addr: SocketAddr,
+    ca_pem: &str,
+    from: &str,
+    alpn: &[&[u8]],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    jupyter_xnat_webhook::install_crypto_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::pem::PemObject::from_pem_slice(ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    let mut config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    let tcp = socket.connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .unwrap()
+}
+
 /// An HTTPS client that trusts only the test CA.
 pub fn https_client(ca_pem: &str) -> reqwest::Client {
     jupyter_xnat_webhook::install_crypto_provider();

@@ -3,7 +3,6 @@
 //! a connection, answers nobody reads, the cap on reviews in flight, the body limit, and the
 //! metrics port's own limits. Each of these failed before the server counted use by requests.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
@@ -15,19 +14,7 @@ async fn tls_stream(
     h: &Harness,
     alpn: &[&[u8]],
 ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    jupyter_xnat_webhook::install_crypto_provider();
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(rustls::pki_types::pem::PemObject::from_pem_slice(h.ca_pem.as_bytes()).unwrap())
-        .unwrap();
-    let mut config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(h.addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    connector.connect(name, tcp).await.unwrap()
+    tls_to(h.addr, &h.ca_pem, "127.0.0.1", alpn).await
 }
 
 /// One HTTP/1.1 GET on an open connection; the status line.

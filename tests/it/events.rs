@@ -577,23 +577,7 @@ async fn a_review_refused_unread_still_tells_the_pods_user() {
 
 /// POSTs `body` over HTTP/2 from `from`, in 64 KiB DATA frames with no Content-Length; the status.
 async fn post_streamed(h: &Harness, from: &str, body: axum::body::Bytes) -> u16 {
-    jupyter_xnat_webhook::install_crypto_provider();
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(rustls::pki_types::pem::PemObject::from_pem_slice(h.ca_pem.as_bytes()).unwrap())
-        .unwrap();
-    let mut config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
-    let tcp = socket.connect(h.addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .unwrap();
+    let tls = tls_to(h.addr, &h.ca_pem, from, &[b"h2"]).await;
     let (mut send, connection) = h2::client::handshake(tls).await.unwrap();
     tokio::spawn(connection);
     let request = axum::http::Request::post(h.url("/mutate"))

@@ -987,6 +987,35 @@ fn values_reach_the_objects_they_name() {
     assert!(ports.contains(&8081), "XNAT's port is open: {ports:?}");
 }
 
+/// `certificates.mode: existing` serves the Secret named and puts the CA given into the caBundle,
+/// and renders no certificate of its own.
+#[test]
+fn an_existing_certificate_is_the_one_served_and_trusted() {
+    let r = template(
+        "certificates: {mode: existing, existing: {secretName: site-webhook-tls, caBundle: Q0E=}}",
+    );
+    assert!(r.of_kind("Secret").is_empty() && r.of_kind("Certificate").is_empty());
+    let deployment: Deployment = r.one("Deployment");
+    let (pod, _) = webhook_container(&deployment);
+    let tls = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == "tls")
+        .unwrap();
+    assert_eq!(
+        tls.secret.as_ref().unwrap().secret_name.as_deref(),
+        Some("site-webhook-tls")
+    );
+    let config: MutatingWebhookConfiguration = r.one("MutatingWebhookConfiguration");
+    assert!(
+        config.metadata.annotations.is_none(),
+        "no cert-manager injection"
+    );
+    let bundle = config.webhooks.unwrap()[0].client_config.ca_bundle.clone();
+    assert_eq!(bundle.unwrap().0, b"CA");
+}
+
 /// Optional pieces switch off: no Events RBAC when the policy posts no Events, no
 /// NetworkPolicy or PDB when turned off, and the chart's own credentials Secret when asked.
 #[test]

@@ -995,16 +995,8 @@ fn an_existing_certificate_is_the_one_served_and_trusted() {
         "certificates: {mode: existing, existing: {secretName: site-webhook-tls, caBundle: Q0E=}}",
     );
     assert!(r.of_kind("Secret").is_empty() && r.of_kind("Certificate").is_empty());
-    let deployment: Deployment = r.one("Deployment");
-    let (pod, _) = webhook_container(&deployment);
-    let tls = pod
-        .volumes
-        .iter()
-        .flatten()
-        .find(|v| v.name == "tls")
-        .unwrap();
     assert_eq!(
-        tls.secret.as_ref().unwrap().secret_name.as_deref(),
+        mounted_secret(&r, "tls").as_deref(),
         Some("site-webhook-tls")
     );
     let config: MutatingWebhookConfiguration = r.one("MutatingWebhookConfiguration");
@@ -1035,16 +1027,13 @@ fn switches_leave_out_what_they_name() {
     }
     let secret: Secret = r.one("Secret");
     assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/basic-auth"));
+    assert_eq!(mounted_secret(&r, "xnat-credentials"), secret.metadata.name);
+}
+
+/// The Secret the webhook's pod mounts as its volume `volume`.
+fn mounted_secret(r: &Rendered, volume: &str) -> Option<String> {
     let deployment: Deployment = r.one("Deployment");
     let (pod, _) = webhook_container(&deployment);
-    let credentials = pod
-        .volumes
-        .iter()
-        .flatten()
-        .find(|v| v.name == "xnat-credentials")
-        .unwrap();
-    assert_eq!(
-        credentials.secret.as_ref().unwrap().secret_name,
-        secret.metadata.name
-    );
+    let found = pod.volumes.iter().flatten().find(|v| v.name == volume)?;
+    found.secret.as_ref()?.secret_name.clone()
 }
